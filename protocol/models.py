@@ -1,0 +1,167 @@
+"""JSON forms of messages, for the boundaries where they leave the binary world (MQTT, recordings).
+
+Units are the edge units of DESIGN.md and are named in every field: kPa, mL, mL/min, s. The hot
+path never builds these: telemetry stays in numpy arrays until it is published or written.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from protocol.enums import AlarmCode, EventKind, State, StopReason, StopSource
+from protocol.messages import DeviceInfo, Event, Status
+from protocol.telemetry import SampleArray
+
+PA_PER_KPA = 1000.0
+NL_PER_ML = 1e6
+NL_S_PER_ML_MIN = 1e6 / 60.0
+
+
+def kpa(pa: float) -> float:
+    return pa / PA_PER_KPA
+
+
+def ml(nl: float) -> float:
+    return nl / NL_PER_ML
+
+
+def ml_min(nl_s: float) -> float:
+    return nl_s / NL_S_PER_ML_MIN
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DeviceInfoRecord(_Model):
+    protocol_version: int
+    firmware_version: str
+    serial: str
+    capabilities: list[str]
+    sample_rate_hz: int
+    watchdog_ms: int
+    max_pressure_kpa: float
+    max_flow_ml_min: float
+    travel_mm: float
+
+    @classmethod
+    def from_message(cls, m: DeviceInfo) -> DeviceInfoRecord:
+        return cls(
+            protocol_version=m.protocol_version,
+            firmware_version=m.firmware_version,
+            serial=m.serial,
+            capabilities=[c.name for c in type(m.capabilities) if c and c in m.capabilities and c.name],
+            sample_rate_hz=m.sample_rate_hz,
+            watchdog_ms=m.watchdog_ms,
+            max_pressure_kpa=kpa(m.max_pressure_pa),
+            max_flow_ml_min=ml_min(m.max_flow_nl_s),
+            travel_mm=m.travel_um / 1000.0,
+        )
+
+
+class EventRecord(_Model):
+    """One controller event, as published on MQTT and written to recordings."""
+
+    event_index: int
+    kind: EventKind
+    state: State
+    prev_state: State
+    reason: StopReason
+    source: StopSource
+    alarm: AlarmCode
+    t_s: float = Field(description="controller time since power-up, s")
+    pressure_kpa: float
+    volume_ml: float
+    detail: int
+
+    @classmethod
+    def from_message(cls, m: Event) -> EventRecord:
+        return cls(
+            event_index=m.event_index,
+            kind=m.kind,
+            state=m.state,
+            prev_state=m.prev_state,
+            reason=m.reason,
+            source=m.source,
+            alarm=m.alarm,
+            t_s=m.t_us / 1e6,
+            pressure_kpa=kpa(m.pressure_pa),
+            volume_ml=ml(m.volume_nl),
+            detail=m.detail,
+        )
+
+
+class StatusRecord(_Model):
+    state: State
+    stop_reason: StopReason
+    stop_source: StopSource
+    flags: int
+    t_s: float
+    pressure_kpa: float
+    volume_ml: float
+    flow_ml_min: float
+    flow_setpoint_ml_min: float
+    volume_limit_ml: float
+    increment_ml: float
+    increments_done: int
+    soft_limit_kpa: float
+    hard_limit_kpa: float
+    relief_kpa: float
+    viscosity_pa_s: float | None
+    mixed_age_s: float
+    working_time_s: float
+
+    @classmethod
+    def from_message(cls, m: Status) -> StatusRecord:
+        return cls(
+            state=m.state,
+            stop_reason=m.stop_reason,
+            stop_source=m.stop_source,
+            flags=int(m.flags),
+            t_s=m.t_us / 1e6,
+            pressure_kpa=kpa(m.pressure_pa),
+            volume_ml=ml(m.volume_nl),
+            flow_ml_min=ml_min(m.flow_nl_s),
+            flow_setpoint_ml_min=ml_min(m.flow_setpoint_nl_s),
+            volume_limit_ml=ml(m.volume_limit_nl),
+            increment_ml=ml(m.increment_nl),
+            increments_done=m.increments_done,
+            soft_limit_kpa=kpa(m.soft_limit_pa),
+            hard_limit_kpa=kpa(m.hard_limit_pa),
+            relief_kpa=kpa(m.relief_pa),
+            viscosity_pa_s=m.viscosity_pas if math.isfinite(m.viscosity_pas) else None,
+            mixed_age_s=m.mixed_age_ms / 1000.0,
+            working_time_s=m.working_time_ms / 1000.0,
+        )
+
+
+class TelemetryRecord(_Model):
+    """A telemetry batch in edge units, column-wise (one list per signal) to keep JSON small."""
+
+    first_index: int
+    t_s: list[float]
+    pressure_kpa: list[float]
+    volume_ml: list[float]
+    flow_ml_min: list[float]
+    motor_mm_s: list[float]
+    viscosity_pa_s: list[float | None]
+    flags: list[int]
+    state: list[int]
+
+    @classmethod
+    def from_samples(cls, first_index: int, s: SampleArray) -> TelemetryRecord:
+        visc: list[Any] = [v if math.isfinite(v) else None for v in s["viscosity_pas"].tolist()]
+        return cls(
+            first_index=first_index,
+            t_s=(s["t_us"] / 1e6).tolist(),
+            pressure_kpa=(s["pressure_pa"] / PA_PER_KPA).tolist(),
+            volume_ml=(s["volume_nl"] / NL_PER_ML).tolist(),
+            flow_ml_min=(s["flow_nl_s"] / NL_S_PER_ML_MIN).tolist(),
+            motor_mm_s=(s["motor_um_s"] / 1000.0).tolist(),
+            viscosity_pa_s=visc,
+            flags=s["flags"].tolist(),
+            state=s["state"].tolist(),
+        )

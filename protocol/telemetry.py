@@ -1,0 +1,60 @@
+"""Telemetry sample layout, shared by the C struct, the wire and the host's numpy arrays.
+
+One sample is 32 bytes, little-endian, naturally aligned; a TELEMETRY_BATCH body is an 8-byte batch
+header followed by `count` samples. The host decodes a batch with one `np.frombuffer` call.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+SAMPLE_DTYPE: np.dtype[Any] = np.dtype(
+    [
+        ("t_us", "<u8"),  # controller time since power-up, microseconds
+        ("pressure_pa", "<i4"),  # syringe pressure, Pa (gauge); invalid while flags has SENSOR_FAULT
+        ("volume_nl", "<i4"),  # delivered volume since ARM, nanolitres (1 nL = 1e-12 m^3)
+        ("flow_nl_s", "<i4"),  # measured flow (plunger speed x bore area), nL/s
+        ("motor_um_s", "<i4"),  # commanded plunger speed, um/s, forward positive
+        ("viscosity_pas", "<f4"),  # online apparent viscosity estimate, Pa s; NaN when not valid
+        ("flags", "<u2"),  # protocol.enums.Flags
+        ("state", "u1"),  # protocol.enums.State
+        ("stop_reason", "u1"),  # protocol.enums.StopReason of the latched stop, else NONE
+    ]
+)
+SAMPLE_SIZE = SAMPLE_DTYPE.itemsize
+assert SAMPLE_SIZE == 32
+
+BATCH_HEADER = struct.Struct("<IHH")  # first_index u32, count u16, period_us u16
+MAX_BATCH_SAMPLES = 30
+"""So that the largest batch fits in framing.MAX_PAYLOAD: 4 + 8 + 30 x 32 = 972 bytes."""
+
+SampleArray = npt.NDArray[Any]
+
+
+def empty_samples(n: int = 0) -> SampleArray:
+    return np.zeros(n, dtype=SAMPLE_DTYPE)
+
+
+def pack_sample(
+    t_us: int,
+    pressure_pa: int,
+    volume_nl: int,
+    flow_nl_s: int,
+    motor_um_s: int,
+    viscosity_pas: float,
+    flags: int,
+    state: int,
+    stop_reason: int,
+) -> bytes:
+    """One sample as bytes: what firmware appends to its batch buffer each sample period."""
+    return _SAMPLE_STRUCT.pack(
+        t_us, pressure_pa, volume_nl, flow_nl_s, motor_um_s, viscosity_pas, flags, state, stop_reason
+    )
+
+
+_SAMPLE_STRUCT = struct.Struct("<QiiiifHBB")
+assert _SAMPLE_STRUCT.size == SAMPLE_SIZE
