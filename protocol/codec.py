@@ -12,8 +12,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from protocol import framing
-from protocol.enums import MsgType
-from protocol.messages import REGISTRY, BodyError, Message
+from protocol.enums import EventKind, MsgType
+from protocol.messages import REGISTRY, BodyError, FieldValueError, Message
 
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct("<BBH")
@@ -38,6 +38,8 @@ class RejectReason:
     VERSION_MISMATCH = "version_mismatch"
     UNKNOWN_TYPE = "unknown_type"
     BAD_LENGTH = "bad_length"
+    BAD_VALUE = "bad_value"
+    """Right length, but a field holds an undefined enum value; `Rejected.field_index` names it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,8 @@ class Rejected:
     reason: str
     body: bytes
     detail: str
+    field_index: int | None = None
+    """Layout index of the offending field for BAD_VALUE (what a NAK BAD_PARAM reports), else None."""
 
     @property
     def cmd_id(self) -> int | None:
@@ -99,6 +103,8 @@ def decode_payload(payload: bytes, version: int = PROTOCOL_VERSION) -> Frame:
         message = cls.unpack_body(body)
     except BodyError as exc:
         raise DecodeError(Rejected(header, RejectReason.BAD_LENGTH, body, str(exc))) from None
+    except FieldValueError as exc:
+        raise DecodeError(Rejected(header, RejectReason.BAD_VALUE, body, str(exc), exc.index)) from None
     return Frame(header, message)
 
 
@@ -115,6 +121,7 @@ class StreamCounters:
     version_mismatches: int = 0
     unknown_types: int = 0
     bad_lengths: int = 0
+    bad_values: int = 0
     lost_frames: int = 0
     """Gaps in the peer's sequence numbers."""
 
@@ -160,12 +167,16 @@ class MessageStream:
                     self.counters.version_mismatches += 1
                 elif rej.reason == RejectReason.UNKNOWN_TYPE:
                     self.counters.unknown_types += 1
+                elif rej.reason == RejectReason.BAD_VALUE:
+                    self.counters.bad_values += 1
                 else:
                     self.counters.bad_lengths += 1
                 self._track_seq(rej.header.seq)
                 self.recent_rejects.append(rej)
                 out.append(rej)
                 continue
+            if frame.header.msg_type == MsgType.EVENT and frame.message.kind == EventKind.POWER_UP:  # type: ignore[attr-defined]
+                self._expected_seq = None  # the peer restarted its sequence: not a loss
             self._track_seq(frame.header.seq)
             out.append(frame)
         return out

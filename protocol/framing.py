@@ -117,6 +117,10 @@ class FrameDecoder:
             c.cobs_errors += 1
             c.bytes_dropped += len(encoded)
             return None
+        if len(body) > MAX_PAYLOAD + CRC_SIZE:
+            c.overlong += 1  # COBS slack lets a few more bytes through than any legal payload
+            c.bytes_dropped += len(encoded)
+            return None
         if len(body) < RUNT_SIZE:
             c.runts += 1
             c.bytes_dropped += len(encoded)

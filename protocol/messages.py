@@ -45,6 +45,18 @@ class BodyError(ValueError):
         self.got = got
 
 
+class FieldValueError(ValueError):
+    """A body has the right length but a field holds a value its type does not define (an enum value
+    this side does not know). The receiver rejects the frame; a device NAKs it BAD_PARAM with `index`."""
+
+    def __init__(self, msg_type: MsgType, index: int, name: str, value: int) -> None:
+        super().__init__(f"{msg_type.name}.{name} (field {index}) = {value} is not a defined value")
+        self.msg_type = msg_type
+        self.index = index
+        self.name = name
+        self.value = value
+
+
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "B": (0, 0xFF),
     "H": (0, 0xFFFF),
@@ -84,10 +96,16 @@ class Message:
     _names: ClassVar[tuple[str, ...]]
     _codes: ClassVar[tuple[str, ...]]
     _decoders: ClassVar[tuple[Any, ...]]
+    _str_sizes: ClassVar[tuple[tuple[int, int], ...]]
+    """(field index, byte size) of each fixed-size string field."""
 
     @classmethod
     def _bind_layout(cls) -> None:
         cls._struct = struct.Struct(cls.FORMAT)
+        # Device-to-host messages keep enum values this side does not know as plain ints, so that
+        # appending an enum value needs no protocol bump (a newer device's new stop reason still
+        # arrives). Commands stay strict: a device never acts on a value it does not define.
+        lenient = cls.TYPE >= 0x40
         hints = typing.get_type_hints(cls)
         names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
         codes = tuple(_codes(cls.FORMAT))
@@ -96,13 +114,16 @@ class Message:
         decoders: list[Any] = []
         for name in names:
             hint = hints[name]
-            if isinstance(hint, type) and issubclass(hint, (IntEnum, IntFlag)):
-                decoders.append(hint)
+            if isinstance(hint, type) and issubclass(hint, IntFlag):
+                decoders.append(hint)  # unknown bits are kept (boundary KEEP)
+            elif isinstance(hint, type) and issubclass(hint, IntEnum):
+                decoders.append(_lenient(hint) if lenient else hint)
             elif hint is str:
                 decoders.append(_decode_str)
             else:
                 decoders.append(None)
         cls._names, cls._codes, cls._decoders = names, codes, tuple(decoders)
+        cls._str_sizes = tuple((i, int(c[:-1])) for i, c in enumerate(codes) if c.endswith("s"))
 
     @classmethod
     def body_size(cls) -> int:
@@ -110,45 +131,91 @@ class Message:
 
     def pack_body(self) -> bytes:
         values = [getattr(self, n) for n in self._names]
-        values = [v.encode("ascii") if isinstance(v, str) else v for v in values]
         try:
+            for i, size in self._str_sizes:
+                raw = values[i].encode("ascii")
+                if len(raw) > size:  # struct would truncate silently
+                    raise self._explain()
+                values[i] = raw
             return self._struct.pack(*values)
-        except struct.error as exc:
-            raise self._explain(values) from exc
+        except (struct.error, OverflowError, UnicodeEncodeError, AttributeError) as exc:
+            # OverflowError: a float beyond float32; the others: a str field that is not ASCII text.
+            raise self._explain() from exc
 
-    def _explain(self, values: list[Any]) -> EncodeError:
-        for name, code, value in zip(self._names, self._codes, values, strict=True):
+    def _explain(self) -> EncodeError:
+        cls = type(self).__name__
+        for name, code in zip(self._names, self._codes, strict=True):
+            value = getattr(self, name)
             if code in _INT_RANGES:
                 lo, hi = _INT_RANGES[code]
                 if not isinstance(value, int) or not lo <= value <= hi:
+                    return EncodeError(f"{cls}.{name} = {value!r} is outside {code!r} range {lo}..{hi}")
+            elif code == "f":
+                try:
+                    _F32.pack(value)
+                except (struct.error, OverflowError):
                     return EncodeError(
-                        f"{type(self).__name__}.{name} = {value!r} is outside {code!r} range {lo}..{hi}"
+                        f"{cls}.{name} = {value!r} is outside 'f' range -{_F32_MAX!r}..{_F32_MAX!r} "
+                        "(float32; NaN and inf allowed)"
                     )
-            elif code.endswith("s") and len(value) > int(code[:-1]):
-                size = code[:-1]
-                return EncodeError(f"{type(self).__name__}.{name} = {value!r} is longer than {size} bytes")
-        return EncodeError(f"{type(self).__name__}: cannot pack {values!r}")
+            elif code.endswith("s"):
+                size = int(code[:-1])
+                if not isinstance(value, str) or not value.isascii():
+                    return EncodeError(f"{cls}.{name} = {value!r} is not ASCII text")
+                if len(value) > size:
+                    return EncodeError(f"{cls}.{name} = {value!r} is longer than {size} bytes")
+        return EncodeError(f"{cls}: cannot pack {[getattr(self, n) for n in self._names]!r}")
 
     @classmethod
     def unpack_body(cls, body: bytes | memoryview) -> Self:
         if len(body) != cls._struct.size:
             raise BodyError(cls.TYPE, cls._struct.size, len(body))
         raw = cls._struct.unpack(body)
-        values = [v if d is None else d(v) for d, v in zip(cls._decoders, raw, strict=True)]
+        try:
+            values = [v if d is None else d(v) for d, v in zip(cls._decoders, raw, strict=True)]
+        except ValueError:
+            raise cls._bad_value(raw) from None
         return cls(*values)
+
+    @classmethod
+    def _bad_value(cls, raw: tuple[Any, ...]) -> FieldValueError:
+        for index, (decoder, value) in enumerate(zip(cls._decoders, raw, strict=True)):
+            if decoder is None:
+                continue
+            try:
+                decoder(value)
+            except ValueError:
+                return FieldValueError(cls.TYPE, index, cls._names[index], value)
+        raise AssertionError("no field failed to decode")  # pragma: no cover
 
     def field_name(self, index: int) -> str | None:
         """Name of the field at a layout index, as NAK.field reports it."""
         return self._names[index] if 0 <= index < len(self._names) else None
 
 
+def _lenient(enum: type[IntEnum]) -> Any:
+    members = {int(m): m for m in enum}
+    return lambda value: members.get(value, value)
+
+
+_F32 = struct.Struct("<f")
+_F32_MAX = 3.4028234663852886e38
+
+
 def _decode_str(raw: bytes) -> str:
     return raw.rstrip(b"\x00").decode("ascii", "replace")
 
 
-def _message(cls: type[Any]) -> type[Any]:
-    """Class decorator: frozen slotted dataclass, layout bound, registered by type."""
-    dc = dataclass(frozen=True, slots=True)(cls)
+_M = typing.TypeVar("_M", bound="Message")
+
+
+@typing.dataclass_transform(frozen_default=True)
+def _message(cls: type[_M]) -> type[_M]:
+    """Class decorator: frozen slotted dataclass, layout bound, registered by type.
+
+    dataclass_transform lets type checkers see each message's generated __init__ (fields, defaults).
+    """
+    dc: type[_M] = dataclass(frozen=True, slots=True)(cls)
     dc._bind_layout()
     if dc.TYPE in REGISTRY:
         raise TypeError(f"duplicate message type {dc.TYPE!r}")
@@ -242,7 +309,8 @@ class Resume(Command):
 
 @_message
 class Stop(Command):
-    """Always accepted, in every state; latches a stop when injecting or paused."""
+    """Always honoured, in every state, with or without a session: latches a stop in ARMED,
+    INJECTING and PAUSED. A STOP whose source byte is undefined still stops (source OPERATOR)."""
 
     TYPE = MsgType.STOP
     FORMAT = "<HBx"
@@ -252,7 +320,8 @@ class Stop(Command):
 
 @_message
 class Clear(Command):
-    """Releases a latched stop (STOPPED, FAULT, DONE -> IDLE) once relief has finished."""
+    """Back to IDLE: releases a latched stop (STOPPED, FAULT) or DONE once relief has finished,
+    and disarms ARMED."""
 
     TYPE = MsgType.CLEAR
     FORMAT = "<H2x"
@@ -354,10 +423,14 @@ class Status(Message):
 
 @_message
 class Event(Message):
-    """Pushed unsolicited. event_index counts from 0 at power-up, so gaps are visible."""
+    """Pushed unsolicited. event_index counts from 0 at power-up, so gaps are visible.
+
+    t_us comes first so that every field is naturally aligned: a plain C struct, no packing.
+    """
 
     TYPE = MsgType.EVENT
-    FORMAT = "<IBBBBBB2xQiii"
+    FORMAT = "<QIBBBBBB2xiii"
+    t_us: int
     event_index: int
     kind: EventKind
     state: State
@@ -365,7 +438,6 @@ class Event(Message):
     reason: StopReason
     source: StopSource
     alarm: AlarmCode
-    t_us: int
     pressure_pa: int
     volume_nl: int
     detail: int
@@ -396,14 +468,15 @@ class Nak(Message):
 
 
 class TelemetryBatch(Message):
-    """A batch of consecutive samples. Variable length: 8-byte header, then count x 32 bytes."""
+    """A batch of consecutive samples. Variable length: 12-byte header, then count x 32 bytes."""
 
     TYPE = MsgType.TELEMETRY_BATCH
     __slots__ = ("first_index", "period_us", "samples")
 
     def __init__(self, first_index: int, period_us: int, samples: SampleArray) -> None:
         self.first_index = first_index
-        """Index of samples[0] in the device's sample stream since power-up; gaps mean lost samples."""
+        """Index of samples[0] among the telemetry samples sent since power-up: the next batch starts
+        at first_index + count whatever the divider, so a gap means lost samples."""
         self.period_us = period_us
         self.samples = samples
 
@@ -417,17 +490,18 @@ class TelemetryBatch(Message):
             raise EncodeError(f"TelemetryBatch.samples has {n} samples, at most {MAX_BATCH_SAMPLES}")
         if self.samples.dtype != SAMPLE_DTYPE:
             raise EncodeError("TelemetryBatch.samples must have protocol.telemetry.SAMPLE_DTYPE")
-        try:
-            header = BATCH_HEADER.pack(self.first_index, n, self.period_us)
-        except struct.error as exc:
-            raise EncodeError(f"TelemetryBatch header out of range: {exc}") from exc
+        for name, code, value in (("first_index", "I", self.first_index), ("period_us", "I", self.period_us)):
+            lo, hi = _INT_RANGES[code]
+            if not isinstance(value, int) or not lo <= value <= hi:
+                raise EncodeError(f"TelemetryBatch.{name} = {value!r} is outside {code!r} range {lo}..{hi}")
+        header = BATCH_HEADER.pack(self.first_index, self.period_us, n, 0)
         return header + self.samples.tobytes()
 
     @classmethod
     def unpack_body(cls, body: bytes | memoryview) -> Self:
         if len(body) < BATCH_HEADER.size:
             raise BodyError(cls.TYPE, BATCH_HEADER.size, len(body))
-        first_index, count, period_us = BATCH_HEADER.unpack_from(body)
+        first_index, period_us, count, _reserved = BATCH_HEADER.unpack_from(body)
         expected = BATCH_HEADER.size + count * SAMPLE_SIZE
         if len(body) != expected or count > MAX_BATCH_SAMPLES:
             raise BodyError(cls.TYPE, expected, len(body))
@@ -466,6 +540,7 @@ __all__ = [
     "EncodeError",
     "Event",
     "EventKind",
+    "FieldValueError",
     "Flags",
     "GetStatus",
     "Heartbeat",

@@ -1,0 +1,136 @@
+"""`cementguard sim`: serve the simulated pump on a pty or TCP, or validate the physics.
+
+The first line on stdout is always `PORT <address>`, so scripts and tests can start the simulator
+and read where to connect before anything else is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import tomllib
+from pathlib import Path
+from types import FrameType
+
+from pydantic import ValidationError
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "sim",
+        help="run the simulated pump, cement and vertebra on a pty or TCP port",
+        description=(
+            "Serve the controller firmware and the simulated plant on a byte stream, at a 1 kHz tick. "
+            "Prints 'PORT <address>' as the first line, then serves until SIGINT or SIGTERM."
+        ),
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--pty", action="store_true", help="serve on a new pseudo-terminal (the default)")
+    where.add_argument(
+        "--tcp",
+        metavar="HOST:PORT",
+        help="serve on TCP for pyserial socket:// URLs; port 0 picks a free port (loopback by default)",
+    )
+    p.add_argument("--scenario", type=Path, help="TOML file with plant parameters and scheduled events")
+    p.add_argument("--seed", type=int, default=None, help="override the scenario's random seed")
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help=(
+            "run simulated time this many times faster than wall time (1-100). The host must then "
+            "heartbeat time-scale times faster than the reported watchdog; the HIL runner does this"
+        ),
+    )
+    p.add_argument("--serial", default="SIM-0001", help="device serial number reported in the handshake")
+    p.add_argument(
+        "--power-on",
+        choices=["host", "now"],
+        default="host",
+        help=(
+            "when the simulated device boots: 'host' when a host first opens the port, so the host "
+            "reads the POWER_UP event (as with a USB-powered pump); 'now' at once"
+        ),
+    )
+    p.set_defaults(func=_serve)
+    sub = p.add_subparsers(dest="sim_command", metavar="{validate}")
+    v = sub.add_parser(
+        "validate",
+        help="check the simulator against the published figures (exits 1 on a FAIL)",
+        description="Print each validation target of the physics references: published, simulated, "
+        "tolerance, PASS/FAIL.",
+    )
+    v.set_defaults(func=_validate)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from firmware_sim.plant.validate import main
+
+    return main([])
+
+
+def load_plant_config(path: Path | None, seed: int | None):  # type: ignore[no-untyped-def]
+    """Plant parameters from a scenario file (its [plant] table, or the whole file)."""
+    from firmware_sim.plant import PlantConfig
+
+    data: dict[str, object] = {}
+    if path is not None:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+        plant = raw.get("plant", raw)
+        data = dict(plant) if isinstance(plant, dict) else {}
+    if seed is not None:
+        data["seed"] = seed
+    return PlantConfig.model_validate(data)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from firmware_sim.controller import Controller, ControllerConfig, FirmwareIdentity
+    from firmware_sim.device import DeviceRuntime, PtyTransport, TcpTransport
+    from firmware_sim.plant import Plant
+
+    if not 1.0 <= args.time_scale <= 100.0:
+        print(f"error: --time-scale {args.time_scale} is outside the allowed range 1..100", file=sys.stderr)
+        return 2
+    try:
+        plant_config = load_plant_config(args.scenario, args.seed)
+    except FileNotFoundError:
+        print(f"error: scenario file {args.scenario} does not exist", file=sys.stderr)
+        return 2
+    except tomllib.TOMLDecodeError as exc:
+        print(f"error: scenario file {args.scenario} is not valid TOML: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"error: scenario file {args.scenario}:\n{exc}", file=sys.stderr)
+        return 2
+
+    if args.tcp:
+        host, _, port = args.tcp.rpartition(":")
+        try:
+            transport: PtyTransport | TcpTransport = TcpTransport(host or "127.0.0.1", int(port))
+        except (ValueError, OSError) as exc:
+            print(f"error: --tcp {args.tcp}: {exc}", file=sys.stderr)
+            return 2
+    else:
+        transport = PtyTransport()
+
+    controller = Controller(ControllerConfig(), identity=FirmwareIdentity.simulator(args.serial))
+    runtime = DeviceRuntime(controller, Plant(plant_config), transport)
+
+    stopping = False
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    print(f"PORT {transport.address}", flush=True)
+    try:
+        if args.power_on == "host" and not runtime.wait_for_host(lambda: stopping):
+            return 0
+        runtime.run_realtime(lambda: stopping, time_scale=args.time_scale)
+    finally:
+        transport.close()
+    return 0

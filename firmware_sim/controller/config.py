@@ -1,0 +1,261 @@
+"""Every tunable of the controller, with its default and the reason for it.
+
+`ControllerConfig` is the firmware's parameter block: plain scalars, fixed at boot. The numbers
+assume the reference rig (`firmware_sim.hal.REFERENCE_RIG`): a 0-10 MPa transducer with about
+10 kPa (0.1 % of full scale) of white noise per 1 kHz sample, a 1 um encoder, a 5 mm/s plunger.
+`docs/controller.md` tabulates the detectors with their latency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protocol.enums import Capabilities
+from protocol.telemetry import MAX_BATCH_SAMPLES
+
+ALL_CAPABILITIES = (
+    Capabilities.RELIEF_BACKOFF
+    | Capabilities.INCREMENTAL
+    | Capabilities.FLUORO_LINE
+    | Capabilities.VISCOSITY_ESTIMATE
+    | Capabilities.TELEMETRY_CONFIG
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareIdentity:
+    """Who the device is, as DEVICE_INFO reports it."""
+
+    serial: str
+    fw_major: int
+    fw_minor: int
+    fw_patch: int
+    capabilities: Capabilities
+
+    @classmethod
+    def simulator(cls, serial: str = "SIM-0001") -> FirmwareIdentity:
+        """The simulated pump: every capability, plus SIMULATOR (telemetry flag SIMULATED)."""
+        return cls(serial, 0, 1, 0, ALL_CAPABILITIES | Capabilities.SIMULATOR)
+
+
+DEFAULT_IDENTITY = FirmwareIdentity("CG-0000", 0, 1, 0, ALL_CAPABILITIES)
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """The controller's parameter block. Pressures in Pa, times in ms unless named otherwise."""
+
+    # -- timing and device limits -------------------------------------------------------------
+    sample_rate_hz: int = 1000
+    """Tick and sensor sample rate. Every count-based debounce below is in these samples."""
+    watchdog_ms: int = 500
+    """HOST_LOST when no valid frame arrived for this long. The host heartbeats at half of it, so
+    one lost heartbeat is tolerated and a dead host stops the pump within 0.5 s."""
+    max_pressure_pa: int = 8_000_000
+    """Device ceiling for every pressure limit (80 % of the 10 MPa transducer span, so a hard limit
+    always sits well inside the range the sensor can read). Requests above it are clamped."""
+    max_flow_nl_s: int = 166_667
+    """Device ceiling for the flow setpoint: 10 mL/min, 2.5x the 3-4 mL/min of clinical practice."""
+    default_soft_limit_pa: int = 2_500_000
+    """Soft limit in force before any ARM: the mean clinical peak is ~1.7 MPa (Krebs 2005)."""
+    default_hard_limit_pa: int = 4_000_000
+    """Hard limit in force before any ARM: above the highest clinical peak seen (3.2 MPa)."""
+    default_relief_pa: int = 200_000
+    """Relief threshold in force before any ARM."""
+
+    # -- pressure conditioning --------------------------------------------------------------
+    pressure_filter_alpha: float = 0.125
+    """First-order IIR on the pressure used by OVERPRESSURE, the throttle and relief.
+    Noise 10 kPa -> 2.6 kPa; lag on a ramp 7 samples (7 ms); 95 % of a step in 23 samples."""
+    block_samples: int = 10
+    """Samples averaged into one block (10 ms): the rate of the slope-based detectors, the
+    viscosity estimate, the stall check and the working-time check. Halves their cost per tick
+    tenfold and lowers block noise to 10/sqrt(10) = 3.2 kPa."""
+
+    # -- OVERPRESSURE ------------------------------------------------------------------------
+    overpressure_samples: int = 3
+    """Consecutive filtered samples at or above the hard limit. 3 ms: short enough to be the
+    plain threshold detector of the benchmark, long enough to ignore a single corrupt sample."""
+
+    # -- PRESSURE_RISE (occlusion) -------------------------------------------------------------
+    rise_enabled: bool = True
+    rise_window_blocks: int = 10
+    """Slope = (block mean now - block mean 10 blocks ago) / 100 ms. Noise on the slope is
+    sqrt(2) x 3.2 kPa / 0.1 s = 45 kPa/s; successive estimates share no block, so they are
+    independent and the consecutive-block debounce multiplies false-trip odds."""
+    rise_min_pa_s: float = 300_000.0
+    """Slope threshold floor: 6.7 sigma of the slope noise; 2-10x below the Q/C rise of a
+    blocked cannula at clinical flows; 10x above the rise from cement viscosity creep."""
+    rise_rel_per_s: float = 0.1
+    """Threshold grows with pressure (slope > 0.1/s x p) so that the slow, proportional rise of
+    setting cement at high pressure never trips it; OVERPRESSURE covers that case."""
+    rise_arm_pa_s: float = 100_000.0
+    """Armed only once the slope has fallen below this after START/RESUME or a flow increase:
+    the start-up ramp has the same rate as an occlusion, but it decays; an occlusion does not."""
+    rise_arm_blocks: int = 5
+    """Blocks the slope must stay below `rise_arm_pa_s` to arm (50 ms)."""
+    rise_trip_blocks: int = 3
+    """Consecutive blocks above the threshold to trip (adds 20 ms)."""
+    rise_flow_tolerance: float = 0.02
+    """A commanded flow increase above this fraction of the setpoint over the window disarms."""
+
+    # -- PRESSURE_LOSS (disconnection, rupture) -------------------------------------------------
+    loss_enabled: bool = True
+    loss_window_blocks: int = 5
+    """Drop measured over 50 ms."""
+    loss_min_pa: float = 100_000.0
+    """A drop must exceed this (22 sigma of the 50 ms block difference) ..."""
+    loss_frac: float = 0.25
+    """... and this fraction of the pressure at the window start: at constant flow a healthy
+    line never loses a quarter of its pressure in 50 ms."""
+    loss_arm_pa: float = 200_000.0
+    """Only meaningful when there is pressure to lose."""
+    loss_flow_frac: float = 0.5
+    """Armed only while the plunger has run at >= this fraction of the setpoint for the whole
+    window: a falling pressure under a throttled or braking plunger is expected."""
+    loss_trip_blocks: int = 2
+
+    # -- SENSOR_FAULT -----------------------------------------------------------------------------
+    sensor_range_samples: int = 3
+    """Consecutive samples outside the NAMUR NE 43 band (Hardware.loop_fault_low/high_ma) to trip.
+    Out-of-range samples are never used as pressure: the last valid one is held meanwhile."""
+    sensor_stuck_samples: int = 200
+    """Consecutive identical ADC readings while the plunger moves (0 disables). With 42 counts of
+    noise two equal consecutive readings have odds ~0.7 %; 200 in a row never happen with a live
+    sensor. A noise-free simulated sensor would trip it: disable it there."""
+    sensor_noise_spec_pa: float = 10_000.0
+    """The transducer's specified noise (sigma per sample)."""
+    sensor_noise_alpha: float = 1.0 / 64.0
+    """IIR on |p[k] - p[k-1]| (mean 1.13 sigma for white noise), time constant 64 samples."""
+    sensor_noise_fault_factor: float = 10.0
+    """Fault when that mean exceeds 10x its nominal value (113 kPa): a loose connector, EMI."""
+    sensor_noise_suspect_factor: float = 4.0
+    """SENSOR_SUSPECT alarm above 4x nominal."""
+    sensor_noise_samples: int = 20
+    """Consecutive samples above the fault level to trip."""
+    sensor_clear_samples: int = 100
+    """A fault condition counts as gone after this many good samples (for CLEAR)."""
+
+    # -- MOTOR_STALL, END_OF_TRAVEL ------------------------------------------------------------
+    stall_tolerance_m: float = 100e-6
+    """Commanded (integrated steps) minus encoder position beyond 0.1 mm: 40x the per-tick travel
+    at full flow, above screw and coupling compliance, ~4 uL at a 7.3 mm bore."""
+    stall_ms: int = 20
+    """... for this long (checked per block)."""
+    travel_margin_m: float = 0.5e-3
+    """END_OF_TRAVEL when the plunger would stop (at the braking deceleration) within this of the
+    forward end; the limit switch trips it at once as well."""
+    home_margin_m: float = 0.2e-3
+    """Relief never backs the plunger off to within this of home."""
+
+    # -- FLUORO_STOP ---------------------------------------------------------------------------------
+    fluoro_debounce_samples: int = 3
+    """Asserted for 3 consecutive samples (3 ms): rejects contact bounce and EMI spikes."""
+    fluoro_release_samples: int = 20
+    """Released for 20 samples before the line counts as released (flag, alarm cleared)."""
+
+    # -- WORKING_TIME -------------------------------------------------------------------------------
+    working_time_warning_frac: float = 0.8
+    """WORKING_TIME_WARNING alarm at 80 % of the cement's working time."""
+
+    # -- VISCOSITY_WINDOW ---------------------------------------------------------------------------
+    viscosity_enabled: bool = True
+    viscosity_window_blocks: int = 20
+    """Flow and pressure steadiness are judged over 200 ms."""
+    viscosity_min_flow_nl_s: float = 5_000.0
+    """Estimate only above 0.3 mL/min: below it the encoder flow is too coarse."""
+    viscosity_min_pa: float = 50_000.0
+    """... and above 50 kPa, so that noise and the intravertebral back-pressure (~5-40 kPa,
+    neglected by the estimate) stay small against the cannula pressure drop."""
+    viscosity_steady_rel_per_s: float = 0.1
+    """Valid only while |dp/dt| < 0.1/s x p: the compliance then carries < ~5 % of the flow."""
+    viscosity_flow_steady_frac: float = 0.02
+    """... and the commanded flow changed by < 2 % over the window."""
+    viscosity_filter_alpha: float = 0.05
+    """Per-block IIR on the estimate: time constant 200 ms."""
+    viscosity_alarm_margin: float = 0.1
+    """VISCOSITY_HIGH / LOW alarms once the estimate is within 10 % of an edge of the window."""
+    viscosity_out_ms: int = 500
+    """VISCOSITY_WINDOW stop after the valid estimate has been outside the window for 0.5 s."""
+
+    # -- pressure throttle (the soft limit) -----------------------------------------------------
+    throttle_enabled: bool = True
+    throttle_margin_frac: float = 0.03
+    """The loop regulates to 97 % of the soft limit, so the pressure holds below it."""
+    throttle_band_frac: float = 0.15
+    """Proportional band: flow falls from 100 % at 82 % of the soft limit to 0 at 97 %. The band
+    gives the step ramp (38 ms to stop from full flow) room before the limit."""
+    throttle_ti_s: float = 0.5
+    """Integral time: inside the band the integral raises the flow until the pressure sits at
+    the setpoint, rather than somewhere down the band."""
+    throttle_clear_ms: int = 200
+    """PRESSURE_THROTTLE alarm clears after the loop has been inactive for this long."""
+
+    # -- relief --------------------------------------------------------------------------------------
+    relief_speed_m_s: float = 5e-3
+    """Back-off speed: the top plunger speed (capped at Hardware.max_step_rate_hz). After-flow
+    with relief is about 1 - q ln(1 + 1/q) of a plain stop's, q = back-off flow / injection flow,
+    plus what flows during the forced deceleration: the faster the back-off, the smaller the bolus
+    (q = 2 at 6 mL/min and top speed: 0.19 before the ramp). The pressure undershoots relief_pa by
+    one braking distance (~80 um, a few kPa below zero on the reference line)."""
+    relief_max_m: float = 3e-3
+    """Back-off never exceeds 3 mm (~125 uL at 7.3 mm), twice the compliance volume of a typical
+    line at 2 MPa."""
+    relief_blind_m: float = 1e-3
+    """Back-off with a faulty sensor (pressure unknown): a fixed 1 mm."""
+    relief_timeout_ms: int = 3000
+    """Relief gives up after 3 s whatever the pressure."""
+
+    # -- telemetry --------------------------------------------------------------------------------
+    telemetry_divider: int = 1
+    telemetry_batch_samples: int = 20
+    """20 samples per batch: 50 frames/s at 1 kHz, 648-byte payloads."""
+
+    # -- ARM plausibility --------------------------------------------------------------------------
+    cannula_length_um_range: tuple[int, int] = (20_000, 500_000)
+    cannula_id_um_range: tuple[int, int] = (300, 6_000)
+    syringe_bore_um_range: tuple[int, int] = (2_000, 40_000)
+
+    def __post_init__(self) -> None:
+        positive_ints = (
+            "sample_rate_hz",
+            "watchdog_ms",
+            "max_pressure_pa",
+            "max_flow_nl_s",
+            "block_samples",
+            "overpressure_samples",
+            "rise_window_blocks",
+            "rise_arm_blocks",
+            "rise_trip_blocks",
+            "loss_window_blocks",
+            "loss_trip_blocks",
+            "sensor_range_samples",
+            "sensor_noise_samples",
+            "sensor_clear_samples",
+            "fluoro_debounce_samples",
+            "fluoro_release_samples",
+            "viscosity_window_blocks",
+            "relief_timeout_ms",
+        )
+        for name in positive_ints:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"ControllerConfig.{name} must be > 0")
+        longest = max(self.rise_window_blocks, self.loss_window_blocks, self.viscosity_window_blocks)
+        if longest >= HISTORY_BLOCKS:
+            raise ValueError(f"detector windows must be shorter than {HISTORY_BLOCKS} blocks")
+        if not 0 < self.default_relief_pa < self.default_soft_limit_pa < self.default_hard_limit_pa:
+            raise ValueError("default limits must satisfy 0 < relief < soft < hard")
+        if self.default_hard_limit_pa > self.max_pressure_pa:
+            raise ValueError("default_hard_limit_pa exceeds max_pressure_pa")
+        if not 0 < self.pressure_filter_alpha <= 1 or not 0 < self.viscosity_filter_alpha <= 1:
+            raise ValueError("filter coefficients must be in (0, 1]")
+        if not 0 < self.throttle_margin_frac < 1 or not 0 < self.throttle_band_frac < 1:
+            raise ValueError("throttle fractions must be in (0, 1)")
+        if not 1 <= self.telemetry_batch_samples <= MAX_BATCH_SAMPLES:
+            raise ValueError(f"telemetry_batch_samples must be 1..{MAX_BATCH_SAMPLES}")
+        if not 0 <= self.telemetry_divider <= 0xFFFF * self.sample_rate_hz // 1_000_000:
+            raise ValueError("telemetry_divider x tick must fit the u16 period_us")
+
+
+HISTORY_BLOCKS = 32
+"""Length of the block history ring (320 ms at the defaults); every window must fit in it."""

@@ -1,0 +1,1118 @@
+"""The controller: one deterministic tick per 1 kHz sample.
+
+`Controller.tick(now_us, sensors, received, host_connected)` takes the time, the latched sensor
+sample, the frames decoded since the last tick and the link status, and returns the step rate for
+the next period and the messages to send. It reads no clock, does no I/O and keeps every buffer at
+a fixed size, so it ports line by line to a microcontroller's main loop.
+
+Order of work in a tick (docs/controller.md):
+1. sensors: ADC -> pressure (SensorMonitor), IIR filter, fluoroscopy line debounce, block mean;
+   a sensor fault or a fluoroscopy edge latches its stop here.
+2. received frames: commands answered (ACK/NAK, replies), watchdog fed; link / watchdog check.
+3. per-sample detectors of the current state (OVERPRESSURE, END_OF_TRAVEL, volume marks) and,
+   once per block, the slope-based ones (PRESSURE_RISE, PRESSURE_LOSS, MOTOR_STALL, viscosity,
+   working time).
+4. motion: flow setpoint x throttle in INJECTING, relief back-off, or 0; ramped at the step
+   generator's acceleration limit.
+5. telemetry sample and device heartbeat while a session is open.
+The state machine is docs/state-machine.md; every transition emits exactly one EVENT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum, IntFlag
+from typing import Any
+
+from firmware_sim.controller.commands import (
+    TELEMETRY_BATCH,
+    TELEMETRY_DIVIDER,
+    BadParam,
+    CommandCache,
+    Limits,
+    Plan,
+    check_arm,
+    check_limits,
+)
+from firmware_sim.controller.config import (
+    DEFAULT_IDENTITY,
+    HISTORY_BLOCKS,
+    ControllerConfig,
+    FirmwareIdentity,
+)
+from firmware_sim.controller.detectors import (
+    AGE_EXPIRED,
+    AGE_WARNING,
+    DELIVERY_VOLUME,
+    BlockHistory,
+    Debouncer,
+    DeliveryMonitor,
+    OverpressureDetector,
+    PressureLossDetector,
+    PressureRiseDetector,
+    SensorMonitor,
+    StallDetector,
+    TravelGuard,
+    ViscosityWindowDetector,
+    Watchdog,
+    WorkingTimeMonitor,
+)
+from firmware_sim.controller.loops import PressureThrottle, Relief, ViscosityEstimator
+from firmware_sim.controller.telemetry import TelemetryBuffer
+from firmware_sim.hal import REFERENCE_RIG, Hardware, MotorCommand, SensorFrame
+from protocol.codec import PROTOCOL_VERSION, Frame, Rejected, RejectReason, is_command_type
+from protocol.enums import (
+    AlarmCode,
+    Capabilities,
+    EventKind,
+    Flags,
+    Mode,
+    MsgType,
+    NakCode,
+    ResetCause,
+    State,
+    StopReason,
+    StopSource,
+)
+from protocol.messages import (
+    REGISTRY,
+    Ack,
+    Arm,
+    Clear,
+    Command,
+    DeviceInfo,
+    Event,
+    GetStatus,
+    Heartbeat,
+    Hello,
+    Message,
+    Nak,
+    Pause,
+    Resume,
+    SetLimits,
+    SetTelemetry,
+    Start,
+    Status,
+    Stop,
+)
+from protocol.telemetry import MAX_BATCH_SAMPLES
+
+# States as plain ints on the hot path; the enum members only at the message boundary.
+IDLE, ARMED, INJECTING, PAUSED, STOPPED, DONE, FAULT = (int(s) for s in State)
+_STATE = tuple(State)
+_LATCHED = (STOPPED, FAULT)
+_RUNNING = (ARMED, INJECTING, PAUSED)
+"""States that a latched stop moves to STOPPED."""
+
+_F_THROTTLING = int(Flags.THROTTLING)
+_F_RELIEF = int(Flags.RELIEF_ACTIVE)
+_F_FLUORO = int(Flags.FLUORO_LINE)
+_F_SENSOR = int(Flags.SENSOR_FAULT)
+_F_LINK = int(Flags.HOST_LINK_OK)
+_F_EOT = int(Flags.END_OF_TRAVEL)
+_F_MOVING = int(Flags.MOTOR_MOVING)
+_F_VISC = int(Flags.VISCOSITY_VALID)
+_F_WT = int(Flags.WORKING_TIME_WARNING)
+_F_SIM = int(Flags.SIMULATED)
+_F_STALL = int(Flags.STALL_SUSPECT)
+
+_SESSIONLESS = frozenset({MsgType.HELLO, MsgType.GET_STATUS, MsgType.STOP})
+"""Commands accepted before a HELLO (HEARTBEAT is not a command: it is never answered)."""
+_HOST_SOURCES = frozenset(
+    {StopSource.OPERATOR, StopSource.FLUORO_OPERATOR, StopSource.FLUORO_REMOTE, StopSource.REMOTE}
+)
+_FLUORO_SOURCES = frozenset({StopSource.FLUORO_OPERATOR, StopSource.FLUORO_REMOTE})
+
+
+def _enum_maxima() -> dict[tuple[int, int], int]:
+    """(command type, field index) -> largest defined value, for the detail of a NAK BAD_PARAM that
+    answers an undefined enum value (SPEC §6.5)."""
+    table: dict[tuple[int, int], int] = {}
+    for msg_type, cls in REGISTRY.items():
+        if not is_command_type(msg_type):
+            continue
+        hints = typing.get_type_hints(cls)
+        for index, f in enumerate(dataclasses.fields(cls)):  # type: ignore[arg-type]
+            hint = hints[f.name]
+            if isinstance(hint, type) and issubclass(hint, IntEnum) and not issubclass(hint, IntFlag):
+                table[msg_type, index] = max(int(m) for m in hint)
+    return table
+
+
+_ENUM_MAX = _enum_maxima()
+
+_I32 = 0x7FFF_FFFF
+_NO_FIELD = 0xFF
+
+
+def _i32(x: float) -> int:
+    """A float as a wire int32, saturated."""
+    if x != x:
+        return 0
+    return -_I32 if x < -_I32 else (_I32 if x > _I32 else int(x))
+
+
+@dataclass(slots=True)
+class TickOutput:
+    """What one tick hands the runtime: the step generator setpoint and the messages to send (the
+    runtime adds header and sequence numbers and frames them). Owned by the controller and reused:
+    valid until the next tick."""
+
+    motor: MotorCommand
+    outgoing: list[Message]
+
+
+Answer = tuple[Message | None, Message]
+"""(reply sent just before the answer, or None; the ACK or NAK)."""
+Handler = Callable[[Any], Answer]
+
+
+class Controller:
+    """The injection controller firmware core (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: ControllerConfig | None = None,
+        hardware: Hardware = REFERENCE_RIG,
+        identity: FirmwareIdentity = DEFAULT_IDENTITY,
+        reset_cause: ResetCause = ResetCause.POWER_ON,
+    ) -> None:
+        cfg = config if config is not None else ControllerConfig()
+        self.config = cfg
+        self.hardware = hardware
+        self.identity = identity
+        self.reset_cause = reset_cause
+        hw = hardware
+
+        # -- derived constants -------------------------------------------------------------
+        self._tick_us = 1_000_000 // cfg.sample_rate_hz
+        dt = 1.0 / cfg.sample_rate_hz
+        self._dv = hw.max_step_accel_hz_s * dt
+        """Largest step-rate change per tick."""
+        self._exp_per_rate = dt * hw.plunger_m_per_step / hw.encoder_m_per_count
+        """Encoder counts one tick at 1 step/s moves the plunger."""
+        self._um_per_step = hw.plunger_m_per_step * 1e6
+        self._block_n = cfg.block_samples
+        self._block_s = cfg.block_samples * dt
+        self._alpha = cfg.pressure_filter_alpha
+        self._travel_counts = hw.travel_m / hw.encoder_m_per_count
+
+        # -- detectors and loops -----------------------------------------------------------
+        nominal_step = cfg.sensor_noise_spec_pa * 2.0 / math.sqrt(math.pi)  # mean |dp| of white noise
+        self._sensor = SensorMonitor(
+            hw,
+            cfg.sensor_range_samples,
+            cfg.sensor_stuck_samples,
+            nominal_step * cfg.sensor_noise_fault_factor,
+            nominal_step * cfg.sensor_noise_suspect_factor,
+            cfg.sensor_noise_alpha,
+            cfg.sensor_noise_samples,
+            cfg.sensor_clear_samples,
+        )
+        self._history = BlockHistory(HISTORY_BLOCKS)
+        self._overpressure = OverpressureDetector(cfg.overpressure_samples)
+        self._rise = PressureRiseDetector(
+            cfg.rise_min_pa_s,
+            cfg.rise_rel_per_s,
+            cfg.rise_arm_pa_s,
+            cfg.rise_arm_blocks,
+            cfg.rise_trip_blocks,
+        )
+        self._loss = PressureLossDetector(
+            cfg.loss_min_pa, cfg.loss_frac, cfg.loss_arm_pa, cfg.loss_trip_blocks
+        )
+        stall_blocks = max(1, -(-cfg.stall_ms * cfg.sample_rate_hz // (1000 * cfg.block_samples)))
+        self._stall = StallDetector(cfg.stall_tolerance_m / hw.encoder_m_per_count, stall_blocks)
+        self._travel = TravelGuard(hw, cfg.travel_margin_m, cfg.home_margin_m)
+        self._fluoro = Debouncer(cfg.fluoro_debounce_samples, cfg.fluoro_release_samples)
+        self._watchdog = Watchdog(cfg.watchdog_ms * 1000)
+        self._age = WorkingTimeMonitor(cfg.working_time_warning_frac)
+        self._delivery = DeliveryMonitor()
+        self._throttle = PressureThrottle(
+            cfg.throttle_margin_frac, cfg.throttle_band_frac, cfg.throttle_ti_s, dt
+        )
+        self._viscosity = ViscosityEstimator(
+            cfg.viscosity_min_flow_nl_s * 1e-12,
+            cfg.viscosity_min_pa,
+            cfg.viscosity_steady_rel_per_s,
+            cfg.viscosity_filter_alpha,
+        )
+        visc_blocks = max(1, cfg.viscosity_out_ms * cfg.sample_rate_hz // (1000 * cfg.block_samples))
+        self._visc_window = ViscosityWindowDetector(visc_blocks)
+        relief_hz = min(cfg.relief_speed_m_s / hw.plunger_m_per_step, hw.max_step_rate_hz)
+        self._relief = Relief(
+            relief_hz,
+            cfg.relief_max_m / hw.encoder_m_per_count,
+            cfg.relief_blind_m / hw.encoder_m_per_count,
+            cfg.relief_timeout_ms * 1000,
+        )
+        self._telemetry = TelemetryBuffer(cfg.telemetry_batch_samples, cfg.telemetry_divider * self._tick_us)
+        self._cache = CommandCache()
+
+        # -- state -----------------------------------------------------------------------
+        self._state = IDLE
+        self._stop_reason = StopReason.NONE
+        self._stop_source = StopSource.NONE
+        self._flags = _F_SIM if identity.capabilities & Capabilities.SIMULATOR else 0
+        self._alarms = 0
+        """Bit (1 << AlarmCode) per active alarm."""
+        self._powered = False
+        self._now_us = 0
+        self._index = 0
+        """1 kHz sample index since power-up."""
+        self._event_index = 0
+        self._out: list[Message] = []
+        self._output = TickOutput(MotorCommand(0.0), self._out)
+        self._motor = self._output.motor
+
+        self._pf = 0.0
+        """Filtered pressure, Pa."""
+        self._enc = 0
+        self._end_switch = False
+        self._bsum = 0.0
+        self._bn = 0
+        self._p_block = 0.0
+        self._flow_meas_nl_s = 0
+        self._sensor_faulty = False
+        self._fluoro_line = False
+
+        self._rate = 0.0
+        """Step rate commanded for the current period (steps/s, forward positive)."""
+        self._motor_um_s = 0
+        self._exp = 0.0
+        """Encoder position expected at the next tick from the commanded steps (stall check)."""
+
+        self._plan: Plan | None = None
+        self._limits = Limits(
+            cfg.default_soft_limit_pa, cfg.default_hard_limit_pa, cfg.default_relief_pa, cfg.max_flow_nl_s
+        )
+        self._hard = float(cfg.default_hard_limit_pa)
+        self._setpoint_rate = 0.0
+        """Flow setpoint in force as a step rate."""
+        self._flow_plan_nl_s = 0
+        self._nl_per_count = 0.0
+        self._m3_per_count = 0.0
+        self._origin = 0
+        self._phase_ref_pa = 0.0
+        """Operating pressure when the plan's last injection phase ended (PRESSURE_RISE arming)."""
+        self._steady_blocks = 0
+        self._loss_blocks = 0
+        self._throttle_quiet_us = 0
+        self._throttle_clear_us = cfg.throttle_clear_ms * 1000
+
+        self._session = False
+        self._hb_period_us = cfg.watchdog_ms * 500
+        self._hb_due = 0
+        self._tm_divider = cfg.telemetry_divider
+        self._tm_countdown = 1
+
+        self._handlers: dict[type[Message], Handler] = {
+            Hello: self._on_hello,
+            Arm: self._on_arm,
+            Start: self._on_start,
+            Pause: self._on_pause,
+            Resume: self._on_resume,
+            Stop: self._on_stop,
+            Clear: self._on_clear,
+            SetLimits: self._on_set_limits,
+            GetStatus: self._on_get_status,
+            SetTelemetry: self._on_set_telemetry,
+        }
+        self._apply_limits()
+
+    # =====================================================================================
+    # read-only view for the runtime and tests
+    # =====================================================================================
+    @property
+    def state(self) -> State:
+        return _STATE[self._state]
+
+    @property
+    def stop_reason(self) -> StopReason:
+        return self._stop_reason
+
+    @property
+    def stop_source(self) -> StopSource:
+        return self._stop_source
+
+    @property
+    def pressure_pa(self) -> float:
+        """Filtered syringe pressure (invalid while `flags` has SENSOR_FAULT)."""
+        return self._pf
+
+    @property
+    def volume_m3(self) -> float:
+        """Delivered volume since ARM: encoder travel x bore area (0 without a plan)."""
+        return (self._enc - self._origin) * self._m3_per_count if self._plan is not None else 0.0
+
+    @property
+    def flags(self) -> Flags:
+        return Flags(self._flags)
+
+    @property
+    def step_rate_hz(self) -> float:
+        return self._rate
+
+    @property
+    def session_open(self) -> bool:
+        return self._session
+
+    @property
+    def relief_active(self) -> bool:
+        return self._relief.active
+
+    @property
+    def sensor_faulty(self) -> bool:
+        return self._sensor_faulty
+
+    @property
+    def viscosity_pas(self) -> float:
+        """Last valid viscosity estimate of the plan, NaN if none."""
+        return self._viscosity.last
+
+    @property
+    def active_alarms(self) -> frozenset[AlarmCode]:
+        return frozenset(a for a in AlarmCode if a and self._alarms >> a & 1)
+
+    @property
+    def event_count(self) -> int:
+        return self._event_index
+
+    @property
+    def sample_index(self) -> int:
+        return self._index
+
+    @property
+    def limits(self) -> Limits:
+        """Limits in force (those of the plan once armed, as changed by SET_LIMITS)."""
+        return self._limits
+
+    @property
+    def increments_done(self) -> int:
+        return self._delivery.increments_done
+
+    # =====================================================================================
+    # the tick
+    # =====================================================================================
+    def tick(
+        self,
+        now_us: int,
+        sensors: SensorFrame,
+        received: Sequence[Frame | Rejected],
+        host_connected: bool = True,
+    ) -> TickOutput:
+        out = self._out
+        if out:
+            out = self._out = []
+            self._output.outgoing = out
+        self._now_us = now_us
+        if not self._powered:
+            self._powered = True
+            self._event(EventKind.POWER_UP, detail=int(self.reset_cause))
+
+        # 1. sensors -----------------------------------------------------------------------
+        rate = self._rate
+        sensor = self._sensor
+        p = sensor.sample(sensors.pressure_adc, rate != 0.0)
+        if sensor.faulty is not self._sensor_faulty:
+            self._on_sensor_fault_change(sensor.faulty)
+        pf = self._pf + self._alpha * (p - self._pf)
+        self._pf = pf
+        enc = sensors.encoder_counts
+        self._enc = enc
+        self._end_switch = sensors.end_of_travel
+        if self._fluoro.update(sensors.fluoro_stop_line) is not self._fluoro_line:
+            self._on_fluoro_change()
+        self._bsum += p
+        self._bn += 1
+        if self._bn >= self._block_n:
+            self._block(enc)
+
+        # 2. host ------------------------------------------------------------------------------
+        if received:
+            self._receive(received)
+        if self._session and (not host_connected or self._watchdog.expired(now_us)):
+            self._host_lost()
+
+        # 3. per-sample detectors ---------------------------------------------------------------
+        st = self._state
+        if st == INJECTING:
+            if self._overpressure.update(pf, self._hard):
+                self._latch(StopReason.OVERPRESSURE)
+            else:
+                stop_at = enc + rate * rate * self._travel.brake if rate > 0.0 else enc
+                if sensors.end_of_travel or stop_at >= self._travel.end_counts:
+                    self._latch(StopReason.END_OF_TRAVEL)
+                elif stop_at >= self._delivery.target_counts:
+                    self._on_mark(stop_at)
+        elif st == PAUSED and self._overpressure.update(pf, self._hard):
+            self._latch(StopReason.OVERPRESSURE)
+
+        # 4. motion ----------------------------------------------------------------------------
+        st = self._state
+        if st == INJECTING:
+            target = self._setpoint_rate
+            throttle = self._throttle
+            if pf > throttle.band_low_pa or throttle.integral or self._flags & _F_THROTTLING:
+                target *= self._throttle_step(pf)
+        elif self._relief.active:
+            target = self._relief_step(enc, rate)
+        else:
+            target = 0.0
+        if target > rate:
+            new = rate + self._dv
+            if new > target:
+                new = target
+        elif target < rate:
+            new = rate - self._dv
+            if new < target:
+                new = target
+        else:
+            new = rate
+        if new != rate:
+            self._rate = new
+            self._motor = self._output.motor = MotorCommand(new)
+            self._motor_um_s = int(new * self._um_per_step)
+            if new == 0.0:
+                self._flags &= ~_F_MOVING
+            else:
+                self._flags |= _F_MOVING
+        if new == 0.0:
+            self._exp = float(enc)
+        else:
+            self._exp += new * self._exp_per_rate
+
+        # 5. telemetry (while a session is open), heartbeat (always) --------------------------
+        if self._session and self._tm_divider:
+            c = self._tm_countdown - 1
+            if c <= 0:
+                c = self._tm_divider
+                batch = self._telemetry.add(
+                    now_us,
+                    _i32(pf),
+                    int((enc - self._origin) * self._nl_per_count),
+                    self._flow_meas_nl_s,
+                    self._motor_um_s,
+                    self._viscosity.last if self._flags & _F_VISC else math.nan,
+                    self._flags,
+                    self._state,
+                    self._stop_reason,
+                )
+                if batch is not None:
+                    out.append(batch)
+            self._tm_countdown = c
+        if now_us >= self._hb_due:
+            self._hb_due = now_us + self._hb_period_us
+            out.append(Heartbeat(uptime_ms=(now_us // 1000) & 0xFFFF_FFFF, state=_STATE[self._state]))
+        self._index += 1
+        return self._output
+
+    # =====================================================================================
+    # per-block work (every block_samples ticks)
+    # =====================================================================================
+    def _block(self, enc: int) -> None:
+        cfg = self.config
+        pmean = self._bsum / self._bn
+        self._bsum = 0.0
+        self._bn = 0
+        self._p_block = pmean
+        rate = self._rate
+        hist = self._history
+        hist.push(pmean, enc, rate)
+        st = self._state
+        block_s = self._block_s
+        m3_per_count = self._m3_per_count
+
+        wl = cfg.loss_window_blocks
+        if hist.full(wl):
+            then = hist.ago(wl)
+            self._flow_meas_nl_s = _i32((enc - hist.encoder[then]) * m3_per_count * 1e12 / (wl * block_s))
+
+        if self._stall.update(self._exp - enc) and st == INJECTING:
+            self._latch(StopReason.MOTOR_STALL)
+        self._set_flag(_F_STALL, self._stall.suspect)
+        self._set_flag(_F_EOT, self._at_end())
+        if self._sensor.suspect is not bool(self._alarms >> AlarmCode.SENSOR_SUSPECT & 1):
+            self._alarm(AlarmCode.SENSOR_SUSPECT, self._sensor.suspect)
+
+        if self._plan is not None:
+            age = self._age.update(self._now_us)
+            if age == AGE_EXPIRED:
+                if self._state in _RUNNING:
+                    self._latch(StopReason.WORKING_TIME)
+            elif age == AGE_WARNING and not self._flags & _F_WT:
+                self._flags |= _F_WT
+                left = self._age.working_time_ms - self._age.age_ms(self._now_us)
+                self._alarm(AlarmCode.WORKING_TIME_WARNING, True, left)
+
+        if self._state != INJECTING:
+            return
+        setpoint = self._setpoint_rate
+        if rate >= cfg.loss_flow_frac * setpoint and rate > 0.0:
+            self._loss_blocks += 1
+        else:
+            self._loss_blocks = 0
+
+        w = cfg.rise_window_blocks
+        if cfg.rise_enabled and hist.full(w):
+            then = hist.ago(w)
+            slope = (pmean - hist.pressure[then]) / (w * block_s)
+            rising = rate - hist.rate[then] > cfg.rise_flow_tolerance * setpoint
+            if self._rise.update(slope, pmean, rising):
+                self._latch(StopReason.PRESSURE_RISE)
+                return
+        if cfg.loss_enabled and hist.full(wl):
+            then = hist.ago(wl)
+            if self._loss.update(hist.pressure[then], pmean, self._loss_blocks > wl):
+                self._latch(StopReason.PRESSURE_LOSS)
+                return
+        if cfg.viscosity_enabled:
+            self._viscosity_block(pmean, enc, rate)
+
+    def _viscosity_block(self, pmean: float, enc: int, rate: float) -> None:
+        cfg = self.config
+        hist = self._history
+        prev = hist.rate[hist.ago(1)]
+        tolerance = cfg.viscosity_flow_steady_frac * rate
+        if rate > 0.0 and abs(rate - prev) <= tolerance:
+            self._steady_blocks += 1
+        else:
+            self._steady_blocks = 0
+        w = cfg.viscosity_window_blocks
+        valid = False
+        if self._steady_blocks > w:
+            then = hist.ago(w)
+            span = w * self._block_s
+            steady = abs(rate - hist.rate[then]) <= tolerance
+            flow = (enc - hist.encoder[then]) * self._m3_per_count / span
+            slope = (pmean - hist.pressure[then]) / span
+            valid = self._viscosity.update(pmean, slope, flow, steady)
+        else:
+            self._viscosity.valid = False
+        self._set_flag(_F_VISC, valid)
+        plan = self._plan
+        assert plan is not None
+        mu = self._viscosity.last
+        lo, hi = plan.viscosity_min_pas, plan.viscosity_max_pas
+        if valid:
+            margin = cfg.viscosity_alarm_margin
+            self._alarm(AlarmCode.VISCOSITY_HIGH, mu >= hi * (1.0 - margin))
+            self._alarm(AlarmCode.VISCOSITY_LOW, mu <= lo * (1.0 + margin))
+        if self._visc_window.update(valid, mu, lo, hi):
+            self._latch(StopReason.VISCOSITY_WINDOW)
+
+    # =====================================================================================
+    # motion helpers
+    # =====================================================================================
+    def _throttle_step(self, pf: float) -> float:
+        throttle = self._throttle
+        if not self.config.throttle_enabled:
+            return 1.0
+        fraction = throttle.update(pf)
+        if throttle.active:
+            self._throttle_quiet_us = self._now_us
+            if not self._flags & _F_THROTTLING:
+                self._flags |= _F_THROTTLING
+                self._alarm(AlarmCode.PRESSURE_THROTTLE, True, int(fraction * self._flow_plan_nl_s))
+        elif (
+            self._flags & _F_THROTTLING and self._now_us - self._throttle_quiet_us >= self._throttle_clear_us
+        ):
+            self._throttle_clear()
+        return fraction
+
+    def _throttle_clear(self) -> None:
+        if self._flags & _F_THROTTLING:
+            self._flags &= ~_F_THROTTLING
+            self._alarm(AlarmCode.PRESSURE_THROTTLE, False)
+
+    def _relief_step(self, enc: int, rate: float) -> float:
+        relief = self._relief
+        if relief.ending:
+            if rate == 0.0:
+                backoff_um = _i32(relief.backoff_counts(enc) * self.hardware.encoder_m_per_count * 1e6)
+                relief.finish()
+                self._flags &= ~_F_RELIEF
+                self._event(EventKind.RELIEF_DONE, detail=max(0, backoff_um))
+            return 0.0
+        halt = self._stall.suspect or (rate < 0.0 and self._travel.home_blocked(enc, rate))
+        target = relief.update(
+            enc, self._now_us, self._pf, self._limits.relief_pa, not self._sensor_faulty, halt
+        )
+        if relief.ending and rate == 0.0:
+            return self._relief_step(enc, rate)
+        return target
+
+    # =====================================================================================
+    # state machine
+    # =====================================================================================
+    def _transition(
+        self, new: int, reason: StopReason = StopReason.NONE, source: StopSource = StopSource.NONE
+    ) -> None:
+        prev = self._state
+        if prev == new:
+            return
+        self._state = new
+        if reason:
+            self._stop_reason = reason
+            self._stop_source = source
+        else:
+            self._stop_reason = StopReason.NONE
+            self._stop_source = StopSource.NONE
+        kind = EventKind.STOP if reason else EventKind.STATE_CHANGE
+        self._event(kind, prev=prev, reason=reason, source=source)
+        if prev == INJECTING:
+            self._leave_injecting()
+        if new == INJECTING:
+            self._enter_injecting()
+
+    def _enter_injecting(self) -> None:
+        if self._relief.active:  # RESUME during a relief: the back-off is cut short
+            self._end_relief()
+        self._rise.reset(self._phase_ref_pa)
+        self._loss.reset()
+        self._overpressure.reset()
+        self._throttle.reset()
+        self._stall.reset()
+        self._visc_window.reset()
+        self._steady_blocks = 0
+        self._loss_blocks = 0
+
+    def _leave_injecting(self) -> None:
+        self._phase_ref_pa = self._p_block
+        self._throttle.reset()
+        self._throttle_clear()
+        self._viscosity.valid = False  # the estimate needs steady forward flow
+        self._flags &= ~_F_VISC
+        plan = self._plan
+        if plan is not None and plan.relief and not self._relief.active:
+            self._relief.start(self._enc, self._now_us)
+            self._flags |= _F_RELIEF
+
+    def _end_relief(self) -> None:
+        relief = self._relief
+        if relief.active:
+            backoff_um = _i32(relief.backoff_counts(self._enc) * self.hardware.encoder_m_per_count * 1e6)
+            relief.finish()
+            self._flags &= ~_F_RELIEF
+            self._event(EventKind.RELIEF_DONE, detail=max(0, backoff_um))
+
+    def _latch(self, reason: StopReason, source: StopSource = StopSource.CONTROLLER) -> None:
+        """A latched stop: ARMED / INJECTING / PAUSED -> STOPPED; elsewhere nothing changes."""
+        if self._state in _RUNNING:
+            self._transition(STOPPED, reason, source)
+
+    def _on_mark(self, stop_at: float) -> None:
+        if self._delivery.reached(stop_at) == DELIVERY_VOLUME:
+            self._transition(DONE, StopReason.VOLUME_LIMIT, StopSource.CONTROLLER)
+        else:
+            self._transition(PAUSED, StopReason.INCREMENT_DONE, StopSource.CONTROLLER)
+
+    def _on_sensor_fault_change(self, faulty: bool) -> None:
+        self._sensor_faulty = faulty
+        self._set_flag(_F_SENSOR, faulty)
+        if not faulty:
+            return
+        st = self._state
+        if st in _RUNNING:
+            self._latch(StopReason.SENSOR_FAULT)
+        elif st in (IDLE, DONE):
+            self._transition(FAULT, StopReason.SENSOR_FAULT, StopSource.CONTROLLER)
+            self._end_relief()  # FAULT keeps the plunger still: pressure is unknown
+
+    def _on_fluoro_change(self) -> None:
+        line = self._fluoro.state
+        self._fluoro_line = line
+        self._set_flag(_F_FLUORO, line)
+        if line:
+            self._latch(StopReason.FLUORO_STOP, StopSource.FLUORO_LINE)
+        self._alarm(AlarmCode.FLUORO_LINE, line)
+
+    def _host_lost(self) -> None:
+        self._close_session()
+        self._latch(StopReason.HOST_LOST)
+
+    def _open_session(self) -> None:
+        self._session = True
+        self._flags |= _F_LINK
+        self._watchdog.start(self._now_us)
+        self._tm_countdown = 1
+
+    def _close_session(self) -> None:
+        self._session = False
+        self._flags &= ~_F_LINK
+        self._watchdog.stop()
+        self._telemetry.drop()
+        self._cache.clear()  # a new host's first command ids must not hit the old host's answers
+
+    def _drop_plan(self) -> None:
+        self._plan = None
+        self._delivery.clear()
+        self._setpoint_rate = 0.0
+        self._flow_plan_nl_s = 0
+        self._phase_ref_pa = 0.0
+        self._flags &= ~(_F_WT | _F_VISC)
+        for alarm in (AlarmCode.WORKING_TIME_WARNING, AlarmCode.VISCOSITY_HIGH, AlarmCode.VISCOSITY_LOW):
+            self._alarm(alarm, False)
+
+    # =====================================================================================
+    # commands (protocol/SPEC.md §7: check order §7.7, cache §7.4, sessions §7.6)
+    # =====================================================================================
+    def _receive(self, received: Sequence[Frame | Rejected]) -> None:
+        for item in received:
+            if isinstance(item, Frame):
+                self._watchdog.feed(self._now_us)
+                message = item.message
+                handler = self._handlers.get(type(message))
+                if handler is not None:
+                    assert isinstance(message, Command)
+                    self._command(message, handler)
+            else:
+                self._rejected(item)
+
+    def _command(self, msg: Command, handler: Handler) -> None:
+        out = self._out
+        cmd_id = msg.cmd_id
+        msg_type = msg.TYPE
+        if cmd_id == 0:
+            if msg_type == MsgType.STOP:  # a STOP is executed whatever its id: a NAK would claim no change
+                assert isinstance(msg, Stop)
+                out.append(self._on_stop(msg)[1])
+            else:
+                out.append(self._make_nak(0, msg_type, NakCode.BAD_PARAM, 0, 1))
+            return
+        if msg_type != MsgType.HELLO:
+            hit = self._cache.get(cmd_id, msg_type)
+            if hit is not None:
+                answer, had_reply = hit
+                if had_reply:
+                    out.append(self._status(cmd_id))
+                out.append(answer)
+                return
+        if not self._session and msg_type not in _SESSIONLESS:
+            reply, answer = None, self._nak(msg, NakCode.NO_SESSION)
+        else:
+            reply, answer = handler(msg)
+        if reply is not None:
+            out.append(reply)
+        out.append(answer)
+        if msg_type != MsgType.HELLO and not (
+            isinstance(answer, Nak) and answer.code == NakCode.VERSION_MISMATCH
+        ):
+            self._cache.put(cmd_id, msg_type, answer, reply is not None)
+
+    def _rejected(self, rej: Rejected) -> None:
+        """A command the codec could not decode (SPEC §4.4, §7.9)."""
+        msg_type = rej.header.msg_type
+        reason = rej.reason
+        if reason != RejectReason.VERSION_MISMATCH:
+            self._watchdog.feed(self._now_us)  # intact and of our version: the host is alive
+        if not is_command_type(msg_type):
+            return
+        cmd_id = rej.cmd_id or 0
+        if reason == RejectReason.VERSION_MISMATCH:  # nothing applied, not even a STOP; never cached
+            self._out.append(
+                self._make_nak(cmd_id, msg_type, NakCode.VERSION_MISMATCH, _NO_FIELD, PROTOCOL_VERSION)
+            )
+            return
+        if reason == RejectReason.BAD_VALUE and msg_type == MsgType.STOP:
+            # STOP is honoured with any source byte; an undefined one is recorded as OPERATOR.
+            self._command(Stop(cmd_id=cmd_id, source=StopSource.OPERATOR), self._handlers[Stop])
+            return
+        field, detail = _NO_FIELD, 0
+        if reason == RejectReason.BAD_LENGTH:
+            code = NakCode.BAD_LENGTH
+            cls = REGISTRY.get(MsgType(msg_type))
+            detail = cls.body_size() if cls is not None else 0
+        elif reason == RejectReason.BAD_VALUE and rej.field_index is not None:
+            code, field = NakCode.BAD_PARAM, rej.field_index
+            detail = _ENUM_MAX.get((msg_type, field), 0)
+        else:
+            code = NakCode.UNKNOWN_COMMAND
+        nak = self._make_nak(cmd_id, msg_type, code, field, detail)
+        self._out.append(nak)
+        if cmd_id:
+            self._cache.put(cmd_id, msg_type, nak, False)
+
+    def _ack(self, msg: Command, reply: Message | None = None) -> Answer:
+        return reply, Ack(cmd_id=msg.cmd_id, cmd_type=msg.TYPE, state=_STATE[self._state])
+
+    def _nak(self, msg: Command, code: NakCode, field: int = _NO_FIELD, detail: int = 0) -> Nak:
+        return self._make_nak(msg.cmd_id, msg.TYPE, code, field, detail)
+
+    def _refuse(self, msg: Command, code: NakCode, field: int = _NO_FIELD, detail: int = 0) -> Answer:
+        return None, self._make_nak(msg.cmd_id, msg.TYPE, code, field, detail)
+
+    def _make_nak(self, cmd_id: int, cmd_type: int, code: NakCode, field: int, detail: int) -> Nak:
+        state = _STATE[self._state]
+        return Nak(cmd_id=cmd_id, cmd_type=cmd_type, code=code, state=state, field=field, detail=detail)
+
+    def _on_hello(self, msg: Hello) -> Answer:
+        if msg.protocol_version != PROTOCOL_VERSION:
+            return self._refuse(msg, NakCode.VERSION_MISMATCH, detail=PROTOCOL_VERSION)
+        self._cache.clear()
+        self._open_session()
+        cfg = self.config
+        ident = self.identity
+        info = DeviceInfo(
+            cmd_id=msg.cmd_id,
+            protocol_version=PROTOCOL_VERSION,
+            fw_major=ident.fw_major,
+            fw_minor=ident.fw_minor,
+            fw_patch=ident.fw_patch,
+            serial=ident.serial,
+            capabilities=ident.capabilities,
+            sample_rate_hz=cfg.sample_rate_hz,
+            watchdog_ms=cfg.watchdog_ms,
+            max_pressure_pa=cfg.max_pressure_pa,
+            max_flow_nl_s=cfg.max_flow_nl_s,
+            travel_um=round(self.hardware.travel_m * 1e6),
+            max_batch_samples=MAX_BATCH_SAMPLES,
+        )
+        return self._ack(msg, info)
+
+    def _on_arm(self, msg: Arm) -> Answer:
+        st = self._state
+        if st in _LATCHED:
+            return self._refuse(msg, NakCode.STOP_LATCHED)
+        if st not in (IDLE, ARMED, DONE):
+            return self._refuse(msg, NakCode.BAD_STATE)
+        if self._relief.active:  # DONE while backing off: ARMED means a still plunger
+            return self._refuse(msg, NakCode.BUSY)
+        plan = check_arm(msg, self.config, self.hardware, self.identity.capabilities)
+        if isinstance(plan, BadParam):
+            return self._refuse(msg, NakCode.BAD_PARAM, plan.field, plan.detail)
+        self._apply_plan(plan)
+        for value in plan.clamped:
+            self._alarm(AlarmCode.LIMIT_CLAMPED, True, value)
+        self._transition(ARMED)
+        return self._ack(msg, self._status(msg.cmd_id))
+
+    def _apply_plan(self, plan: Plan) -> None:
+        hw = self.hardware
+        if self._plan is not None:
+            self._drop_plan()
+        self._plan = plan
+        self._limits = Limits(
+            plan.soft_limit_pa, plan.hard_limit_pa, plan.relief_pa, self._limits.max_flow_nl_s
+        )
+        self._m3_per_count = hw.encoder_m_per_count * plan.bore_area_m2
+        self._nl_per_count = self._m3_per_count * 1e12
+        self._apply_limits()
+        self._origin = self._enc
+        self._delivery.configure(self._enc, 1.0 / self._nl_per_count, plan.volume_limit_nl, plan.increment_nl)
+        self._age.configure(plan.mixed_ago_ms, plan.working_time_ms, self._now_us)
+        self._viscosity.configure(plan.cannula_length_m, plan.cannula_id_m)
+        self._visc_window.reset()
+        self._phase_ref_pa = 0.0
+
+    def _apply_limits(self) -> None:
+        limits = self._limits
+        self._hard = float(limits.hard_limit_pa)
+        self._throttle.configure(float(limits.soft_limit_pa))
+        plan = self._plan
+        if plan is not None:
+            flow = min(plan.flow_nl_s, limits.max_flow_nl_s)
+            self._flow_plan_nl_s = flow
+            self._setpoint_rate = flow * 1e-12 / (plan.bore_area_m2 * self.hardware.plunger_m_per_step)
+
+    def _start_checks(self, msg: Command) -> Answer | None:
+        """The START / RESUME checks of docs/state-machine.md, in its order."""
+        if self._sensor_faulty:
+            return self._refuse(msg, NakCode.SENSOR_FAULT)
+        if self._at_end():
+            return self._refuse(msg, NakCode.END_OF_TRAVEL)
+        if self._age.update(self._now_us) == AGE_EXPIRED:
+            return self._refuse(msg, NakCode.WORKING_TIME_EXCEEDED)
+        plan = self._plan
+        assert plan is not None
+        mu = self._viscosity.last
+        if mu == mu and not plan.viscosity_min_pas <= mu <= plan.viscosity_max_pas:
+            return self._refuse(msg, NakCode.VISCOSITY_OUT_OF_WINDOW)
+        if self._fluoro_line:
+            return self._refuse(msg, NakCode.BAD_STATE)
+        return None
+
+    def _at_end(self) -> bool:
+        """Limit switch closed, or no travel left before the forward margin."""
+        return self._end_switch or self._enc >= self._travel.end_counts
+
+    def _on_start(self, msg: Start) -> Answer:
+        st = self._state
+        if st in _LATCHED:
+            return self._refuse(msg, NakCode.STOP_LATCHED)
+        if st != ARMED:
+            return self._refuse(msg, NakCode.BAD_STATE)
+        refused = self._start_checks(msg)
+        if refused is not None:
+            return refused
+        self._transition(INJECTING)
+        return self._ack(msg)
+
+    def _on_pause(self, msg: Pause) -> Answer:
+        st = self._state
+        if st in _LATCHED:
+            return self._refuse(msg, NakCode.STOP_LATCHED)
+        if st == INJECTING:
+            self._transition(PAUSED)
+        elif st != PAUSED:
+            return self._refuse(msg, NakCode.BAD_STATE)
+        return self._ack(msg)
+
+    def _on_resume(self, msg: Resume) -> Answer:
+        st = self._state
+        if st in _LATCHED:
+            return self._refuse(msg, NakCode.STOP_LATCHED)
+        if st == PAUSED:
+            refused = self._start_checks(msg)
+            if refused is not None:
+                return refused
+            self._transition(INJECTING)
+        elif st != INJECTING:
+            return self._refuse(msg, NakCode.BAD_STATE)
+        return self._ack(msg)
+
+    def _on_stop(self, msg: Stop) -> Answer:
+        """Always ACKed; latches in ARMED / INJECTING / PAUSED. Sources 1-4 are kept as given, any
+        other (NONE, the device-only FLUORO_LINE and CONTROLLER) is recorded as OPERATOR."""
+        source = msg.source if msg.source in _HOST_SOURCES else StopSource.OPERATOR
+        reason = StopReason.FLUORO_STOP if source in _FLUORO_SOURCES else StopReason.OPERATOR_STOP
+        self._latch(reason, source)
+        return self._ack(msg)
+
+    def _on_clear(self, msg: Clear) -> Answer:
+        st = self._state
+        if st in (INJECTING, PAUSED):
+            return self._refuse(msg, NakCode.BAD_STATE)
+        if st in (STOPPED, DONE) and self._relief.active:
+            return self._refuse(msg, NakCode.BUSY)
+        if st in (STOPPED, FAULT) and self._sensor_faulty:
+            return self._refuse(msg, NakCode.SENSOR_FAULT)
+        if st != IDLE:
+            self._drop_plan()
+            self._transition(IDLE)
+        return self._ack(msg)
+
+    def _on_set_limits(self, msg: SetLimits) -> Answer:
+        limits = check_limits(msg, self._limits, self.config)
+        if isinstance(limits, BadParam):
+            return self._refuse(msg, NakCode.BAD_PARAM, limits.field, limits.detail)
+        self._limits = Limits(
+            limits.soft_limit_pa, limits.hard_limit_pa, limits.relief_pa, limits.max_flow_nl_s
+        )
+        self._apply_limits()
+        for value in limits.clamped:
+            self._alarm(AlarmCode.LIMIT_CLAMPED, True, value)
+        return self._ack(msg, self._status(msg.cmd_id))
+
+    def _on_get_status(self, msg: GetStatus) -> Answer:
+        return self._ack(msg, self._status(msg.cmd_id))
+
+    def _on_set_telemetry(self, msg: SetTelemetry) -> Answer:
+        if not self.identity.capabilities & Capabilities.TELEMETRY_CONFIG:
+            return self._refuse(msg, NakCode.UNKNOWN_COMMAND)
+        divider, batch = msg.divider, msg.batch_samples
+        max_divider = 0xFFFF // self._tick_us  # period_us is a u16 on the wire: 65 at 1 kHz
+        if divider > max_divider:
+            return self._refuse(msg, NakCode.BAD_PARAM, TELEMETRY_DIVIDER, max_divider)
+        if divider and batch < 1:
+            return self._refuse(msg, NakCode.BAD_PARAM, TELEMETRY_BATCH, 1)
+        if divider and batch > MAX_BATCH_SAMPLES:
+            return self._refuse(msg, NakCode.BAD_PARAM, TELEMETRY_BATCH, MAX_BATCH_SAMPLES)
+        telemetry = self._telemetry
+        pending = telemetry.flush()  # a partly filled batch goes out as it is
+        if pending is not None and self._session:
+            self._out.append(pending)
+        self._tm_divider = divider
+        self._tm_countdown = 1
+        telemetry.configure(batch if divider else telemetry.batch_samples, max(divider, 1) * self._tick_us)
+        return self._ack(msg)
+
+    def _status(self, cmd_id: int) -> Status:
+        plan = self._plan
+        limits = self._limits
+        return Status(
+            cmd_id=cmd_id,
+            state=_STATE[self._state],
+            stop_reason=self._stop_reason,
+            stop_source=self._stop_source,
+            mode=Mode.INCREMENTAL if plan is not None and plan.incremental else Mode.CONTINUOUS,
+            flags=Flags(self._flags),
+            t_us=self._now_us,
+            pressure_pa=_i32(self._pf),
+            volume_nl=self._volume_nl(),
+            flow_nl_s=self._flow_meas_nl_s,
+            flow_setpoint_nl_s=self._commanded_flow_nl_s(),
+            volume_limit_nl=plan.volume_limit_nl if plan is not None else 0,
+            increment_nl=plan.increment_nl if plan is not None else 0,
+            increments_done=self._delivery.increments_done,
+            soft_limit_pa=limits.soft_limit_pa,
+            hard_limit_pa=limits.hard_limit_pa,
+            relief_pa=limits.relief_pa,
+            viscosity_pas=self._viscosity.last,
+            mixed_age_ms=max(0, self._age.age_ms(self._now_us)) & 0xFFFF_FFFF if plan is not None else 0,
+            working_time_ms=plan.working_time_ms if plan is not None else 0,
+            event_count=self._event_index & 0xFFFF_FFFF,
+        )
+
+    def _commanded_flow_nl_s(self) -> int:
+        """The flow the controller commands now: the setpoint in force, throttled; 0 outside INJECTING."""
+        if self._state != INJECTING:
+            return 0
+        return int(self._flow_plan_nl_s * self._throttle.fraction)
+
+    # =====================================================================================
+    # events, alarms, flags
+    # =====================================================================================
+    def _volume_nl(self) -> int:
+        return _i32((self._enc - self._origin) * self._nl_per_count)
+
+    def _event(
+        self,
+        kind: EventKind,
+        prev: int | None = None,
+        reason: StopReason = StopReason.NONE,
+        source: StopSource = StopSource.NONE,
+        alarm: AlarmCode = AlarmCode.NONE,
+        detail: int = 0,
+    ) -> None:
+        state = _STATE[self._state]
+        self._out.append(
+            Event(
+                t_us=self._now_us,
+                event_index=self._event_index & 0xFFFF_FFFF,
+                kind=kind,
+                state=state,
+                prev_state=state if prev is None else _STATE[prev],
+                reason=reason,
+                source=source,
+                alarm=alarm,
+                pressure_pa=_i32(self._pf),
+                volume_nl=self._volume_nl(),
+                detail=_i32(detail),
+            )
+        )
+        self._event_index += 1
+
+    def _alarm(self, alarm: AlarmCode, on: bool, detail: int = 0) -> None:
+        """ALARM when an alarm becomes active (LIMIT_CLAMPED: every time, it is a notice), and
+        ALARM_CLEARED when an active one ends."""
+        bit = 1 << alarm
+        if on:
+            if alarm == AlarmCode.LIMIT_CLAMPED:
+                self._event(EventKind.ALARM, alarm=alarm, detail=detail)
+            elif not self._alarms & bit:
+                self._alarms |= bit
+                self._event(EventKind.ALARM, alarm=alarm, detail=detail)
+        elif self._alarms & bit:
+            self._alarms &= ~bit
+            self._event(EventKind.ALARM_CLEARED, alarm=alarm)
+
+    def _set_flag(self, flag: int, on: bool) -> None:
+        if on:
+            self._flags |= flag
+        else:
+            self._flags &= ~flag

@@ -1,0 +1,541 @@
+"""The hazard detectors: one small class per row of the hazard table (DESIGN.md).
+
+Each detector owns its parameters and state, is fed plain scalars by the controller and answers
+with a bool (or a small int), so it can be unit-tested alone and ported as a C struct plus one
+function. Per-sample detectors run at the 1 kHz tick; slope-based ones run once per block of
+`ControllerConfig.block_samples` samples on block means (see `BlockHistory`). Parameters and their
+defaults are documented in `ControllerConfig` and tabulated in docs/controller.md.
+"""
+
+from __future__ import annotations
+
+from firmware_sim.hal import Hardware
+
+# SensorMonitor.cause bits, also the detail of the SENSOR_SUSPECT alarm.
+SENSOR_RANGE = 0x1
+SENSOR_STUCK = 0x2
+SENSOR_NOISE = 0x4
+
+# DeliveryMonitor.reached() results.
+DELIVERY_NONE = 0
+DELIVERY_INCREMENT = 1
+DELIVERY_VOLUME = 2
+
+# WorkingTimeMonitor.update() results.
+AGE_OK = 0
+AGE_WARNING = 1
+AGE_EXPIRED = 2
+
+
+class BlockHistory:
+    """Fixed ring of per-block values: mean pressure, encoder position and commanded step rate at
+    the block's end. Windows are read as "now" minus "k blocks ago"."""
+
+    __slots__ = ("count", "encoder", "mask", "pos", "pressure", "rate")
+
+    def __init__(self, size: int) -> None:
+        if size & (size - 1):
+            raise ValueError("BlockHistory size must be a power of two")
+        self.mask = size - 1
+        self.pressure = [0.0] * size
+        self.encoder = [0] * size
+        self.rate = [0.0] * size
+        self.pos = 0
+        self.count = 0
+        """Blocks pushed so far, saturating at the ring size (a window needs count > k)."""
+
+    def push(self, pressure_pa: float, encoder_counts: int, rate_hz: float) -> None:
+        pos = (self.pos + 1) & self.mask
+        self.pos = pos
+        self.pressure[pos] = pressure_pa
+        self.encoder[pos] = encoder_counts
+        self.rate[pos] = rate_hz
+        if self.count <= self.mask:
+            self.count += 1
+
+    def ago(self, k: int) -> int:
+        """Ring index of the block pushed k blocks before the newest."""
+        return (self.pos - k) & self.mask
+
+    def full(self, k: int) -> bool:
+        """True when a window of k blocks (k + 1 entries) is available."""
+        return self.count > k
+
+
+class OverpressureDetector:
+    """OVERPRESSURE: filtered pressure at or above the hard limit for `samples` samples in a row."""
+
+    __slots__ = ("_run", "samples")
+
+    def __init__(self, samples: int) -> None:
+        self.samples = samples
+        self._run = 0
+
+    def reset(self) -> None:
+        self._run = 0
+
+    def update(self, pressure_pa: float, hard_limit_pa: float) -> bool:
+        if pressure_pa >= hard_limit_pa:
+            self._run += 1
+            return self._run >= self.samples
+        self._run = 0
+        return False
+
+
+class PressureRiseDetector:
+    """PRESSURE_RISE, the occlusion detector: pressure rising faster than a blocked line would let
+    a healthy one rise, while the flow is not being raised.
+
+    A start-up ramp rises at the same rate as an occlusion (Q / C, flow over line compliance): the
+    difference is that it decays as the cannula starts to carry the flow, while an occlusion's does
+    not. So the detector arms only after the slope has settled below `arm_pa_s` for `arm_blocks`
+    blocks at constant flow, *and* the pressure has reached its operating level: either a rise at
+    trip rate was seen since the reset (the start-up ramp happened) or the pressure is at least
+    `ref_frac` of the operating pressure of the previous injection phase. That keeps it disarmed
+    through a flat stretch before the ramp (the plunger taking up a relief back-off). It trips when
+    the slope exceeds max(min_pa_s, rel_per_s x p) for `trip_blocks` blocks in a row; a flow
+    increase disarms it until the new ramp has settled.
+    """
+
+    __slots__ = (
+        "_above",
+        "_below",
+        "_ramp_seen",
+        "_ref_pa",
+        "arm_blocks",
+        "arm_pa_s",
+        "armed",
+        "min_pa_s",
+        "ref_frac",
+        "rel_per_s",
+        "trip_blocks",
+    )
+
+    def __init__(
+        self,
+        min_pa_s: float,
+        rel_per_s: float,
+        arm_pa_s: float,
+        arm_blocks: int,
+        trip_blocks: int,
+        ref_frac: float = 0.5,
+    ) -> None:
+        self.min_pa_s = min_pa_s
+        self.rel_per_s = rel_per_s
+        self.arm_pa_s = arm_pa_s
+        self.arm_blocks = arm_blocks
+        self.trip_blocks = trip_blocks
+        self.ref_frac = ref_frac
+        self.armed = False
+        self._below = 0
+        self._above = 0
+        self._ramp_seen = False
+        self._ref_pa = 0.0
+
+    def reset(self, reference_pa: float = 0.0) -> None:
+        """At every START / RESUME; `reference_pa` is the operating pressure of the previous phase
+        of this plan (0 when there is none)."""
+        self.armed = False
+        self._below = 0
+        self._above = 0
+        self._ramp_seen = False
+        self._ref_pa = reference_pa
+
+    def threshold(self, pressure_pa: float) -> float:
+        rel = self.rel_per_s * pressure_pa
+        return rel if rel > self.min_pa_s else self.min_pa_s
+
+    def update(self, slope_pa_s: float, pressure_pa: float, flow_rising: bool) -> bool:
+        """One block: `slope_pa_s` over the detector window, `flow_rising` when the commanded flow
+        went up over that window. Returns True when it trips."""
+        if slope_pa_s >= self.min_pa_s:
+            self._ramp_seen = True
+        if flow_rising:
+            self.armed = False
+            self._below = 0
+            self._above = 0
+            return False
+        if not self.armed:
+            if slope_pa_s < self.arm_pa_s and (
+                self._ramp_seen or pressure_pa >= self.ref_frac * self._ref_pa > 0.0
+            ):
+                self._below += 1
+                if self._below >= self.arm_blocks:
+                    self.armed = True
+            else:
+                self._below = 0
+            return False
+        if slope_pa_s > self.threshold(pressure_pa):
+            self._above += 1
+            return self._above >= self.trip_blocks
+        self._above = 0
+        return False
+
+
+class PressureLossDetector:
+    """PRESSURE_LOSS: a sudden fall while the plunger drives forward steadily (disconnection,
+    rupture, a low-resistance leak path). Trips when, over its window, the pressure fell by more
+    than max(min_pa, frac x p_then) from at least `arm_pa`, for `trip_blocks` blocks in a row, with
+    the plunger at >= the flow fraction of its setpoint for the whole window (`flow_ok`)."""
+
+    __slots__ = ("_run", "arm_pa", "frac", "min_pa", "trip_blocks")
+
+    def __init__(self, min_pa: float, frac: float, arm_pa: float, trip_blocks: int) -> None:
+        self.min_pa = min_pa
+        self.frac = frac
+        self.arm_pa = arm_pa
+        self.trip_blocks = trip_blocks
+        self._run = 0
+
+    def reset(self) -> None:
+        self._run = 0
+
+    def update(self, pressure_then_pa: float, pressure_now_pa: float, flow_ok: bool) -> bool:
+        if flow_ok and pressure_then_pa >= self.arm_pa:
+            drop = pressure_then_pa - pressure_now_pa
+            rel = self.frac * pressure_then_pa
+            if drop > (rel if rel > self.min_pa else self.min_pa):
+                self._run += 1
+                return self._run >= self.trip_blocks
+        self._run = 0
+        return False
+
+
+class SensorMonitor:
+    """SENSOR_FAULT: converts the raw ADC sample to pressure and judges the sensor.
+
+    - out of range: loop current outside [loop_fault_low_ma, loop_fault_high_ma] (open or shorted
+      loop, dead transducer) for `range_samples` samples. Such a sample is never used as a
+      pressure: `sample()` returns the last valid one instead.
+    - stuck: exactly the same ADC value for `stuck_samples` samples while the plunger moves.
+    - noisy: the IIR mean of |p[k] - p[k-1]| above `noise_fault_pa` for `noise_samples` samples.
+
+    `faulty` latches when any of them trips and drops only once none has been seen for
+    `clear_samples` samples (what CLEAR checks). `suspect` (an alarm, never a stop) is set while a
+    condition is building up: out-of-range samples, half a stuck run, noise above `noise_suspect_pa`.
+    """
+
+    __slots__ = (
+        "_good_run",
+        "_last_adc",
+        "_noise_run",
+        "_range_run",
+        "_stuck_run",
+        "adc_high",
+        "adc_low",
+        "cause",
+        "clear_samples",
+        "faulty",
+        "gain",
+        "noise_alpha",
+        "noise_fault_pa",
+        "noise_mean_pa",
+        "noise_samples",
+        "noise_suspect_pa",
+        "offset",
+        "pressure_pa",
+        "range_samples",
+        "stuck_samples",
+    )
+
+    def __init__(
+        self,
+        hardware: Hardware,
+        range_samples: int,
+        stuck_samples: int,
+        noise_fault_pa: float,
+        noise_suspect_pa: float,
+        noise_alpha: float,
+        noise_samples: int,
+        clear_samples: int,
+    ) -> None:
+        counts_per_ma = hardware.adc_max / hardware.adc_full_scale_ma
+        self.adc_low = hardware.loop_fault_low_ma * counts_per_ma
+        self.adc_high = hardware.loop_fault_high_ma * counts_per_ma
+        pa_per_ma = hardware.sensor_full_scale_pa / hardware.loop_span_ma
+        self.gain = pa_per_ma / counts_per_ma
+        self.offset = hardware.loop_zero_ma * pa_per_ma
+        self.range_samples = range_samples
+        self.stuck_samples = stuck_samples
+        self.noise_fault_pa = noise_fault_pa
+        self.noise_suspect_pa = noise_suspect_pa
+        self.noise_alpha = noise_alpha
+        self.noise_samples = noise_samples
+        self.clear_samples = clear_samples
+        self.pressure_pa = 0.0
+        """Last valid pressure reading (held through out-of-range samples)."""
+        self.noise_mean_pa = 0.0
+        self.faulty = False
+        self.cause = 0
+        """SENSOR_* bits of the conditions that tripped (while faulty) or are building up."""
+        self._last_adc = -1
+        self._range_run = 0
+        self._stuck_run = 0
+        self._noise_run = 0
+        self._good_run = 0
+
+    @property
+    def suspect(self) -> bool:
+        return self.cause != 0 and not self.faulty
+
+    def sample(self, adc: int, moving: bool) -> float:
+        """One ADC sample; `moving` when the plunger was commanded to move. Returns the pressure."""
+        bad = 0
+        if self.adc_low <= adc <= self.adc_high:
+            self._range_run = 0
+            p = adc * self.gain - self.offset
+            step = p - self.pressure_pa if self._last_adc >= 0 else 0.0
+            if step < 0.0:
+                step = -step
+            mean = self.noise_mean_pa + self.noise_alpha * (step - self.noise_mean_pa)
+            self.noise_mean_pa = mean
+            self.pressure_pa = p
+            if mean > self.noise_suspect_pa:
+                bad = SENSOR_NOISE
+                if mean > self.noise_fault_pa:
+                    self._noise_run += 1
+                else:
+                    self._noise_run = 0
+            else:
+                self._noise_run = 0
+        else:
+            self._range_run += 1
+            bad = SENSOR_RANGE
+            p = self.pressure_pa
+        if adc == self._last_adc:
+            if moving:
+                self._stuck_run += 1
+            if self.stuck_samples and self._stuck_run >= self.stuck_samples >> 1:
+                bad |= SENSOR_STUCK
+        else:
+            self._stuck_run = 0
+            self._last_adc = adc
+        if bad:
+            self._good_run = 0
+            if not self.faulty:
+                self.cause = bad
+                if (
+                    self._range_run >= self.range_samples
+                    or self._noise_run >= self.noise_samples
+                    or (self.stuck_samples and self._stuck_run >= self.stuck_samples)
+                ):
+                    self.faulty = True
+        elif self.cause:
+            self._good_run += 1
+            if not self.faulty or self._good_run >= self.clear_samples:
+                self.faulty = False
+                self.cause = 0
+        return p
+
+
+class StallDetector:
+    """MOTOR_STALL: the commanded position (integrated steps) runs ahead of the encoder by more
+    than `tolerance_counts` for `blocks` blocks in a row. `suspect` is set as soon as the error is
+    beyond the tolerance (telemetry flag STALL_SUSPECT)."""
+
+    __slots__ = ("_run", "blocks", "suspect", "tolerance_counts")
+
+    def __init__(self, tolerance_counts: float, blocks: int) -> None:
+        self.tolerance_counts = tolerance_counts
+        self.blocks = blocks
+        self.suspect = False
+        self._run = 0
+
+    def reset(self) -> None:
+        self._run = 0
+        self.suspect = False
+
+    def update(self, error_counts: float) -> bool:
+        if error_counts > self.tolerance_counts or -error_counts > self.tolerance_counts:
+            self.suspect = True
+            self._run += 1
+            return self._run >= self.blocks
+        self.suspect = False
+        self._run = 0
+        return False
+
+
+class TravelGuard:
+    """END_OF_TRAVEL and home: would the plunger, braking now at the step generator's limit, stop
+    beyond the forward end (less a margin) or behind home (plus a margin)? The limit switch trips
+    the forward end at once. Braking distance = v^2 / (2 a), in encoder counts."""
+
+    __slots__ = ("brake", "end_counts", "home_counts")
+
+    def __init__(self, hardware: Hardware, travel_margin_m: float, home_margin_m: float) -> None:
+        self.end_counts = (hardware.travel_m - travel_margin_m) / hardware.encoder_m_per_count
+        self.home_counts = home_margin_m / hardware.encoder_m_per_count
+        accel = hardware.max_step_accel_hz_s
+        self.brake = hardware.plunger_m_per_step / (2.0 * accel * hardware.encoder_m_per_count)
+        """Braking distance in counts per (steps/s)^2."""
+
+    def braking_counts(self, rate_hz: float) -> float:
+        return rate_hz * rate_hz * self.brake
+
+    def forward_blocked(self, encoder_counts: int, rate_hz: float, switch: bool) -> bool:
+        return switch or encoder_counts + rate_hz * rate_hz * self.brake >= self.end_counts
+
+    def home_blocked(self, encoder_counts: int, rate_hz: float) -> bool:
+        return encoder_counts - rate_hz * rate_hz * self.brake <= self.home_counts
+
+
+class Debouncer:
+    """A digital input (the fluoroscopy stop line): asserted after `on_samples` consecutive high
+    samples, released after `off_samples` consecutive low ones."""
+
+    __slots__ = ("_run", "off_samples", "on_samples", "state")
+
+    def __init__(self, on_samples: int, off_samples: int) -> None:
+        self.on_samples = on_samples
+        self.off_samples = off_samples
+        self.state = False
+        self._run = 0
+
+    def update(self, level: bool) -> bool:
+        if level == self.state:
+            self._run = 0
+        else:
+            self._run += 1
+            if self._run >= (self.off_samples if self.state else self.on_samples):
+                self.state = level
+                self._run = 0
+        return self.state
+
+
+class Watchdog:
+    """HOST_LOST: armed by HELLO, fed by every valid frame from the host, expires after
+    `timeout_us` without one."""
+
+    __slots__ = ("armed", "last_us", "timeout_us")
+
+    def __init__(self, timeout_us: int) -> None:
+        self.timeout_us = timeout_us
+        self.armed = False
+        self.last_us = 0
+
+    def start(self, now_us: int) -> None:
+        self.armed = True
+        self.last_us = now_us
+
+    def stop(self) -> None:
+        self.armed = False
+
+    def feed(self, now_us: int) -> None:
+        self.last_us = now_us
+
+    def expired(self, now_us: int) -> bool:
+        return self.armed and now_us - self.last_us > self.timeout_us
+
+
+class WorkingTimeMonitor:
+    """WORKING_TIME: cement age (mixed_ago_ms at ARM plus the time since) against its working time,
+    with a warning at `warning_frac` of it."""
+
+    __slots__ = ("_arm_us", "_mixed_ago_ms", "warning_frac", "working_time_ms")
+
+    def __init__(self, warning_frac: float) -> None:
+        self.warning_frac = warning_frac
+        self.working_time_ms = 0
+        self._mixed_ago_ms = 0
+        self._arm_us = 0
+
+    def configure(self, mixed_ago_ms: int, working_time_ms: int, now_us: int) -> None:
+        self._mixed_ago_ms = mixed_ago_ms
+        self.working_time_ms = working_time_ms
+        self._arm_us = now_us
+
+    def age_ms(self, now_us: int) -> int:
+        return self._mixed_ago_ms + (now_us - self._arm_us) // 1000
+
+    def update(self, now_us: int) -> int:
+        """AGE_OK, AGE_WARNING or AGE_EXPIRED."""
+        if self.working_time_ms <= 0:
+            return AGE_OK
+        age = self.age_ms(now_us)
+        if age >= self.working_time_ms:
+            return AGE_EXPIRED
+        if age >= self.warning_frac * self.working_time_ms:
+            return AGE_WARNING
+        return AGE_OK
+
+
+class DeliveryMonitor:
+    """VOLUME_LIMIT and INCREMENT_DONE, on the encoder (never the step count). Volume marks are
+    absolute positions from the ARM position, so a relief back-off is taken up again before new
+    volume counts. The controller compares `encoder + braking distance` with `target_counts` every
+    tick (so the plunger comes to rest on the mark) and calls `reached()` when it is crossed."""
+
+    __slots__ = (
+        "_counts_per_nl",
+        "_limit_counts",
+        "_origin",
+        "increment_nl",
+        "increments_done",
+        "target_counts",
+        "volume_limit_nl",
+    )
+
+    def __init__(self) -> None:
+        self._origin = 0
+        self._counts_per_nl = 0.0
+        self._limit_counts = 0.0
+        self.volume_limit_nl = 0
+        self.increment_nl = 0
+        self.increments_done = 0
+        self.target_counts = float("inf")
+
+    def configure(
+        self, origin_counts: int, counts_per_nl: float, volume_limit_nl: int, increment_nl: int
+    ) -> None:
+        """`increment_nl` 0 for CONTINUOUS."""
+        self._origin = origin_counts
+        self._counts_per_nl = counts_per_nl
+        self.volume_limit_nl = volume_limit_nl
+        self.increment_nl = increment_nl
+        self.increments_done = 0
+        self._limit_counts = origin_counts + volume_limit_nl * counts_per_nl
+        self._retarget()
+
+    def clear(self) -> None:
+        self.target_counts = float("inf")
+        self.increments_done = 0
+
+    def _retarget(self) -> None:
+        target = self._limit_counts
+        if self.increment_nl:
+            mark = self._origin + (self.increments_done + 1) * self.increment_nl * self._counts_per_nl
+            target = min(mark, target)
+        self.target_counts = target
+
+    def reached(self, stop_counts: float) -> int:
+        """The plunger will stop at `stop_counts` (>= target): which mark was reached."""
+        if stop_counts >= self._limit_counts - 0.5:
+            return DELIVERY_VOLUME
+        if self.increment_nl:
+            per = self.increment_nl * self._counts_per_nl
+            marks = int((stop_counts - self._origin + 0.5) / per)
+            self.increments_done = max(self.increments_done + 1, marks)
+            self._retarget()
+            return DELIVERY_INCREMENT
+        return DELIVERY_NONE  # pragma: no cover - target is the limit when there are no increments
+
+
+class ViscosityWindowDetector:
+    """VISCOSITY_WINDOW: the valid viscosity estimate outside [low, high] for `blocks` blocks in a
+    row (blocks without a valid estimate reset the count)."""
+
+    __slots__ = ("_run", "blocks")
+
+    def __init__(self, blocks: int) -> None:
+        self.blocks = blocks
+        self._run = 0
+
+    def reset(self) -> None:
+        self._run = 0
+
+    def update(self, valid: bool, viscosity_pas: float, low_pas: float, high_pas: float) -> bool:
+        if valid and not low_pas <= viscosity_pas <= high_pas:
+            self._run += 1
+            return self._run >= self.blocks
+        self._run = 0
+        return False

@@ -1,0 +1,793 @@
+"""Write protocol/vectors.json: golden frames for every message type, and frames a receiver must reject.
+
+    python scripts/gen_vectors.py            # (re)write protocol/vectors.json
+    python scripts/gen_vectors.py --check    # exit 1 if the committed file differs from what this writes
+
+The output is deterministic (no clock, no randomness, a fixed order), so regenerating gives an identical
+file; tests/protocol/test_vectors.py asserts that, and checks every vector in both directions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import struct
+import sys
+import typing
+from collections.abc import Callable
+from enum import IntEnum, IntFlag
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from cobs import cobs
+
+from protocol import framing
+from protocol._crc import crc16
+from protocol.codec import HEADER, HEADER_SIZE, PROTOCOL_VERSION, encode_payload
+from protocol.enums import (
+    AlarmCode,
+    Capabilities,
+    EventKind,
+    Flags,
+    Mode,
+    MsgType,
+    NakCode,
+    PlanFlags,
+    ResetCause,
+    State,
+    StopReason,
+    StopSource,
+)
+from protocol.messages import (
+    REGISTRY,
+    Ack,
+    Arm,
+    Clear,
+    DeviceInfo,
+    Event,
+    GetStatus,
+    Heartbeat,
+    Hello,
+    Message,
+    Nak,
+    Pause,
+    Resume,
+    SetLimits,
+    SetTelemetry,
+    Start,
+    Status,
+    Stop,
+    TelemetryBatch,
+)
+from protocol.telemetry import BATCH_HEADER, MAX_BATCH_SAMPLES, SAMPLE_DTYPE, SAMPLE_SIZE, SampleArray
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUTPUT = REPO / "protocol" / "vectors.json"
+
+FORMAT_NOTES = [
+    "vectors: one valid frame each, sorted by msg_type value, then name. Both directions must hold: "
+    "decoding frame_hex gives `fields`, and encoding `fields` (with msg_type, version and seq) gives "
+    "frame_hex byte for byte.",
+    "payload_hex = header (version u8, msg_type u8, seq u16 LE) + body, without the CRC. crc16 = "
+    "CRC-16/CCITT-FALSE over payload_hex, sent little-endian after the payload. frame_hex = "
+    "COBS(payload || crc16_le) followed by the 0x00 delimiter.",
+    "fields are in wire (layout) order; pad bytes are not listed and are sent as 0x00. Integers are in "
+    "wire units (Pa, nL, nL/s, um, ms, us). An enum or flag field is {name, value}: the enum member "
+    "name (flags: member names joined by '|' in ascending bit order, 'NONE' for 0) and its integer.",
+    "Floats are float32 on the wire. A finite float is the exact float32 value, written as the "
+    "shortest decimal that parses to that double; non-finite floats are the strings 'NaN', "
+    "'Infinity', '-Infinity'. NaN is sent as the quiet NaN 0x7FC00000.",
+    "Strings are ASCII, NUL-padded to their fixed size; a string of exactly the full size has no "
+    "terminating NUL.",
+    "TELEMETRY_BATCH fields: first_index, count, period_us, then samples: one object per sample, in "
+    "protocol.telemetry.SAMPLE_DTYPE order (flags/state/stop_reason as {name, value}).",
+    "negative_vectors: byte strings a receiver must drop or reject, each fed alone to a fresh receiver. "
+    "expect.layer 'framing': dropped before the header is read (no frame delivered); counter names "
+    "the receiver counter that goes up by one. expect.layer 'message': CRC good, delivered as a "
+    "rejected frame with expect.reason; a device answers the commands among them with NAK "
+    "expect.nak_code (null: no NAK). expect.cmd_id is the command's id where a device answers it.",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON forms of field values
+# ---------------------------------------------------------------------------------------------
+
+
+def flag_name(value: IntFlag) -> str:
+    """Member names in ascending bit order joined by '|', 'NONE' for 0, unknown bits as hex."""
+    v = int(value)
+    if v == 0:
+        return "NONE"
+    names: list[str] = []
+    rest = v
+    for member in sorted(type(value), key=int):
+        m = int(member)
+        if m and m & (m - 1) == 0 and v & m and member.name:
+            names.append(member.name)
+            rest &= ~m
+    if rest:
+        names.append(f"0x{rest:X}")
+    return "|".join(names)
+
+
+def enum_json(value: IntEnum | IntFlag) -> dict[str, Any]:
+    name = flag_name(value) if isinstance(value, IntFlag) else value.name
+    return {"name": name, "value": int(value)}
+
+
+def f32(value: float) -> float:
+    """The float32 the wire carries for `value`, as a Python float (exact)."""
+    result: float = struct.unpack("<f", struct.pack("<f", value))[0]
+    return result
+
+
+def float_json(value: float) -> float | str:
+    v = f32(value)
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "Infinity" if v > 0 else "-Infinity"
+    return v
+
+
+def value_json(value: Any) -> Any:
+    if isinstance(value, IntEnum | IntFlag):
+        return enum_json(value)
+    if isinstance(value, float):
+        return float_json(value)
+    if isinstance(value, bool):
+        raise TypeError("no bool fields on the wire")
+    if isinstance(value, int | str):
+        return value
+    raise TypeError(f"no JSON form for {value!r}")
+
+
+def samples_json(samples: SampleArray) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for row in samples.tolist():
+        t_us, pressure, volume, flow, motor, visc, flags, state, stop_reason = row
+        out.append(
+            {
+                "t_us": t_us,
+                "pressure_pa": pressure,
+                "volume_nl": volume,
+                "flow_nl_s": flow,
+                "motor_um_s": motor,
+                "viscosity_pas": float_json(visc),
+                "flags": enum_json(Flags(flags)),
+                "state": enum_json(State(state)),
+                "stop_reason": enum_json(StopReason(stop_reason)),
+            }
+        )
+    return out
+
+
+def fields_json(message: Message) -> dict[str, Any]:
+    if isinstance(message, TelemetryBatch):
+        return {
+            "first_index": message.first_index,
+            "count": len(message.samples),
+            "period_us": message.period_us,
+            "samples": samples_json(message.samples),
+        }
+    hints = typing.get_type_hints(type(message))
+    out: dict[str, Any] = {}
+    for name in message._names:
+        value, hint = getattr(message, name), hints[name]
+        # The declared type decides the JSON form (Nak.cmd_type is a plain int even if given a MsgType).
+        is_enum = isinstance(hint, type) and issubclass(hint, IntEnum | IntFlag)
+        out[name] = enum_json(hint(value)) if is_enum else value_json(int(value) if hint is int else value)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The vectors
+# ---------------------------------------------------------------------------------------------
+
+
+def make_samples(n: int, t0_us: int = 5_000_000, nan_at: tuple[int, ...] = ()) -> SampleArray:
+    """n consecutive 1 kHz samples of an injection: rising pressure and volume, some edge values."""
+    s = np.zeros(n, dtype=SAMPLE_DTYPE)
+    for i in range(n):
+        s[i]["t_us"] = t0_us + 1000 * i
+        s[i]["pressure_pa"] = 850_000 + 1_237 * i
+        s[i]["volume_nl"] = 1_200_000 + 33 * i
+        s[i]["flow_nl_s"] = 33_333 - 7 * i
+        s[i]["motor_um_s"] = 202 if i % 7 else -15
+        s[i]["viscosity_pas"] = math.nan if i in nan_at else 400.0 + 0.1 * i
+        flags = Flags.MOTOR_MOVING | Flags.HOST_LINK_OK
+        if i not in nan_at:
+            flags |= Flags.VISCOSITY_VALID
+        if i % 5 == 4:
+            flags |= Flags.THROTTLING
+        s[i]["flags"] = int(flags)
+        s[i]["state"] = int(State.INJECTING)
+        s[i]["stop_reason"] = int(StopReason.NONE)
+    return s
+
+
+def arm_continuous(cmd_id: int) -> Arm:
+    return Arm(
+        cmd_id=cmd_id,
+        mode=Mode.CONTINUOUS,
+        plan_flags=PlanFlags.NONE,
+        flow_nl_s=33_333,
+        increment_nl=0,
+        volume_limit_nl=4_000_000,
+        soft_limit_pa=1_500_000,
+        hard_limit_pa=2_500_000,
+        relief_pa=200_000,
+        mixed_ago_ms=240_000,
+        working_time_ms=900_000,
+        viscosity_min_pas=50.0,
+        viscosity_max_pas=2000.0,
+        cannula_length_um=120_000,
+        cannula_id_um=2_700,
+        syringe_bore_um=14_500,
+    )
+
+
+def positive_vectors() -> list[tuple[str, int, Message]]:
+    """(name, seq, message). Seqs include the 0 and 0xFFFF edges."""
+    v: list[tuple[str, int, Message]] = []
+    add = v.append
+    # Host -> device.
+    add(("hello", 0, Hello(cmd_id=1, protocol_version=PROTOCOL_VERSION)))
+    add(("heartbeat_host", 1, Heartbeat(uptime_ms=0, state=State.IDLE)))
+    add(("heartbeat_device_injecting", 0xFFFF, Heartbeat(uptime_ms=4_294_967_295, state=State.INJECTING)))
+    add(("arm_continuous", 2, arm_continuous(2)))
+    arm_inc = Arm(
+        cmd_id=3,
+        mode=Mode.INCREMENTAL,
+        plan_flags=PlanFlags.RELIEF,
+        flow_nl_s=16_667,
+        increment_nl=500_000,
+        volume_limit_nl=6_000_000,
+        soft_limit_pa=1_200_000,
+        hard_limit_pa=2_000_000,
+        relief_pa=100_000,
+        mixed_ago_ms=180_500,
+        working_time_ms=720_000,
+        viscosity_min_pas=0.1,
+        viscosity_max_pas=1e4,
+        cannula_length_um=100_000,
+        cannula_id_um=2_400,
+        syringe_bore_um=65_535,
+    )
+    add(("arm_incremental_relief", 3, arm_inc))
+    add(("start", 4, Start(cmd_id=4)))
+    add(("pause", 5, Pause(cmd_id=5)))
+    add(("resume", 6, Resume(cmd_id=6)))
+    for i, source in enumerate(StopSource):
+        add((f"stop_{source.name.lower()}", 10 + i, Stop(cmd_id=10 + i, source=source)))
+    add(("clear", 20, Clear(cmd_id=20)))
+    add(
+        (
+            "set_limits_all",
+            21,
+            SetLimits(
+                cmd_id=21,
+                soft_limit_pa=1_000_000,
+                hard_limit_pa=3_000_000,
+                relief_pa=150_000,
+                max_flow_nl_s=50_000,
+            ),
+        )
+    )
+    add(("set_limits_unchanged", 22, SetLimits(cmd_id=22)))
+    add(("get_status", 23, GetStatus(cmd_id=0xFFFF)))
+    add(("set_telemetry_1khz_batch20", 24, SetTelemetry(cmd_id=24, divider=1, batch_samples=20)))
+    add(("set_telemetry_div4_batch30", 25, SetTelemetry(cmd_id=25, divider=4, batch_samples=30)))
+    add(("set_telemetry_off", 26, SetTelemetry(cmd_id=26, divider=0, batch_samples=20)))
+    # Device -> host.
+    caps = Capabilities(0)
+    for c in Capabilities:
+        caps |= c
+    add(
+        (
+            "device_info_simulator",
+            0,
+            DeviceInfo(
+                cmd_id=1,
+                protocol_version=PROTOCOL_VERSION,
+                fw_major=0,
+                fw_minor=1,
+                fw_patch=0,
+                serial="CG-SIM-000001",
+                capabilities=caps,
+                sample_rate_hz=1000,
+                watchdog_ms=500,
+                max_pressure_pa=3_000_000,
+                max_flow_nl_s=100_000,
+                travel_um=60_000,
+                max_batch_samples=MAX_BATCH_SAMPLES,
+            ),
+        )
+    )
+    add(
+        (
+            "device_info_full_serial",
+            1,
+            DeviceInfo(
+                cmd_id=7,
+                protocol_version=PROTOCOL_VERSION,
+                fw_major=255,
+                fw_minor=0,
+                fw_patch=12,
+                serial="ABCDEFGHIJKLMNOP",
+                capabilities=Capabilities.RELIEF_BACKOFF | Capabilities.FLUORO_LINE,
+                sample_rate_hz=1000,
+                watchdog_ms=1000,
+                max_pressure_pa=4_000_000,
+                max_flow_nl_s=200_000,
+                travel_um=80_000,
+                max_batch_samples=20,
+            ),
+        )
+    )
+    add(
+        (
+            "status_injecting",
+            30,
+            Status(
+                cmd_id=23,
+                state=State.INJECTING,
+                stop_reason=StopReason.NONE,
+                stop_source=StopSource.NONE,
+                mode=Mode.CONTINUOUS,
+                flags=Flags.THROTTLING | Flags.HOST_LINK_OK | Flags.MOTOR_MOVING | Flags.VISCOSITY_VALID,
+                t_us=12_345_678_901,
+                pressure_pa=1_499_321,
+                volume_nl=2_345_678,
+                flow_nl_s=30_001,
+                flow_setpoint_nl_s=33_333,
+                volume_limit_nl=4_000_000,
+                increment_nl=0,
+                increments_done=0,
+                soft_limit_pa=1_500_000,
+                hard_limit_pa=2_500_000,
+                relief_pa=200_000,
+                viscosity_pas=412.5,
+                mixed_age_ms=301_000,
+                working_time_ms=900_000,
+                event_count=17,
+            ),
+        )
+    )
+    add(
+        (
+            "status_stopped_overpressure_nan_viscosity",
+            31,
+            Status(
+                cmd_id=0,
+                state=State.STOPPED,
+                stop_reason=StopReason.OVERPRESSURE,
+                stop_source=StopSource.CONTROLLER,
+                mode=Mode.INCREMENTAL,
+                flags=Flags.RELIEF_ACTIVE | Flags.HOST_LINK_OK | Flags.SIMULATED,
+                t_us=0xFFFF_FFFF_FFFF_FFFF,
+                pressure_pa=-2_147_483_648,
+                volume_nl=-1,
+                flow_nl_s=2_147_483_647,
+                flow_setpoint_nl_s=0,
+                volume_limit_nl=6_000_000,
+                increment_nl=500_000,
+                increments_done=65_535,
+                soft_limit_pa=1_200_000,
+                hard_limit_pa=2_000_000,
+                relief_pa=100_000,
+                viscosity_pas=math.nan,
+                mixed_age_ms=0,
+                working_time_ms=720_000,
+                event_count=4_294_967_295,
+            ),
+        )
+    )
+    t_us = 6_000_000_123  # beyond 2^32: exercises the high word of t_us
+    events: list[tuple[EventKind, State, State, StopReason, StopSource, AlarmCode, int]] = [
+        (
+            EventKind.POWER_UP,
+            State.IDLE,
+            State.IDLE,
+            StopReason.NONE,
+            StopSource.NONE,
+            AlarmCode.NONE,
+            ResetCause.WATCHDOG,
+        ),
+        (
+            EventKind.STATE_CHANGE,
+            State.INJECTING,
+            State.ARMED,
+            StopReason.NONE,
+            StopSource.NONE,
+            AlarmCode.NONE,
+            0,
+        ),
+        (
+            EventKind.STOP,
+            State.STOPPED,
+            State.INJECTING,
+            StopReason.FLUORO_STOP,
+            StopSource.FLUORO_REMOTE,
+            AlarmCode.NONE,
+            0,
+        ),
+        (
+            EventKind.ALARM,
+            State.INJECTING,
+            State.INJECTING,
+            StopReason.NONE,
+            StopSource.NONE,
+            AlarmCode.PRESSURE_THROTTLE,
+            12_500,
+        ),
+        (
+            EventKind.ALARM_CLEARED,
+            State.INJECTING,
+            State.INJECTING,
+            StopReason.NONE,
+            StopSource.NONE,
+            AlarmCode.PRESSURE_THROTTLE,
+            0,
+        ),
+        (
+            EventKind.RELIEF_DONE,
+            State.STOPPED,
+            State.STOPPED,
+            StopReason.OVERPRESSURE,
+            StopSource.CONTROLLER,
+            AlarmCode.NONE,
+            350,
+        ),
+    ]
+    for i, (kind, state, prev, reason, source, alarm, detail) in enumerate(events):
+        event = Event(
+            event_index=i,
+            kind=kind,
+            state=state,
+            prev_state=prev,
+            reason=reason,
+            source=source,
+            alarm=alarm,
+            t_us=t_us + 250_000 * i,
+            pressure_pa=1_800_000 - 100_000 * i,
+            volume_nl=2_000_000 + 1000 * i,
+            detail=int(detail),
+        )
+        add((f"event_{kind.name.lower()}", 40 + i, event))
+    add(("ack_start", 50, Ack(cmd_id=4, cmd_type=MsgType.START, state=State.INJECTING)))
+    add(("ack_clear", 51, Ack(cmd_id=20, cmd_type=MsgType.CLEAR, state=State.IDLE)))
+    naks: list[tuple[str, Nak]] = [
+        (
+            "nak_bad_param_flow",
+            Nak(
+                cmd_id=2,
+                cmd_type=MsgType.ARM,
+                code=NakCode.BAD_PARAM,
+                state=State.IDLE,
+                field=3,
+                detail=100_000,
+            ),
+        ),
+        ("nak_bad_state", Nak(cmd_id=4, cmd_type=MsgType.START, code=NakCode.BAD_STATE, state=State.IDLE)),
+        (
+            "nak_stop_latched",
+            Nak(cmd_id=6, cmd_type=MsgType.RESUME, code=NakCode.STOP_LATCHED, state=State.STOPPED),
+        ),
+        (
+            "nak_unknown_command",
+            Nak(cmd_id=9, cmd_type=0x30, code=NakCode.UNKNOWN_COMMAND, state=State.ARMED),
+        ),
+        (
+            "nak_version_mismatch",
+            Nak(cmd_id=1, cmd_type=MsgType.HELLO, code=NakCode.VERSION_MISMATCH, state=State.IDLE, detail=1),
+        ),
+        (
+            "nak_bad_length",
+            Nak(cmd_id=4, cmd_type=MsgType.START, code=NakCode.BAD_LENGTH, state=State.IDLE, detail=4),
+        ),
+        (
+            "nak_no_session",
+            Nak(cmd_id=1, cmd_type=MsgType.ARM, code=NakCode.NO_SESSION, state=State.IDLE, detail=-1),
+        ),
+    ]
+    for i, (name, nak) in enumerate(naks):
+        add((name, 60 + i, nak))
+    add(("telemetry_batch_empty", 70, TelemetryBatch(first_index=0, period_us=1000, samples=make_samples(0))))
+    add(("telemetry_batch_1", 71, TelemetryBatch(first_index=4_999, period_us=1000, samples=make_samples(1))))
+    add(
+        (
+            "telemetry_batch_max_with_nan",
+            72,
+            TelemetryBatch(
+                first_index=0xFFFF_FFFF,
+                period_us=4000,
+                samples=make_samples(MAX_BATCH_SAMPLES, t0_us=2**40, nan_at=(0, 13)),
+            ),
+        )
+    )
+    return v
+
+
+def vector_json(name: str, seq: int, message: Message) -> dict[str, Any]:
+    payload = encode_payload(message, seq)
+    return {
+        "name": name,
+        "msg_type": message.TYPE.name,
+        "msg_type_value": int(message.TYPE),
+        "seq": seq,
+        "version": PROTOCOL_VERSION,
+        "fields": fields_json(message),
+        "payload_hex": payload.hex(),
+        "crc16": f"0x{crc16(payload):04X}",
+        "frame_hex": framing.encode(payload).hex(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Negative vectors
+# ---------------------------------------------------------------------------------------------
+
+
+def _cobs_frame(payload: bytes, crc: int | None = None) -> bytes:
+    """A frame with an arbitrary (possibly wrong) CRC: COBS and delimiter done right."""
+    value = crc16(payload) if crc is None else crc
+    return bytes(cobs.encode(payload + value.to_bytes(2, "little"))) + framing.DELIMITER
+
+
+def _batch_header(first_index: int, period_us: int, count: int) -> bytes:
+    """A TELEMETRY_BATCH header with any count, even one TelemetryBatch refuses to encode: the count
+    field is found as the one that differs between encoded 1- and 2-sample batches."""
+    one, two = (
+        list(BATCH_HEADER.unpack_from(TelemetryBatch(first_index, period_us, make_samples(n)).pack_body()))
+        for n in (1, 2)
+    )
+    (index,) = (i for i, (a, b) in enumerate(zip(one, two, strict=True)) if a != b)
+    one[index] = count
+    return BATCH_HEADER.pack(*one)
+
+
+def negative_vectors() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+
+    def framing_error(name: str, description: str, frame: bytes, reason: str, counter: str) -> None:
+        expect = {"layer": "framing", "reason": reason, "counter": counter}
+        out.append({"name": name, "description": description, "frame_hex": frame.hex(), "expect": expect})
+
+    def rejected(
+        name: str,
+        description: str,
+        payload: bytes,
+        reason: str,
+        counter: str,
+        nak_code: NakCode | None,
+        field_index: int | None = None,
+        cmd_id: int | None = None,
+    ) -> None:
+        version, msg_type, seq = HEADER.unpack_from(payload)
+        if nak_code is not None:
+            cmd_id = int.from_bytes(payload[HEADER_SIZE : HEADER_SIZE + 2], "little")
+        expect: dict[str, Any] = {
+            "layer": "message",
+            "reason": reason,
+            "counter": counter,
+            "version": version,
+            "msg_type_value": msg_type,
+            "seq": seq,
+            "cmd_id": cmd_id,
+            "field_index": field_index,
+            "nak_code": None if nak_code is None else enum_json(nak_code),
+        }
+        out.append(
+            {
+                "name": name,
+                "description": description,
+                "payload_hex": payload.hex(),
+                "crc16": f"0x{crc16(payload):04X}",
+                "frame_hex": framing.encode(payload).hex(),
+                "expect": expect,
+            }
+        )
+
+    hello = encode_payload(Hello(cmd_id=1, protocol_version=PROTOCOL_VERSION), 0)
+    framing_error(
+        "bad_crc",
+        "The HELLO vector with the CRC's low byte XOR 0x01 (COBS and delimiter correct): drop it, count it.",
+        _cobs_frame(hello, crc16(hello) ^ 0x0001),
+        "crc_error",
+        "crc_errors",
+    )
+    framing_error(
+        "cobs_garbage",
+        "A COBS code byte (0x05) promising more bytes than arrive before the delimiter.",
+        bytes.fromhex("05112200"),
+        "cobs_error",
+        "cobs_errors",
+    )
+    framing_error(
+        "runt",
+        "Valid COBS, but the decoded frame (3 bytes) cannot hold a 4-byte header and a 2-byte CRC.",
+        _cobs_frame(b"\x01", crc=0x1002),
+        "runt",
+        "runts",
+    )
+    framing_error(
+        "overlong",
+        f"{framing.MAX_ENCODED + 1} non-zero bytes without a delimiter: longer than any legal frame "
+        f"(MAX_ENCODED = {framing.MAX_ENCODED}); dropped up to the next 0x00 without buffering it.",
+        b"\x01" * (framing.MAX_ENCODED + 1) + framing.DELIMITER,
+        "overlong",
+        "overlong",
+    )
+    framing_error(
+        "overlong_after_cobs",
+        f"{framing.MAX_ENCODED} bytes 0x01 (within MAX_ENCODED) that COBS-decode to "
+        f"{framing.MAX_ENCODED - 1} zero bytes: more than MAX_PAYLOAD + CRC = "
+        f"{framing.MAX_PAYLOAD + framing.CRC_SIZE}, so overlong, judged before the CRC.",
+        b"\x01" * framing.MAX_ENCODED + framing.DELIMITER,
+        "overlong",
+        "overlong",
+    )
+    rejected(
+        "version_2_hello",
+        "A HELLO in protocol version 2: rejected before its body is read; a device answers NAK "
+        "VERSION_MISMATCH (detail = its own version) with the cmd_id from the body.",
+        encode_payload(Hello(cmd_id=1, protocol_version=2), 0, version=2),
+        "version_mismatch",
+        "version_mismatches",
+        NakCode.VERSION_MISMATCH,
+    )
+    rejected(
+        "unknown_type_command",
+        "Message type 0x30: in the command range but undefined; a device answers NAK UNKNOWN_COMMAND.",
+        HEADER.pack(PROTOCOL_VERSION, 0x30, 9) + (9).to_bytes(2, "little") + b"\x00\x00",
+        "unknown_type",
+        "unknown_types",
+        NakCode.UNKNOWN_COMMAND,
+    )
+    rejected(
+        "truncated_start_body",
+        "A START whose body is 2 bytes (cmd_id only) instead of 4: a device answers NAK BAD_LENGTH "
+        "(detail = 4).",
+        encode_payload(Start(cmd_id=4), 10)[: HEADER_SIZE + 2],
+        "bad_length",
+        "bad_lengths",
+        NakCode.BAD_LENGTH,
+    )
+    one = make_samples(1)
+    rejected(
+        "telemetry_count_mismatch",
+        "A TELEMETRY_BATCH whose header says 2 samples but carries 1.",
+        HEADER.pack(PROTOCOL_VERSION, MsgType.TELEMETRY_BATCH, 11)
+        + _batch_header(0, 1000, 2)
+        + one.tobytes(),
+        "bad_length",
+        "bad_lengths",
+        None,
+    )
+    over = make_samples(MAX_BATCH_SAMPLES + 1)
+    rejected(
+        "telemetry_too_many_samples",
+        f"A TELEMETRY_BATCH of {MAX_BATCH_SAMPLES + 1} samples: fits in MAX_PAYLOAD but exceeds "
+        f"MAX_BATCH_SAMPLES = {MAX_BATCH_SAMPLES}.",
+        HEADER.pack(PROTOCOL_VERSION, MsgType.TELEMETRY_BATCH, 12)
+        + _batch_header(0, 1000, MAX_BATCH_SAMPLES + 1)
+        + over.tobytes(),
+        "bad_length",
+        "bad_lengths",
+        None,
+    )
+    arm = bytearray(arm_continuous(31).pack_body())
+    arm[2] = 0x02  # mode: not a Mode
+    rejected(
+        "undefined_enum_value_arm_mode",
+        "An ARM whose mode (field 1) is 2, not a Mode: rejected, never delivered as a message; a device "
+        "answers NAK BAD_PARAM with field 1.",
+        HEADER.pack(PROTOCOL_VERSION, MsgType.ARM, 13) + bytes(arm),
+        "bad_value",
+        "bad_values",
+        NakCode.BAD_PARAM,
+        field_index=1,
+    )
+    rejected(
+        "undefined_stop_source",
+        "A STOP whose source (field 1) is 0x20, not a StopSource: the message layer rejects it like any "
+        "undefined value, but a device still honours it as a STOP from OPERATOR and ACKs it "
+        "(SPEC 7.6): a STOP is never refused for its source. No NAK.",
+        HEADER.pack(PROTOCOL_VERSION, MsgType.STOP, 14) + struct.pack("<HBx", 30, 0x20),
+        "bad_value",
+        "bad_values",
+        None,
+        field_index=1,
+        cmd_id=30,
+    )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The document
+# ---------------------------------------------------------------------------------------------
+
+
+def build() -> dict[str, Any]:
+    vectors = [vector_json(*v) for v in positive_vectors()]
+    vectors.sort(key=lambda v: (v["msg_type_value"], v["name"]))
+    names = [v["name"] for v in vectors]
+    if len(set(names)) != len(names):
+        raise AssertionError("duplicate vector names")
+    missing = {t.name for t in REGISTRY} - {v["msg_type"] for v in vectors}
+    if missing:
+        raise AssertionError(f"no vector for {sorted(missing)}")
+    negatives = sorted(negative_vectors(), key=lambda v: str(v["name"]))
+    check = b"123456789"
+    return {
+        "description": "Golden frames of the cementguard wire protocol (protocol/SPEC.md). Generated by "
+        "scripts/gen_vectors.py: do not edit by hand, regenerate.",
+        "protocol_version": PROTOCOL_VERSION,
+        "format": FORMAT_NOTES,
+        "crc": {
+            "algorithm": "CRC-16/CCITT-FALSE",
+            "poly": "0x1021",
+            "init": "0xFFFF",
+            "refin": False,
+            "refout": False,
+            "xorout": "0x0000",
+            "check_input_ascii": check.decode("ascii"),
+            "check": f"0x{crc16(check):04X}",
+            "wire_byte_order": "little-endian",
+        },
+        "constants": {
+            "header_size": HEADER_SIZE,
+            "crc_size": framing.CRC_SIZE,
+            "max_payload": framing.MAX_PAYLOAD,
+            "max_encoded": framing.MAX_ENCODED,
+            "batch_header_size": BATCH_HEADER.size,
+            "sample_size": SAMPLE_SIZE,
+            "max_batch_samples": MAX_BATCH_SAMPLES,
+            "seq_modulo": 1 << 16,
+        },
+        "body_sizes": {
+            t.name: (None if t is MsgType.TELEMETRY_BATCH else REGISTRY[t].body_size())
+            for t in sorted(REGISTRY)
+        },
+        "vectors": vectors,
+        "negative_vectors": negatives,
+    }
+
+
+def render(doc: dict[str, Any] | None = None) -> str:
+    """The file's exact text: 2-space indent, ASCII only, keys in the order built, trailing newline."""
+    return json.dumps(build() if doc is None else doc, indent=2, ensure_ascii=True, allow_nan=False) + "\n"
+
+
+def main(argv: list[str] | None = None, write: Callable[[str], object] = sys.stdout.write) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help="file to write (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="do not write; exit 1 if the file is out of date"
+    )
+    args = parser.parse_args(argv)
+    text = render()
+    out: Path = args.output
+    if args.check:
+        current = out.read_text(encoding="ascii") if out.exists() else None
+        if current != text:
+            write(f"{out} is out of date: run python scripts/gen_vectors.py\n")
+            return 1
+        write(f"{out} is up to date\n")
+        return 0
+    out.write_text(text, encoding="ascii")
+    doc = json.loads(text)
+    write(f"wrote {out}: {len(doc['vectors'])} vectors, {len(doc['negative_vectors'])} negative vectors\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
