@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from firmware_sim.controller import Controller, ControllerConfig, FirmwareIdentity
 from firmware_sim.device.loopback import LoopbackTransport
 from firmware_sim.device.runtime import DeviceRuntime
 from firmware_sim.hal import REFERENCE_RIG, Hardware
 from firmware_sim.plant import Plant, PlantConfig
+from firmware_sim.plant.cannula import GAUGE_ID_M
 from protocol import (
     PROTOCOL_VERSION,
     Ack,
+    Arm,
     Command,
     Event,
     EventKind,
@@ -25,7 +28,10 @@ from protocol import (
     Heartbeat,
     Hello,
     MessageStream,
+    Mode,
     Nak,
+    PlanFlags,
+    Start,
     State,
     TelemetryBatch,
     encode_frame,
@@ -34,6 +40,26 @@ from protocol.messages import Message
 from protocol.telemetry import SampleArray, concat_samples, empty_samples
 
 HEARTBEAT_PERIOD_US = 100_000
+
+NOMINAL_PLAN: dict[str, Any] = {
+    "mode": Mode.CONTINUOUS,
+    "plan_flags": PlanFlags.RELIEF,
+    "flow_nl_s": 50_000,  # 3 mL/min
+    "increment_nl": 0,
+    "volume_limit_nl": 2_000_000,
+    "soft_limit_pa": 2_500_000,
+    "hard_limit_pa": 4_000_000,
+    "relief_pa": 200_000,
+    "mixed_ago_ms": 300_000,
+    "working_time_ms": 900_000,
+    "viscosity_min_pas": 1.0,
+    "viscosity_max_pas": 100_000.0,
+    "cannula_length_um": 125_000,
+    "cannula_id_um": 2388,
+    "syringe_bore_um": 7290,
+}
+"""A continuous 2 mL plan at 3 mL/min through an 11G, 125 mm cannula from a 2.5 mL syringe: it
+matches the plant's default configuration, so it runs to VOLUME_LIMIT without a stop."""
 
 
 class CommandTimeoutError(AssertionError):
@@ -121,6 +147,26 @@ class VirtualRig:
             raise AssertionError(f"HELLO refused: {reply}")
         self.info = next(m for m in self.replies if getattr(m, "cmd_id", None) == reply.cmd_id)
         return self.info
+
+    def plan_for_plant(self) -> dict[str, Any]:
+        """NOMINAL_PLAN with what the plan must know of the rig taken from the plant: the cement's
+        age now, the cannula and the syringe (a bench engineer copies these from the setup)."""
+        c = self.plant_config
+        return {
+            **NOMINAL_PLAN,
+            "mixed_ago_ms": round(c.mixed_ago_s * 1000) + self.now_us // 1000,
+            "cannula_length_um": round(c.cannula_length_mm * 1000),
+            "cannula_id_um": round(GAUGE_ID_M[c.cannula_gauge] * 1e6),
+            "syringe_bore_um": round(c.syringe_bore_mm * 1000),
+        }
+
+    def arm(self, **overrides: Any) -> Ack | Nak:
+        """ARM with the plan for this plant (`plan_for_plant`), any field overridden by keyword."""
+        fields = {**self.plan_for_plant(), **overrides}
+        return self.command(lambda i: Arm(cmd_id=i, **fields))
+
+    def start(self) -> Ack | Nak:
+        return self.command(Start)
 
     # -- what came back ----------------------------------------------------------------------
     @property

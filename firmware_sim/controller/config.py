@@ -96,6 +96,10 @@ class ControllerConfig:
     """Blocks the slope must stay below `rise_arm_pa_s` to arm (50 ms)."""
     rise_trip_blocks: int = 3
     """Consecutive blocks above the threshold to trip (adds 20 ms)."""
+    rise_fast_factor: float = 4.0
+    """A slope above 4x the threshold (>= 1.2 MPa/s, 27 sigma) trips after `rise_fast_blocks`."""
+    rise_fast_blocks: int = 2
+    """Two blocks, not one: a single corrupt sample moves one block's slope estimate only."""
     rise_flow_tolerance: float = 0.02
     """A commanded flow increase above this fraction of the setpoint over the window disarms."""
 

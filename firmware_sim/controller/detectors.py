@@ -93,18 +93,22 @@ class PressureRiseDetector:
     trip rate was seen since the reset (the start-up ramp happened) or the pressure is at least
     `ref_frac` of the operating pressure of the previous injection phase. That keeps it disarmed
     through a flat stretch before the ramp (the plunger taking up a relief back-off). It trips when
-    the slope exceeds max(min_pa_s, rel_per_s x p) for `trip_blocks` blocks in a row; a flow
-    increase disarms it until the new ramp has settled.
+    the slope exceeds max(min_pa_s, rel_per_s x p) for `trip_blocks` blocks in a row, or
+    `fast_factor` times that for `fast_blocks` blocks in a row (a stiff line fills in tens of ms);
+    a flow increase disarms it until the new ramp has settled.
     """
 
     __slots__ = (
         "_above",
         "_below",
+        "_fast",
         "_ramp_seen",
         "_ref_pa",
         "arm_blocks",
         "arm_pa_s",
         "armed",
+        "fast_blocks",
+        "fast_factor",
         "min_pa_s",
         "ref_frac",
         "rel_per_s",
@@ -118,6 +122,8 @@ class PressureRiseDetector:
         arm_pa_s: float,
         arm_blocks: int,
         trip_blocks: int,
+        fast_factor: float = 4.0,
+        fast_blocks: int = 2,
         ref_frac: float = 0.5,
     ) -> None:
         self.min_pa_s = min_pa_s
@@ -125,10 +131,13 @@ class PressureRiseDetector:
         self.arm_pa_s = arm_pa_s
         self.arm_blocks = arm_blocks
         self.trip_blocks = trip_blocks
+        self.fast_factor = fast_factor
+        self.fast_blocks = fast_blocks
         self.ref_frac = ref_frac
         self.armed = False
         self._below = 0
         self._above = 0
+        self._fast = 0
         self._ramp_seen = False
         self._ref_pa = 0.0
 
@@ -138,6 +147,7 @@ class PressureRiseDetector:
         self.armed = False
         self._below = 0
         self._above = 0
+        self._fast = 0
         self._ramp_seen = False
         self._ref_pa = reference_pa
 
@@ -154,6 +164,7 @@ class PressureRiseDetector:
             self.armed = False
             self._below = 0
             self._above = 0
+            self._fast = 0
             return False
         if not self.armed:
             if slope_pa_s < self.arm_pa_s and (
@@ -165,10 +176,16 @@ class PressureRiseDetector:
             else:
                 self._below = 0
             return False
-        if slope_pa_s > self.threshold(pressure_pa):
+        threshold = self.threshold(pressure_pa)
+        if slope_pa_s > threshold:
             self._above += 1
-            return self._above >= self.trip_blocks
+            if slope_pa_s > self.fast_factor * threshold:
+                self._fast += 1
+            else:
+                self._fast = 0
+            return self._above >= self.trip_blocks or self._fast >= self.fast_blocks
         self._above = 0
+        self._fast = 0
         return False
 
 
@@ -308,7 +325,7 @@ class SensorMonitor:
             if self.stuck_samples and self._stuck_run >= self.stuck_samples >> 1:
                 bad |= SENSOR_STUCK
         else:
-            self._stuck_run = 0
+            self._stuck_run = 1 if moving else 0  # counts identical readings, this one included
             self._last_adc = adc
         if bad:
             self._good_run = 0

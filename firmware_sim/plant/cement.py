@@ -125,7 +125,8 @@ HIGH_VISCOSITY = CementProfile(
     cure_time_25c_s=13.0 * 60.0,
     source=(
         "cure 13 min at 25 degC (Nicholas 2007, Palacos R); K0 set so its apparent viscosity at 3.5 min "
-        "exceeds the low-viscosity cement's at 9.5 min (Habib 2010: less leakage); n chosen"
+        "exceeds the low-viscosity cement's at 9.5 min (Habib 2010: less leakage) and 3 mL/min through "
+        "11G needs 2-4 MPa over its working window (motorised / hydraulic delivery); n chosen"
     ),
 )
 

@@ -127,6 +127,11 @@ def inject(
     )
 
 
+def with_k0(profile: CementProfile, k0_pa_sn: float) -> CementProfile:
+    """The same cement with another K0 (what the fit varies)."""
+    return replace(profile, k0_pa_sn=k0_pa_sn)
+
+
 def krebs_population(profile: CementProfile | None = None, dt_s: float = 5e-3) -> list[Injection]:
     """Injections across the working window: 3 mL at 0.05 mL/s through 11G of 100-150 mm."""
     runs = []
@@ -404,10 +409,6 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table)
     console.print(f"{len(rows) - len(failed)}/{len(rows)} PASS" + (f", {len(failed)} FAIL" if failed else ""))
     return 1 if failed else 0
-
-
-def with_k0(profile: CementProfile, k0_pa_sn: float) -> CementProfile:
-    return replace(profile, k0_pa_sn=k0_pa_sn)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,452 @@
+"""Each detector alone: it trips on its fault, and stays quiet on nominal input with realistic noise."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from firmware_sim.controller.commands import CommandCache
+from firmware_sim.controller.config import HISTORY_BLOCKS
+from firmware_sim.controller.detectors import (
+    AGE_EXPIRED,
+    AGE_OK,
+    AGE_WARNING,
+    DELIVERY_INCREMENT,
+    DELIVERY_VOLUME,
+    SENSOR_NOISE,
+    SENSOR_RANGE,
+    SENSOR_STUCK,
+    BlockHistory,
+    Debouncer,
+    DeliveryMonitor,
+    OverpressureDetector,
+    PressureLossDetector,
+    PressureRiseDetector,
+    SensorMonitor,
+    StallDetector,
+    TravelGuard,
+    ViscosityWindowDetector,
+    Watchdog,
+    WorkingTimeMonitor,
+)
+from firmware_sim.controller.loops import PressureThrottle, Relief, ViscosityEstimator
+from firmware_sim.controller.telemetry import TelemetryBuffer
+from firmware_sim.hal import REFERENCE_RIG
+from protocol import Ack, MsgType, State
+
+HW = REFERENCE_RIG
+NOISE_PA = 10_000.0
+BLOCK = 10
+BLOCK_S = BLOCK / 1000
+
+
+def adc_of(pa: float) -> int:
+    return HW.adc_from_ma(HW.ma_from_pa(pa))
+
+
+def sensor_monitor(stuck_samples: int = 200) -> SensorMonitor:
+    nominal = NOISE_PA * 2 / math.sqrt(math.pi)
+    return SensorMonitor(HW, 3, stuck_samples, 10 * nominal, 4 * nominal, 1 / 64, 20, 100)
+
+
+# -- OVERPRESSURE -----------------------------------------------------------------------------
+def test_overpressure_trips_after_n_samples_at_the_limit() -> None:
+    det = OverpressureDetector(3)
+    assert [det.update(p, 4e6) for p in (4e6, 4.1e6, 4.2e6)] == [False, False, True]
+
+
+def test_overpressure_needs_consecutive_samples() -> None:
+    det = OverpressureDetector(3)
+    results = [det.update(p, 4e6) for p in (4.1e6, 4.1e6, 3.9e6, 4.1e6, 4.1e6)]
+    assert results == [False, False, False, False, False]
+
+
+def test_overpressure_quiet_on_filtered_noise_just_below_the_limit() -> None:
+    rng = random.Random(1)
+    det = OverpressureDetector(3)
+    pf = 3.97e6
+    for _ in range(100_000):
+        pf += 0.125 * (3.97e6 + rng.gauss(0, NOISE_PA) - pf)  # the controller's IIR
+        assert not det.update(pf, 4e6)
+
+
+# -- PRESSURE_RISE ----------------------------------------------------------------------------
+def first_order_blocks(
+    rng: random.Random, seconds: float, p0: float, p_eq: float, tau_s: float, noise: float = NOISE_PA
+) -> list[float]:
+    """Block means of a first-order pressure response with white sensor noise."""
+    out = []
+    p = p0
+    for _ in range(round(seconds / BLOCK_S)):
+        total = 0.0
+        for _ in range(BLOCK):
+            p += (p_eq - p) * 0.001 / tau_s
+            total += p + rng.gauss(0, noise)
+        out.append(total / BLOCK)
+    return out
+
+
+def feed_rise(det: PressureRiseDetector, blocks: list[float], flow_rising_blocks: int = 0) -> int | None:
+    """Run a block sequence through the detector as the controller does; index of the trip or None."""
+    hist = BlockHistory(HISTORY_BLOCKS)
+    w = 10
+    for i, p in enumerate(blocks):
+        hist.push(p, 0, 1.0)
+        if not hist.full(w):
+            continue
+        slope = (p - hist.pressure[hist.ago(w)]) / (w * BLOCK_S)
+        if det.update(slope, p, i < flow_rising_blocks):
+            return i
+    return None
+
+
+def rise_detector() -> PressureRiseDetector:
+    return PressureRiseDetector(300_000.0, 0.1, 100_000.0, 5, 3)
+
+
+@pytest.mark.parametrize("tau_s", [0.05, 0.3, 1.5])
+def test_rise_quiet_on_start_up_ramp_and_plateau(tau_s: float) -> None:
+    rng = random.Random(2)
+    blocks = first_order_blocks(rng, 3 * tau_s + 20.0, 0.0, 1.7e6, tau_s)
+    det = rise_detector()
+    assert feed_rise(det, blocks, flow_rising_blocks=10) is None
+    assert det.armed, "armed once the ramp has settled"
+
+
+@pytest.mark.parametrize("tau_s", [0.1, 0.3, 1.5])
+def test_rise_trips_fast_on_occlusion_after_plateau(tau_s: float) -> None:
+    rng = random.Random(3)
+    plateau = first_order_blocks(rng, 5 * tau_s + 1.0, 0.0, 1.7e6, tau_s)
+    rate = 1.7e6 / tau_s  # Q / C: the whole flow now fills the compliance
+    occluded = [plateau[-1] + rate * BLOCK_S * (k + 1) + rng.gauss(0, 3000) for k in range(100)]
+    det = rise_detector()
+    trip = feed_rise(det, plateau + occluded, flow_rising_blocks=10)
+    assert trip is not None
+    detection_s = (trip - len(plateau) + 1) * BLOCK_S
+    plain_s = (4e6 - 1.7e6) / rate  # the same run reaching a 4 MPa hard limit
+    assert detection_s <= 0.3 * plain_s, (detection_s, plain_s)
+
+
+def test_rise_quiet_on_slow_viscosity_creep() -> None:
+    """Setting cement: pressure doubling every 20 s at 3 MPa (150 kPa/s) is not an occlusion."""
+    rng = random.Random(4)
+    det = rise_detector()
+    blocks = first_order_blocks(rng, 2.0, 0.0, 1.5e6, 0.3)
+    p = blocks[-1]
+    for _ in range(3000):
+        p *= math.exp(math.log(2) / 20 * BLOCK_S)
+        blocks.append(p + rng.gauss(0, NOISE_PA / math.sqrt(BLOCK)))
+        if p > 6e6:
+            break
+    assert feed_rise(det, blocks, flow_rising_blocks=10) is None
+
+
+def test_rise_stays_disarmed_through_a_flat_stretch_before_the_ramp() -> None:
+    """After a relief back-off the plunger first takes up the gap: pressure flat near 0, then the
+    start-up ramp at occlusion rate. A detector armed on the flat part would trip on the ramp."""
+    rng = random.Random(5)
+    flat = first_order_blocks(rng, 1.0, 0.0, 0.0, 1.0)
+    ramp = first_order_blocks(rng, 3.0, 0.0, 1.7e6, 0.3)
+    det = rise_detector()
+    det.reset(reference_pa=0.0)
+    assert feed_rise(det, flat + ramp, flow_rising_blocks=10) is None
+
+
+def test_rise_arms_on_reference_pressure_without_a_new_ramp() -> None:
+    """RESUME right after a pause: the pressure is still at its operating level, no new ramp."""
+    rng = random.Random(6)
+    det = rise_detector()
+    det.reset(reference_pa=1.7e6)
+    blocks = first_order_blocks(rng, 1.0, 1.7e6, 1.7e6, 0.3)
+    assert feed_rise(det, blocks) is None
+    assert det.armed
+
+
+def test_rise_disarmed_while_the_flow_increases() -> None:
+    det = rise_detector()
+    det.reset(reference_pa=1e6)
+    for _ in range(10):
+        det.update(0.0, 1e6, False)
+    assert det.armed
+    assert not det.update(5e6, 1e6, True)
+    assert not det.armed
+
+
+# -- PRESSURE_LOSS ----------------------------------------------------------------------------
+def test_loss_trips_on_disconnection() -> None:
+    det = PressureLossDetector(100_000.0, 0.25, 200_000.0, 2)
+    assert not det.update(1.7e6, 0.2e6, True)
+    assert det.update(1.7e6, 0.05e6, True)
+
+
+def test_loss_quiet_on_noise_and_slow_fall() -> None:
+    rng = random.Random(7)
+    det = PressureLossDetector(100_000.0, 0.25, 200_000.0, 2)
+    for _ in range(50_000):
+        then = 1.7e6 + rng.gauss(0, 3200)
+        assert not det.update(then, then * 0.9 + rng.gauss(0, 3200), True)
+
+
+def test_loss_ignored_without_steady_forward_flow_or_pressure() -> None:
+    det = PressureLossDetector(100_000.0, 0.25, 200_000.0, 1)
+    assert not det.update(1.7e6, 0.0, False), "throttled or braking: a fall is expected"
+    assert not det.update(150_000.0, 0.0, True), "nothing to lose below arm_pa"
+
+
+# -- SENSOR_FAULT -----------------------------------------------------------------------------
+@pytest.mark.parametrize("milliamps", [0.0, 3.0, 21.5, 25.0])
+def test_sensor_out_of_range_is_a_fault_and_never_a_pressure(milliamps: float) -> None:
+    mon = sensor_monitor()
+    for _ in range(50):
+        mon.sample(adc_of(1.5e6), False)
+    readings = [mon.sample(HW.adc_from_ma(milliamps), False) for _ in range(3)]
+    assert mon.faulty
+    assert mon.cause & SENSOR_RANGE
+    assert readings == [pytest.approx(1.5e6, abs=300)] * 3, "the last valid value is held, never 0 kPa"
+
+
+def test_sensor_single_out_of_range_spike_is_held_not_a_fault() -> None:
+    mon = sensor_monitor()
+    mon.sample(adc_of(1e6), False)
+    assert mon.sample(0, False) == pytest.approx(1e6, abs=300)
+    assert mon.suspect
+    mon.sample(adc_of(1e6), False)
+    assert not mon.faulty
+
+
+def test_sensor_stuck_while_moving_is_a_fault() -> None:
+    mon = sensor_monitor(stuck_samples=200)
+    adc = adc_of(1e6)
+    for _ in range(199):
+        mon.sample(adc, True)
+    assert not mon.faulty
+    mon.sample(adc, True)
+    assert mon.faulty
+    assert mon.cause & SENSOR_STUCK
+
+
+def test_sensor_constant_while_still_is_not_stuck() -> None:
+    mon = sensor_monitor(stuck_samples=200)
+    for _ in range(5000):
+        mon.sample(adc_of(0.0), False)
+    assert not mon.faulty
+
+
+def test_sensor_implausible_noise_is_a_fault() -> None:
+    rng = random.Random(8)
+    mon = sensor_monitor()
+    for _ in range(2000):
+        mon.sample(adc_of(1e6 + rng.gauss(0, 20 * NOISE_PA)), False)
+    assert mon.faulty
+    assert mon.cause & SENSOR_NOISE
+
+
+def test_sensor_nominal_noise_never_suspect() -> None:
+    rng = random.Random(9)
+    mon = sensor_monitor()
+    for k in range(200_000):
+        mon.sample(adc_of(1e6 + 5e5 * math.sin(k / 500) + rng.gauss(0, NOISE_PA)), True)
+        assert not mon.suspect
+        assert not mon.faulty
+
+
+def test_sensor_fault_clears_only_after_good_samples() -> None:
+    mon = sensor_monitor()
+    for _ in range(5):
+        mon.sample(0, False)
+    assert mon.faulty
+    rng = random.Random(10)
+    for _ in range(99):
+        mon.sample(adc_of(rng.gauss(0, NOISE_PA)), False)
+    assert mon.faulty
+    mon.sample(adc_of(rng.gauss(0, NOISE_PA)), False)
+    assert not mon.faulty
+
+
+# -- MOTOR_STALL, END_OF_TRAVEL ----------------------------------------------------------------
+def test_stall_trips_after_n_blocks_beyond_tolerance() -> None:
+    det = StallDetector(100.0, 2)
+    assert not det.update(50.0)
+    assert not det.update(150.0)
+    assert det.suspect
+    assert det.update(250.0)
+
+
+def test_stall_quiet_within_tolerance() -> None:
+    det = StallDetector(100.0, 2)
+    assert not any(det.update(e) for e in (99.0, -99.0, 99.0, -99.0))
+    assert not det.suspect
+
+
+def test_travel_guard_brakes_before_the_end() -> None:
+    guard = TravelGuard(HW, 0.5e-3, 0.2e-3)
+    end = guard.end_counts
+    rate = 16_000.0
+    brake = guard.braking_counts(rate)
+    assert brake == pytest.approx(rate**2 / (2 * HW.max_step_accel_hz_s) * HW.plunger_m_per_step / 1e-6)
+    assert not guard.forward_blocked(int(end - brake) - 1, rate, False)
+    assert guard.forward_blocked(int(end - brake) + 1, rate, False)
+    assert guard.forward_blocked(0, 0.0, True), "the limit switch trips at once"
+    assert guard.home_blocked(int(guard.home_counts + brake), -rate)
+    assert not guard.home_blocked(int(guard.home_counts + brake) + 2, -rate)
+
+
+# -- FLUORO, watchdog, working time ------------------------------------------------------------
+def test_fluoro_debounce_rejects_bounce_and_latches_after_n() -> None:
+    deb = Debouncer(3, 20)
+    assert [deb.update(x) for x in (True, True, False, True, True, True)] == [
+        False,
+        False,
+        False,
+        False,
+        False,
+        True,
+    ]
+    assert all(deb.update(False) for _ in range(19))
+    assert not deb.update(False)
+
+
+def test_watchdog_expires_only_when_armed_and_starved() -> None:
+    wd = Watchdog(500_000)
+    assert not wd.expired(10_000_000)
+    wd.start(0)
+    assert not wd.expired(500_000)
+    assert wd.expired(500_001)
+    wd.feed(400_000)
+    assert not wd.expired(900_000)
+    wd.stop()
+    assert not wd.expired(10**9)
+
+
+def test_working_time_warning_then_expiry() -> None:
+    mon = WorkingTimeMonitor(0.8)
+    mon.configure(mixed_ago_ms=600_000, working_time_ms=1_000_000, now_us=5_000_000)
+    assert mon.update(5_000_000) == AGE_OK
+    assert mon.update(5_000_000 + 199_999_000) == AGE_OK
+    assert mon.update(5_000_000 + 200_000_000) == AGE_WARNING
+    assert mon.update(5_000_000 + 400_000_000) == AGE_EXPIRED
+
+
+# -- volume marks -------------------------------------------------------------------------------
+def test_delivery_increments_then_volume_limit_wins() -> None:
+    mon = DeliveryMonitor()
+    mon.configure(origin_counts=1000, counts_per_nl=0.01, volume_limit_nl=250_000, increment_nl=100_000)
+    assert mon.target_counts == pytest.approx(2000)
+    assert mon.reached(2000.0) == DELIVERY_INCREMENT
+    assert (mon.increments_done, mon.target_counts) == (1, pytest.approx(3000))
+    assert mon.reached(3000.0) == DELIVERY_INCREMENT
+    assert mon.target_counts == pytest.approx(3500), "the last increment is cut to the volume limit"
+    assert mon.reached(3500.0) == DELIVERY_VOLUME
+
+
+def test_delivery_volume_wins_when_the_last_increment_ends_at_the_limit() -> None:
+    mon = DeliveryMonitor()
+    mon.configure(origin_counts=0, counts_per_nl=0.01, volume_limit_nl=200_000, increment_nl=100_000)
+    assert mon.reached(1000.0) == DELIVERY_INCREMENT
+    assert mon.reached(2000.0) == DELIVERY_VOLUME
+
+
+# -- VISCOSITY_WINDOW and the estimate ---------------------------------------------------------------
+def test_viscosity_window_debounce() -> None:
+    det = ViscosityWindowDetector(3)
+    assert not det.update(True, 500.0, 1.0, 400.0)
+    assert not det.update(False, 500.0, 1.0, 400.0), "an invalid block resets the count"
+    assert not det.update(True, 0.5, 1.0, 400.0)
+    assert not det.update(True, 0.5, 1.0, 400.0)
+    assert det.update(True, 0.5, 1.0, 400.0)
+    assert not det.update(True, 200.0, 1.0, 400.0)
+
+
+def test_viscosity_estimate_is_hagen_poiseuille_at_steady_state() -> None:
+    est = ViscosityEstimator(5e-9, 50_000.0, 0.1, 1.0)
+    est.configure(cannula_length_m=0.125, cannula_id_m=2.388e-3)
+    k = math.pi * (2.388e-3 / 2) ** 4 / (8 * 0.125)
+    assert est.update(1.7e6, 0.0, 1e-7, True)
+    assert est.last == pytest.approx(1.7e6 * k / 1e-7)
+    assert not est.update(1.7e6, 1e6, 1e-7, True), "pressure still rising: compliance carries flow"
+    assert not est.update(1.7e6, 0.0, 1e-9, True), "flow too small"
+    assert not est.update(1.7e6, 0.0, 1e-7, False), "flow not steady"
+    assert est.last == pytest.approx(1.7e6 * k / 1e-7), "the last valid estimate is kept"
+
+
+# -- throttle ---------------------------------------------------------------------------------------
+def test_throttle_band_and_integral() -> None:
+    thr = PressureThrottle(0.03, 0.15, 0.5, 0.001)
+    thr.configure(2.5e6)
+    p_set = 2.5e6 * 0.97
+    assert thr.update(p_set - 0.16 * 2.5e6) == 1.0
+    assert not thr.active
+    mid = thr.update(p_set - 0.075 * 2.5e6)
+    assert 0.4 < mid < 0.6
+    assert thr.active
+    assert thr.update(p_set + 0.01 * 2.5e6) < mid
+    # held inside the band, the integral raises the flow towards the setpoint
+    before = thr.update(p_set - 0.05 * 2.5e6)
+    for _ in range(500):
+        after = thr.update(p_set - 0.05 * 2.5e6)
+    assert after > before
+
+
+def test_throttle_cuts_flow_above_setpoint() -> None:
+    thr = PressureThrottle(0.03, 0.15, 0.5, 0.001)
+    thr.configure(2.5e6)
+    assert thr.update(2.5e6) == 0.0
+
+
+# -- relief -------------------------------------------------------------------------------------------
+def test_relief_backs_off_until_pressure_below_threshold() -> None:
+    relief = Relief(16_000.0, 3000.0, 1000.0, 3_000_000)
+    relief.start(10_000, 0)
+    assert relief.update(10_000, 1000, 1.5e6, 2e5, True, False) == -16_000.0
+    assert relief.update(9_900, 2000, 1.9e5, 2e5, True, False) == 0.0
+    assert relief.ending
+    assert relief.backoff_counts(9_880) == 120
+
+
+@pytest.mark.parametrize(
+    ("encoder", "now_us", "sensor_ok", "halt"),
+    [
+        (7_000, 1000, True, False),
+        (9_000, 1000, False, False),
+        (9_900, 3_000_000, True, False),
+        (9_900, 1000, True, True),
+    ],
+    ids=["max distance", "blind distance", "timeout", "home or stall"],
+)
+def test_relief_bounded(encoder: int, now_us: int, sensor_ok: bool, halt: bool) -> None:
+    relief = Relief(16_000.0, 3000.0, 1000.0, 3_000_000)
+    relief.start(10_000, 0)
+    assert relief.update(encoder, now_us, 1.5e6, 2e5, sensor_ok, halt) == 0.0
+
+
+# -- bookkeeping --------------------------------------------------------------------------------------
+def test_command_cache_ring_of_16() -> None:
+    cache = CommandCache(16)
+    for i in range(1, 18):
+        cache.put(i, MsgType.PAUSE, Ack(cmd_id=i, cmd_type=MsgType.PAUSE, state=State.PAUSED), False)
+    assert cache.get(1, MsgType.PAUSE) is None, "the oldest entry was overwritten"
+    hit = cache.get(17, MsgType.PAUSE)
+    assert hit is not None
+    assert hit[0] == Ack(cmd_id=17, cmd_type=MsgType.PAUSE, state=State.PAUSED)
+    assert cache.get(17, MsgType.START) is None, "another command type is not a retry"
+    cache.clear()
+    assert cache.get(17, MsgType.PAUSE) is None
+
+
+def test_telemetry_buffer_indexes_and_partial_batches() -> None:
+    buf = TelemetryBuffer(3, 1000)
+    batches = [buf.add(t, 1, 2, 3, 4, math.nan, 0, 2, 0) for t in range(7)]
+    full = [b for b in batches if b is not None]
+    assert [(b.first_index, len(b.samples)) for b in full] == [(0, 3), (3, 3)]
+    assert list(full[1].samples["t_us"]) == [3, 4, 5]
+    partial = buf.flush()
+    assert partial is not None
+    assert (partial.first_index, len(partial.samples)) == (6, 1)
+    buf.add(7, 1, 2, 3, 4, 1.5, 0, 2, 0)
+    buf.drop()
+    buf.configure(2, 5000)
+    nxt = buf.add(8, 1, 2, 3, 4, 1.5, 0, 2, 0) or buf.add(9, 1, 2, 3, 4, 1.5, 0, 2, 0)
+    assert nxt is not None
+    assert (nxt.first_index, nxt.period_us) == (8, 5000), "a dropped sample still advances the index"
