@@ -231,6 +231,7 @@ class ControllerConfig:
             "rise_window_blocks",
             "rise_arm_blocks",
             "rise_trip_blocks",
+            "rise_fast_blocks",
             "loss_window_blocks",
             "loss_trip_blocks",
             "sensor_range_samples",

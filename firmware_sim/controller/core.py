@@ -199,7 +199,6 @@ class Controller:
         self._block_n = cfg.block_samples
         self._block_s = cfg.block_samples * dt
         self._alpha = cfg.pressure_filter_alpha
-        self._travel_counts = hw.travel_m / hw.encoder_m_per_count
 
         # -- detectors and loops -----------------------------------------------------------
         nominal_step = cfg.sensor_noise_spec_pa * 2.0 / math.sqrt(math.pi)  # mean |dp| of white noise
@@ -221,6 +220,8 @@ class Controller:
             cfg.rise_arm_pa_s,
             cfg.rise_arm_blocks,
             cfg.rise_trip_blocks,
+            cfg.rise_fast_factor,
+            cfg.rise_fast_blocks,
         )
         self._loss = PressureLossDetector(
             cfg.loss_min_pa, cfg.loss_frac, cfg.loss_arm_pa, cfg.loss_trip_blocks
@@ -267,7 +268,6 @@ class Controller:
         self._event_index = 0
         self._out: list[Message] = []
         self._output = TickOutput(MotorCommand(0.0), self._out)
-        self._motor = self._output.motor
 
         self._pf = 0.0
         """Filtered pressure, Pa."""
@@ -475,7 +475,7 @@ class Controller:
             new = rate
         if new != rate:
             self._rate = new
-            self._motor = self._output.motor = MotorCommand(new)
+            self._output.motor = MotorCommand(new)
             self._motor_um_s = int(new * self._um_per_step)
             if new == 0.0:
                 self._flags &= ~_F_MOVING
@@ -630,21 +630,18 @@ class Controller:
             self._alarm(AlarmCode.PRESSURE_THROTTLE, False)
 
     def _relief_step(self, enc: int, rate: float) -> float:
+        """Target step rate while relief runs; RELIEF_DONE once it has ended and the plunger is still."""
         relief = self._relief
-        if relief.ending:
-            if rate == 0.0:
-                backoff_um = _i32(relief.backoff_counts(enc) * self.hardware.encoder_m_per_count * 1e6)
-                relief.finish()
-                self._flags &= ~_F_RELIEF
-                self._event(EventKind.RELIEF_DONE, detail=max(0, backoff_um))
-            return 0.0
-        halt = self._stall.suspect or (rate < 0.0 and self._travel.home_blocked(enc, rate))
-        target = relief.update(
-            enc, self._now_us, self._pf, self._limits.relief_pa, not self._sensor_faulty, halt
-        )
-        if relief.ending and rate == 0.0:
-            return self._relief_step(enc, rate)
-        return target
+        if not relief.ending:
+            halt = self._stall.suspect or (rate < 0.0 and self._travel.home_blocked(enc, rate))
+            target = relief.update(
+                enc, self._now_us, self._pf, self._limits.relief_pa, not self._sensor_faulty, halt
+            )
+            if not relief.ending:
+                return target
+        if rate == 0.0:
+            self._end_relief()
+        return 0.0
 
     # =====================================================================================
     # state machine
@@ -693,6 +690,7 @@ class Controller:
             self._flags |= _F_RELIEF
 
     def _end_relief(self) -> None:
+        """RELIEF_DONE with the back-off so far (plunger at rest, or RESUME / FAULT cut it short)."""
         relief = self._relief
         if relief.active:
             backoff_um = _i32(relief.backoff_counts(self._enc) * self.hardware.encoder_m_per_count * 1e6)

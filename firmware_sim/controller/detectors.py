@@ -229,7 +229,8 @@ class SensorMonitor:
 
     `faulty` latches when any of them trips and drops only once none has been seen for
     `clear_samples` samples (what CLEAR checks). `suspect` (an alarm, never a stop) is set while a
-    condition is building up: out-of-range samples, half a stuck run, noise above `noise_suspect_pa`.
+    condition builds up without having tripped (an out-of-range sample, half a stuck run, noise
+    above `noise_suspect_pa`) and for `clear_samples` samples after it was last seen.
     """
 
     __slots__ = (
@@ -330,7 +331,7 @@ class SensorMonitor:
         if bad:
             self._good_run = 0
             if not self.faulty:
-                self.cause = bad
+                self.cause |= bad
                 if (
                     self._range_run >= self.range_samples
                     or self._noise_run >= self.noise_samples
@@ -339,7 +340,7 @@ class SensorMonitor:
                     self.faulty = True
         elif self.cause:
             self._good_run += 1
-            if not self.faulty or self._good_run >= self.clear_samples:
+            if self._good_run >= self.clear_samples:
                 self.faulty = False
                 self.cause = 0
         return p

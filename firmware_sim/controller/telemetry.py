@@ -30,15 +30,6 @@ class TelemetryBuffer:
         self._array: SampleArray = empty_samples(batch_samples)
         self._view = self._array.data.cast("B")
 
-    @property
-    def pending(self) -> int:
-        return self._count
-
-    @property
-    def next_index(self) -> int:
-        """Stream index the next sample will get."""
-        return self._first + self._count
-
     def configure(self, batch_samples: int, period_us: int) -> None:
         """New settings; call `flush` first so that a partial batch goes out."""
         self._first += self._count

@@ -4,6 +4,7 @@ through the real codec), answers are collected per tick."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -25,6 +26,7 @@ from protocol import (
     Nak,
     PlanFlags,
     Rejected,
+    Resume,
     Start,
     State,
     Status,
@@ -191,3 +193,34 @@ def started(
 
 def with_config(**changes: Any) -> ControllerConfig:
     return replace(ControllerConfig(), **changes)
+
+
+def nominal_run(seed: int, max_ticks: int = 40_000) -> Rig:
+    """One random clinical plan on a random healthy line with 10 kPa sensor noise, slow cement
+    creep, increments with relief and resumes, run until DONE, STOPPED or `max_ticks`."""
+    rnd = random.Random(seed)
+    plant = FakePlant(
+        seed=seed,
+        viscosity_pas=rnd.uniform(30, 250),
+        viscosity_rate_per_s=rnd.choice([0.0, 0.005, 0.02]),
+        compliance_m3_pa=rnd.uniform(0.5e-14, 6e-14),
+        position_m=0.002,
+    )
+    incremental = rnd.random() < 0.6
+    rig = started(
+        plant=plant,
+        flow_nl_s=rnd.choice([20_000, 50_000, 100_000, 150_000]),
+        plan_flags=PlanFlags.RELIEF if rnd.random() < 0.7 else PlanFlags.NONE,
+        volume_limit_nl=rnd.choice([600_000, 2_000_000]),
+        soft_limit_pa=5_000_000,
+        hard_limit_pa=7_000_000,
+        mode=Mode.INCREMENTAL if incremental else Mode.CONTINUOUS,
+        increment_nl=rnd.choice([50_000, 100_000, 250_000]) if incremental else 0,
+    )
+    for _ in range(max_ticks):
+        rig.tick()
+        if rig.c.state == State.PAUSED and not rig.c.relief_active and rnd.random() < 0.02:
+            rig.ok(Resume)
+        if rig.c.state in (State.STOPPED, State.DONE):
+            break
+    return rig

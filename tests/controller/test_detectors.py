@@ -212,7 +212,11 @@ def test_sensor_single_out_of_range_spike_is_held_not_a_fault() -> None:
     mon.sample(adc_of(1e6), False)
     assert mon.sample(0, False) == pytest.approx(1e6, abs=300)
     assert mon.suspect
+    for _ in range(99):
+        mon.sample(adc_of(1e6), False)
+    assert mon.suspect, "suspect holds for clear_samples after the glitch"
     mon.sample(adc_of(1e6), False)
+    assert not mon.suspect
     assert not mon.faulty
 
 

@@ -1,0 +1,192 @@
+"""The hazard table in closed loop: each detector stops the fake plant's fault, and nominal noisy
+runs never stop falsely."""
+
+from __future__ import annotations
+
+import pytest
+
+from firmware_sim.controller import ControllerConfig
+from firmware_sim.hal import REFERENCE_RIG
+from protocol import (
+    AlarmCode,
+    EventKind,
+    Flags,
+    State,
+    StopReason,
+    StopSource,
+)
+from tests.controller.fakeplant import FakePlant
+from tests.controller.harness import Rig, nominal_run, started, with_config
+
+
+def stop_after(rig: Rig, fault: str, value: object = True, seconds: float = 3.0) -> float:
+    """Inject a plant fault, run until STOPPED; seconds from the fault to the stop."""
+    setattr(rig.plant, fault, value)
+    t0 = rig.now_us
+    rig.run_until_state(State.STOPPED, seconds=seconds)
+    return (rig.now_us - t0) / 1e6
+
+
+# -- PRESSURE_RISE vs a plain threshold ------------------------------------------------------------
+@pytest.mark.parametrize("flow_nl_s", [100_000, 30_000])
+def test_occlusion_detected_in_under_0_3x_of_a_plain_threshold(flow_nl_s: int) -> None:
+    times = {}
+    for name, config in (
+        ("rise", ControllerConfig()),
+        ("plain", with_config(rise_enabled=False, throttle_enabled=False)),
+    ):
+        rig = started(config=config, plant=FakePlant(seed=11), seconds=3.0, flow_nl_s=flow_nl_s)
+        assert rig.c.state == State.INJECTING
+        times[name] = stop_after(rig, "occluded", seconds=10.0)
+        expected = StopReason.PRESSURE_RISE if name == "rise" else StopReason.OVERPRESSURE
+        assert rig.c.stop_reason == expected
+    assert times["rise"] <= 0.3 * times["plain"], times
+    assert times["rise"] <= 0.06
+
+
+def test_pressure_loss_on_disconnection() -> None:
+    rig = started(seconds=2.0)
+    elapsed = stop_after(rig, "leak_factor", 500.0)
+    assert rig.c.stop_reason == StopReason.PRESSURE_LOSS
+    assert elapsed < 0.05
+
+
+# -- SENSOR_FAULT ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fault", ["open_loop", "shorted_loop"])
+def test_dead_sensor_stops_at_once_and_is_never_read_as_zero(fault: str) -> None:
+    rig = started(seconds=2.0)
+    pressure = rig.c.pressure_pa
+    elapsed = stop_after(rig, fault)
+    assert rig.c.stop_reason == StopReason.SENSOR_FAULT
+    assert elapsed <= 0.004
+    (stop,) = rig.stops()
+    assert stop.pressure_pa == pytest.approx(pressure, rel=0.05), "the last valid pressure, not 0 kPa"
+    rig.run(0.1)
+    last = rig.batches[-1].samples[-1]
+    assert last["flags"] & Flags.SENSOR_FAULT
+    assert last["pressure_pa"] > 1_000_000
+
+
+def test_stuck_sensor_stops() -> None:
+    rig = started(seconds=2.0)
+    elapsed = stop_after(rig, "stuck_adc", rig.plant.sense().pressure_adc)
+    assert rig.c.stop_reason == StopReason.SENSOR_FAULT
+    assert 0.19 <= elapsed <= 0.21
+
+
+def test_implausibly_noisy_sensor_raises_suspect_then_stops() -> None:
+    rig = started(seconds=2.0)
+    stop_after(rig, "extra_noise_pa", 300_000.0)
+    assert rig.c.stop_reason == StopReason.SENSOR_FAULT
+    suspect = [e for e in rig.events if e.alarm == AlarmCode.SENSOR_SUSPECT and e.kind == EventKind.ALARM]
+    assert suspect
+    assert suspect[0].t_us < rig.stops()[0].t_us
+
+
+def test_sensor_fault_in_idle_is_a_fault_state() -> None:
+    rig = Rig()
+    rig.hello()
+    rig.plant.open_loop = True
+    rig.run_until_state(State.FAULT)
+    assert rig.c.stop_reason == StopReason.SENSOR_FAULT
+
+
+# -- mechanics ------------------------------------------------------------------------------------------
+def test_motor_stall_stops() -> None:
+    rig = started(seconds=1.0)
+    elapsed = stop_after(rig, "stalled")
+    assert rig.c.stop_reason == StopReason.MOTOR_STALL
+    assert elapsed < 0.08
+    flags = [int(f) for b in rig.batches for f in b.samples["flags"]]
+    assert any(f & Flags.STALL_SUSPECT for f in flags)
+
+
+def test_end_of_travel_by_encoder_never_passes_the_end() -> None:
+    plant = FakePlant(position_m=REFERENCE_RIG.travel_m - 3e-3)
+    rig = started(plant=plant, volume_limit_nl=2_000_000, flow_nl_s=160_000)
+    rig.run_until_state(State.STOPPED)
+    assert rig.c.stop_reason == StopReason.END_OF_TRAVEL
+    rig.run(0.2)
+    assert plant.max_position_m < REFERENCE_RIG.travel_m - 0.4e-3
+
+
+def test_end_of_travel_switch_stops_at_once() -> None:
+    rig = started(seconds=0.5)
+    assert stop_after(rig, "end_switch_stuck") <= 0.001
+    assert rig.c.stop_reason == StopReason.END_OF_TRAVEL
+
+
+# -- cement --------------------------------------------------------------------------------------------
+def test_working_time_warning_then_stop() -> None:
+    rig = started(mixed_ago_ms=7_000, working_time_ms=10_000, volume_limit_nl=2_000_000)
+    rig.run_until_state(State.STOPPED, seconds=4.0)
+    assert rig.c.stop_reason == StopReason.WORKING_TIME
+    (warning,) = [e for e in rig.events if e.alarm == AlarmCode.WORKING_TIME_WARNING]
+    assert warning.t_us == pytest.approx(1_000_000, abs=15_000)
+    assert warning.detail == pytest.approx(2_000, abs=15)
+    assert rig.now_us == pytest.approx(3_000_000, abs=15_000)
+
+
+@pytest.mark.parametrize(
+    ("window", "alarm"),
+    [((1.0, 90.0), AlarmCode.VISCOSITY_HIGH), ((200.0, 1000.0), AlarmCode.VISCOSITY_LOW)],
+    ids=["too stiff", "too runny"],
+)
+def test_viscosity_outside_the_window_stops(window: tuple[float, float], alarm: AlarmCode) -> None:
+    rig = started(viscosity_min_pas=window[0], viscosity_max_pas=window[1], volume_limit_nl=2_000_000)
+    rig.run_until_state(State.STOPPED)
+    assert rig.c.stop_reason == StopReason.VISCOSITY_WINDOW
+    assert rig.c.viscosity_pas == pytest.approx(110.0, rel=0.05)
+    assert [e.alarm for e in rig.events if e.kind == EventKind.ALARM] == [alarm]
+
+
+def test_viscosity_alarm_near_the_edge_without_a_stop() -> None:
+    rig = started(viscosity_max_pas=115.0, volume_limit_nl=2_000_000, seconds=4.0)
+    assert rig.c.state == State.INJECTING
+    assert AlarmCode.VISCOSITY_HIGH in rig.c.active_alarms
+
+
+# -- fluoroscopy, host -------------------------------------------------------------------------------
+def test_fluoro_line_debounced_then_latched_and_alarmed() -> None:
+    rig = started(seconds=1.0)
+    rig.plant.fluoro = True
+    rig.run(0.002)
+    rig.plant.fluoro = False
+    rig.run(0.1)
+    assert rig.c.state == State.INJECTING, "a 2 ms pulse is contact bounce"
+    rig.plant.fluoro = True
+    rig.run(0.003)
+    assert (rig.c.state, rig.c.stop_reason, rig.c.stop_source) == (
+        State.STOPPED,
+        StopReason.FLUORO_STOP,
+        StopSource.FLUORO_LINE,
+    )
+    assert rig.c.flags & Flags.FLUORO_LINE
+    rig.plant.fluoro = False
+    rig.run(0.1)
+    assert not rig.c.flags & Flags.FLUORO_LINE
+    alarms = [(e.kind, e.alarm) for e in rig.events if e.alarm == AlarmCode.FLUORO_LINE]
+    assert alarms == [
+        (EventKind.ALARM, AlarmCode.FLUORO_LINE),
+        (EventKind.ALARM_CLEARED, AlarmCode.FLUORO_LINE),
+    ]
+    assert rig.c.state == State.STOPPED
+
+
+def test_host_lost_exactly_after_the_watchdog_time() -> None:
+    rig = started(seconds=1.0)
+    last = rig.now_us - (rig.now_us % 100_000)  # the host heartbeats every 100 ms
+    rig.heartbeats = False
+    rig.run_until_state(State.STOPPED)
+    assert rig.c.stop_reason == StopReason.HOST_LOST
+    assert rig.now_us - 1000 == last + 500_000 + 1000
+
+
+# -- false stops -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", range(8))
+def test_nominal_noisy_runs_never_stop_falsely(seed: int) -> None:
+    """Only INCREMENT_DONE and VOLUME_LIMIT may end a healthy injection (`python -m
+    tests.controller.measure` runs the same scenario 500 times)."""
+    rig = nominal_run(seed)
+    assert rig.c.state != State.STOPPED, (rig.c.stop_reason, rig.now_us)
+    assert {e.reason for e in rig.stops()} <= {StopReason.INCREMENT_DONE, StopReason.VOLUME_LIMIT}
