@@ -29,6 +29,7 @@ from protocol.enums import (
     PlanFlags,
     ResetCause,
     State,
+    StopDetail,
     StopReason,
     StopSource,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "State",
     "Status",
     "Stop",
+    "StopDetail",
     "StopReason",
     "StopSource",
     "StreamCounters",

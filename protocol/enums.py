@@ -56,6 +56,15 @@ class StopReason(IntEnum):
     VISCOSITY_WINDOW = 13
 
 
+class StopDetail(IntEnum):
+    """EVENT.detail of a STOP event: which signature tripped, where a reason has more than one."""
+
+    NONE = 0
+    NO_FLOW_AT_CEILING = 1
+    """PRESSURE_RISE: the pressure loop held the syringe at the soft limit with (almost) no flow for
+    the configured time: the pressure cannot rise further, but the line is blocked or setting."""
+
+
 class StopSource(IntEnum):
     """Who asked for a stop. Detector stops carry CONTROLLER."""
 

@@ -30,6 +30,8 @@ assert SAMPLE_SIZE == 32
 
 BATCH_HEADER = struct.Struct("<IIHH")  # first_index u32, period_us u32, count u16, reserved u16
 MAX_BATCH_SAMPLES = 30
+MAX_DIVIDER = 1000
+"""SET_TELEMETRY.divider range is 0 (off) or 1..MAX_DIVIDER: 1 kHz down to 1 Hz."""
 """So that the largest batch fits in framing.MAX_PAYLOAD: 4 + 12 + 30 x 32 = 976 bytes."""
 
 SampleArray = npt.NDArray[Any]
@@ -51,13 +53,14 @@ def pack_sample(
     stop_reason: int,
 ) -> bytes:
     """One sample as bytes: what firmware appends to its batch buffer each sample period."""
-    return _SAMPLE_STRUCT.pack(
+    return SAMPLE_STRUCT.pack(
         t_us, pressure_pa, volume_nl, flow_nl_s, motor_um_s, viscosity_pas, flags, state, stop_reason
     )
 
 
-_SAMPLE_STRUCT = struct.Struct("<QiiiifHBB")
-assert _SAMPLE_STRUCT.size == SAMPLE_SIZE
+SAMPLE_STRUCT = struct.Struct("<QiiiifHBB")
+"""The sample as a struct, for firmware that packs samples into a preallocated batch buffer."""
+assert SAMPLE_STRUCT.size == SAMPLE_SIZE
 
 
 def concat_samples(arrays: list[SampleArray]) -> SampleArray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protocol.enums import Capabilities
-from protocol.telemetry import MAX_BATCH_SAMPLES
+from protocol.telemetry import MAX_BATCH_SAMPLES, MAX_DIVIDER
 
 ALL_CAPABILITIES = (
     Capabilities.RELIEF_BACKOFF
@@ -100,6 +100,15 @@ class ControllerConfig:
     """A slope above 4x the threshold (>= 1.2 MPa/s, 27 sigma) trips after `rise_fast_blocks`."""
     rise_fast_blocks: int = 2
     """Two blocks, not one: a single corrupt sample moves one block's slope estimate only."""
+    ceiling_stall_enabled: bool = True
+    ceiling_stall_flow_frac: float = 0.1
+    """While throttled at the soft limit, measured flow below this fraction of the plan's flow counts
+    as no flow (10 %: 0.3 mL/min of a 3 mL/min plan, far below any useful delivery)."""
+    ceiling_stall_ms: int = 3000
+    """No flow at the ceiling this long latches PRESSURE_RISE (detail NO_FLOW_AT_CEILING). The throttle
+    keeps a blocked line from ever reaching the rise or overpressure thresholds, so without this the
+    pump would sit in INJECTING holding the soft-limit pressure, cement stored in the compliance,
+    waiting for nothing. 3 s lets a brief throttle at a viscosity step recover first."""
     rise_flow_tolerance: float = 0.02
     """A commanded flow increase above this fraction of the setpoint over the window disarms."""
 
@@ -258,8 +267,8 @@ class ControllerConfig:
             raise ValueError("throttle fractions must be in (0, 1)")
         if not 1 <= self.telemetry_batch_samples <= MAX_BATCH_SAMPLES:
             raise ValueError(f"telemetry_batch_samples must be 1..{MAX_BATCH_SAMPLES}")
-        if not 0 <= self.telemetry_divider <= 0xFFFF * self.sample_rate_hz // 1_000_000:
-            raise ValueError("telemetry_divider x tick must fit the u16 period_us")
+        if not 0 <= self.telemetry_divider <= MAX_DIVIDER:
+            raise ValueError(f"telemetry_divider {self.telemetry_divider} is outside 0..{MAX_DIVIDER}")
 
 
 HISTORY_BLOCKS = 32

@@ -75,6 +75,7 @@ from protocol.enums import (
     NakCode,
     ResetCause,
     State,
+    StopDetail,
     StopReason,
     StopSource,
 )
@@ -99,7 +100,7 @@ from protocol.messages import (
     Status,
     Stop,
 )
-from protocol.telemetry import MAX_BATCH_SAMPLES
+from protocol.telemetry import MAX_BATCH_SAMPLES, MAX_DIVIDER
 
 # States as plain ints on the hot path; the enum members only at the message boundary.
 IDLE, ARMED, INJECTING, PAUSED, STOPPED, DONE, FAULT = (int(s) for s in State)
@@ -294,6 +295,7 @@ class Controller:
         self._setpoint_rate = 0.0
         """Flow setpoint in force as a step rate."""
         self._flow_plan_nl_s = 0
+        self._ceiling_stall_nl_s = 0.0
         self._nl_per_count = 0.0
         self._m3_per_count = 0.0
         self._origin = 0
@@ -301,6 +303,10 @@ class Controller:
         """Operating pressure when the plan's last injection phase ended (PRESSURE_RISE arming)."""
         self._steady_blocks = 0
         self._loss_blocks = 0
+        self._ceiling_blocks = 0
+        self._ceiling_stall_blocks = max(
+            1, cfg.ceiling_stall_ms * 1000 // (cfg.block_samples * self._tick_us)
+        )
         self._throttle_quiet_us = 0
         self._throttle_clear_us = cfg.throttle_clear_ms * 1000
 
@@ -570,6 +576,14 @@ class Controller:
             if self._loss.update(hist.pressure[then], pmean, self._loss_blocks > wl):
                 self._latch(StopReason.PRESSURE_LOSS)
                 return
+        if cfg.ceiling_stall_enabled:
+            if self._flags & _F_THROTTLING and self._flow_meas_nl_s < self._ceiling_stall_nl_s:
+                self._ceiling_blocks += 1
+                if self._ceiling_blocks >= self._ceiling_stall_blocks:
+                    self._latch(StopReason.PRESSURE_RISE, detail=StopDetail.NO_FLOW_AT_CEILING)
+                    return
+            else:
+                self._ceiling_blocks = 0
         if cfg.viscosity_enabled:
             self._viscosity_block(pmean, enc, rate)
 
@@ -647,7 +661,11 @@ class Controller:
     # state machine
     # =====================================================================================
     def _transition(
-        self, new: int, reason: StopReason = StopReason.NONE, source: StopSource = StopSource.NONE
+        self,
+        new: int,
+        reason: StopReason = StopReason.NONE,
+        source: StopSource = StopSource.NONE,
+        detail: int = 0,
     ) -> None:
         prev = self._state
         if prev == new:
@@ -660,7 +678,7 @@ class Controller:
             self._stop_reason = StopReason.NONE
             self._stop_source = StopSource.NONE
         kind = EventKind.STOP if reason else EventKind.STATE_CHANGE
-        self._event(kind, prev=prev, reason=reason, source=source)
+        self._event(kind, prev=prev, reason=reason, source=source, detail=detail)
         if prev == INJECTING:
             self._leave_injecting()
         if new == INJECTING:
@@ -677,6 +695,7 @@ class Controller:
         self._visc_window.reset()
         self._steady_blocks = 0
         self._loss_blocks = 0
+        self._ceiling_blocks = 0
 
     def _leave_injecting(self) -> None:
         self._phase_ref_pa = self._p_block
@@ -698,10 +717,10 @@ class Controller:
             self._flags &= ~_F_RELIEF
             self._event(EventKind.RELIEF_DONE, detail=max(0, backoff_um))
 
-    def _latch(self, reason: StopReason, source: StopSource = StopSource.CONTROLLER) -> None:
+    def _latch(self, reason: StopReason, source: StopSource = StopSource.CONTROLLER, detail: int = 0) -> None:
         """A latched stop: ARMED / INJECTING / PAUSED -> STOPPED; elsewhere nothing changes."""
         if self._state in _RUNNING:
-            self._transition(STOPPED, reason, source)
+            self._transition(STOPPED, reason, source, detail)
 
     def _on_mark(self, stop_at: float) -> None:
         if self._delivery.reached(stop_at) == DELIVERY_VOLUME:
@@ -915,6 +934,7 @@ class Controller:
         if plan is not None:
             flow = min(plan.flow_nl_s, limits.max_flow_nl_s)
             self._flow_plan_nl_s = flow
+            self._ceiling_stall_nl_s = self.config.ceiling_stall_flow_frac * flow
             self._setpoint_rate = flow * 1e-12 / (plan.bore_area_m2 * self.hardware.plunger_m_per_step)
 
     def _start_checks(self, msg: Command) -> Answer | None:
@@ -1013,9 +1033,8 @@ class Controller:
         if not self.identity.capabilities & Capabilities.TELEMETRY_CONFIG:
             return self._refuse(msg, NakCode.UNKNOWN_COMMAND)
         divider, batch = msg.divider, msg.batch_samples
-        max_divider = 0xFFFF // self._tick_us  # period_us is a u16 on the wire: 65 at 1 kHz
-        if divider > max_divider:
-            return self._refuse(msg, NakCode.BAD_PARAM, TELEMETRY_DIVIDER, max_divider)
+        if divider > MAX_DIVIDER:
+            return self._refuse(msg, NakCode.BAD_PARAM, TELEMETRY_DIVIDER, MAX_DIVIDER)
         if divider and batch < 1:
             return self._refuse(msg, NakCode.BAD_PARAM, TELEMETRY_BATCH, 1)
         if divider and batch > MAX_BATCH_SAMPLES:

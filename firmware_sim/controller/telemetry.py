@@ -10,7 +10,7 @@ a numpy structured row instead costs ~1.5 us.
 from __future__ import annotations
 
 from protocol.messages import TelemetryBatch
-from protocol.telemetry import _SAMPLE_STRUCT, SAMPLE_SIZE, SampleArray, empty_samples
+from protocol.telemetry import SAMPLE_SIZE, SAMPLE_STRUCT, SampleArray, empty_samples
 
 
 class TelemetryBuffer:
@@ -24,7 +24,7 @@ class TelemetryBuffer:
     def __init__(self, batch_samples: int, period_us: int) -> None:
         self.batch_samples = batch_samples
         self.period_us = period_us
-        self._pack = _SAMPLE_STRUCT.pack_into
+        self._pack = SAMPLE_STRUCT.pack_into
         self._count = 0
         self._first = 0
         self._array: SampleArray = empty_samples(batch_samples)

@@ -367,7 +367,7 @@ def test_set_limits_refused_changes_nothing(request_: dict[str, int], field: int
 # -- SET_TELEMETRY ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("divider", "batch", "field", "detail"),
-    [(66, 20, 1, 65), (1, 31, 2, 30), (1, 0, 2, 1)],
+    [(1001, 20, 1, 1000), (1, 31, 2, 30), (1, 0, 2, 1)],
     ids=["divider", "batch too big", "batch zero"],
 )
 def test_set_telemetry_bad_param(divider: int, batch: int, field: int, detail: int) -> None:
@@ -376,6 +376,19 @@ def test_set_telemetry_bad_param(divider: int, batch: int, field: int, detail: i
     answer, _ = rig.command(lambda i: SetTelemetry(i, divider, batch))
     assert isinstance(answer, Nak)
     assert (answer.code, answer.field, answer.detail) == (NakCode.BAD_PARAM, field, detail)
+
+
+def test_set_telemetry_accepts_the_slowest_divider_and_stamps_its_period() -> None:
+    rig = Rig()
+    rig.hello()
+    answer, _ = rig.command(lambda i: SetTelemetry(i, 1000, 1))
+    assert isinstance(answer, Ack)
+    batches = []
+    for _ in range(2500):
+        batches += [m for m in rig.tick() if isinstance(m, TelemetryBatch)]
+    assert len(batches) == 2  # one sample a second
+    assert {b.period_us for b in batches} == {1_000_000}
+    assert batches[1].first_index == batches[0].first_index + 1
 
 
 def test_set_telemetry_sends_the_partial_batch_then_applies() -> None:

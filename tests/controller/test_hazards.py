@@ -12,6 +12,7 @@ from protocol import (
     EventKind,
     Flags,
     State,
+    StopDetail,
     StopReason,
     StopSource,
 )
@@ -42,6 +43,25 @@ def test_occlusion_detected_in_under_0_3x_of_a_plain_threshold(flow_nl_s: int) -
         assert rig.c.stop_reason == expected
     assert times["rise"] <= 0.3 * times["plain"], times
     assert times["rise"] <= 0.06
+
+
+def test_a_blocked_line_held_at_the_ceiling_stops_after_the_no_flow_time() -> None:
+    config = with_config(rise_enabled=False, ceiling_stall_ms=2000)
+    rig = started(config=config, plant=FakePlant(seed=3), seconds=3.0)
+    elapsed = stop_after(rig, "occluded", seconds=10.0)
+    (stop,) = rig.stops()
+    assert (stop.reason, stop.detail) == (StopReason.PRESSURE_RISE, StopDetail.NO_FLOW_AT_CEILING)
+    assert stop.pressure_pa < config.default_soft_limit_pa * 1.05
+    assert 2.0 <= elapsed <= 4.0, "throttle engages, then 2 s of no flow"
+
+
+def test_throttled_but_flowing_is_not_a_stop() -> None:
+    """A stiff line the throttle holds at the ceiling while it still delivers keeps injecting."""
+    rig = started(config=with_config(rise_enabled=False, ceiling_stall_ms=1000), seconds=2.0)
+    rig.plant.viscosity_pas *= 4.0  # steady flow at the plan rate would need about 4x the pressure
+    rig.run(6.0)
+    assert rig.c.state == State.INJECTING, rig.c.stop_reason
+    assert rig.c.flags & Flags.THROTTLING
 
 
 def test_pressure_loss_on_disconnection() -> None:

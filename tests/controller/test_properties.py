@@ -176,7 +176,9 @@ class ControllerMachine(RuleBasedStateMachine):
             isinstance(answer, Nak) and answer.code == NakCode.VERSION_MISMATCH
         ):
             self.cache.append((key, answer))
-        if message.TYPE == MsgType.HELLO and isinstance(answer, Ack):
+        if (message.TYPE == MsgType.HELLO and isinstance(answer, Ack)) or not self.rig.c.session_open:
+            # HELLO starts a new cache; a session that closed in this very tick (link down after
+            # the frame arrived) takes its cache with it, so the answer just stored is gone too.
             self.cache.clear()
         self.recent.append(key)
 

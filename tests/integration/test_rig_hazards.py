@@ -14,7 +14,7 @@ import pytest
 from firmware_sim.controller import ControllerConfig
 from firmware_sim.plant import PlantConfig
 from firmware_sim.virtual_rig import VirtualRig
-from protocol import Ack, EventKind, Flags, Mode, Resume, State, Stop, StopReason, StopSource
+from protocol import Ack, EventKind, Flags, Mode, Resume, State, Stop, StopDetail, StopReason, StopSource
 
 ENDED = (State.STOPPED, State.DONE, State.FAULT, State.PAUSED)
 
@@ -75,15 +75,30 @@ def test_plant_fault_stops_the_injection_for_its_reason(
         assert stop.source == StopSource.FLUORO_LINE
 
 
-def test_occlusion_without_rise_detection_is_held_below_the_soft_limit_by_the_pressure_loop() -> None:
+def test_occlusion_the_rise_detector_misses_is_held_at_the_ceiling_then_stopped_for_no_flow() -> None:
+    """With rise detection off the throttle keeps the blocked line below the soft limit; the
+    no-flow-at-ceiling check then stops it rather than holding the pressure forever."""
     occlusion = PlantConfig.model_validate({"events": [{"kind": "occlusion", "at_volume_ml": 0.5}]})
     rig = VirtualRig(occlusion, replace(ControllerConfig(), rise_enabled=False))
     rig.connect()
+    _inject(rig, seconds=30.0)
+    stop = _only_stop(rig)
+    assert (stop.reason, stop.detail) == (StopReason.PRESSURE_RISE, StopDetail.NO_FLOW_AT_CEILING)
+    injecting = rig.samples[rig.samples["state"] == State.INJECTING]
+    assert injecting["pressure_pa"].max() < 2_500_000 * 1.05, "held below the soft limit meanwhile"
+    assert injecting["flags"][-1] & Flags.THROTTLING
+    blocked_for_s = stop.t_us / 1e6 - rig.plant.fired_events[0].t_s
+    assert 3.0 <= blocked_for_s <= 10.0, blocked_for_s
+
+
+def test_occlusion_without_rise_or_ceiling_checks_is_held_below_the_soft_limit() -> None:
+    occlusion = PlantConfig.model_validate({"events": [{"kind": "occlusion", "at_volume_ml": 0.5}]})
+    config = replace(ControllerConfig(), rise_enabled=False, ceiling_stall_enabled=False)
+    rig = VirtualRig(occlusion, config)
+    rig.connect()
     _inject(rig, seconds=20.0)
     assert rig.stop_events() == []
-    assert rig.controller.state == State.INJECTING
     assert rig.plant.syringe_pressure_pa < 2_500_000 * 1.05
-    assert rig.samples["flags"][-1] & Flags.THROTTLING
 
 
 def test_occlusion_with_only_a_plain_threshold_stops_on_overpressure() -> None:
