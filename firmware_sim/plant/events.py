@@ -151,7 +151,7 @@ PlantEvent = Annotated[
     Field(discriminator="kind"),
 ]
 
-EVENT_ADAPTER: TypeAdapter[PlantEvent] = TypeAdapter(PlantEvent)  # type: ignore[arg-type]
+EVENT_ADAPTER: TypeAdapter[PlantEvent] = TypeAdapter(PlantEvent)
 
 
 def parse_event(data: object) -> PlantEvent:
