@@ -794,12 +794,16 @@ class Controller:
         out = self._out
         cmd_id = msg.cmd_id
         msg_type = msg.TYPE
+        if msg_type == MsgType.STOP:
+            # STOP bypasses the command cache and is executed every time, whatever its id: a cached
+            # answer would claim a stop that did not happen (an id reused by a host, or a malformed
+            # STOP NAKed before its corrected retry). Latching is idempotent, so a genuine retry
+            # changes nothing further; it is never cached either.
+            assert isinstance(msg, Stop)
+            out.append(self._on_stop(msg)[1])
+            return
         if cmd_id == 0:
-            if msg_type == MsgType.STOP:  # a STOP is executed whatever its id: a NAK would claim no change
-                assert isinstance(msg, Stop)
-                out.append(self._on_stop(msg)[1])
-            else:
-                out.append(self._make_nak(0, msg_type, NakCode.BAD_PARAM, 0, 1))
+            out.append(self._make_nak(0, msg_type, NakCode.BAD_PARAM, 0, 1))
             return
         if msg_type != MsgType.HELLO:
             hit = self._cache.get(cmd_id, msg_type)
@@ -835,8 +839,9 @@ class Controller:
                 self._make_nak(cmd_id, msg_type, NakCode.VERSION_MISMATCH, _NO_FIELD, PROTOCOL_VERSION)
             )
             return
-        if reason == RejectReason.BAD_VALUE and msg_type == MsgType.STOP:
-            # STOP is honoured with any source byte; an undefined one is recorded as OPERATOR.
+        if msg_type == MsgType.STOP:
+            # Fail safe: an intact frame of our version that says STOP stops, even with an undefined
+            # source byte or a body of the wrong length; recorded as an OPERATOR stop.
             self._command(Stop(cmd_id=cmd_id, source=StopSource.OPERATOR), self._handlers[Stop])
             return
         field, detail = _NO_FIELD, 0

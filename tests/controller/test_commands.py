@@ -40,7 +40,7 @@ from protocol import (
     StopSource,
     TelemetryBatch,
 )
-from tests.controller.harness import Rig, arm_msg, frame, rejected
+from tests.controller.harness import Rig, arm_msg, frame, rejected, started
 
 
 def answers(outgoing: list[Any]) -> list[Ack | Nak]:
@@ -235,6 +235,42 @@ def test_stop_with_an_undefined_source_still_stops() -> None:
     assert isinstance(ack, Ack)
     assert (ack.cmd_id, ack.state) == (15, State.STOPPED)
     assert (rig.c.stop_reason, rig.c.stop_source) == (StopReason.OPERATOR_STOP, StopSource.OPERATOR)
+
+
+def test_a_stop_with_a_body_of_the_wrong_length_still_stops() -> None:
+    rig = started(seconds=1.0)
+    (ack,) = answers(rig.tick([rejected(struct.pack("<HBxxx", 16, 1), MsgType.STOP)]))
+    assert isinstance(ack, Ack)
+    assert (ack.cmd_id, ack.state) == (16, State.STOPPED)
+    assert rig.c.stop_reason == StopReason.OPERATOR_STOP
+
+
+def test_a_corrected_stop_after_a_malformed_one_with_the_same_id_is_executed() -> None:
+    """The NAK-then-retry case: a STOP answer must never come from the cache."""
+    rig = Rig()
+    rig.hello()
+    (first,) = answers(rig.tick([rejected(struct.pack("<H", 21), MsgType.STOP)]))  # runt body
+    assert isinstance(first, Ack)  # in IDLE a stop changes nothing
+    rig.arm()
+    rig.ok(Start)
+    rig.run(1.0)
+    assert rig.c.state == State.INJECTING
+    answer, _ = rig.command(Stop(21, StopSource.OPERATOR))
+    assert isinstance(answer, Ack)
+    assert rig.c.state == State.STOPPED
+
+
+def test_a_stop_id_reused_from_an_earlier_stop_is_executed_again() -> None:
+    rig = Rig()
+    rig.hello()
+    answer, _ = rig.command(Stop(7, StopSource.OPERATOR))  # in IDLE: ACK, no change
+    assert (answer.state, rig.c.state) == (State.IDLE, State.IDLE)
+    rig.arm()
+    rig.ok(Start)
+    rig.run(1.0)
+    answer, _ = rig.command(Stop(7, StopSource.OPERATOR))
+    assert isinstance(answer, Ack)
+    assert (answer.state, rig.c.state) == (State.STOPPED, State.STOPPED)
 
 
 def test_malformed_heartbeat_and_foreign_types_are_dropped() -> None:
