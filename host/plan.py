@@ -1,0 +1,586 @@
+"""Injection plans: what a bench engineer writes in a TOML file, checked before anything reaches a pump.
+
+A plan is in edge units (mL, mL/min, kPa, s, mm; DESIGN.md), named in its field names. Every field has
+bounds and the cross-field rules the device would otherwise enforce with a bare NAK BAD_PARAM (soft <
+hard, relief < soft, increment <= volume, ...), so that a bad plan fails on the bench PC with one
+line per problem naming the field, the value and what is allowed, instead of as a field index on the
+wire. `plans/README.md` documents every field.
+
+The cement's mixing time is deliberately not part of a reusable plan: a plan file describes a
+procedure, the mixing happens at run time. `cement.mixed_at` exists for one-off files; otherwise the
+age is given to `InjectionPlan.to_arm` when the plan is sent.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import reprlib
+import struct
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import PurePath
+from typing import Annotated, Any, Literal, Union
+
+import annotated_types as at
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+
+from protocol.enums import Capabilities, Mode, PlanFlags
+from protocol.messages import Arm, DeviceInfo
+
+GAUGE_ID_MM: dict[int, float] = {10: 2.692, 11: 2.388, 13: 1.803}
+"""Regular-wall inner diameters from the standard needle gauge chart (physics-references.md)."""
+SYRINGE_BORE_MM: dict[str, float] = {"1ml": 4.65, "2.5ml": 7.29, "3ml": 8.66}
+"""Bores of common small syringes (vendor tables, approximate; physics-references.md)."""
+SYRINGE_CAPACITY_ML: dict[str, float] = {"1ml": 1.0, "2.5ml": 2.5, "3ml": 3.0}
+U32_MAX = 0xFFFF_FFFF
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """Annotated marker: the unit a field is written in, quoted by every error message about it."""
+
+    name: str
+    allowed: str | None = None
+    """What is allowed, where the annotation's constraints cannot say it (a pattern, a URL form)."""
+
+
+class PlanError(ValueError):
+    """A plan that cannot be used. `problems` holds one line per problem:
+    "<file>: <field path>: <value> is <why>; allowed <range> (<unit>)"."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A broken cross-field rule; `path` is relative to the model whose validator found it."""
+
+    path: str
+    value: object
+    why: str
+    allowed: str
+    unit: str
+
+
+class RulesBrokenError(ValueError):
+    """Raised by model validators with every broken rule at once (pydantic keeps it in ctx["error"])."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{p.path}: {show(p.value)} is {p.why}" for p in problems))
+
+
+def _gauge(value: object) -> object:
+    """Accept 11, "11" and "11G", as on the needle's hub."""
+    if isinstance(value, str):
+        text = value.strip().upper().removesuffix("G")
+        return int(text) if text.isdigit() else value
+    return value
+
+
+def _size(value: object) -> object:
+    """Accept "2.5ml", "2.5 mL", "2.5mL"."""
+    return value.replace(" ", "").lower() if isinstance(value, str) else value
+
+
+class _Model(BaseModel):
+    # strict: a TOML string is never silently read as a number; inf/nan are never a limit.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class PressureLimits(_Model):
+    soft_limit_kpa: Annotated[float, Field(ge=10, le=20_000), Unit("kPa")]
+    """The device's pressure loop throttles the flow to keep the syringe below this."""
+    hard_limit_kpa: Annotated[float, Field(ge=10, le=20_000), Unit("kPa")]
+    """OVERPRESSURE stop at or above this."""
+
+
+class Relief(_Model):
+    enabled: Annotated[bool, Unit("true/false")] = True
+    """Back the plunger off after every stop: cuts the cement pushed out by the line's stored pressure."""
+    relief_kpa: Annotated[float, Field(ge=0, le=20_000), Unit("kPa")] = 200.0
+
+
+class Cement(_Model):
+    profile: Annotated[str, Field(min_length=1, max_length=64), Unit("text")]
+    """Free text for the record (product, lot); the device does not use it."""
+    working_time_s: Annotated[float, Field(ge=1, le=7200), Unit("s")]
+    """WORKING_TIME stop once the cement is this old."""
+    mixed_at: Annotated[datetime | None, Unit("local date-time")] = None
+    """Only for one-off plans; normally the mixing time is given at run time."""
+    viscosity_min_pa_s: Annotated[float, Field(ge=0, le=100_000), Unit("Pa s")]
+    viscosity_max_pa_s: Annotated[float, Field(ge=0, le=100_000), Unit("Pa s")]
+
+
+class Cannula(_Model):
+    gauge: Annotated[Literal[10, 11, 13] | None, BeforeValidator(_gauge), Unit("gauge")] = None
+    inner_diameter_mm: Annotated[float | None, Field(ge=0.3, le=6), Unit("mm")] = None
+    length_mm: Annotated[float, Field(ge=20, le=500), Unit("mm")]
+
+    @model_validator(mode="after")
+    def _one_bore(self) -> Cannula:
+        if self.gauge is None and self.inner_diameter_mm is None:
+            why = "required unless inner_diameter_mm is given"
+            raise RulesBrokenError([Problem("gauge", Raw("(missing)"), why, "10, 11 or 13", "gauge")])
+        if self.gauge is not None and self.inner_diameter_mm is not None:
+            why = f"given together with gauge {self.gauge}"
+            allowed = "gauge or inner_diameter_mm, not both"
+            raise RulesBrokenError([Problem("inner_diameter_mm", self.inner_diameter_mm, why, allowed, "mm")])
+        return self
+
+    @property
+    def id_mm(self) -> float:
+        return (
+            GAUGE_ID_MM[self.gauge] if self.gauge is not None else typing.cast(float, self.inner_diameter_mm)
+        )
+
+
+class Syringe(_Model):
+    size: Annotated[Literal["1ml", "2.5ml", "3ml"] | None, BeforeValidator(_size), Unit("syringe size")] = (
+        None
+    )
+    bore_mm: Annotated[float | None, Field(ge=2, le=40), Unit("mm")] = None
+    capacity_ml: Annotated[float | None, Field(gt=0, le=100), Unit("mL")] = None
+    """What the barrel holds; defaults to the named size's nominal volume, required with bore_mm."""
+
+    @model_validator(mode="after")
+    def _one_bore(self) -> Syringe:
+        if self.size is None and self.bore_mm is None:
+            why = "required unless bore_mm is given"
+            raise RulesBrokenError(
+                [Problem("size", Raw("(missing)"), why, "'1ml', '2.5ml' or '3ml'", "syringe size")]
+            )
+        if self.size is not None and self.bore_mm is not None:
+            why = f"given together with size {self.size!r}"
+            raise RulesBrokenError([Problem("bore_mm", self.bore_mm, why, "size or bore_mm, not both", "mm")])
+        if self.bore_mm is not None and self.capacity_ml is None:
+            why = "required with bore_mm"
+            raise RulesBrokenError([Problem("capacity_ml", Raw("(missing)"), why, "(0, 100]", "mL")])
+        return self
+
+    @property
+    def bore(self) -> float:
+        return SYRINGE_BORE_MM[self.size] if self.size is not None else typing.cast(float, self.bore_mm)
+
+    @property
+    def capacity(self) -> float:
+        if self.capacity_ml is not None:
+            return self.capacity_ml
+        return SYRINGE_CAPACITY_ML[typing.cast(str, self.size)]
+
+
+class InjectionPlan(_Model):
+    """One injection procedure. Load it with `load_plan`, send it with `to_arm`."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64), Unit("text")]
+    description: Annotated[str, Field(max_length=2000), Unit("text")] = ""
+    mode: Annotated[Literal["continuous", "incremental"], Unit("mode")]
+    flow_ml_min: Annotated[float, Field(ge=0.01, le=20), Unit("mL/min")]
+    increment_ml: Annotated[float | None, Field(ge=0, le=100), Unit("mL")] = None
+    """Volume per increment (incremental mode): the pump pauses after each for imaging."""
+    volume_limit_ml: Annotated[float, Field(ge=0.01, le=100), Unit("mL")]
+    pressure: PressureLimits
+    relief: Relief = Relief()
+    cement: Cement
+    cannula: Cannula
+    syringe: Syringe
+
+    @model_validator(mode="after")
+    def _rules(self) -> InjectionPlan:
+        p, problems = self.pressure, []
+        if p.soft_limit_kpa >= p.hard_limit_kpa:
+            why = f"not below pressure.hard_limit_kpa ({show(p.hard_limit_kpa)})"
+            problems.append(
+                Problem(
+                    "pressure.soft_limit_kpa", p.soft_limit_kpa, why, f"[10, {show(p.hard_limit_kpa)})", "kPa"
+                )
+            )
+        if self.relief.relief_kpa >= p.soft_limit_kpa:
+            why = f"not below pressure.soft_limit_kpa ({show(p.soft_limit_kpa)})"
+            problems.append(
+                Problem(
+                    "relief.relief_kpa", self.relief.relief_kpa, why, f"[0, {show(p.soft_limit_kpa)})", "kPa"
+                )
+            )
+        volume = self.volume_limit_ml
+        if self.mode == "incremental" and not (self.increment_ml and self.increment_ml <= volume):
+            value = Raw("(missing)") if self.increment_ml is None else self.increment_ml
+            why = (
+                "required in incremental mode" if self.increment_ml is None else "not in (0, volume_limit_ml]"
+            )
+            problems.append(Problem("increment_ml", value, why, f"(0, {show(volume)}]", "mL"))
+        if self.mode == "continuous" and self.increment_ml:
+            problems.append(
+                Problem("increment_ml", self.increment_ml, "set in continuous mode", "0 or absent", "mL")
+            )
+        if volume > self.syringe.capacity:
+            why = "more than the syringe holds"
+            problems.append(
+                Problem("volume_limit_ml", volume, why, f"[0.01, {show(self.syringe.capacity)}]", "mL")
+            )
+        if self.cannula.id_mm >= self.syringe.bore:
+            path = "cannula.gauge" if self.cannula.gauge is not None else "cannula.inner_diameter_mm"
+            value = self.cannula.gauge if self.cannula.gauge is not None else self.cannula.id_mm
+            why = f"not narrower than the syringe bore ({show(self.syringe.bore)} mm)"
+            problems.append(
+                Problem(path, value, why, f"an inner diameter below {show(self.syringe.bore)}", "mm")
+            )
+        c = self.cement
+        if c.viscosity_min_pa_s >= c.viscosity_max_pa_s:
+            why = f"not above cement.viscosity_min_pa_s ({show(c.viscosity_min_pa_s)})"
+            allowed = f"({show(c.viscosity_min_pa_s)}, 100000]"
+            problems.append(Problem("cement.viscosity_max_pa_s", c.viscosity_max_pa_s, why, allowed, "Pa s"))
+        if problems:
+            raise RulesBrokenError(problems)
+        return self
+
+    def mixed_ago_s(self, now: datetime | None = None) -> float | None:
+        """Age of the cement from `cement.mixed_at` (None if the plan leaves it to run time)."""
+        mixed = self.cement.mixed_at
+        if mixed is None:
+            return None
+        if now is None:
+            now = datetime.now(mixed.tzinfo)
+        elif (now.tzinfo is None) != (mixed.tzinfo is None):  # compare like with like, in local time
+            now = now.astimezone(mixed.tzinfo) if mixed.tzinfo else now.astimezone().replace(tzinfo=None)
+        return (now - mixed).total_seconds()
+
+    def to_arm(self, cmd_id: int, mixed_ago_s: float | None = None, *, now: datetime | None = None) -> Arm:
+        """The ARM command for this plan, in wire units.
+
+        `mixed_ago_s` is the cement's age when the command is sent; if None it is computed from
+        `cement.mixed_at` at `now` (default: the clock). A run-time value wins over the file's.
+        Rounding: integers to the nearest wire unit (Pa, nL, nL/s, ms, um), halves away from zero,
+        computed in decimal on the value as written, so 0.1 mL is exactly 100 000 nL; viscosities to
+        the nearest float32, the wire type, so the message equals what the device decodes."""
+        if not 1 <= cmd_id <= 0xFFFF:
+            raise ValueError(f"cmd_id {cmd_id} is outside 1..65535")
+        if mixed_ago_s is None:
+            mixed_ago_s = self.mixed_ago_s(now)
+        where = f"plan {self.name!r}"
+        if mixed_ago_s is None:
+            raise PlanError(
+                [
+                    f"{where}: cement.mixed_at: (missing) is required when no cement age is given at "
+                    "run time; allowed a local date-time in the plan, or mixed_ago_s (s)"
+                ]
+            )
+        mixed_ago_ms = wire(mixed_ago_s, 1000) if math.isfinite(mixed_ago_s) else -1
+        if not 0 <= mixed_ago_ms <= U32_MAX:
+            raise PlanError(
+                [
+                    f"{where}: mixed_ago_s: {show(mixed_ago_s)} is not a cement age (mixing in the "
+                    f"future?); allowed [0, {U32_MAX // 1000}] (s)"
+                ]
+            )
+        incremental = self.mode == "incremental"
+        return Arm(
+            cmd_id=cmd_id,
+            mode=Mode.INCREMENTAL if incremental else Mode.CONTINUOUS,
+            plan_flags=PlanFlags.RELIEF if self.relief.enabled else PlanFlags.NONE,
+            flow_nl_s=wire(self.flow_ml_min, 1_000_000, 60),
+            increment_nl=wire(self.increment_ml or 0.0, 1_000_000) if incremental else 0,
+            volume_limit_nl=wire(self.volume_limit_ml, 1_000_000),
+            soft_limit_pa=wire(self.pressure.soft_limit_kpa, 1000),
+            hard_limit_pa=wire(self.pressure.hard_limit_kpa, 1000),
+            relief_pa=wire(self.relief.relief_kpa, 1000),
+            mixed_ago_ms=mixed_ago_ms,
+            working_time_ms=wire(self.cement.working_time_s, 1000),
+            viscosity_min_pas=f32(self.cement.viscosity_min_pa_s),
+            viscosity_max_pas=f32(self.cement.viscosity_max_pa_s),
+            cannula_length_um=wire(self.cannula.length_mm, 1000),
+            cannula_id_um=wire(self.cannula.id_mm, 1000),
+            syringe_bore_um=wire(self.syringe.bore, 1000),
+        )
+
+
+def wire(value: float, scale: int, divisor: int = 1) -> int:
+    """`value * scale / divisor` to the nearest integer, halves away from zero, in exact decimal
+    arithmetic on the float's shortest repr (the number as written in the plan)."""
+    exact = Decimal(repr(float(value))) * scale / divisor
+    return int(exact.to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def f32(value: float) -> float:
+    """The nearest float32: what a `f` field carries on the wire."""
+    return typing.cast(float, struct.unpack("<f", struct.pack("<f", value))[0])
+
+
+def edge(wire_value: int, scale: int, divisor: int = 1) -> float:
+    """Inverse of `wire` for a wire integer: `wire(edge(n, s, d), s, d) == n` for every u32 n."""
+    return float(Decimal(wire_value) * divisor / scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# Error messages: every pydantic error and every rule becomes "<source>: <path>: <value> is <why>;
+# allowed <range> (<unit>)", with the range and unit read from the field's own declaration.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """A value shown as is, not repr'd (e.g. "(missing)")."""
+
+    text: str
+
+
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 60
+_WHY = {
+    "missing": "required",
+    "extra_forbidden": "not a known field",
+    "greater_than_equal": "too small",
+    "greater_than": "too small",
+    "less_than_equal": "too large",
+    "less_than": "too large",
+    "finite_number": "not a finite number",
+    "float_type": "not a number",
+    "float_parsing": "not a number",
+    "int_parsing": "not a whole number",
+    "int_from_float": "not a whole number",
+    "bool_parsing": "not true or false",
+    "string_pattern_mismatch": "not in the allowed form",
+    "path_type": "not a path",
+    "datetime_parsing": "not a date-time",
+    "int_type": "not a whole number",
+    "bool_type": "not true or false",
+    "string_type": "not text (quote it)",
+    "string_too_short": "too short",
+    "string_too_long": "too long",
+    "literal_error": "not one of the choices",
+    "datetime_type": "not a date-time",
+    "model_type": "not a table",
+    "dict_type": "not a table",
+}
+
+
+def show(value: object) -> str:
+    """A value as an error message quotes it: whole floats without ".0", text quoted, long values cut."""
+    if isinstance(value, Raw):
+        return value.text
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return _repr.repr(value)
+
+
+def _unwrap(annotation: Any) -> Any:
+    """X | None -> X."""
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+def _field(model: type[BaseModel], loc: Sequence[int | str]) -> tuple[type[BaseModel], FieldInfo | None]:
+    """The model that owns the last element of `loc`, and that field's declaration (if any)."""
+    info: FieldInfo | None = None
+    for i, key in enumerate(loc):
+        info = model.model_fields.get(str(key))
+        if info is None:
+            return model, None
+        inner = _unwrap(info.annotation)
+        if i < len(loc) - 1 and isinstance(inner, type) and issubclass(inner, BaseModel):
+            model = inner
+    return model, info
+
+
+def _allowed(info: FieldInfo) -> tuple[str, str]:
+    """(allowed range, unit) of one field, from its annotation and constraints."""
+    marker = next((m for m in info.metadata if isinstance(m, Unit)), Unit("-"))
+    unit = marker.name
+    if marker.allowed is not None:
+        return marker.allowed, unit
+    kind = _unwrap(info.annotation)
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return "a table with " + ", ".join(kind.model_fields), "table"
+    if typing.get_origin(kind) is Literal:
+        choices = [show(a) for a in typing.get_args(kind)]
+        return " or ".join([", ".join(choices[:-1]), choices[-1]] if len(choices) > 1 else choices), unit
+    if kind is bool:
+        return "true or false", unit
+    if kind is datetime:
+        return "a date-time such as 2025-03-01T10:42:00", unit
+    lo: object = None
+    hi: object = None
+    lo_open = hi_open = False
+    min_len, max_len = 0, None
+    for m in info.metadata:
+        if isinstance(m, at.Ge | at.Gt):
+            lo, lo_open = (m.ge, False) if isinstance(m, at.Ge) else (m.gt, True)
+        elif isinstance(m, at.Le | at.Lt):
+            hi, hi_open = (m.le, False) if isinstance(m, at.Le) else (m.lt, True)
+        elif isinstance(m, at.MinLen):
+            min_len = m.min_length
+        elif isinstance(m, at.MaxLen):
+            max_len = m.max_length
+    if kind is str:
+        return f"{min_len} to {max_len} characters" if max_len else "any text", unit
+    if lo is None and hi is None:
+        if isinstance(kind, type) and issubclass(kind, PurePath):
+            return "a path", unit
+        if kind is SecretStr:
+            return "any text", unit
+        return "a number" if kind in (int, float) else "see the documentation", unit
+    left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+    return f"{left}{show(lo)}, {show(hi)}{right}", unit
+
+
+def _constant(text: str) -> Callable[[str], str]:
+    return lambda _path: text
+
+
+def describe(exc: ValidationError, model: type[BaseModel], source: str | Callable[[str], str]) -> list[str]:
+    """One line per error. `source` names where the values came from: a file name, or a function
+    from the dotted field path to its origin (e.g. the environment variable that set it)."""
+    origin: Callable[[str], str] = source if callable(source) else _constant(source)
+    lines: list[str] = []
+    for err in exc.errors():
+        loc = [str(k) for k in err["loc"]]
+        ctx = err.get("ctx") or {}
+        rules = ctx.get("error")
+        if isinstance(rules, RulesBrokenError):
+            for p in rules.problems:
+                path = ".".join([*loc, p.path])
+                lines.append(
+                    f"{origin(path)}: {path}: {show(p.value)} is {p.why}; allowed {p.allowed} ({p.unit})"
+                )
+            continue
+        path = ".".join(loc) or "(top level)"
+        owner, info = _field(model, loc)
+        value: object = Raw("(missing)") if err["type"] == "missing" else err["input"]
+        if info is not None and _unwrap(info.annotation) is SecretStr:
+            value = Raw("'**********'")
+        why = _WHY.get(err["type"], err["msg"])
+        if err["type"] == "extra_forbidden":
+            allowed, unit = ", ".join(owner.model_fields), "field names"
+        elif info is None:
+            allowed, unit = "see the documentation", "-"
+        else:
+            allowed, unit = _allowed(info)
+        if err["type"] == "value_error":
+            why = str(ctx.get("error", why))
+        lines.append(f"{origin(path)}: {path}: {show(value)} is {why}; allowed {allowed} ({unit})")
+    return lines
+
+
+def parse_plan(data: Mapping[str, Any], source: str = "<plan>") -> InjectionPlan:
+    """Validate a plan given as a mapping (a parsed TOML file, a scenario's embedded plan)."""
+    try:
+        return InjectionPlan.model_validate(data)
+    except ValidationError as exc:
+        raise PlanError(describe(exc, InjectionPlan, source)) from None
+
+
+_TOML_WHERE = re.compile(r"^(?P<msg>.*?)\s*\(at line (?P<line>\d+), column (?P<col>\d+)\)$")
+
+
+def read_toml(path: str | os.PathLike[str], error: type[ValueError]) -> dict[str, Any]:
+    """A TOML file as a dict; a missing or unreadable file or a syntax error raises `error` with one
+    line naming the file (and the line and column of a syntax error)."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise error([f"{name}: file not found"]) from None
+    except OSError as exc:
+        raise error([f"{name}: cannot be read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise error([f"{name}: byte {exc.start} is not UTF-8 text; TOML files are UTF-8"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        m = _TOML_WHERE.match(str(exc))
+        where = f"line {m['line']}, column {m['col']}: " if m else ""
+        raise error([f"{name}: {where}TOML syntax error: {m['msg'] if m else exc}"]) from None
+
+
+def load_plan(path: str | os.PathLike[str]) -> InjectionPlan:
+    """Read and check a plan file; raises PlanError listing every problem found."""
+    return parse_plan(read_toml(path, PlanError), os.fspath(path))
+
+
+def clamp_to_device(plan: InjectionPlan, info: DeviceInfo) -> tuple[InjectionPlan, list[str]]:
+    """The plan as the device will run it, and one warning per field lowered to the device's limit.
+
+    The device clamps the same way (SPEC §7.8) and raises a LIMIT_CLAMPED alarm; doing it here lets
+    the operator see the values in force before arming. Limits: pressures to `max_pressure_pa`,
+    flow to `max_flow_nl_s`, volume (and an increment above it) to what the stroke holds with this
+    syringe (`travel_um` x bore area, as the controller computes it, rounded down to whole nL).
+    Raises PlanError if the clamped plan breaks a rule (e.g. soft no longer below hard) or needs a
+    capability the device lacks: the device would refuse it."""
+    where = f"plan {plan.name!r} on device {info.serial or '?'}"
+    caps = Capabilities(info.capabilities)
+    missing = []
+    if plan.mode == "incremental" and not caps & Capabilities.INCREMENTAL:
+        missing.append(
+            f"{where}: mode: 'incremental' is not supported by the device; allowed 'continuous' (mode)"
+        )
+    if plan.relief.enabled and not caps & Capabilities.RELIEF_BACKOFF:
+        missing.append(
+            f"{where}: relief.enabled: true is not supported by the device; allowed false (true/false)"
+        )
+    if missing:
+        raise PlanError(missing)
+
+    data = plan.model_dump()
+    warnings: list[str] = []
+
+    def lower(path: str, unit: str, asked: float, in_force: float, because: str) -> None:
+        table, _, key = path.rpartition(".")
+        (data[table] if table else data)[key] = in_force
+        warnings.append(
+            f"{path}: requested {show(asked)} {unit}, in force {show(in_force)} {unit} "
+            f"(device {info.serial or '?'} {because})"
+        )
+
+    for path, asked in (
+        ("pressure.soft_limit_kpa", plan.pressure.soft_limit_kpa),
+        ("pressure.hard_limit_kpa", plan.pressure.hard_limit_kpa),
+        ("relief.relief_kpa", plan.relief.relief_kpa),
+    ):
+        if wire(asked, 1000) > info.max_pressure_pa:
+            lower(
+                path,
+                "kPa",
+                asked,
+                edge(info.max_pressure_pa, 1000),
+                f"max_pressure_pa {info.max_pressure_pa} Pa",
+            )
+    if wire(plan.flow_ml_min, 1_000_000, 60) > info.max_flow_nl_s:
+        in_force = edge(info.max_flow_nl_s, 1_000_000, 60)
+        lower("flow_ml_min", "mL/min", plan.flow_ml_min, in_force, f"max_flow_nl_s {info.max_flow_nl_s} nL/s")
+    bore_m = wire(plan.syringe.bore, 1000) * 1e-6
+    stroke_nl = int(info.travel_um / 1e6 * (math.pi * bore_m * bore_m / 4.0) * 1e12)
+    because = (
+        f"travel_um {info.travel_um} um x syringe bore {show(plan.syringe.bore)} mm holds {stroke_nl} nL"
+    )
+    if wire(plan.volume_limit_ml, 1_000_000) > stroke_nl:
+        lower("volume_limit_ml", "mL", plan.volume_limit_ml, edge(stroke_nl, 1_000_000), because)
+    if plan.mode == "incremental" and wire(plan.increment_ml or 0.0, 1_000_000) > stroke_nl:
+        lower(
+            "increment_ml", "mL", typing.cast(float, plan.increment_ml), edge(stroke_nl, 1_000_000), because
+        )
+    if not warnings:
+        return plan, []
+    return parse_plan(data, f"{where} (after clamping)"), warnings
