@@ -92,8 +92,12 @@ class ControllerConfig:
     rise_arm_pa_s: float = 100_000.0
     """Armed only once the slope has fallen below this after START/RESUME or a flow increase:
     the start-up ramp has the same rate as an occlusion, but it decays; an occlusion does not."""
-    rise_arm_blocks: int = 5
-    """Blocks the slope must stay below `rise_arm_pa_s` to arm (50 ms)."""
+    rise_arm_blocks: int = 10
+    """Blocks the slope must stay below `rise_arm_pa_s` to arm (100 ms). Was 5: at twice the specified
+    sensor noise (20 kPa) five quiet-looking blocks happened on a slow start-up ramp of a stiff cement
+    at low flow, armed the detector mid-ramp, and the ramp then tripped it (4 false stops in 2,000
+    nominal runs, bench/false_stops.py). Ten blocks cost only 50 ms more before arming after
+    START/RESUME and add nothing to the detection time once armed."""
     rise_trip_blocks: int = 3
     """Consecutive blocks above the threshold to trip (adds 20 ms)."""
     rise_fast_factor: float = 4.0

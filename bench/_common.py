@@ -1,0 +1,108 @@
+"""Small helpers shared by the bench scripts: machine description, JSON output, rig set-up, stats.
+
+The scripts run as ``python bench/NAME.py`` from the repository root, so this directory is on
+``sys.path`` and they import this module as ``_common``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from firmware_sim.controller import ControllerConfig
+from firmware_sim.plant import PlantConfig
+from firmware_sim.virtual_rig import VirtualRig
+from protocol import Ack, Event, State, StopDetail, StopReason
+
+ENDED = (State.STOPPED, State.DONE, State.FAULT, State.PAUSED)
+"""States in which an injection phase is over (PAUSED: an increment is done)."""
+
+VERDICT = {True: "ok", False: "MISS"}
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "commit": commit(),
+    }
+
+
+def commit() -> str | None:
+    """Short hash of HEAD, with "+dirty" when the simulator or protocol sources differ from it."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "firmware_sim", "protocol"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def command_line(name: str, argv: Sequence[str] | None) -> str:
+    args = list(sys.argv[1:] if argv is None else argv)
+    return " ".join([".venv/bin/python", f"bench/{name}.py", *args])
+
+
+def dump_json(doc: dict[str, Any]) -> None:
+    print(json.dumps(doc, indent=2, default=_default))
+
+
+def _default(value: object) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def injecting_rig(
+    plant: PlantConfig | None = None, controller: ControllerConfig | None = None, **plan: Any
+) -> VirtualRig:
+    """A VirtualRig after HELLO, ARM (plan overrides as keywords) and START, in INJECTING."""
+    rig = VirtualRig(plant or PlantConfig(), controller or ControllerConfig())
+    rig.connect()
+    for step, reply in (("ARM", rig.arm(**plan)), ("START", rig.start())):
+        if not isinstance(reply, Ack):
+            raise RuntimeError(f"{step} refused: {reply}")
+    return rig
+
+
+def reason_name(stop: Event) -> str:
+    """A STOP event's reason, with its detail where a reason has several signatures (StopDetail)."""
+    if stop.reason == StopReason.PRESSURE_RISE and stop.detail:
+        return f"{stop.reason.name}/{StopDetail(stop.detail).name}"
+    return stop.reason.name
+
+
+def quantiles(values: Sequence[float] | np.ndarray, qs: Sequence[float]) -> list[float]:
+    arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        return [float("nan")] * len(qs)
+    return [float(x) for x in np.quantile(arr, qs)]
+
+
+def median(values: Sequence[float]) -> float:
+    return float(np.median(np.asarray(values, dtype=float))) if len(values) else float("nan")
