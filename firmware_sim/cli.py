@@ -116,7 +116,13 @@ def _serve(args: argparse.Namespace) -> int:
         transport = PtyTransport()
 
     controller = Controller(ControllerConfig(), identity=FirmwareIdentity.simulator(args.serial))
-    runtime = DeviceRuntime(controller, Plant(plant_config), transport)
+
+    def _log_link(attached: bool, now_us: int) -> None:
+        # stderr, one line per change: stdout carries only the PORT line.
+        what = "host attached" if attached else "host detached"
+        print(f"{now_us / 1e6:10.3f} s  {what}", file=sys.stderr, flush=True)
+
+    runtime = DeviceRuntime(controller, Plant(plant_config), transport, on_link_change=_log_link)
 
     stopping = False
 

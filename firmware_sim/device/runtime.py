@@ -76,6 +76,7 @@ class DeviceRuntime:
         plant: PlantLike,
         transport: TransportLike,
         tick_us: int = TICK_US,
+        on_link_change: Callable[[bool, int], None] | None = None,
     ) -> None:
         self.controller = controller
         self.plant = plant
@@ -88,6 +89,8 @@ class DeviceRuntime:
         self.stats = TickStats()
         self._was_connected = False
         self._early = b""
+        self._on_link_change = on_link_change
+        """Told (attached, now_us) when a host attaches or goes away: the simulator's console log."""
 
     def wait_for_host(self, should_stop: Callable[[], bool], poll_s: float = 0.001) -> bool:
         """Hold power-up until a host attaches, like a USB-powered pump: its POWER_UP event is then
@@ -112,6 +115,8 @@ class DeviceRuntime:
                 # A delimiter first: whatever partial frame the host's receiver holds ends here,
                 # so our first frame is not lost with it.
                 self.transport.write(DELIMITER)
+            if self._on_link_change is not None:
+                self._on_link_change(connected, self.now_us)
         received = self.stream.feed(data) if data else []
         out = self.controller.tick(self.now_us, self.plant.sense(), received, connected)
         if out.outgoing:
