@@ -3,7 +3,6 @@ host that vanishes mid-injection."""
 
 from __future__ import annotations
 
-import select
 import subprocess
 import sys
 from dataclasses import replace
@@ -116,28 +115,16 @@ def test_time_scale_outside_its_range_is_refused(scale: str) -> None:
     assert "1..100" in done.stderr
 
 
-def _wait_for_log(proc: subprocess.Popen[str], text: str, timeout_s: float = 10.0) -> str:
-    """The simulator's next stderr line containing `text` (waits on the pipe, not on a sleep)."""
-    assert proc.stderr is not None
-    while True:
-        ready, _, _ = select.select([proc.stderr], [], [], timeout_s)
-        assert ready, f"simulator never logged {text!r}"
-        line = proc.stderr.readline()
-        assert line, f"simulator exited before logging {text!r}"
-        if text in line:
-            return line
-
-
 def test_closing_the_pty_mid_injection_trips_host_lost_and_nothing_resumes() -> None:
     with simulator("--pty") as (proc, address):
         port = serial.Serial(address, timeout=0.05)
-        _wait_for_log(proc, "host attached")
+        proc.log.wait_for("host attached")
         c = WireClient(port)
         _hello(c)
         assert isinstance(c.command(_arm)[0], Ack)
         assert isinstance(c.command(Start)[0], Ack)
         port.close()  # the cable is pulled
-        _wait_for_log(proc, "host detached")
+        proc.log.wait_for("host detached")
 
         port = serial.Serial(address, timeout=0.05)
         try:

@@ -7,13 +7,16 @@ are on data arriving (serial read timeouts), never on sleeps.
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import serial
 
@@ -102,9 +105,44 @@ class WireClient:
         raise AssertionError(f"no ACK/NAK for cmd_id {cmd_id}")
 
 
+class SimulatorLog:
+    """The simulator's stderr console, drained by a thread so the pipe never fills and blocks it."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self._thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _drain(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.lines.put(line)
+        self.lines.put("")  # end of stream: the simulator exited
+
+    def wait_for(self, text: str, timeout_s: float = 10.0) -> str:
+        """The next console line containing `text`; waits on the line queue, never on a sleep."""
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout_s)
+            except queue.Empty:
+                raise AssertionError(f"simulator never logged {text!r}; saw {self.seen}") from None
+            if not line:
+                raise AssertionError(f"simulator exited before logging {text!r}; saw {self.seen}")
+            self.seen.append(line)
+            if text in line:
+                return line
+
+    def text(self) -> str:
+        while not self.lines.empty():
+            self.seen.append(self.lines.get_nowait())
+        return "".join(self.seen)
+
+
 @contextmanager
 def simulator(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """`cementguard sim` in a subprocess; yields the process and the address from its PORT line."""
+    """`cementguard sim` in a subprocess; yields the process and the address from its PORT line.
+
+    The process carries `.log` (a SimulatorLog) with its stderr console lines."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
         [sys.executable, "-m", "host.cli", "sim", *args],
@@ -116,10 +154,13 @@ def simulator(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     )
     try:
         assert proc.stdout is not None
+        assert proc.stderr is not None
+        log = SimulatorLog(proc.stderr)
+        proc.log = log  # type: ignore[attr-defined]
         line = proc.stdout.readline()
         if not line.startswith("PORT "):
-            err = proc.stderr.read() if proc.stderr else ""
-            raise AssertionError(f"simulator did not print its PORT line: {line!r} {err}")
+            proc.wait(timeout=10)
+            raise AssertionError(f"simulator did not print its PORT line: {line!r} {log.text()}")
         yield proc, line.split(" ", 1)[1].strip()
     finally:
         proc.terminate()

@@ -1,0 +1,257 @@
+"""The typed async API to one controller: what the CLI, the dashboard, the MQTT bridge and HIL use.
+
+    async with Controller.open("/dev/ttyUSB0") as ctl:          # or a pty, or socket://host:port
+        print(ctl.device.serial, ctl.state)
+        async with ctl.events() as events, ctl.telemetry() as telemetry:
+            await ctl.arm(plan, mixed_ago_s=240.0)               # a protocol.Arm, or a plan with to_arm()
+            await ctl.start()
+            await ctl.wait_for_state(State.PAUSED, State.STOPPED, State.DONE, timeout=60)
+            ...
+
+Every command waits for its ACK and raises `CommandRefused` (with a readable message) on a NAK; the
+commands that the device answers with a STATUS (ARM, SET_LIMITS, GET_STATUS) return that STATUS,
+which shows the limits actually in force after the device clamped them. Errors are in `host.errors`.
+
+**Leaving the context closes the link and sends nothing, in particular no STOP.** The controller owns
+safety (DESIGN.md, "Safety model"): when its host goes away, the port closing (where the device sees
+it) or its watchdog (`watchdog_ms` without a frame) stops the pump with HOST_LOST, latched until
+CLEAR. A STOP sent from `__aexit__` would add nothing to that, and it would be wrong for the callers
+that close on purpose while the device is supposed to keep its state (a CLI that only reads STATUS, a
+dashboard restarting, a HIL runner handing the port over). Whoever decides that closing means
+"stop now" (the CLI on Ctrl-C, for instance) calls `stop()` before leaving.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Protocol
+
+from host.link import (
+    CommandLike,
+    Link,
+    LinkChange,
+    LinkCounters,
+    LinkOptions,
+    LinkState,
+    Subscription,
+)
+from protocol import (
+    Ack,
+    Arm,
+    Clear,
+    DeviceInfo,
+    Event,
+    GetStatus,
+    Pause,
+    Resume,
+    SetLimits,
+    SetTelemetry,
+    Start,
+    State,
+    Status,
+    Stop,
+    StopSource,
+    TelemetryBatch,
+)
+
+__all__ = ["Controller", "LinkChange", "LinkCounters", "LinkOptions", "LinkState", "PlanLike", "Subscription"]
+
+
+class PlanLike(Protocol):
+    """Anything that can produce an ARM: `host.plan.InjectionPlan` is one."""
+
+    def to_arm(self, cmd_id: int, mixed_ago_s: float | None) -> Arm: ...
+
+
+class Controller:
+    """One controller behind one port URL. Create with `Controller.open(url)` and use as an async
+    context manager, or `await Controller.connect(url)` and `await ctl.close()`."""
+
+    def __init__(self, url: str, settings: LinkOptions | Any = None) -> None:
+        """`settings`: `LinkOptions`, or `host.settings.HostSettings` (or its `link` section), which is
+        converted with `LinkOptions.from_settings`; None: the protocol's defaults."""
+        if settings is not None and not isinstance(settings, LinkOptions):
+            settings = LinkOptions.from_settings(settings)
+        self._link = Link(url, settings)
+
+    @classmethod
+    def open(cls, url: str, settings: LinkOptions | Any = None) -> Controller:
+        """A controller to be entered with ``async with``: the port is opened on entry."""
+        return cls(url, settings)
+
+    @classmethod
+    async def connect(cls, url: str, settings: LinkOptions | Any = None) -> Controller:
+        """Open the port and handshake now; the caller must `close()`."""
+        ctl = cls(url, settings)
+        await ctl._link.open()
+        return ctl
+
+    async def __aenter__(self) -> Controller:
+        await self._link.open()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the link. Sends no STOP (see the module docstring: the controller's watchdog does)."""
+        await self._link.close()
+
+    # -- what the controller is and does ----------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return self._link.url
+
+    @property
+    def link(self) -> Link:
+        """The link underneath, for diagnostics and raw commands."""
+        return self._link
+
+    @property
+    def device(self) -> DeviceInfo:
+        """DEVICE_INFO from the handshake: serial, firmware, capabilities, watchdog, device limits."""
+        info = self._link.device
+        if info is None:
+            raise RuntimeError("not connected yet: enter the context or await Controller.connect()")
+        return info
+
+    @property
+    def state(self) -> State | int | None:
+        """The controller's state as last reported (any frame that carries it). A plain int is a state
+        this host does not know. Only current while `link_state` is CONNECTED."""
+        return self._link.state
+
+    @property
+    def status(self) -> Status | None:
+        """The latest STATUS (after every ARM, SET_LIMITS, GET_STATUS and each (re)connect)."""
+        return self._link.status
+
+    @property
+    def link_state(self) -> LinkState:
+        return self._link.link_state
+
+    @property
+    def link_reason(self) -> str:
+        return self._link.link_reason
+
+    @property
+    def counters(self) -> LinkCounters:
+        return self._link.counters
+
+    # -- commands ----------------------------------------------------------------------------------
+
+    async def arm(
+        self, plan: Arm | PlanLike | None = None, *, mixed_ago_s: float | None = None, **fields: Any
+    ) -> Status:
+        """Load a plan (IDLE, ARMED or DONE -> ARMED). Returns the STATUS showing the limits in force.
+
+        `plan` is a `protocol.Arm` (its cmd_id is replaced), or an object with
+        ``to_arm(cmd_id, mixed_ago_s)`` (a `host.plan.InjectionPlan`); `mixed_ago_s` is the cement's age
+        in seconds, passed through (None lets the plan compute it from its own mixing time; `to_arm`
+        is called just before the command is sent, so the age is current). Without `plan`, the
+        keyword arguments are the fields of `Arm` (all but cmd_id).
+        """
+        make: CommandLike
+        if plan is None:
+            make = Arm(cmd_id=0, **fields)
+        elif fields:
+            raise TypeError("arm() takes a plan or Arm fields, not both")
+        elif isinstance(plan, Arm):
+            make = plan
+        elif hasattr(plan, "to_arm"):
+            age = None if mixed_ago_s is None else float(mixed_ago_s)
+            source: PlanLike = plan
+
+            def make(cmd_id: int) -> Arm:
+                return source.to_arm(cmd_id, age)
+
+        else:
+            raise TypeError(f"arm() takes a protocol.Arm or a plan with to_arm(), not {type(plan).__name__}")
+        return await self._with_status(make)
+
+    async def start(self) -> Ack:
+        """ARMED -> INJECTING, after the device's START checks."""
+        return await self._link.command(Start)
+
+    async def pause(self) -> Ack:
+        """INJECTING -> PAUSED (decelerates; relief if the plan has RELIEF)."""
+        return await self._link.command(Pause)
+
+    async def resume(self) -> Ack:
+        """PAUSED -> INJECTING (same checks as START), e.g. after INCREMENT_DONE and an image."""
+        return await self._link.command(Resume)
+
+    async def stop(self, source: StopSource = StopSource.OPERATOR) -> Ack:
+        """Latch a stop. Always accepted by the device; sent at once, even while another command waits."""
+        return await self._link.command(Stop(cmd_id=0, source=source))
+
+    async def clear(self) -> Ack:
+        """Release a latched stop or a finished run (-> IDLE, plan dropped). NAK BUSY while relief runs."""
+        return await self._link.command(Clear)
+
+    async def get_status(self) -> Status:
+        return await self._with_status(GetStatus)
+
+    async def set_limits(
+        self,
+        *,
+        soft_limit_pa: int = 0,
+        hard_limit_pa: int = 0,
+        relief_pa: int = 0,
+        max_flow_nl_s: int = 0,
+    ) -> Status:
+        """Change limits in force (0 = unchanged). Returns the STATUS with the values after clamping."""
+        return await self._with_status(
+            lambda cmd_id: SetLimits(
+                cmd_id=cmd_id,
+                soft_limit_pa=soft_limit_pa,
+                hard_limit_pa=hard_limit_pa,
+                relief_pa=relief_pa,
+                max_flow_nl_s=max_flow_nl_s,
+            )
+        )
+
+    async def set_telemetry(self, divider: int, batch: int = 20) -> Ack:
+        """Every `divider`-th 1 kHz sample, `batch` samples per frame; divider 0 turns it off.
+        Restored by the link after a reconnect."""
+        return await self._link.command(
+            lambda cmd_id: SetTelemetry(cmd_id=cmd_id, divider=divider, batch_samples=batch)
+        )
+
+    async def command(self, command: CommandLike) -> Ack:
+        """Any command message, numbered by the link."""
+        return await self._link.command(command)
+
+    async def _with_status(self, make: CommandLike) -> Status:
+        _ack, reply = await self._link.request(make)
+        status = reply if isinstance(reply, Status) else self._link.status
+        if status is None:
+            raise RuntimeError("the device acknowledged without the STATUS it must send first")
+        return status
+
+    # -- streams and waits ---------------------------------------------------------------------------
+
+    def telemetry(self, maxsize: int | None = None) -> Subscription[TelemetryBatch]:
+        """Telemetry batches from now on (numpy `samples` of protocol.SAMPLE_DTYPE). A consumer that falls
+        `maxsize` batches behind loses the oldest (counted in `counters.dropped_batches`)."""
+        return self._link.subscribe_telemetry(maxsize)
+
+    def events(self, maxsize: int | None = None) -> Subscription[Event]:
+        """EVENTs from now on: stops, state changes, alarms, relief done, power-up."""
+        return self._link.subscribe_events(maxsize)
+
+    def link_changes(self) -> Subscription[LinkChange]:
+        """Link state transitions from now on: LOST (with the reason) at once, CONNECTED after a
+        reconnect (with the STATUS read then), FAILED, CLOSED."""
+        return self._link.link_changes()
+
+    async def wait_for_state(self, *states: State | int, timeout: float | None) -> State | int:  # noqa: ASYNC109
+        """Until the controller reports one of `states`; TimeoutError, or LinkLost if the link drops."""
+        return await self._link.wait_for_state(*states, timeout=timeout)
+
+    async def wait_for_link(self, *states: LinkState, timeout: float | None) -> LinkState:  # noqa: ASYNC109
+        """Until the link is in one of `states`, e.g. CONNECTED again after a reconnect."""
+        return await self._link.wait_for_link(*states, timeout=timeout)

@@ -1,0 +1,178 @@
+"""Errors of the host side: what can go wrong between the bench PC and the controller.
+
+Every error the link and the client raise derives from `CementguardError`, so a CLI can catch one
+class and print `str(exc)`: each message says what happened and, where there is one, what to do.
+
+    CementguardError
+    ├── PortError                 the port could not be opened
+    │   ├── PortNotFound          ... because it does not exist (or nothing listens at a socket:// URL)
+    │   └── PortUnavailable       ... for another reason (permission, busy, a malformed URL)
+    ├── DeviceNotResponding       the port opened, but no device answered HELLO
+    ├── ProtocolVersionError      the device speaks another protocol version: the host sends nothing more
+    ├── CommandRefused            the device answered NAK: nothing changed
+    ├── LinkClosed                the host closed the link (a command or a wait after close)
+    └── LinkLost                  the link went down (silent device, port gone, closed by the host)
+        └── CommandTimeout        a command got no answer after its retries: the link is declared lost
+
+`CommandTimeout` is a `LinkLost` because that is what the protocol makes of it (SPEC §7.5: after the
+last retry the host declares the link lost and reconnects), and because its consequence for the caller
+is the same: whether the command took effect is unknown, and the device's state must be read again
+(STATUS after the reconnect) before anything else is decided.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from protocol import PROTOCOL_VERSION, MsgType, NakCode, State
+
+if TYPE_CHECKING:
+    from protocol import Command, Nak
+
+
+class CementguardError(Exception):
+    """Base of every host-side error."""
+
+
+class PortError(CementguardError):
+    """The port could not be opened."""
+
+    def __init__(self, port: str, message: str) -> None:
+        super().__init__(message)
+        self.port = port
+
+
+class PortNotFound(PortError):  # noqa: N818 - names of the host API
+    """The port does not exist (a device path), or nothing listens at a socket:// URL."""
+
+    def __init__(self, port: str, reason: str = "") -> None:
+        what = "nothing listens at" if port.startswith("socket://") else "no such port"
+        detail = f" ({reason})" if reason else ""
+        super().__init__(
+            port,
+            f"{what} {port}{detail}. `cementguard ports` lists the serial ports of this machine; "
+            "`cementguard sim --pty` prints the port of a simulator.",
+        )
+
+
+class PortUnavailable(PortError):  # noqa: N818 - names of the host API
+    """The port exists but could not be opened: permission, held by another program, bad URL."""
+
+    def __init__(self, port: str, reason: str) -> None:
+        super().__init__(port, f"cannot open {port}: {reason}")
+
+
+class DeviceNotResponding(CementguardError):  # noqa: N818 - names of the host API
+    """The port opened, but nothing answered the handshake (HELLO) after all retries."""
+
+    def __init__(self, port: str, attempts: int, timeout_s: float) -> None:
+        super().__init__(
+            f"no cementguard device answered on {port}: HELLO sent {attempts} times, "
+            f"{timeout_s * 1000:.0f} ms each, without an answer. Is the controller powered, is this its "
+            "port, and does the baud rate match?"
+        )
+        self.port = port
+        self.attempts = attempts
+
+
+class ProtocolVersionError(CementguardError):
+    """The device speaks another wire protocol version (SPEC §11.4): the host stops talking to it."""
+
+    def __init__(self, device_version: int, host_version: int = PROTOCOL_VERSION) -> None:
+        super().__init__(
+            f"device speaks protocol version {device_version}, this host speaks version {host_version}: "
+            "update the host or the controller firmware so that they match. No command was sent."
+        )
+        self.device_version = device_version
+        self.host_version = host_version
+
+
+class CommandRefused(CementguardError):  # noqa: N818 - names of the host API
+    """The device answered NAK: the command was refused and changed nothing (SPEC §7.1)."""
+
+    def __init__(self, command: Command, nak: Nak) -> None:
+        self.command = command
+        self.nak = nak
+        super().__init__(describe_nak(command, nak))
+
+    @property
+    def code(self) -> NakCode | int:
+        return self.nak.code
+
+
+class LinkClosed(CementguardError):  # noqa: N818 - names of the host API
+    """The link was closed by the host: no more commands, subscriptions end."""
+
+    def __init__(self, port: str) -> None:
+        super().__init__(f"the link to {port} is closed")
+        self.port = port
+
+
+class LinkLost(CementguardError):  # noqa: N818 - names of the host API
+    """The link to the device went down. The controller stops the pump on its own (host watchdog,
+    HOST_LOST); after a reconnect the host reads STATUS and never resumes anything by itself."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"link lost: {reason}")
+        self.reason = reason
+
+
+class CommandTimeout(LinkLost):
+    """A command got no ACK/NAK after all its retries (same cmd_id each time).
+
+    Whether it took effect is unknown: read STATUS (after the reconnect) before deciding anything."""
+
+    def __init__(self, command: Command, attempts: int, timeout_s: float) -> None:
+        name = _type_name(command.TYPE)
+        super().__init__(
+            f"{name} (cmd_id {command.cmd_id}) got no answer after {attempts} attempts of "
+            f"{timeout_s * 1000:.0f} ms; whether it took effect is unknown"
+        )
+        self.command = command
+        self.attempts = attempts
+
+
+def _type_name(msg_type: int) -> str:
+    try:
+        return MsgType(msg_type).name
+    except ValueError:
+        return f"type 0x{msg_type:02X}"
+
+
+def _state_name(state: State | int) -> str:
+    return state.name if isinstance(state, State) else f"unknown state {int(state)}"
+
+
+def describe_nak(command: Command, nak: Nak) -> str:
+    """A readable sentence for a NAK: which command, the code, and what it means here."""
+    name = _type_name(nak.cmd_type)
+    code = nak.code
+    if not isinstance(code, NakCode):
+        return f"{name} refused: code {int(code)} (not known to this host; nothing changed)"
+    state = _state_name(nak.state)
+    if code is NakCode.BAD_PARAM:
+        field = command.field_name(nak.field) if nak.field != 0xFF else None
+        if nak.cmd_id == 0 or (field == "cmd_id"):
+            why = "cmd_id 0 is not allowed"
+        elif field is None:
+            why = f"field index {nak.field} is out of range (bound {nak.detail})"
+        else:
+            why = f"{field} (field {nak.field}) is out of range: bound {nak.detail}"
+        return f"{name} refused: BAD_PARAM ({why})"
+    explain = {
+        NakCode.UNKNOWN_COMMAND: "the device does not implement this command",
+        NakCode.BAD_LENGTH: f"the device expects a {nak.detail}-byte body",
+        NakCode.BAD_STATE: f"not allowed while the controller is {state}"
+        + (
+            ", or the fluoroscopy line is asserted" if nak.cmd_type in (MsgType.START, MsgType.RESUME) else ""
+        ),
+        NakCode.STOP_LATCHED: f"the controller is {state}: CLEAR first",
+        NakCode.VERSION_MISMATCH: f"the device speaks protocol version {nak.detail}",
+        NakCode.VISCOSITY_OUT_OF_WINDOW: "the last viscosity estimate is outside the plan's window",
+        NakCode.SENSOR_FAULT: "the pressure sensor is faulty",
+        NakCode.END_OF_TRAVEL: "the plunger has no travel left",
+        NakCode.WORKING_TIME_EXCEEDED: "the cement is at or past its working time",
+        NakCode.BUSY: "pressure relief is still running: try again after RELIEF_DONE (a new command)",
+        NakCode.NO_SESSION: "no session on this link (the device's watchdog closed it): re-handshaking",
+    }[code]
+    return f"{name} refused: {code.name} ({explain})"

@@ -1,0 +1,128 @@
+"""The client against the real simulator (`cementguard sim --pty` in a subprocess) over a real pty."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+
+import numpy as np
+import pytest
+
+from host.client import Controller
+from host.errors import CommandRefused, LinkLost, PortNotFound
+from host.link import LinkOptions, LinkState
+from protocol import (
+    PROTOCOL_VERSION,
+    SAMPLE_DTYPE,
+    Capabilities,
+    Event,
+    EventKind,
+    NakCode,
+    State,
+    StopReason,
+    StopSource,
+    TelemetryBatch,
+)
+from tests.host.conftest import INCREMENT_NL, continuous_arm, incremental_arm, next_matching
+
+SimPty = tuple[subprocess.Popen[str], str]
+
+
+def _is_stop(event: Event) -> bool:
+    return event.kind == EventKind.STOP
+
+
+async def test_arm_start_increment_resume_stop_clear(sim_pty: SimPty):
+    """The whole operator cycle through the typed API, with telemetry and events flowing."""
+    _proc, path = sim_pty
+    async with Controller.open(path) as ctl:
+        info = ctl.device
+        assert (info.serial, info.protocol_version) == ("HOST-TEST", PROTOCOL_VERSION)
+        assert Capabilities.SIMULATOR in info.capabilities
+        assert ctl.state == State.IDLE
+        telemetry, events = ctl.telemetry(), ctl.events()
+
+        status = await ctl.arm(incremental_arm())
+        assert status.state == State.ARMED
+        assert status.increment_nl == INCREMENT_NL
+        assert ctl.state == State.ARMED
+
+        assert (await ctl.start()).state == State.INJECTING
+        done = await next_matching(events, _is_stop, within_s=10)
+        assert done.reason == StopReason.INCREMENT_DONE
+        assert done.state == State.PAUSED
+        assert INCREMENT_NL * 0.9 <= done.volume_nl <= INCREMENT_NL * 1.2
+        assert await ctl.wait_for_state(State.PAUSED, timeout=1) == State.PAUSED
+
+        assert (await ctl.resume()).state == State.INJECTING
+        ack = await ctl.stop()
+        assert ack.state == State.STOPPED
+        stopped = await next_matching(events, _is_stop, within_s=2)
+        assert (stopped.reason, stopped.source, stopped.state) == (
+            StopReason.OPERATOR_STOP,
+            StopSource.OPERATOR,
+            State.STOPPED,
+        )
+
+        with pytest.raises(CommandRefused) as refused:
+            await ctl.start()
+        assert str(refused.value) == "START refused: STOP_LATCHED (the controller is STOPPED: CLEAR first)"
+
+        await next_matching(events, lambda e: e.kind == EventKind.RELIEF_DONE, within_s=10)
+        assert (await ctl.clear()).state == State.IDLE
+        assert (await ctl.get_status()).state == State.IDLE
+
+        with pytest.raises(CommandRefused) as refused:
+            await ctl.arm(incremental_arm(increment_nl=2_000_000))  # larger than the planned volume
+        assert refused.value.nak.code == NakCode.BAD_PARAM
+        assert "increment_nl" in str(refused.value)
+        assert "bound 1000000" in str(refused.value)
+
+        batches: list[TelemetryBatch] = []
+        while (batch := telemetry.get_nowait()) is not None:
+            batches.append(batch)
+        counters = ctl.counters
+
+    assert len(batches) > 20
+    assert all(b.samples.dtype == SAMPLE_DTYPE for b in batches)
+    firsts = [b.first_index for b in batches]
+    ends = [b.first_index + len(b.samples) for b in batches]
+    assert firsts[1:] == ends[:-1], "telemetry samples lost between batches"
+    samples = np.frombuffer(b"".join(b.samples.tobytes() for b in batches), dtype=SAMPLE_DTYPE)
+    assert np.all(np.diff(samples["t_us"].astype(np.int64)) == 1000)
+    assert State.INJECTING in set(samples["state"].tolist())
+    assert samples["pressure_pa"].max() > 50_000
+    assert counters.lost_samples == 0
+    assert counters.lost_frames == 0
+    assert counters.framing_errors == 0
+    assert counters.dropped_batches == 0
+    assert counters.retries == 0
+    assert counters.link_losses == 0
+
+
+async def test_simulator_killed_mid_injection_is_reported_as_link_lost(sim_pty: SimPty):
+    """SIGKILL the simulator while it injects: the link reports the loss at once, a waiting call fails
+    with LinkLost, and reconnect attempts name the port that is gone."""
+    proc, path = sim_pty
+    options = LinkOptions(reconnect_initial_s=0.02, reconnect_max_s=0.1)
+    async with Controller.open(path, options) as ctl:
+        changes = ctl.link_changes()
+        await ctl.arm(continuous_arm())
+        await ctl.start()
+        waiting = asyncio.create_task(ctl.wait_for_state(State.DONE, timeout=30))
+        proc.send_signal(signal.SIGKILL)
+        lost = await changes.get(timeout=2)
+        assert lost.state is LinkState.LOST
+        assert "port closed" in lost.reason  # the pty hung up: seen at once, before any silence
+        with pytest.raises(LinkLost):
+            await waiting
+        with pytest.raises(LinkLost):
+            await ctl.get_status()
+        retry = await next_matching(
+            changes, lambda c: c.state is LinkState.LOST and isinstance(c.error, PortNotFound), within_s=5
+        )
+        assert path in retry.reason
+        assert ctl.counters.link_losses == 1
+    proc.wait(timeout=5)
+    assert ctl.link_state is LinkState.CLOSED
