@@ -23,7 +23,7 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from firmware_sim import cli as sim_cli
-    from host import demo
+    from host import demo, device_cmds, export, plot, run
 
     parser = argparse.ArgumentParser(
         prog="cementguard",
@@ -36,7 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sim_cli.add_parser(sub)
+    run.add_parser(sub)
+    device_cmds.add_parsers(sub)
     demo.add_parser(sub)
+    export.add_parser(sub)
+    plot.add_parser(sub)
     return parser
 
 

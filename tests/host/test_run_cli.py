@@ -1,0 +1,146 @@
+"""`cementguard run`, `status` and `stop` end to end against `cementguard sim --pty`, with exit codes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from host.recording import Recording
+from protocol import StopReason
+from tests.support.wire_client import REPO, simulator
+
+FAST_PLAN = """
+name = "fast-test"
+mode = "incremental"
+flow_ml_min = 6.0
+increment_ml = 0.1
+volume_limit_ml = 0.2
+
+[pressure]
+soft_limit_kpa = 2500
+hard_limit_kpa = 4000
+
+[relief]
+enabled = true
+relief_kpa = 200
+
+[cement]
+profile = "low_viscosity"
+working_time_s = 900
+viscosity_min_pa_s = 10
+viscosity_max_pa_s = 2000
+
+[cannula]
+gauge = 11
+length_mm = 125
+
+[syringe]
+size = "2.5ml"
+"""
+
+
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [sys.executable, "-m", "host.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def plan(tmp_path: Path) -> Path:
+    path = tmp_path / "fast.toml"
+    path.write_text(FAST_PLAN)
+    return path
+
+
+def test_a_plan_runs_to_completion_with_its_recording(plan: Path, tmp_path: Path) -> None:
+    with simulator("--pty") as (_proc, port):
+        done = _cli(
+            "run", "--port", port, "--plan", str(plan), "--mixed-ago", "240",
+            "--auto-resume", "0.2", "--record", str(tmp_path / "rec"),
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "plan completed" in done.stdout
+    (run_dir,) = (tmp_path / "rec").iterdir()
+    rec = Recording.open(run_dir)
+    reasons = [e.record.reason for e in rec.events]
+    assert reasons.count(StopReason.INCREMENT_DONE) == 1
+    assert StopReason.VOLUME_LIMIT in reasons
+    assert len(rec.samples) > 1000
+    assert rec.samples["volume_nl"].max() >= 190_000
+
+
+def test_a_safety_stop_exits_3_and_names_the_reason(plan: Path, tmp_path: Path) -> None:
+    scenario = tmp_path / "occlusion.toml"
+    scenario.write_text('[plant]\n[[plant.events]]\nkind = "occlusion"\nat_volume_ml = 0.06\n')
+    with simulator("--pty", "--scenario", str(scenario)) as (_proc, port):
+        done = _cli("run", "--port", port, "--plan", str(plan), "--mixed-ago", "240", "--auto-resume", "0.2")
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "safety stop: PRESSURE_RISE" in done.stdout
+
+
+def test_a_bad_plan_exits_2_naming_field_value_and_range(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(FAST_PLAN.replace("flow_ml_min = 6.0", "flow_ml_min = 600.0"))
+    done = _cli("run", "--port", "/dev/null-no-such", "--plan", str(bad), "--mixed-ago", "240")
+    assert done.returncode == 2
+    assert "flow_ml_min" in done.stdout
+    assert "600" in done.stdout
+
+
+def test_a_port_that_does_not_exist_exits_4(plan: Path) -> None:
+    done = _cli("run", "--port", "/dev/cementguard-no-such-port", "--plan", str(plan), "--mixed-ago", "240")
+    assert done.returncode == 4
+    assert "/dev/cementguard-no-such-port" in done.stdout
+
+
+def test_ctrl_c_sends_stop_first_and_the_controller_stays_stopped(plan: Path, tmp_path: Path) -> None:
+    slow = tmp_path / "slow.toml"
+    slow.write_text(FAST_PLAN.replace("flow_ml_min = 6.0", "flow_ml_min = 1.0"))
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    with simulator("--pty") as (_proc, port):
+        run = subprocess.Popen(
+            [sys.executable, "-m", "host.cli", "run", "--port", port, "--plan", str(slow),
+             "--mixed-ago", "240", "--record", str(tmp_path / "rec")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+        )  # fmt: skip
+        assert run.stdout is not None
+        line = run.stdout.readline()  # printed once the Ctrl-C handler is in place
+        assert line.startswith("recording to"), line
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=30)
+        assert run.returncode == 3, out + err
+        assert "stopped by the operator" in out
+        status = _cli("status", "--port", port)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "STOPPED" in status.stdout
+    assert "OPERATOR_STOP" in status.stdout
+
+
+def test_stop_command_latches_a_stop(plan: Path) -> None:
+    with simulator("--pty") as (_proc, port):
+        done = _cli("stop", "--port", port)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "STOP acknowledged" in done.stdout
+
+
+def test_status_of_a_missing_port_is_a_link_failure() -> None:
+    done = _cli("status", "--port", "/dev/cementguard-no-such-port")
+    assert done.returncode == 4
+    assert "cementguard ports" in done.stdout
+
+
+def test_ports_lists_or_says_there_are_none() -> None:
+    done = _cli("ports")
+    assert done.returncode == 0
+    assert done.stdout.strip()
