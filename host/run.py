@@ -221,11 +221,12 @@ async def _inject(
             with Live(_render(live, plan), console=console, refresh_per_second=4, transient=False) as view:
                 refresher = asyncio.create_task(_refresh(view, live, plan))
                 try:
-                    return await _drive(ctl, plan, mixed_ago_s, stops, auto_resume_s, interrupted, view, ask)
+                    code = await _drive(ctl, plan, mixed_ago_s, stops, auto_resume_s, interrupted, view, ask)
                 finally:
                     refresher.cancel()
                     view.update(_render(live, plan))
-            console.print()
+            console.print()  # the live view leaves the cursor at the end of its last line
+            return code
         finally:
             for task in pumps:
                 task.cancel()
