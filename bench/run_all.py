@@ -34,6 +34,7 @@ QUICK: dict[str, list[str]] = {
     "afterflow": ["--quick"],
     "false_stops": ["--runs", "50"],
     "stop_latency": ["--cycles", "200"],
+    "telemetry_soak": ["--minutes", "0.5", "--baseline-s", "3"],
 }
 
 Line = tuple[str, str, str, bool | None]
@@ -140,6 +141,19 @@ def _stop_latency(doc: dict[str, Any]) -> list[Line]:
     ]
 
 
+def _soak(doc: dict[str, Any]) -> list[Line]:
+    r = doc["result"]
+    return [
+        (
+            "1 kHz telemetry + recording, pty",
+            "no lost seq; CPU <= 10 %; RSS <= 150 MB",
+            f"{r['seconds']:.0f} s: lost {r['lost_frames']} seq / {r['lost_samples']} samples, "
+            f"CPU {r['host_cpu_fraction']:.1%}, RSS {r['rss_mb']:.0f} MB",
+            doc.get("meets_goal"),
+        )
+    ]
+
+
 def _generic(name: str) -> Callable[[dict[str, Any]], list[Line]]:
     def extract(doc: dict[str, Any]) -> list[Line]:
         goals = ", ".join(f"{k}={v}" for k, v in doc.items() if k.startswith("goal"))
@@ -156,6 +170,7 @@ EXTRACT: dict[str, Callable[[dict[str, Any]], list[Line]]] = {
     "afterflow": _afterflow,
     "false_stops": _false_stops,
     "stop_latency": _stop_latency,
+    "telemetry_soak": _soak,
 }
 
 
