@@ -191,6 +191,7 @@ async def _inject(
 ) -> int:
     live = _Live()
     stops: asyncio.Queue[Event | None] = asyncio.Queue()
+    link_lost = asyncio.Event()
     async with ctl.telemetry() as telemetry, ctl.events() as events, ctl.link_changes() as changes:
 
         async def pump_telemetry() -> None:
@@ -214,6 +215,7 @@ async def _inject(
         async def watch_link() -> None:
             async for change in changes:
                 if change.state in (LinkState.LOST, LinkState.FAILED):
+                    link_lost.set()
                     await stops.put(None)
 
         pumps = [asyncio.create_task(f()) for f in (pump_telemetry, pump_events, watch_link)]
@@ -221,7 +223,9 @@ async def _inject(
             with Live(_render(live, plan), console=console, refresh_per_second=4, transient=False) as view:
                 refresher = asyncio.create_task(_refresh(view, live, plan))
                 try:
-                    code = await _drive(ctl, plan, mixed_ago_s, stops, auto_resume_s, interrupted, view, ask)
+                    code = await _drive(
+                        ctl, plan, mixed_ago_s, stops, link_lost, auto_resume_s, interrupted, view, ask
+                    )
                 finally:
                     refresher.cancel()
                     view.update(_render(live, plan))
@@ -237,6 +241,7 @@ async def _drive(
     plan: InjectionPlan,
     mixed_ago_s: float,
     stops: asyncio.Queue[Event | None],
+    link_lost: asyncio.Event,
     auto_resume_s: float | None,
     interrupted: asyncio.Event,
     view: Live,
@@ -260,7 +265,11 @@ async def _drive(
                 console.print(f"[bold green]plan completed[/]: {reason} {at}", highlight=False)
                 return EXIT_COMPLETED
             if event.reason == StopReason.INCREMENT_DONE:
-                if not await _answer_pause(ctl, event, auto_resume_s, interrupted, view, ask):
+                answer = await _answer_pause(ctl, event, auto_resume_s, interrupted, link_lost, view, ask)
+                if answer == "lost":
+                    console.print(f"[bold red]link lost:[/] {ctl.link_reason}", highlight=False)
+                    return EXIT_LINK
+                if answer == "stop":
                     return await _safe_stop(ctl, console)
                 continue
             source = _name(StopSource, event.source)
@@ -290,35 +299,44 @@ async def _answer_pause(
     event: Event,
     auto_resume_s: float | None,
     interrupted: asyncio.Event,
+    link_lost: asyncio.Event,
     view: Live,
     ask: Callable[[str], str] | None,
-) -> bool:
-    """True to resume, False to stop. The plunger stays still meanwhile: the controller is PAUSED."""
+) -> str:
+    """ "resume", "stop" or "lost". The plunger stays still meanwhile: the controller is PAUSED, and
+    a link lost during the pause ends the wait at once (the controller latches HOST_LOST)."""
     console = view.console
     console.print(
         f"increment done at {event.volume_nl / 1e6:.3f} mL, {event.pressure_pa / 1000:.0f} kPa: "
         "check the imaging",
         highlight=False,
     )
-    if auto_resume_s is not None:
-        try:
-            await asyncio.wait_for(interrupted.wait(), timeout=auto_resume_s)
-            return False
-        except TimeoutError:
-            pass
-    else:
+    waits = [asyncio.ensure_future(interrupted.wait()), asyncio.ensure_future(link_lost.wait())]
+    if auto_resume_s is None:
         view.stop()
-        try:
-            reader = ask or input
-            answer = await asyncio.to_thread(reader, "resume? [Enter = resume, s = stop] ")
-        except EOFError:
-            answer = "s"  # no operator to answer: stopping is the safe reading of silence
-        finally:
+        reader = ask or input
+        answer_task = asyncio.ensure_future(asyncio.to_thread(reader, "resume? [Enter = resume, s = stop] "))
+    else:
+        answer_task = asyncio.ensure_future(asyncio.sleep(auto_resume_s, result=""))
+    try:
+        await asyncio.wait([answer_task, *waits], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()
+        if auto_resume_s is None:
             view.start()
-        if answer.strip().lower().startswith("s") or interrupted.is_set():
-            return False
+    if link_lost.is_set():
+        return "lost"
+    if interrupted.is_set() or not answer_task.done():
+        return "stop"
+    try:
+        answer = answer_task.result()
+    except EOFError:
+        return "stop"  # no operator to answer: stopping is the safe reading of silence
+    if answer.strip().lower().startswith("s"):
+        return "stop"
     await ctl.resume()
-    return True
+    return "resume"
 
 
 async def _safe_stop(ctl: Controller, console: Console) -> int:

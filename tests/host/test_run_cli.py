@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rich.console import Console
 
+from host.plan import load_plan
 from host.recording import Recording
+from host.run import run_plan
 from protocol import StopReason
 from tests.support.wire_client import REPO, simulator
 
@@ -144,3 +149,60 @@ def test_ports_lists_or_says_there_are_none() -> None:
     done = _cli("ports")
     assert done.returncode == 0
     assert done.stdout.strip()
+
+
+def test_a_link_cut_mid_run_exits_4_leaves_the_recording_intact_and_the_pump_stopped(
+    plan: Path, tmp_path: Path, sim_tcp: tuple[subprocess.Popen[str], int], socat_bridge: Any
+) -> None:
+    _sim, tcp_port = sim_tcp
+    link = tmp_path / "rig"
+    bridge = socat_bridge(tcp_port, link)
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "host.cli", "run", "--port", str(link), "--plan", str(plan),
+         "--mixed-ago", "240", "--auto-resume", "30", "--record", str(tmp_path / "rec")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert run.stdout is not None
+    for line in run.stdout:  # waits for the first increment: data and an event are recorded by then
+        if line.startswith("increment done"):
+            break
+    bridge.kill()  # the cable is cut
+    out, err = run.communicate(timeout=30)
+    assert run.returncode == 4, out + err
+    assert "link lost" in out
+
+    (run_dir,) = (tmp_path / "rec").iterdir()
+    rec = Recording.open(run_dir)
+    assert rec.is_complete, rec.problems
+    assert len(rec.samples) > 500
+    assert StopReason.INCREMENT_DONE in [e.record.reason for e in rec.events]
+
+    socat_bridge(tcp_port, link)
+    status = _cli("status", "--port", str(link))
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "STOPPED" in status.stdout
+    assert "HOST_LOST" in status.stdout
+
+
+@pytest.mark.parametrize(("answer", "expected"), [("", 0), ("s", 3)])
+async def test_increment_pauses_are_answered_at_the_terminal(
+    tmp_path: Path, answer: str, expected: int
+) -> None:
+    """Enter resumes, 's' stops: the operator's answer, read through the same path as input()."""
+    prompts: list[str] = []
+
+    def operator(prompt: str) -> str:
+        prompts.append(prompt)
+        return answer
+
+    path = tmp_path / "fast.toml"
+    path.write_text(FAST_PLAN)
+    with simulator("--pty") as (_proc, port):
+        code = await run_plan(
+            port, load_plan(path), mixed_ago_s=240.0, record_root=None, auto_resume_s=None,
+            console=Console(file=io.StringIO()), ask=operator,
+        )  # fmt: skip
+    assert code == expected
+    assert len(prompts) == 1
+    assert "resume?" in prompts[0]
