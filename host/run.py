@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -311,15 +312,20 @@ async def _answer_pause(
         "check the imaging",
         highlight=False,
     )
-    waits = [asyncio.ensure_future(interrupted.wait()), asyncio.ensure_future(link_lost.wait())]
+    waits: list[asyncio.Future[Any]] = [
+        asyncio.ensure_future(interrupted.wait()),
+        asyncio.ensure_future(link_lost.wait()),
+    ]
+    answer_task: asyncio.Future[str]
     if auto_resume_s is None:
         view.stop()
         reader = ask or input
-        answer_task = asyncio.ensure_future(asyncio.to_thread(reader, "resume? [Enter = resume, s = stop] "))
+        answer_task = _read_in_daemon_thread(reader, "resume? [Enter = resume, s = stop] ")
     else:
         answer_task = asyncio.ensure_future(asyncio.sleep(auto_resume_s, result=""))
+    pending: list[asyncio.Future[Any]] = [answer_task, *waits]
     try:
-        await asyncio.wait([answer_task, *waits], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in waits:
             task.cancel()
@@ -337,6 +343,33 @@ async def _answer_pause(
         return "stop"
     await ctl.resume()
     return "resume"
+
+
+def _read_in_daemon_thread(reader: Callable[[str], str], prompt: str) -> asyncio.Future[str]:
+    """The operator's answer, read in a daemon thread: when the link drops or Ctrl-C comes while
+    the prompt waits, the command must exit at once, not wait at shutdown for an Enter that an
+    executor thread (asyncio.to_thread) would still be blocked on."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[str] = loop.create_future()
+
+    def settle(answer: str | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(answer or "")
+
+    def read() -> None:
+        try:
+            answer = reader(prompt)
+        except BaseException as exc:  # EOFError included: handed to the waiting coroutine
+            loop.call_soon_threadsafe(settle, None, exc)
+            return
+        loop.call_soon_threadsafe(settle, answer, None)
+
+    threading.Thread(target=read, name="operator-prompt", daemon=True).start()
+    return future
 
 
 async def _safe_stop(ctl: Controller, console: Console) -> int:
