@@ -15,6 +15,8 @@ from types import FrameType
 
 from pydantic import ValidationError
 
+from firmware_sim.plant import PlantConfig
+
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
@@ -40,7 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=1.0,
         help=(
             "run simulated time this many times faster than wall time (1-100). The host must then "
-            "heartbeat time-scale times faster than the reported watchdog; the HIL runner does this"
+            "heartbeat time-scale times faster than the reported watchdog: pass the same value to "
+            "`cementguard run --time-scale`"
         ),
     )
     p.add_argument("--serial", default="SIM-0001", help="device serial number reported in the handshake")
@@ -70,10 +73,8 @@ def _validate(args: argparse.Namespace) -> int:
     return main([])
 
 
-def load_plant_config(path: Path | None, seed: int | None):  # type: ignore[no-untyped-def]
+def load_plant_config(path: Path | None, seed: int | None) -> PlantConfig:
     """Plant parameters from a scenario file (its [plant] table, or the whole file)."""
-    from firmware_sim.plant import PlantConfig
-
     data: dict[str, object] = {}
     if path is not None:
         with path.open("rb") as fh:

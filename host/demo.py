@@ -16,7 +16,9 @@ from pathlib import Path
 from rich.console import Console
 
 from host.plan import PlanError, load_plan
-from host.run import EXIT_USAGE, run_plan
+from host.plot import plot_png
+from host.recording import Recording
+from host.run import EXIT_LINK, EXIT_USAGE, run_plan
 
 REPO_PLANS = Path(__file__).resolve().parent.parent / "plans"
 DEFAULT_PLAN = REPO_PLANS / "incremental-3x0.5ml.toml"
@@ -49,7 +51,7 @@ def _demo(args: argparse.Namespace) -> int:
         line = sim.stdout.readline()
         if not line.startswith("PORT "):
             console.print(f"[bold red]the simulator did not start[/]: {line!r}")
-            return 4
+            return EXIT_LINK
         port = line.split(" ", 1)[1].strip()
         console.print(f"simulator on {port}; running {args.plan.name} ({plan.name})", highlight=False)
         code = asyncio.run(
@@ -75,12 +77,6 @@ def _demo(args: argparse.Namespace) -> int:
 def _plot_latest(root: Path, console: Console) -> None:
     runs = sorted(p for p in root.glob("*") if p.is_dir()) if root.exists() else []
     if not runs:
-        return
-    from host.recording import Recording
-
-    try:
-        from host.plot import plot_png
-    except ImportError:
         return
     out = runs[-1] / "run.png"
     plot_png(Recording.open(runs[-1]), out)

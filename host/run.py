@@ -31,7 +31,7 @@ from host.errors import CementguardError, CommandRefused, LinkLost
 from host.plan import InjectionPlan, PlanError, clamp_to_device, load_plan
 from host.recording import Recorder, new_run_dir
 from protocol import Event, EventKind, State, StopReason, StopSource
-from protocol.models import DeviceInfoRecord
+from protocol.models import DeviceInfoRecord, kpa, ml, ml_min
 
 EXIT_COMPLETED = 0
 EXIT_USAGE = 2
@@ -201,9 +201,9 @@ async def _inject(
                     recorder.add_samples(batch.samples)
                 last = batch.samples[-1] if len(batch.samples) else None
                 if last is not None:
-                    live.pressure_kpa = float(last["pressure_pa"]) / 1000.0
-                    live.volume_ml = float(last["volume_nl"]) / 1e6
-                    live.flow_ml_min = float(last["flow_nl_s"]) * 60.0 / 1e6
+                    live.pressure_kpa = kpa(float(last["pressure_pa"]))
+                    live.volume_ml = ml(float(last["volume_nl"]))
+                    live.flow_ml_min = ml_min(float(last["flow_nl_s"]))
 
         async def pump_events() -> None:
             async for event in events:

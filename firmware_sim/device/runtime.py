@@ -10,42 +10,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from firmware_sim.hal import MotorCommand, SensorFrame
+from firmware_sim.controller import Controller
+from firmware_sim.device.transport import Transport
+from firmware_sim.plant import Plant
 from protocol import MessageStream, encode_frame
-from protocol.codec import Frame, Rejected
 from protocol.framing import DELIMITER
-from protocol.messages import Message
 
 TICK_US = 1000
 JITTER_RING = 1 << 16
-
-
-class ControllerLike(Protocol):
-    def tick(
-        self, now_us: int, sensors: SensorFrame, received: list[Frame | Rejected], host_connected: bool
-    ) -> TickResult: ...
-
-
-class TickResult(Protocol):
-    @property
-    def motor(self) -> MotorCommand: ...
-
-    @property
-    def outgoing(self) -> list[Message]: ...
-
-
-class PlantLike(Protocol):
-    def step(self, cmd: MotorCommand, dt_s: float) -> None: ...
-
-    def sense(self) -> SensorFrame: ...
-
-
-class TransportLike(Protocol):
-    def poll(self) -> tuple[bytes, bool]: ...
-
-    def write(self, data: bytes) -> None: ...
 
 
 @dataclass(slots=True)
@@ -72,9 +45,9 @@ class TickStats:
 class DeviceRuntime:
     def __init__(
         self,
-        controller: ControllerLike,
-        plant: PlantLike,
-        transport: TransportLike,
+        controller: Controller,
+        plant: Plant,
+        transport: Transport,
         tick_us: int = TICK_US,
         on_link_change: Callable[[bool, int], None] | None = None,
     ) -> None:
