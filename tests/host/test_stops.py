@@ -1,0 +1,70 @@
+"""Stop requests matched to the STOP events that answer them: the source and latency every stop is
+recorded with."""
+
+from __future__ import annotations
+
+from host.stops import StopRequests, source_label
+from protocol import AlarmCode, Event, EventKind, State, StopReason, StopSource
+
+
+def _stop(source: StopSource, detail: int = 0, kind: EventKind = EventKind.STOP) -> Event:
+    return Event(
+        t_us=1_000_000,
+        event_index=7,
+        kind=kind,
+        state=State.STOPPED,
+        prev_state=State.INJECTING,
+        reason=StopReason.FLUORO_STOP,
+        source=source,
+        alarm=AlarmCode.NONE,
+        pressure_pa=2_000_000,
+        volume_nl=1_500_000,
+        detail=detail,
+    )
+
+
+def test_a_request_is_matched_with_its_latency() -> None:
+    stops = StopRequests()
+    stops.requested(StopSource.FLUORO_OPERATOR, "dashboard key f", t=10.0)
+    notes = stops.match(_stop(StopSource.FLUORO_OPERATOR), received_at=10.0123)
+    assert notes == {
+        "stop_source": "fluoroscopy (dashboard key)",
+        "stop_origin": "dashboard key f",
+        "stop_latency_ms": 12.3,
+    }
+    assert len(stops) == 0
+
+
+def test_only_the_same_source_matches_and_the_oldest_first() -> None:
+    stops = StopRequests()
+    stops.requested(StopSource.OPERATOR, "key x", t=1.0)
+    stops.requested(StopSource.FLUORO_REMOTE, "mqtt a", t=1.1)
+    stops.requested(StopSource.FLUORO_REMOTE, "mqtt b", t=1.2)
+    notes = stops.match(_stop(StopSource.FLUORO_REMOTE), received_at=1.3)
+    assert notes["stop_origin"] == "mqtt a"
+    assert len(stops) == 2
+
+
+def test_an_unanswered_request_expires_and_never_matches_a_later_stop() -> None:
+    stops = StopRequests(window_s=5.0)
+    stops.requested(StopSource.OPERATOR, "key x", t=0.0)
+    notes = stops.match(_stop(StopSource.OPERATOR), received_at=6.0)
+    assert "stop_latency_ms" not in notes
+    assert len(stops) == 0
+
+
+def test_the_footswitch_line_latency_comes_from_the_controller() -> None:
+    notes = StopRequests().match(_stop(StopSource.FLUORO_LINE, detail=5000), received_at=None)
+    assert notes == {"stop_source": "fluoroscopy (footswitch line)", "line_latency_ms": 5.0}
+
+
+def test_events_other_than_stops_get_no_annotations() -> None:
+    stops = StopRequests()
+    stops.requested(StopSource.OPERATOR, "key x", t=0.0)
+    assert stops.match(_stop(StopSource.OPERATOR, kind=EventKind.STATE_CHANGE), received_at=0.1) == {}
+    assert len(stops) == 1
+
+
+def test_unknown_sources_still_get_a_label() -> None:
+    assert source_label(99) == "source 99"
+    assert source_label(StopSource.CONTROLLER) == "controller"
