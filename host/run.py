@@ -30,6 +30,7 @@ from host.client import Controller, LinkOptions, LinkState
 from host.errors import CementguardError, CommandRefused, LinkLost
 from host.plan import InjectionPlan, PlanError, clamp_to_device, load_plan
 from host.recording import Recorder, new_run_dir
+from host.stops import StopRequests
 from protocol import Event, EventKind, State, StopReason, StopSource
 from protocol.models import DeviceInfoRecord, kpa, ml, ml_min
 
@@ -191,6 +192,9 @@ async def _inject(
     ask: Callable[[str], str] | None,
 ) -> int:
     live = _Live()
+    requests = StopRequests()
+    """Stops this command asks for (Ctrl-C, a stop at the prompt), matched to the STOP events so that
+    the recording carries each stop's source, origin and latency."""
     stops: asyncio.Queue[Event | None] = asyncio.Queue()
     link_lost = asyncio.Event()
     async with ctl.telemetry() as telemetry, ctl.events() as events, ctl.link_changes() as changes:
@@ -207,8 +211,9 @@ async def _inject(
 
         async def pump_events() -> None:
             async for event in events:
+                notes = requests.match(event, events.received_at)
                 if recorder is not None:
-                    recorder.add_event(event)
+                    recorder.add_event(event, **notes)
                 live.state = _name(State, event.state)
                 if event.kind == EventKind.STOP:
                     await stops.put(event)
@@ -225,7 +230,16 @@ async def _inject(
                 refresher = asyncio.create_task(_refresh(view, live, plan))
                 try:
                     code = await _drive(
-                        ctl, plan, mixed_ago_s, stops, link_lost, auto_resume_s, interrupted, view, ask
+                        ctl,
+                        plan,
+                        mixed_ago_s,
+                        stops,
+                        link_lost,
+                        auto_resume_s,
+                        interrupted,
+                        view,
+                        ask,
+                        requests,
                     )
                 finally:
                     refresher.cancel()
@@ -247,6 +261,7 @@ async def _drive(
     interrupted: asyncio.Event,
     view: Live,
     ask: Callable[[str], str] | None,
+    requests: StopRequests,
 ) -> int:
     console = view.console
     try:
@@ -255,7 +270,7 @@ async def _drive(
         while True:
             event = await _next_stop(stops, interrupted)
             if event == "interrupted":
-                return await _safe_stop(ctl, console)
+                return await _safe_stop(ctl, console, requests, "ctrl-c")
             if event is None:
                 console.print(f"[bold red]link lost:[/] {ctl.link_reason}", highlight=False)
                 return EXIT_LINK
@@ -271,7 +286,8 @@ async def _drive(
                     console.print(f"[bold red]link lost:[/] {ctl.link_reason}", highlight=False)
                     return EXIT_LINK
                 if answer == "stop":
-                    return await _safe_stop(ctl, console)
+                    origin = "ctrl-c" if interrupted.is_set() else "operator prompt"
+                    return await _safe_stop(ctl, console, requests, origin)
                 continue
             source = _name(StopSource, event.source)
             console.print(f"[bold red]safety stop: {reason}[/] (source {source}) {at}", highlight=False)
@@ -372,7 +388,8 @@ def _read_in_daemon_thread(reader: Callable[[str], str], prompt: str) -> asyncio
     return future
 
 
-async def _safe_stop(ctl: Controller, console: Console) -> int:
+async def _safe_stop(ctl: Controller, console: Console, requests: StopRequests, origin: str) -> int:
+    requests.requested(StopSource.OPERATOR, f"cementguard run {origin}")
     console.print("[bold]stopping[/] (STOP sent, waiting for the acknowledgement)", highlight=False)
     try:
         await asyncio.wait_for(ctl.stop(StopSource.OPERATOR), timeout=SAFE_STOP_TIMEOUT_S)

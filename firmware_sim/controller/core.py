@@ -280,6 +280,10 @@ class Controller:
         self._flow_meas_nl_s = 0
         self._sensor_faulty = False
         self._fluoro_line = False
+        self._fluoro_raw = False
+        """The fluoroscopy line's raw level at the previous sample."""
+        self._fluoro_raw_us = 0
+        """Time of the first asserted sample of the line's current high run (EVENT STOP detail)."""
 
         self._rate = 0.0
         """Step rate commanded for the current period (steps/s, forward positive)."""
@@ -431,7 +435,11 @@ class Controller:
         enc = sensors.encoder_counts
         self._enc = enc
         self._end_switch = sensors.end_of_travel
-        if self._fluoro.update(sensors.fluoro_stop_line) is not self._fluoro_line:
+        line_in = sensors.fluoro_stop_line
+        if line_in and not self._fluoro_raw:
+            self._fluoro_raw_us = now_us  # first asserted sample of this run: the stop's latency origin
+        self._fluoro_raw = line_in
+        if self._fluoro.update(line_in) is not self._fluoro_line:
             self._on_fluoro_change()
         self._bsum += p
         self._bn += 1
@@ -744,8 +752,8 @@ class Controller:
         line = self._fluoro.state
         self._fluoro_line = line
         self._set_flag(_F_FLUORO, line)
-        if line:
-            self._latch(StopReason.FLUORO_STOP, StopSource.FLUORO_LINE)
+        if line:  # detail: the debounce, first asserted sample to this stop, us (SPEC §6.6)
+            self._latch(StopReason.FLUORO_STOP, StopSource.FLUORO_LINE, self._now_us - self._fluoro_raw_us)
         self._alarm(AlarmCode.FLUORO_LINE, line)
 
     def _host_lost(self) -> None:

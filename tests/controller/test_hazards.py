@@ -12,6 +12,7 @@ from protocol import (
     EventKind,
     Flags,
     State,
+    Stop,
     StopDetail,
     StopReason,
     StopSource,
@@ -191,6 +192,30 @@ def test_fluoro_line_debounced_then_latched_and_alarmed() -> None:
         (EventKind.ALARM_CLEARED, AlarmCode.FLUORO_LINE),
     ]
     assert rig.c.state == State.STOPPED
+
+
+@pytest.mark.parametrize("debounce", [3, 2, 7])
+def test_fluoro_line_stop_carries_its_debounce_in_detail(debounce: int) -> None:
+    """The STOP event's detail is the time from the line's first asserted sample to the stop (us):
+    the host records it as the stop's latency (host.stops, line_latency_ms)."""
+    rig = started(config=with_config(fluoro_debounce_samples=debounce), seconds=0.5)
+    rig.plant.fluoro = True
+    rig.run(0.001)
+    rig.plant.fluoro = False  # a bounce: the run that trips starts at the next asserted sample
+    rig.run(0.001)
+    rig.plant.fluoro = True
+    first_us = rig.now_us
+    rig.run_until_state(State.STOPPED, seconds=0.1)
+    (stop,) = [e for e in rig.events if e.kind == EventKind.STOP]
+    assert (stop.reason, stop.source) == (StopReason.FLUORO_STOP, StopSource.FLUORO_LINE)
+    assert stop.detail == stop.t_us - first_us == (debounce - 1) * 1000
+
+
+def test_host_stop_events_keep_detail_zero() -> None:
+    rig = started(seconds=0.5)
+    rig.ok(lambda i: Stop(i, StopSource.FLUORO_REMOTE))
+    (stop,) = [e for e in rig.events if e.kind == EventKind.STOP]
+    assert (stop.reason, stop.source, stop.detail) == (StopReason.FLUORO_STOP, StopSource.FLUORO_REMOTE, 0)
 
 
 def test_host_lost_exactly_after_the_watchdog_time() -> None:

@@ -1,0 +1,547 @@
+"""The bridge: the controller's state, telemetry and events out to MQTT, stop requests in.
+
+The broker is never on the safety path (DESIGN.md):
+- what goes out is put in a bounded queue (the oldest dropped and counted when it is full) by tasks
+  that only read the link's subscriptions: nothing the link or the controller does ever waits on
+  the broker, and an outage costs published messages, never a delayed frame;
+- the connection to the broker is retried forever with bounded exponential backoff; `run` raises
+  nothing because of the broker;
+- a message on a stop topic stops the injection *before* anything else is done with it: the STOP
+  is started from the MQTT client's receive callback, the moment the message is read off the socket,
+  so neither a malformed payload, nor an oversized one, nor a busy consumer can hold it back.
+  Parsing and logging come after;
+- nothing but a stop is accepted: a request on the command topic (arm, start, resume, clear, limits
+  or anything else) is refused, counted, logged and answered on the refused topic. Never forwarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import math
+import os
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import aiomqtt
+import numpy as np
+from pydantic import BaseModel
+
+from host.client import Controller, LinkChange, LinkState
+from host.errors import CementguardError
+from host.mqtt._options import MqttOptions
+from host.mqtt._payloads import (
+    EventPayload,
+    RefusalPayload,
+    StatePayload,
+    TelemetryPayload,
+    describe_request,
+    enum_name,
+    parse_stop_request,
+)
+from host.mqtt._topics import OFFLINE, Topics
+from host.stops import StopRequests, source_label
+from protocol import Event, EventKind, State, StopReason, StopSource, TelemetryBatch
+from protocol.models import TelemetryRecord, kpa, ml
+
+__all__ = ["BridgeCounters", "MqttBridge"]
+
+INBOX_LIMIT = 256
+"""Incoming messages waiting for the consumer (logging, refusals); beyond it new ones are dropped.
+A stop is started before this queue, so a full queue never loses a stop."""
+PUBLISH_TIMEOUT_S = 5.0
+"""A QoS 1 publish not acknowledged within this is taken as a broken connection (reconnect)."""
+
+
+@dataclass
+class BridgeCounters:
+    """What the bridge did, since it was made. All counts."""
+
+    published: int = 0
+    """Messages handed to the broker (QoS 1: acknowledged)."""
+    dropped: int = 0
+    """Outgoing messages dropped because the bounded queue was full (the broker slow or away)."""
+    reconnects: int = 0
+    """Connections to the broker after the first."""
+    malformed: int = 0
+    """Stop requests whose payload was not a valid request (they stopped all the same)."""
+    oversized: int = 0
+    """Stop requests beyond MqttOptions.max_request_bytes (they stopped all the same, unparsed)."""
+    refused: int = 0
+    """Requests for anything but a stop, refused and answered on the refused topic."""
+    stops_forwarded: int = 0
+    """STOPs from MQTT acknowledged by the controller."""
+    stops_received: int = 0
+    """Messages on the stop topics (retained ones excluded)."""
+    stops_unsent: int = 0
+    """Stop requests that could not be sent because the link was down (the controller had stopped
+    itself: HOST_LOST)."""
+    stale: int = 0
+    """Retained messages on a stop topic (old requests replayed by the broker): logged, not acted on."""
+    dropped_samples: int = 0
+    """Telemetry samples dropped from the bridge's bounded aggregation buffer."""
+    inbox_dropped: int = 0
+    """Incoming non-stop messages dropped because the consumer fell INBOX_LIMIT behind."""
+
+
+class _Outbox:
+    """Bounded FIFO of messages to publish; full: drop the oldest, count it. Never blocks a producer."""
+
+    def __init__(self, size: int, counters: BridgeCounters) -> None:
+        self._items: collections.deque[tuple[str, bytes, int, bool]] = collections.deque()
+        self._size = size
+        self._counters = counters
+        self._ready = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
+        if len(self._items) >= self._size:
+            self._items.popleft()
+            self._counters.dropped += 1
+        self._items.append((topic, payload, qos, retain))
+        self._ready.set()
+
+    def put_back(self, item: tuple[str, bytes, int, bool]) -> None:
+        """A message whose publish failed goes back to the front, unless newer ones filled the queue."""
+        if len(self._items) >= self._size:
+            self._counters.dropped += 1
+            return
+        self._items.appendleft(item)
+        self._ready.set()
+
+    async def get(self) -> tuple[str, bytes, int, bool]:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+
+class _Inbox(asyncio.Queue):  # type: ignore[type-arg]
+    """aiomqtt's incoming message queue, with the bridge's hook in front: `_put` runs in the MQTT
+    client's socket-read callback, so a stop is started right there, stamped with the time it was
+    read. aiomqtt takes a queue class, so a subclass per bridge carries the bridge."""
+
+    bridge: MqttBridge
+
+    def _put(self, item: aiomqtt.Message) -> None:
+        t = time.perf_counter()
+        self.bridge._on_message_read(item, t)
+        if self.qsize() >= INBOX_LIMIT:
+            self.bridge.counters.inbox_dropped += 1
+            return
+        super()._put((t, item))
+
+    def _get(self) -> Any:
+        return super()._get()
+
+
+class MqttBridge:
+    """One controller on one broker. `await bridge.run()` until cancelled."""
+
+    def __init__(
+        self,
+        controller: Controller,
+        options: MqttOptions,
+        stops: StopRequests | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        """`stops`: the stop requests of the process that records (the dashboard, `run`): MQTT stop
+        requests are noted there too, and its owner matches them with the STOP events for its
+        recording. The bridge matches against its own copy for the events topic, so it never takes
+        a request away from the recording."""
+        self._ctl = controller
+        self.options = options
+        self.topics = Topics(options.rig)
+        self._shared_stops = stops
+        self._own_stops = StopRequests()
+        self._log = log or (lambda line: None)
+        self.counters = BridgeCounters()
+        self._connected = False
+        self._outbox = _Outbox(options.queue_size, self.counters)
+        self._pending_samples: collections.deque[tuple[int, np.ndarray[Any, Any]]] = collections.deque()
+        self._pending_count = 0
+        self._pending_batches = 0
+        self._telemetry_ready = asyncio.Event()
+        self._stop_tasks: set[asyncio.Task[None]] = set()
+        self._inbox_type = type("Inbox", (_Inbox,), {"bridge": self})
+        self._stop_topics = {
+            self.topics.fluoro_stop: StopSource.FLUORO_REMOTE,
+            self.topics.stop: StopSource.REMOTE,
+        }
+        # what the state topic says
+        self._last_state: State | int | None = None
+        self._stop_reason: StopReason | int | None = None
+        self._stop_source: StopSource | int | None = None
+        self._pressure_kpa: float | None = None
+        self._volume_ml: float | None = None
+        self._connected_event = asyncio.Event()
+
+    # -- what it is doing --------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        """Connected to the broker right now."""
+        return self._connected
+
+    async def wait_connected(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Until the bridge is connected to the broker and subscribed (TimeoutError after `timeout`)."""
+        async with asyncio.timeout(timeout):
+            while not self._connected:
+                self._connected_event.clear()
+                await self._connected_event.wait()
+
+    # -- running ----------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Bridge until cancelled. Raises nothing because of the broker; reconnects with backoff."""
+        ctl = self._ctl
+        self._take_status()
+        async with ctl.events() as events, ctl.telemetry() as telemetry, ctl.link_changes() as changes:
+            self._publish_state()
+            workers = [
+                asyncio.create_task(self._pump_events(events), name="mqtt-events"),
+                asyncio.create_task(self._pump_telemetry(telemetry), name="mqtt-telemetry-in"),
+                asyncio.create_task(self._flush_telemetry(), name="mqtt-telemetry-out"),
+                asyncio.create_task(self._pump_link(changes), name="mqtt-link"),
+            ]
+            try:
+                await self._stay_connected()
+            finally:
+                for task in workers:
+                    task.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+                for task in list(self._stop_tasks):  # a STOP in flight is not abandoned
+                    with contextlib.suppress(BaseException):
+                        await asyncio.shield(task)
+
+    async def _stay_connected(self) -> None:
+        backoff = self.options.backoff_min_s
+        connects = 0
+        while True:
+            try:
+                async with self._client("out") as out, self._client("in") as inbound:
+                    connects += 1
+                    if connects > 1:
+                        self.counters.reconnects += 1
+                    await self._on_connected(out, inbound)
+                    _honour_cancel(asyncio.current_task())
+                    backoff = self.options.backoff_min_s
+                    try:
+                        await self._serve(out, inbound)
+                    except asyncio.CancelledError:
+                        await self._say_offline(out)
+                        raise
+            except aiomqtt.MqttError as exc:
+                was = self._connected
+                self._log(
+                    f"mqtt: {'connection lost' if was else 'cannot connect'} ({exc}); "
+                    f"retrying in {backoff:.2f} s"
+                )
+            except Exception as exc:  # TLS files, name resolution...: never fatal to the bridge
+                self._log(
+                    f"mqtt: error with {self.options.describe()}: {type(exc).__name__}: {exc}; "
+                    f"retrying in {backoff:.2f} s"
+                )
+            finally:
+                self._set_connected(False)
+            await asyncio.sleep(backoff)  # the reconnect backoff, not synchronisation
+            backoff = min(backoff * 2.0, self.options.backoff_max_s)
+
+    def _client(self, role: str) -> aiomqtt.Client:
+        """One of the bridge's two connections. "out" publishes (and carries the last will); "in" only
+        receives the requests. Kept apart so that nothing the bridge publishes can queue in front of a
+        stop on its way in: a broker with Nagle's algorithm on (Mosquitto's default) would otherwise
+        hold the stop behind its acknowledgement of the bridge's last publish, for up to the bridge's
+        40 ms delayed ACK (measured by bench/mqtt_stop_latency.py)."""
+        o = self.options
+        tls_context: ssl.SSLContext | None = None
+        if o.use_tls:
+            tls_context = ssl.create_default_context(cafile=str(o.tls.ca_file) if o.tls.ca_file else None)
+            if o.tls.cert_file is not None:
+                tls_context.load_cert_chain(
+                    str(o.tls.cert_file), str(o.tls.key_file) if o.tls.key_file else None
+                )
+            if o.tls.insecure:
+                tls_context.check_hostname = False
+                tls_context.verify_mode = ssl.CERT_NONE
+        return aiomqtt.Client(
+            o.host,
+            o.port,
+            username=o.username,
+            password=o.password.get_secret_value() if o.password is not None else None,
+            identifier=f"{o.client_id or f'cementguard-{o.rig}-{os.getpid()}'}-{role}",
+            queue_type=self._inbox_type if role == "in" else None,
+            will=aiomqtt.Will(self.topics.state, OFFLINE, qos=1, retain=True) if role == "out" else None,
+            transport=cast(Any, o.transport),
+            websocket_path=o.websocket_path,
+            keepalive=o.keepalive_s,
+            timeout=PUBLISH_TIMEOUT_S,
+            tls_context=tls_context,
+            tls_insecure=True if (o.use_tls and o.tls.insecure) else None,
+            # Each packet at once: with Nagle's algorithm a QoS 1 publish waits behind an unacknowledged
+            # telemetry message for the broker's delayed ACK (up to 40 ms), throttling the bridge.
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+        )
+
+    async def _on_connected(self, out: aiomqtt.Client, inbound: aiomqtt.Client) -> None:
+        for topic in (self.topics.fluoro_stop, self.topics.stop, self.topics.command):
+            await inbound.subscribe(topic, qos=1)
+        # The retained state first: it replaces `offline` (the will of the previous connection).
+        await out.publish(self.topics.state, self._state_payload(), qos=1, retain=True)
+        self.counters.published += 1
+        self._set_connected(True)
+        self._log(f"mqtt: connected to {self.options.describe()}")
+
+    async def _say_offline(self, client: aiomqtt.Client) -> None:
+        """A clean exit sends no last will: say `offline` ourselves, briefly, best effort."""
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await client.publish(self.topics.state, OFFLINE, qos=1, retain=True, timeout=1.0)
+            self.counters.published += 1
+
+    async def _serve(self, out: aiomqtt.Client, inbound: aiomqtt.Client) -> None:
+        """Publish and receive until either fails (a connection broke): its MqttError goes up."""
+        tasks = {
+            asyncio.create_task(self._publish_loop(out), name="mqtt-publish"),
+            asyncio.create_task(self._receive_loop(inbound), name="mqtt-receive"),
+        }
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            task.result()
+
+    async def _receive_loop(self, client: aiomqtt.Client) -> None:
+        async for item in client.messages:
+            received_at, message = cast(tuple[float, aiomqtt.Message], item)
+            self._handle(message, received_at)
+
+    async def _publish_loop(self, client: aiomqtt.Client) -> None:
+        me = asyncio.current_task()
+        while True:
+            item = await self._outbox.get()
+            topic, payload, qos, retain = item
+            try:
+                await client.publish(topic, payload, qos=qos, retain=retain)
+            except BaseException:
+                self._outbox.put_back(item)
+                raise
+            self.counters.published += 1
+            _honour_cancel(me)
+
+    def _set_connected(self, value: bool) -> None:
+        self._connected = value
+        if value:
+            self._connected_event.set()
+
+    # -- stops and requests in ----------------------------------------------------------------------
+    def _on_message_read(self, message: aiomqtt.Message, t: float) -> None:
+        """Called for every message as it is read off the socket; starts a STOP at once."""
+        topic = message.topic.value
+        source = self._stop_topics.get(topic)
+        if source is None:
+            return
+        if message.retain:
+            self.counters.stale += 1
+            return
+        self.counters.stops_received += 1
+        task = asyncio.get_running_loop().create_task(self._forward_stop(source, topic))
+        self._stop_tasks.add(task)
+        task.add_done_callback(self._stop_tasks.discard)
+        origin = f"mqtt {topic}"
+        self._own_stops.requested(source, origin, t=t)
+        if self._shared_stops is not None:
+            self._shared_stops.requested(source, origin, t=t)
+
+    async def _forward_stop(self, source: StopSource, topic: str) -> None:
+        try:
+            await self._ctl.stop(source)
+        except CementguardError as exc:
+            self.counters.stops_unsent += 1
+            self._log(
+                f"mqtt: stop request on {topic} not sent, the link to the controller is down ({exc}): "
+                "the controller stops itself (HOST_LOST) when its host is gone"
+            )
+            return
+        self.counters.stops_forwarded += 1
+
+    def _handle(self, message: aiomqtt.Message, received_at: float) -> None:
+        """After the fact: log stop requests (their STOP is already on its way), refuse the rest."""
+        topic = message.topic.value
+        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+        if topic in self._stop_topics:
+            self._log_stop(topic, payload, message.retain)
+        elif self.topics.is_command(topic):
+            self._refuse(topic, payload)
+
+    def _log_stop(self, topic: str, payload: bytes, retained: bool) -> None:
+        label = source_label(self._stop_topics[topic])
+        if retained:
+            self._log(
+                f"mqtt: retained message on {topic} ignored: an old request replayed by the broker, "
+                "not a new stop"
+            )
+            return
+        limit = self.options.max_request_bytes
+        if len(payload) > limit:
+            self.counters.oversized += 1
+            self._log(
+                f"mqtt: {label} stop on {topic} with an oversized payload ({len(payload)} bytes > {limit}): "
+                "stopped anyway, payload not parsed"
+            )
+            return
+        request, problem = parse_stop_request(payload)
+        if request is None:
+            self.counters.malformed += 1
+            self._log(
+                f"mqtt: {label} stop on {topic} with a malformed payload ({problem}): stopped anyway; "
+                f"payload {payload[:120]!r}"
+            )
+            return
+        who = f" by {request.by}" if request.by else ""
+        why = f": {request.reason}" if request.reason else ""
+        self._log(f"mqtt: {label} stop on {topic}{who}{why}")
+
+    def _refuse(self, topic: str, payload: bytes) -> None:
+        self.counters.refused += 1
+        request = describe_request(topic, payload, self.options.max_request_bytes)
+        reason = (
+            "only stop requests are accepted over MQTT; arm, start, resume, clear and limits are local only"
+        )
+        self._log(f"mqtt: refused {request!r} on {topic}: {reason}")
+        answer = RefusalPayload(
+            rig=self.options.rig,
+            topic=topic,
+            request=request,
+            reason=reason,
+            accepted_topics=[self.topics.fluoro_stop, self.topics.stop],
+            host_time_s=time.time(),
+        )
+        self._outbox.put(self.topics.refused, _json(answer), qos=1)
+
+    # -- controller out -------------------------------------------------------------------------------
+    async def _pump_events(self, events: Any) -> None:
+        async for event in events:
+            notes = self._own_stops.match(event, events.received_at)
+            payload = EventPayload.from_event(self.options.rig, event, notes)
+            self._outbox.put(self.topics.events, _json(payload), qos=1)
+            self._take_event(event)
+
+    def _take_event(self, event: Event) -> None:
+        changed = event.state != self._last_state
+        self._last_state = event.state
+        self._pressure_kpa = kpa(event.pressure_pa)
+        self._volume_ml = ml(event.volume_nl)
+        if event.kind == EventKind.STOP:
+            self._stop_reason, self._stop_source = event.reason, event.source
+        elif event.kind == EventKind.STATE_CHANGE:
+            self._stop_reason = self._stop_source = None
+        if changed or event.kind == EventKind.STOP:
+            self._publish_state()
+
+    async def _pump_link(self, changes: Any) -> None:
+        change: LinkChange
+        async for change in changes:
+            if change.status is not None:
+                self._take_status()
+            self._publish_state()
+
+    def _take_status(self) -> None:
+        status = self._ctl.status
+        if status is None:
+            return
+        self._last_state = status.state
+        ended = status.state in (State.STOPPED, State.DONE, State.PAUSED, State.FAULT)
+        self._stop_reason = status.stop_reason if ended and status.stop_reason else None
+        self._stop_source = status.stop_source if ended and status.stop_reason else None
+        self._pressure_kpa = kpa(status.pressure_pa)
+        self._volume_ml = ml(status.volume_nl)
+
+    def _publish_state(self) -> None:
+        self._outbox.put(self.topics.state, self._state_payload(), qos=1, retain=True)
+
+    def _state_payload(self) -> bytes:
+        ctl = self._ctl
+        link = ctl.link_state
+        try:
+            serial: str | None = ctl.device.serial
+        except RuntimeError:
+            serial = None
+        last = enum_name(State, self._last_state)
+        payload = StatePayload(
+            rig=self.options.rig,
+            link=cast(Any, link.value),
+            link_reason=ctl.link_reason,
+            state=last if link is LinkState.CONNECTED else None,
+            last_state=last,
+            stop_reason=enum_name(StopReason, self._stop_reason),
+            stop_source=enum_name(StopSource, self._stop_source),
+            device_serial=serial,
+            pressure_kpa=self._pressure_kpa,
+            volume_ml=self._volume_ml,
+            host_time_s=time.time(),
+        )
+        return _json(payload)
+
+    async def _pump_telemetry(self, telemetry: Any) -> None:
+        batch: TelemetryBatch
+        limit = self.options.telemetry_max_samples
+        async for batch in telemetry:
+            samples = batch.samples
+            if not len(samples):
+                continue
+            self._pending_samples.append((batch.first_index, samples))
+            self._pending_count += len(samples)
+            self._pending_batches += 1
+            while self._pending_count > limit and self._pending_samples:
+                _index, old = self._pending_samples.popleft()
+                self._pending_count -= len(old)
+                self.counters.dropped_samples += len(old)
+            self._telemetry_ready.set()
+
+    async def _flush_telemetry(self) -> None:
+        """At most telemetry_rate_hz messages per second, each with every sample since the last one."""
+        period = 1.0 / self.options.telemetry_rate_hz
+        last = -math.inf
+        while True:
+            await self._telemetry_ready.wait()
+            wait = last + period - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)  # the rate limit itself
+            self._telemetry_ready.clear()
+            if not self._pending_samples:
+                continue
+            first_index = self._pending_samples[0][0]
+            samples = np.concatenate([s for _i, s in self._pending_samples])
+            batches = self._pending_batches
+            self._pending_samples.clear()
+            self._pending_count = self._pending_batches = 0
+            last = time.monotonic()
+            payload = TelemetryPayload(
+                rig=self.options.rig,
+                batches=batches,
+                samples=len(samples),
+                dropped_samples=self.counters.dropped_samples,
+                host_time_s=time.time(),
+                telemetry=TelemetryRecord.from_samples(first_index, samples),
+            )
+            self._outbox.put(self.topics.telemetry, _json(payload), qos=0)
+
+
+def _honour_cancel(task: asyncio.Task[Any] | None) -> None:
+    """Python 3.11's asyncio.wait_for (inside aiomqtt's publish and subscribe) can swallow a
+    cancellation that arrives together with the broker's answer; raise it here, or a cancelled bridge
+    would go on waiting for its next message forever."""
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def _json(model: BaseModel) -> bytes:
+    return model.model_dump_json().encode()

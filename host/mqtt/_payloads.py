@@ -1,0 +1,174 @@
+"""JSON payloads of the bridge's topics: pydantic models, units in the field names (docs/mqtt.md).
+
+The controller's own records (protocol.models EventRecord, TelemetryRecord) are carried as they are;
+the models here add what the bridge knows: the rig, the link, the host's clock and, for stops, where
+the request came from and how long it took.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from protocol import Event, EventKind, State, StopReason, StopSource
+from protocol.models import EventRecord, TelemetryRecord
+
+__all__ = [
+    "EventPayload",
+    "RefusalPayload",
+    "StatePayload",
+    "StopRequestPayload",
+    "TelemetryPayload",
+    "enum_name",
+    "parse_stop_request",
+]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def enum_name(enum: Any, value: int | None) -> str | None:
+    """The member's name, or the raw number for a value this host does not know (a newer device)."""
+    if value is None:
+        return None
+    try:
+        return str(enum(value).name)
+    except ValueError:
+        return str(int(value))
+
+
+class StatePayload(_Out):
+    """`cementguard/<rig>/state`, retained. While the bridge is away the topic holds the plain text
+    `offline` instead (its last will)."""
+
+    schema_version: Literal["cementguard.state/1"] = "cementguard.state/1"
+    rig: str
+    online: Literal[True] = True
+    link: Literal["closed", "connecting", "connected", "lost", "failed"]
+    """The serial link to the controller (host.link.LinkState)."""
+    link_reason: str
+    state: str | None
+    """The controller's state (State name) while the link is connected; None while it is not: the
+    controller then decides alone (it stops with HOST_LOST when its host goes away)."""
+    last_state: str | None
+    """The last state the controller reported, connected or not."""
+    stop_reason: str | None
+    stop_source: str | None
+    device_serial: str | None
+    pressure_kpa: float | None
+    volume_ml: float | None
+    host_time_s: float = Field(description="host wall clock, Unix time, s")
+
+
+class TelemetryPayload(_Out):
+    """`cementguard/<rig>/telemetry`: the link's telemetry batches since the last message, joined."""
+
+    schema_version: Literal["cementguard.telemetry/1"] = "cementguard.telemetry/1"
+    rig: str
+    batches: int = Field(description="telemetry batches joined into this message")
+    samples: int
+    dropped_samples: int = Field(description="samples the bridge dropped since its start (bounded buffer)")
+    host_time_s: float
+    telemetry: TelemetryRecord
+    """Column-wise samples in kPa, mL, mL/min, mm/s, Pa·s; t_s is controller time."""
+
+
+class EventPayload(_Out):
+    """`cementguard/<rig>/events`, QoS 1: one controller event; a stop with who asked and how fast."""
+
+    schema_version: Literal["cementguard.event/1"] = "cementguard.event/1"
+    rig: str
+    kind_name: str
+    state_name: str
+    reason_name: str
+    source_name: str
+    event: EventRecord
+    """reason, source, pressure_kpa and volume_ml at the event, t_s (controller time), detail."""
+    stop_source: str | None = None
+    """A stop's source in words (host.stops.source_label)."""
+    stop_origin: str | None = None
+    """For a stop this host asked for: where the request came from ("mqtt cementguard/rig1/fluoro/stop")."""
+    stop_latency_ms: float | None = None
+    """Request entering the host -> STOP event read off the port, ms."""
+    line_latency_ms: float | None = None
+    """For the controller's footswitch line: first asserted sample -> stop, ms (the event's detail)."""
+    host_time_s: float
+
+    @classmethod
+    def from_event(cls, rig: str, event: Event, notes: dict[str, Any]) -> EventPayload:
+        return cls(
+            rig=rig,
+            kind_name=enum_name(EventKind, event.kind) or "",
+            state_name=enum_name(State, event.state) or "",
+            reason_name=enum_name(StopReason, event.reason) or "",
+            source_name=enum_name(StopSource, event.source) or "",
+            event=EventRecord.from_message(event),
+            host_time_s=time.time(),
+            **{k: v for k, v in notes.items() if k in _NOTES},
+        )
+
+
+_NOTES = ("stop_source", "stop_origin", "stop_latency_ms", "line_latency_ms")
+
+
+class RefusalPayload(_Out):
+    """`cementguard/<rig>/refused`, QoS 1: a request the bridge did not forward, and why."""
+
+    schema_version: Literal["cementguard.refused/1"] = "cementguard.refused/1"
+    rig: str
+    topic: str
+    request: str
+    """What was asked, as far as it could be read ("start", "arm", or the raw text cut to 200 chars)."""
+    reason: str
+    accepted_topics: list[str]
+    """Where a remote client may publish instead: the stop topics."""
+    host_time_s: float
+
+
+class StopRequestPayload(BaseModel):
+    """What an imaging system or supervisor MAY publish on a stop topic. Every field is optional and
+    any payload stops, this one or not (fail safe): the fields only go into the log."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    reason: str | None = Field(default=None, max_length=200)
+    by: str | None = Field(default=None, max_length=100)
+    """Who asked: the imaging system, an operator's console."""
+    sent_at: float | None = Field(default=None, description="sender's Unix time, s")
+
+
+def parse_stop_request(payload: bytes) -> tuple[StopRequestPayload | None, str | None]:
+    """(request, None) for an empty payload or a valid JSON object, else (None, why it is malformed)."""
+    if not payload.strip():
+        return StopRequestPayload(), None
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"not JSON ({exc})"
+    if not isinstance(data, dict):
+        return None, f"not a JSON object but {type(data).__name__}"
+    try:
+        return StopRequestPayload.model_validate(data), None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(k) for k in first["loc"])
+        return None, f"{where}: {first['msg']}"
+
+
+def describe_request(topic: str, payload: bytes, limit: int) -> str:
+    """What a refused request asked for: its "command" field, else the topic's last level, else text."""
+    if len(payload) <= limit:
+        try:
+            data = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("command"), str):
+            return str(data["command"])[:200]
+    last = topic.rsplit("/", 1)[-1]
+    if last != "command":
+        return last[:200]
+    return payload[:200].decode("utf-8", errors="replace") or "(empty)"

@@ -1,0 +1,90 @@
+"""`cementguard bridge`: one controller on one MQTT broker, until Ctrl-C or SIGTERM.
+
+The broker URL and the rig come from the command line or from the settings ([mqtt] in the settings
+file, CEMENTGUARD_MQTT__* in the environment), which also supply TLS and the user name and password.
+The password is never printed. Log lines go to stderr; the first line on stdout is
+`BRIDGE <broker url> <rig>` once the controller answered.
+
+Exit codes: 0 stopped by a signal; 2 usage or settings error; 4 link failure (the controller could
+not be reached). The broker being away is not an error: the bridge waits for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+
+from host.client import Controller, LinkOptions
+from host.errors import CementguardError
+from host.mqtt._bridge import MqttBridge
+from host.mqtt._options import MqttOptions, MqttOptionsError
+from host.settings import SettingsError, load_settings
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_LINK = 4
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "bridge",
+        help="publish a controller's state, telemetry and events over MQTT; take fluoroscopy stops",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog="exit codes: 0 stopped by a signal; 2 usage or settings error; 4 link failure",
+    )
+    p.add_argument("--port", help="serial device or pyserial URL (default: the settings' port)")
+    p.add_argument("--mqtt", metavar="URL", help="broker: mqtt://HOST[:PORT], mqtts://, ws://, wss://")
+    p.add_argument("--rig", help="this rig's name in the topics (cementguard/<rig>/...)")
+    p.add_argument("--config", help="settings file (default: $CEMENTGUARD_CONFIG or ./cementguard.toml)")
+    p.add_argument("--time-scale", type=float, default=1.0, help="the simulator's --time-scale, if any")
+    p.set_defaults(func=_main)
+
+
+def _log(line: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
+
+
+def _main(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+        options = MqttOptions.from_settings(settings.mqtt, url=args.mqtt, rig=args.rig)
+        port = args.port or settings.port
+        if port is None:
+            raise MqttOptionsError("port", None, "not set (no --port, no port in the settings)", "a port URL")
+        link = LinkOptions.from_settings(settings, time_scale=args.time_scale)
+    except (SettingsError, MqttOptionsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return asyncio.run(_bridge(port, link, options))
+
+
+async def _bridge(port: str, link: LinkOptions, options: MqttOptions) -> int:
+    try:
+        ctl = await Controller.connect(port, link)
+    except CementguardError as exc:
+        print(f"link failure: {exc}", file=sys.stderr)
+        return EXIT_LINK
+    bridge = MqttBridge(ctl, options, log=_log)
+    task = asyncio.create_task(bridge.run())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, task.cancel)
+    print(f"BRIDGE {options.url} {options.rig}", flush=True)
+    _log(f"bridging {ctl.device.serial} on {port} to {options.describe()}")
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        await ctl.close()
+        c = bridge.counters
+        _log(
+            f"bridge ended: published {c.published}, dropped {c.dropped}, reconnects {c.reconnects}, "
+            f"stops forwarded {c.stops_forwarded}, refused {c.refused}, malformed {c.malformed}, "
+            f"oversized {c.oversized}"
+        )
+    return EXIT_OK
