@@ -35,6 +35,9 @@ QUICK: dict[str, list[str]] = {
     "false_stops": ["--runs", "50"],
     "stop_latency": ["--cycles", "200"],
     "telemetry_soak": ["--minutes", "0.5", "--baseline-s", "3"],
+    "dashboard_redraw": ["--frames", "20"],
+    "dashboard_stop_latency": ["--presses", "200", "--baseline", "30"],
+    "mqtt_stop_latency": ["--cycles", "50"],
 }
 
 Line = tuple[str, str, str, bool | None]
@@ -154,6 +157,48 @@ def _soak(doc: dict[str, Any]) -> list[Line]:
     ]
 
 
+def _dashboard_redraw(doc: dict[str, Any]) -> list[Line]:
+    full = doc["results"]["full"]["plots"]
+    base = doc["results"]["baseline_1s"]["plots"]
+    return [
+        (
+            f"dashboard redraw, {doc['samples']:,} samples",
+            f"<= {doc.get('goal_ms', 30.0):g} ms per frame",
+            f"p99 {full['p99_ms']:.1f} ms, p50 {full['p50_ms']:.1f} ms (1 s of history: p50 "
+            f"{base['p50_ms']:.1f} ms)",
+            doc.get("meets_goal"),
+        )
+    ]
+
+
+def _dashboard_stop(doc: dict[str, Any]) -> list[Line]:
+    rows = doc["rows"]
+    key = rows["key_event_read"]
+    base = rows.get("direct", {}).get("p99_ms", float("nan"))
+    return [
+        (
+            "dashboard key STOP -> STOPPED event, pty",
+            f"p99 <= {doc.get('goal_p99_ms', 50.0):g} ms",
+            f"p99 {key['p99_ms']:.2f} ms, p50 {key['p50_ms']:.2f} ms (direct stop() p99 {base:.2f} ms)",
+            doc.get("meets_goal"),
+        )
+    ]
+
+
+def _mqtt_stop(doc: dict[str, Any]) -> list[Line]:
+    rows = doc["rows"]
+    pub, held, base = rows["mosquitto_pub"], rows["publisher"], rows["direct"]
+    return [
+        (
+            "MQTT fluoro stop -> STOPPED event, loopback",
+            f"p99 <= {doc.get('goal_p99_ms', 25.0):g} ms",
+            f"mosquitto_pub p99 {pub['p99_ms']:.2f} ms, publish() p99 {held['p99_ms']:.2f} ms "
+            f"(direct p99 {base['p99_ms']:.2f} ms, x{held['ratio_p99_vs_direct']:.1f})",
+            doc.get("meets_goal"),
+        )
+    ]
+
+
 def _generic(name: str) -> Callable[[dict[str, Any]], list[Line]]:
     def extract(doc: dict[str, Any]) -> list[Line]:
         goals = ", ".join(f"{k}={v}" for k, v in doc.items() if k.startswith("goal"))
@@ -171,6 +216,9 @@ EXTRACT: dict[str, Callable[[dict[str, Any]], list[Line]]] = {
     "false_stops": _false_stops,
     "stop_latency": _stop_latency,
     "telemetry_soak": _soak,
+    "dashboard_redraw": _dashboard_redraw,
+    "dashboard_stop_latency": _dashboard_stop,
+    "mqtt_stop_latency": _mqtt_stop,
 }
 
 

@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     export.add_parser(sub)
     plot.add_parser(sub)
+    from host.dashboard import cli as dashboard_cli
+
+    dashboard_cli.add_parsers(sub)
     from host.mqtt import cli as mqtt_cli
 
     mqtt_cli.add_parser(sub)

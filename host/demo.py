@@ -1,16 +1,22 @@
-"""`cementguard demo`: the main job on the simulator, with no hardware and no broker.
+"""`cementguard demo`: the dashboard on the simulator, with no hardware and no broker.
 
-Starts `cementguard sim --pty` in a subprocess, runs the example incremental plan headless against
-it (increment pauses answered automatically after a few seconds, as if the imaging check passed),
-records the run under ./recordings and plots it.
+Starts `cementguard sim --pty` in a subprocess and opens the dashboard on it with the example
+incremental plan (plans/incremental-3x0.5ml.toml) and a cement mixed 4 minutes ago: a arms,
+s starts, space resumes after each increment, x stops, r records, q quits.
+
+`--headless` keeps the unattended run: the plan runs with a live terminal display (increment pauses
+answered automatically after a few seconds, as if the imaging check passed), the run is recorded
+under ./recordings and plotted.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
@@ -25,21 +31,26 @@ DEFAULT_PLAN = REPO_PLANS / "incremental-3x0.5ml.toml"
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("demo", help="run the example injection against the simulator (no hardware)")
+    p = subparsers.add_parser(
+        "demo", help="the dashboard on the simulator with the example plan (no hardware, no broker)"
+    )
     p.add_argument("--plan", type=Path, default=DEFAULT_PLAN, help="plan to run (default: %(default)s)")
-    p.add_argument("--record", type=Path, default=Path("recordings"), help="where the recording goes")
+    p.add_argument("--record", type=Path, default=Path("recordings"), help="where recordings go")
     p.add_argument("--mixed-ago", type=float, default=240.0, help="cement age at start, s (default 240)")
-    p.add_argument("--auto-resume", type=float, default=3.0, help="imaging pause length, s (default 3)")
+    p.add_argument(
+        "--headless",
+        action="store_true",
+        help="no dashboard: run the plan unattended with a terminal display, record and plot it",
+    )
+    p.add_argument(
+        "--auto-resume", type=float, default=3.0, help="--headless: imaging pause length, s (default 3)"
+    )
     p.set_defaults(func=_demo)
 
 
-def _demo(args: argparse.Namespace) -> int:
-    console = Console()
-    try:
-        plan = load_plan(args.plan)
-    except PlanError as exc:
-        console.print(f"[bold red]plan error[/]\n{exc}", highlight=False)
-        return EXIT_USAGE
+@contextlib.contextmanager
+def simulator(console: Console) -> Iterator[str | None]:
+    """`cementguard sim --pty` in a subprocess; yields its port (None if it did not start)."""
     sim = subprocess.Popen(
         [sys.executable, "-m", "host.cli", "sim", "--pty", "--serial", "DEMO-SIM"],
         stdout=subprocess.PIPE,
@@ -51,8 +62,33 @@ def _demo(args: argparse.Namespace) -> int:
         line = sim.stdout.readline()
         if not line.startswith("PORT "):
             console.print(f"[bold red]the simulator did not start[/]: {line!r}")
+            yield None
+        else:
+            yield line.split(" ", 1)[1].strip()
+    finally:
+        sim.terminate()
+        try:
+            sim.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            sim.kill()
+
+
+def _demo(args: argparse.Namespace) -> int:
+    console = Console()
+    try:
+        plan = load_plan(args.plan)
+    except PlanError as exc:
+        console.print(f"[bold red]plan error[/]\n{exc}", highlight=False)
+        return EXIT_USAGE
+    with simulator(console) as port:
+        if port is None:
             return EXIT_LINK
-        port = line.split(" ", 1)[1].strip()
+        if not args.headless:
+            from host.dashboard.cli import run_dashboard
+
+            return run_dashboard(
+                port, plan=plan, plan_path=args.plan, mixed_ago_s=args.mixed_ago, record_root=args.record
+            )
         console.print(f"simulator on {port}; running {args.plan.name} ({plan.name})", highlight=False)
         code = asyncio.run(
             run_plan(
@@ -66,12 +102,6 @@ def _demo(args: argparse.Namespace) -> int:
         )
         _plot_latest(args.record, console)
         return code
-    finally:
-        sim.terminate()
-        try:
-            sim.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            sim.kill()
 
 
 def _plot_latest(root: Path, console: Console) -> None:

@@ -1,0 +1,420 @@
+"""The Textual dashboard: live plots, state banner, stop log, connection and plan panels, controls.
+
+The app reads a `DashboardModel` on a timer (`REFRESH_HZ`) and never awaits the link in a handler:
+every command runs as its own asyncio task and reports a refusal (NAK) or a lost link as a
+notification. STOP (x, Escape) and the fluoroscopy stop (f) are priority bindings of the app, so
+they work on every screen, with a dialog open too, and each is sent at once as its own task, never
+behind another command. The origin time of each stop request is noted (`StopRequests`), so the stop
+log and the recording show the latency from key press to the STOP event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, Footer, Input
+from textual.widgets.button import ButtonVariant
+
+from host.dashboard.model import DashboardModel
+from host.dashboard.source import DashboardSource, LiveSource
+from host.dashboard.widgets.banner import StateBanner
+from host.dashboard.widgets.dialogs import ConfirmClear
+from host.dashboard.widgets.panels import ConnectionPanel, Readouts, RecordingIndicator, state_name
+from host.dashboard.widgets.plan_panel import PlanPanel
+from host.dashboard.widgets.plots import PressurePlot, VolumePlot
+from host.dashboard.widgets.stoplog import StopLog
+from host.errors import CementguardError, CommandRefused, LinkLost
+from host.plan import InjectionPlan
+from host.recording import Recorder, new_run_dir
+from protocol import State, StopSource
+from protocol.models import DeviceInfoRecord
+
+REFRESH_HZ = 5.0
+GIL_SWITCH_S = 0.001
+QUIT_STOP_TIMEOUT_S = 2.0
+"""How long q waits for the STOP acknowledgement before leaving anyway (the watchdog then stops)."""
+STOP_KEYS = ("x", "f")
+"""Letters that stop: typed as text while a text field has the focus (Escape always stops)."""
+LINK_ACTIONS = frozenset({"arm", "start", "space", "clear"})
+REPLAY_ACTIONS = frozenset({"seek", "seek_to", "speed"})
+T = TypeVar("T")
+
+
+class DashboardApp(App[int]):
+    CSS_PATH = Path(__file__).with_name("dashboard.tcss")
+    TITLE = "cementguard"
+    ENABLE_COMMAND_PALETTE = False
+    """Its text field would take Escape, which must stay STOP everywhere."""
+    AUTO_FOCUS = "#stop-log"
+    """Not a text field: the command keys work from the start."""
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("x", "stop('x')", "STOP", key_display="x/Esc", priority=True),
+        Binding("escape", "stop('escape')", "STOP", show=False, priority=True),
+        Binding("f", "fluoro_stop", "fluoro stop", priority=True),
+        Binding("a", "arm", "arm"),
+        Binding("s", "start", "start"),
+        Binding("space", "space", "pause/resume"),
+        Binding("c", "clear", "clear"),
+        Binding("r", "record", "rec on/off"),
+        Binding("q", "quit_safely", "quit"),
+        Binding("left", "seek(-5)", "-5 s"),
+        Binding("right", "seek(5)", "+5 s"),
+        Binding("home", "seek_to(0)", "start", show=False),
+        Binding("minus", "speed(0.5)", "slower"),
+        Binding("plus,equals_sign", "speed(2)", "faster"),
+    ]
+
+    def __init__(
+        self,
+        source: DashboardSource,
+        *,
+        plan: InjectionPlan | None = None,
+        plan_path: Path | None = None,
+        mixed_ago_s: float | None = None,
+        record_root: Path = Path("recordings"),
+        model: DashboardModel | None = None,
+        refresh_hz: float = REFRESH_HZ,
+        background: Callable[[DashboardApp], Awaitable[None]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.model = model or DashboardModel()
+        self.model.set_plan(plan, str(plan_path or ""))
+        self.plan_errors: list[str] = [] if plan is not None else ["no plan loaded"]
+        self._plan_path = plan_path
+        self._mixed_ago_s = mixed_ago_s
+        self.record_root = record_root
+        self.refresh_hz = refresh_hz
+        self._background = background
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._linked: bool | None = None
+        self._quitting = False
+        self.recorder: Recorder | None = None
+        self._switch_interval = sys.getswitchinterval()
+
+    @property
+    def replaying(self) -> bool:
+        return self.source.commands is None
+
+    # -- layout ---------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield StateBanner(id="banner")
+        with Horizontal(id="main"):
+            with Vertical(id="plots"):
+                yield PressurePlot(id="pressure-plot")
+                yield VolumePlot(id="volume-plot")
+            with Vertical(id="side"):
+                yield Readouts(id="readouts")
+                yield ConnectionPanel(id="connection")
+                yield RecordingIndicator(id="recording")
+        with Horizontal(id="bottom"):
+            yield StopLog(id="stop-log")
+            yield PlanPanel(self.model.plan, self._plan_path, self._mixed_ago_s)
+        with Horizontal(id="controls"):
+            controls: tuple[tuple[str, str, ButtonVariant], ...] = (
+                ("arm", "Arm a", "default"),
+                ("start", "Start s", "success"),
+                ("space", "Pause/Resume \u2423", "default"),
+                ("clear", "Clear c", "warning"),
+                ("record", "Rec r", "default"),
+                ("fluoro_stop", "Fluoro stop f", "error"),
+                ("stop('button')", "STOP x", "error"),
+            )
+            for action, label, variant in controls:
+                name = action.split("(")[0]
+                yield Button(
+                    label, variant=variant, compact=True, classes="control", name=name, action=f"app.{action}"
+                )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._main_screen = self.screen
+        # The plots are drawn in worker threads; a short GIL switch interval lets the event loop
+        # (keys, STOP, the link's heartbeat) take the interpreter back within ~1 ms, not 5 ms.
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_S)
+        # Everything built so far (modules, Textual, the widgets) lives as long as the app: keep it
+        # out of the collector's full passes, which otherwise stall the plots' drawing and the
+        # event loop for tens of milliseconds (bench/dashboard_redraw.py: p99 57 -> 19 ms).
+        gc.freeze()
+        if self._mixed_ago_s is not None:
+            self.model.mixed_at = self.model.clock() - self._mixed_ago_s
+        if isinstance(self.source, LiveSource):
+            self.source.on_recorder_error = self._recorder_failed
+        self.run_worker(self._run_source(), name="source", group="source", exit_on_error=False)
+        if self._background is not None:
+            self.run_worker(
+                self._background(self), name="background", group="background", exit_on_error=False
+            )
+        self.model.on_urgent = self._redraw_soon
+        self.refresh_view()
+        self.set_interval(1.0 / self.refresh_hz, self.refresh_view, name="redraw")
+
+    async def _run_source(self) -> None:
+        try:
+            await self.source.run(self.model)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # shown, never a crash: the controller stops by itself without us
+            self.model.on_link("failed", f"the data source failed: {exc!r}")
+            self.notify(f"{exc!r}", title="data source failed", severity="error", timeout=30)
+
+    # -- the view -------------------------------------------------------------------------------
+
+    def _redraw_soon(self) -> None:
+        """A lost link or a STOP shows at once, not at the next timer tick."""
+        self.call_later(self.refresh_view)
+
+    def refresh_view(self) -> None:
+        """Redraw what changed. Called on the timer, never per sample."""
+        m = self.model
+        main = self._main_screen  # not self.screen: a dialog may be on top
+        if not main.is_attached or not main.query(StateBanner):
+            return  # closing down: the widgets are going
+        main.query_one(StateBanner).show(m)
+        main.query_one(Readouts).show(m)
+        main.query_one(ConnectionPanel).show(m)
+        main.query_one(RecordingIndicator).show(m)
+        main.query_one(StopLog).show(m)
+        main.query_one(PressurePlot).redraw(m)
+        main.query_one(VolumePlot).redraw(m)
+        linked = m.linked
+        if linked != self._linked:
+            self._linked = linked
+            self.refresh_bindings()
+        for button in main.query(".control").results(Button):
+            allowed = self.check_action(button.name or "", ())
+            button.disabled = not allowed
+            button.display = allowed is not False
+
+    # -- which controls are live ----------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("stop", "fluoro_stop"):
+            key = parameters[0] if parameters else "f"
+            return not (key in STOP_KEYS and isinstance(self.focused, Input))
+        if action in REPLAY_ACTIONS:
+            return self.replaying
+        if self.replaying:
+            return action == "space" or action not in (*LINK_ACTIONS, "record")
+        if action in LINK_ACTIONS:
+            return True if self.model.linked else None
+        return True
+
+    # -- stops ----------------------------------------------------------------------------------
+
+    def action_stop(self, key: str = "x") -> None:
+        self.fire_stop(StopSource.OPERATOR, f"dashboard key {key}")
+
+    def action_fluoro_stop(self) -> None:
+        self.fire_stop(StopSource.FLUORO_OPERATOR, "dashboard key f")
+
+    def fire_stop(self, source: StopSource, origin: str) -> asyncio.Task[Any] | None:
+        """Send STOP now, as its own task; note its origin for the latency record. Tried whatever the
+        view says about the link (it may lag the link by a moment); a link that is down makes it a
+        notification (the controller has stopped by itself then: HOST_LOST)."""
+        t = time.perf_counter()
+        commands = self.source.commands
+        if commands is None:
+            self.notify("a replay cannot be stopped", severity="warning")
+            return None
+        self.source.stops.requested(source, origin, t)
+        return self._spawn(commands.stop(source), "STOP")
+
+    # -- commands -------------------------------------------------------------------------------
+
+    def _spawn(self, command: Awaitable[T], what: str) -> asyncio.Task[T | None]:
+        task = asyncio.get_running_loop().create_task(self._command(command, what))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _command(self, command: Awaitable[T], what: str) -> T | None:
+        try:
+            return await command
+        except CommandRefused as exc:
+            self.notify(str(exc), title=f"{what} refused", severity="warning", timeout=8)
+        except LinkLost as exc:
+            hint = (
+                "\nthe controller stops by itself when its host is gone (HOST_LOST)" if what == "STOP" else ""
+            )
+            self.notify(f"{exc}{hint}", title=f"{what} not sent", severity="error", timeout=8)
+        except CementguardError as exc:
+            self.notify(str(exc), title=f"{what} failed", severity="error", timeout=8)
+        return None
+
+    def action_arm(self) -> None:
+        commands = self.source.commands
+        if commands is None:
+            return
+        plan = self.model.plan
+        if plan is None or self.plan_errors:
+            problems = "\n".join(self.plan_errors) or "no plan"
+            self.notify(problems, title="cannot arm: fix the plan", severity="error")
+            return
+        if self.model.mixed_at is None:
+            what = "enter the cement's age (mixed ago, s) in the plan panel"
+            self.notify(what, title="cannot arm", severity="error")
+            return
+        age = self.model.clock() - self.model.mixed_at
+
+        async def arm() -> None:
+            warnings = await commands.arm(plan, age)
+            for warning in warnings:
+                self.notify(warning, title="clamped to the device", severity="warning", timeout=10)
+
+        self._spawn(arm(), "ARM")
+
+    def action_start(self) -> None:
+        if self.source.commands is not None:
+            self._spawn(self.source.commands.start(), "START")
+
+    def action_space(self) -> None:
+        if self.replaying:
+            toggle = getattr(self.source, "toggle", None)
+            if toggle is not None:
+                toggle()
+            return
+        commands = self.source.commands
+        assert commands is not None
+        if self.model.state == State.INJECTING:
+            self._spawn(commands.pause(), "PAUSE")
+        elif self.model.state == State.PAUSED:
+            self._spawn(commands.resume(), "RESUME")
+        else:
+            self.notify(f"nothing to pause or resume: the controller is {state_name(self.model)}", timeout=4)
+
+    def action_clear(self) -> None:
+        commands = self.source.commands
+        if commands is None:
+            return
+        what = f"It is {state_name(self.model)}."
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._spawn(commands.clear(), "CLEAR")
+
+        self.push_screen(ConfirmClear(what), answered)
+
+    def action_quit_safely(self) -> None:
+        """q: STOP first when the plunger is (or may be about to be) moving, then quit."""
+        if self._quitting:
+            return
+        self._quitting = True
+        commands = self.source.commands
+        if commands is not None and self.model.linked and self.model.state in (State.INJECTING, State.PAUSED):
+            self.source.stops.requested(StopSource.OPERATOR, "dashboard key q")
+
+            async def stop_then_quit() -> None:
+                with contextlib.suppress(TimeoutError, CementguardError):
+                    await asyncio.wait_for(commands.stop(StopSource.OPERATOR), QUIT_STOP_TIMEOUT_S)
+                await self._close_recorder()
+                self.exit(0)
+
+            self.notify("stopping before quitting", severity="warning")
+            asyncio.get_running_loop().create_task(stop_then_quit())
+            return
+
+        async def quit_now() -> None:
+            await self._close_recorder()
+            self.exit(0)
+
+        asyncio.get_running_loop().create_task(quit_now())
+
+    # -- recording ------------------------------------------------------------------------------
+
+    def action_record(self) -> None:
+        if self.replaying or not isinstance(self.source, LiveSource):
+            return
+        if self.recorder is not None:
+            self._spawn(self._close_recorder(), "recording")
+        else:
+            self._spawn(self._open_recorder(self.source), "recording")
+
+    async def _open_recorder(self, source: LiveSource) -> None:
+        model = self.model
+        plan = model.plan
+        name = plan.name if plan else "dashboard"
+        label = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name)
+        ctl = source.controller
+        device = model.device if isinstance(model.device, DeviceInfoRecord) else None
+        counters = (lambda: ctl.counters) if ctl is not None else None
+        try:
+            recorder = await asyncio.to_thread(
+                Recorder.create,
+                new_run_dir(self.record_root, label[:40]),
+                plan,
+                device,
+                extra={"port": source.url, "from": "dashboard"},
+                counters_source=counters,
+            )
+        except OSError as exc:
+            self.notify(f"cannot record under {self.record_root}: {exc}", severity="error")
+            return
+        self.recorder = recorder
+        source.recorder = recorder
+        model.recording = str(recorder.path)
+        model.touch()
+
+    async def _close_recorder(self) -> None:
+        recorder, self.recorder = self.recorder, None
+        if isinstance(self.source, LiveSource):
+            self.source.recorder = None
+        self.model.recording = None
+        self.model.touch()
+        if recorder is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(recorder.close)
+            self.notify(f"recording saved: {recorder.path}", timeout=6)
+
+    def _recorder_failed(self, exc: Exception) -> None:
+        self.recorder = None
+        self.model.recording = None
+        self.model.touch()
+        self.notify(str(exc), title="recording stopped", severity="error", timeout=30)
+
+    # -- replay ---------------------------------------------------------------------------------
+
+    def action_seek(self, delta_s: float) -> None:
+        seek = getattr(self.source, "seek", None)
+        if seek is not None:
+            seek(float(delta_s))
+
+    def action_seek_to(self, position_s: float) -> None:
+        seek_to = getattr(self.source, "seek_to", None)
+        if seek_to is not None:
+            seek_to(float(position_s))
+
+    def action_speed(self, factor: float) -> None:
+        faster = getattr(self.source, "faster", None)
+        if faster is not None:
+            faster(float(factor))
+
+    # -- events from widgets --------------------------------------------------------------------
+
+    def on_plan_panel_changed(self, message: PlanPanel.Changed) -> None:
+        loaded = message.plan is not None or message.errors
+        self.plan_errors = message.errors if loaded else ["no plan loaded"]
+        if message.plan is not None:
+            self.model.set_plan(message.plan, message.source)
+        if message.mixed_ago_s != self._mixed_ago_s:  # a new age typed: the mixing time moves
+            self._mixed_ago_s = message.mixed_ago_s
+            age = message.mixed_ago_s
+            self.model.mixed_at = None if age is None else self.model.clock() - age
+            self.model.touch()
+
+    async def on_unmount(self) -> None:
+        sys.setswitchinterval(self._switch_interval)
+        gc.unfreeze()
+        await self._close_recorder()

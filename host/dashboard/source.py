@@ -1,0 +1,250 @@
+"""Where the dashboard's data comes from, and where its commands go.
+
+A `DashboardSource` feeds a `DashboardModel` from its own asyncio tasks (`run`, started by the app
+in a worker) and, if it can, carries commands (`commands`). Three kinds exist: `LiveSource` over a
+`host.client.Controller` (this module), `host.dashboard.replay.ReplaySource` over a recording, and
+the deterministic sources of the tests. The UI never awaits the link in a handler: commands run as
+their own tasks, and a STOP is sent at once, never behind another command (the link lets STOP
+overtake).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from host.client import Controller, LinkOptions, LinkState
+from host.dashboard.model import DashboardModel
+from host.errors import CementguardError, LinkLost
+from host.plan import InjectionPlan, clamp_to_device
+from host.recording import Recorder, RecorderError
+from host.stops import StopRequests
+from protocol import Event, Status, StopSource
+from protocol.models import DeviceInfoRecord, StatusRecord, kpa, ml
+
+COUNTERS_PERIOD_S = 0.5
+STATUS_PERIOD_S = 2.0
+"""GET_STATUS cadence: limits in force, increments done, cement age (telemetry carries the rest)."""
+RETRY_OPEN_S = (0.5, 5.0)
+"""Backoff between attempts to open the port when it cannot be opened at all (first connect)."""
+
+
+class Commands(Protocol):
+    """What the dashboard's keys ask of a controller. Every call may raise CommandRefused (a NAK,
+    shown as a notification) or LinkLost."""
+
+    async def arm(self, plan: InjectionPlan, mixed_ago_s: float) -> list[str]: ...
+    async def start(self) -> None: ...
+    async def pause(self) -> None: ...
+    async def resume(self) -> None: ...
+    async def stop(self, source: StopSource) -> None: ...
+    async def clear(self) -> None: ...
+
+
+class DashboardSource(Protocol):
+    @property
+    def label(self) -> str:
+        """Shown in the connection panel: the port URL, or the recording played back."""
+        ...
+
+    @property
+    def commands(self) -> Commands | None:
+        """None: a source that cannot be commanded (a replay)."""
+        ...
+
+    @property
+    def stops(self) -> StopRequests: ...
+
+    async def run(self, model: DashboardModel) -> None:
+        """Feed `model` until cancelled. Must not raise for link trouble: it shows it in the model."""
+        ...
+
+
+def status_record(status: Status | None) -> StatusRecord | None:
+    """The STATUS in edge units; None for one carrying an enum value this host does not know."""
+    if status is None:
+        return None
+    try:
+        return StatusRecord.from_message(status)
+    except ValidationError:
+        return None
+
+
+def feed_event(model: DashboardModel, event: Event, notes: dict[str, Any], received_at: float | None) -> None:
+    model.on_event(
+        kind=int(event.kind),
+        state=int(event.state),
+        reason=int(event.reason),
+        source=int(event.source),
+        t_s=event.t_us / 1e6,
+        pressure_kpa=kpa(event.pressure_pa),
+        volume_ml=ml(event.volume_nl),
+        notes=notes,
+        received_at=received_at,
+    )
+
+
+class LiveSource:
+    """A controller behind a port URL. Opens it (retrying while it cannot), then streams telemetry,
+    events and link changes into the model; the link itself reconnects after a loss and never
+    re-sends a motion command."""
+
+    def __init__(
+        self,
+        url: str,
+        options: LinkOptions | None = None,
+        *,
+        stops: StopRequests | None = None,
+        on_log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.url = url
+        self.label = url
+        self.options = options or LinkOptions()
+        self.stops = stops or StopRequests()
+        self.commands: Commands | None = self
+        self.controller: Controller | None = None
+        self.recorder: Recorder | None = None
+        """Set by the app while recording: every sample and event read is appended to it."""
+        self.on_recorder_error: Callable[[Exception], None] | None = None
+        self._log = on_log or (lambda _text: None)
+        self._model: DashboardModel | None = None
+        self._status_due = asyncio.Event()
+        self.connected = asyncio.Event()
+        """Set once the first connection is open (tests and the MQTT bridge wait on it)."""
+
+    # -- feeding --------------------------------------------------------------------------------
+
+    async def run(self, model: DashboardModel) -> None:
+        self._model = model
+        model.on_link("connecting", f"opening {self.url}", port=self.url)
+        ctl = await self._open(model)
+        try:
+            async with (
+                ctl.telemetry() as telemetry,
+                ctl.events() as events,
+                ctl.link_changes() as changes,
+                asyncio.TaskGroup() as tasks,
+            ):
+                self.controller = ctl
+                model.on_device(DeviceInfoRecord.from_message(ctl.device))
+                record = status_record(ctl.status)
+                if record is not None:
+                    model.on_status(record)
+                model.on_link(ctl.link_state.value, ctl.link_reason)
+                self.connected.set()
+                tasks.create_task(self._pump_telemetry(model, telemetry))
+                tasks.create_task(self._pump_events(model, events))
+                tasks.create_task(self._pump_link(model, ctl, changes))
+                tasks.create_task(self._poll(model, ctl))
+        finally:
+            self.controller = None
+            with contextlib.suppress(Exception):
+                await asyncio.shield(ctl.close())
+
+    async def _open(self, model: DashboardModel) -> Controller:
+        delay = RETRY_OPEN_S[0]
+        while True:
+            try:
+                return await Controller.connect(self.url, self.options)
+            except CementguardError as exc:
+                model.on_link("lost", f"cannot open: {exc}")
+                self._log(f"cannot open {self.url}: {exc}")
+            await asyncio.sleep(delay)  # backoff before the next attempt, not a synchronisation
+            delay = min(delay * 2, RETRY_OPEN_S[1])
+            model.on_link("connecting", f"opening {self.url} again")
+
+    async def _pump_telemetry(self, model: DashboardModel, telemetry: Any) -> None:
+        async for batch in telemetry:
+            model.on_samples(batch.samples)
+            recorder = self.recorder
+            if recorder is not None:
+                try:
+                    recorder.add_samples(batch.samples)
+                except RecorderError as exc:
+                    self._recorder_failed(exc)
+
+    async def _pump_events(self, model: DashboardModel, events: Any) -> None:
+        async for event in events:
+            notes = self.stops.match(event, events.received_at)
+            feed_event(model, event, notes, events.received_at)
+            self._status_due.set()  # increments done, limits in force: read STATUS soon
+            recorder = self.recorder
+            if recorder is not None:
+                try:
+                    recorder.add_event(event, **notes)
+                except RecorderError as exc:
+                    self._recorder_failed(exc)
+
+    async def _pump_link(self, model: DashboardModel, ctl: Controller, changes: Any) -> None:
+        async for change in changes:
+            model.on_link(change.state.value, change.reason)
+            record = status_record(change.status)
+            if record is not None:
+                model.on_status(record)
+            self._log(f"link {change.state.value}: {change.reason}")
+
+    async def _poll(self, model: DashboardModel, ctl: Controller) -> None:
+        """Counters twice a second, STATUS every few seconds (the device pushes the rest)."""
+        last_status = time.monotonic()
+        while True:
+            model.on_counters(dataclasses.asdict(ctl.counters))
+            if ctl.link_state is LinkState.CONNECTED and time.monotonic() - last_status >= STATUS_PERIOD_S:
+                last_status = time.monotonic()
+                with contextlib.suppress(CementguardError, TimeoutError, RuntimeError):
+                    record = status_record(await ctl.get_status())
+                    if record is not None:
+                        model.on_status(record)
+            with contextlib.suppress(TimeoutError):  # display cadence, or at once after an event
+                await asyncio.wait_for(self._status_due.wait(), COUNTERS_PERIOD_S)
+            if self._status_due.is_set():
+                self._status_due.clear()
+                last_status = 0.0
+
+    def _recorder_failed(self, exc: Exception) -> None:
+        self.recorder = None
+        if self.on_recorder_error is not None:
+            self.on_recorder_error(exc)
+
+    # -- commands ---------------------------------------------------------------------------------
+
+    def _ctl(self) -> Controller:
+        ctl = self.controller
+        if ctl is None:
+            raise LinkLost("not connected to the controller")
+        return ctl
+
+    async def arm(self, plan: InjectionPlan, mixed_ago_s: float) -> list[str]:
+        """ARM the plan, clamped to the device's own limits; returns one warning per clamped field."""
+        ctl = self._ctl()
+        clamped, warnings = clamp_to_device(plan, ctl.device)
+        status = await ctl.arm(clamped, mixed_ago_s=mixed_ago_s)
+        record = status_record(status)
+        if record is not None and self._model is not None:
+            self._model.on_status(record)
+        return warnings
+
+    async def start(self) -> None:
+        await self._ctl().start()
+
+    async def pause(self) -> None:
+        await self._ctl().pause()
+
+    async def resume(self) -> None:
+        await self._ctl().resume()
+
+    async def stop(self, source: StopSource) -> None:
+        await self._ctl().stop(source)
+
+    async def clear(self) -> None:
+        await self._ctl().clear()
+        if self._model is not None:
+            with contextlib.suppress(CementguardError):
+                record = status_record(await self._ctl().get_status())
+                if record is not None:
+                    self._model.on_status(record)

@@ -1,0 +1,187 @@
+"""The dashboard's keys against the real simulator (`cementguard sim --pty`): each key sends its
+command, STOP works from any screen and through a dialog, a lost link shows and disables the
+controls, q stops before quitting, a refused command is a notification."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Button
+
+from host.client import Controller
+from host.dashboard.source import LiveSource
+from host.dashboard.widgets.banner import StateBanner
+from host.dashboard.widgets.dialogs import ConfirmClear
+from host.recording import Recording
+from protocol import State, StopReason, StopSource
+from protocol.enums import Flags
+from tests.dashboard.conftest import until
+
+
+def relief_over(app) -> bool:  # type: ignore[no-untyped-def]
+    """The newest sample shows the stop and no pressure relief running (CLEAR is refused BUSY before)."""
+    return app.model.state == State.STOPPED and not app.model.latest.flags & Flags.RELIEF_ACTIVE
+
+
+def ctl_state(app) -> object:  # type: ignore[no-untyped-def]
+    source = app.source
+    assert isinstance(source, LiveSource)
+    assert source.controller is not None
+    return source.controller.state
+
+
+async def test_keys_drive_a_run_and_stop_is_logged_and_recorded(
+    live_dashboard, continuous_plan: Path
+) -> None:
+    async with live_dashboard(continuous_plan) as (app, pilot):
+        await pilot.press("r")
+        await until(pilot, lambda: app.model.recording is not None)
+        await pilot.press("a")
+        await until(pilot, lambda: ctl_state(app) == State.ARMED)
+        await pilot.press("s")
+        await until(pilot, lambda: ctl_state(app) == State.INJECTING and app.model.latest.volume_ml > 0.005)
+        await pilot.press("space")
+        await until(pilot, lambda: ctl_state(app) == State.PAUSED)
+        await pilot.press("space")
+        await until(pilot, lambda: ctl_state(app) == State.INJECTING)
+        await pilot.press("x")
+        await until(pilot, lambda: app.model.stops and app.model.stops[-1].reason == "OPERATOR_STOP")
+        assert ctl_state(app) == State.STOPPED
+        entry = app.model.stops[-1]
+        assert entry.source == "operator"
+        assert entry.origin == "dashboard key x"
+        assert entry.latency_ms is not None
+        assert entry.latency_ms > 0
+        app.refresh_view()
+        banner = app.query_one(StateBanner)
+        assert banner.has_class("-stopped")
+        assert "OPERATOR_STOP" in str(banner.render())
+        path = app.model.recording
+        assert path is not None
+        await pilot.press("r")
+        await until(pilot, lambda: app.model.recording is None)
+        await until(pilot, lambda: (Path(path) / "closed.json").exists())
+        await until(pilot, lambda: relief_over(app))
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmClear))
+        await pilot.press("y")
+        await until(pilot, lambda: ctl_state(app) == State.IDLE)
+    recording = Recording.open(path)
+    assert len(recording.samples) > 100
+    stops = recording.stop_events()
+    assert [s.record.reason for s in stops] == [StopReason.OPERATOR_STOP]
+    assert stops[0].annotations["stop_origin"] == "dashboard key x"
+    assert stops[0].annotations["stop_latency_ms"] > 0
+
+
+async def test_fluoroscopy_key_stops_with_its_source(live_dashboard, continuous_plan: Path) -> None:
+    async with live_dashboard(continuous_plan) as (app, pilot):
+        await pilot.press("a")
+        await until(pilot, lambda: ctl_state(app) == State.ARMED)
+        await pilot.press("s")
+        await until(pilot, lambda: ctl_state(app) == State.INJECTING)
+        await pilot.press("f")
+        await until(pilot, lambda: app.model.stops and app.model.stops[-1].reason == "FLUORO_STOP")
+        assert ctl_state(app) == State.STOPPED
+        assert app.model.stop_source == StopSource.FLUORO_OPERATOR
+        assert app.model.stops[-1].source == "fluoroscopy (dashboard key)"
+
+
+async def test_increment_pause_then_space_resumes(live_dashboard, quick_increments: Path) -> None:
+    async with live_dashboard(quick_increments) as (app, pilot):
+        await pilot.press("a")
+        await until(pilot, lambda: ctl_state(app) == State.ARMED)
+        await pilot.press("s")
+        await until(pilot, lambda: ctl_state(app) == State.PAUSED, 10.0)
+        assert app.model.stops[-1].reason == "INCREMENT_DONE"
+        app.refresh_view()
+        assert "INCREMENT_DONE" in str(app.query_one(StateBanner).render())
+        await pilot.press("space")
+        await until(pilot, lambda: ctl_state(app) == State.INJECTING or len(app.model.stops) > 1)
+        assert app.source.commands is not None
+
+
+async def test_stop_keys_work_through_the_clear_dialog(live_dashboard, continuous_plan: Path) -> None:
+    async with live_dashboard(continuous_plan) as (app, pilot):
+        for key in ("escape", "x"):
+            await pilot.press("a")
+            await until(pilot, lambda: ctl_state(app) == State.ARMED)
+            await pilot.press("s")
+            await until(pilot, lambda: ctl_state(app) == State.INJECTING)
+            await pilot.press("c")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmClear))
+            await pilot.press(key)
+            await until(pilot, lambda: ctl_state(app) == State.STOPPED)
+            assert isinstance(app.screen, ConfirmClear), "the dialog stays: STOP does not answer it"
+            assert app.model.stops[-1].reason == "OPERATOR_STOP"
+            await until(pilot, lambda: relief_over(app))
+            await pilot.press("y")
+            await until(pilot, lambda: ctl_state(app) == State.IDLE)
+
+
+async def test_escape_stops_while_typing_and_x_types(live_dashboard, continuous_plan: Path) -> None:
+    async with live_dashboard(continuous_plan) as (app, pilot):
+        await pilot.press("a")
+        await until(pilot, lambda: ctl_state(app) == State.ARMED)
+        await pilot.press("s")
+        await until(pilot, lambda: ctl_state(app) == State.INJECTING)
+        box = app.query_one("#plan-file")
+        box.focus()
+        await pilot.pause()
+        box.action_end()  # type: ignore[attr-defined]  # focus selected the text: type after it
+        before = box.value  # type: ignore[attr-defined]
+        await pilot.press("x")
+        await until(pilot, lambda: len(box.value) == len(before) + 1, 2.0)  # type: ignore[attr-defined]
+        assert box.value.count("x") == before.count("x") + 1  # type: ignore[attr-defined]
+        assert ctl_state(app) == State.INJECTING, "x typed into a text field is text, not a stop"
+        await pilot.press("escape")
+        await until(pilot, lambda: ctl_state(app) == State.STOPPED)
+
+
+async def test_refused_command_is_a_notification(live_dashboard) -> None:
+    async with live_dashboard() as (app, pilot):
+        await pilot.press("s")  # START while IDLE: NAK BAD_STATE
+        await until(pilot, lambda: any("refused" in title for title, _m, _s in app.notes))
+        title, message, severity = next(n for n in app.notes if "refused" in n[0])
+        assert title == "START refused"
+        assert "BAD_STATE" in message
+        assert severity == "warning"
+        assert app.is_running
+
+
+async def test_link_loss_shows_at_once_and_disables_controls(live_dashboard, sim) -> None:
+    proc, _port = sim
+    async with live_dashboard(refresh_hz=0.1) as (app, pilot):  # the timer redraws only every 10 s
+        assert app.check_action("arm", ()) is True
+        proc.kill()
+        await until(pilot, lambda: app.model.link.state in ("lost", "failed"), 3.0)
+        # shown with the change itself, not at the next timer redraw
+        await until(pilot, lambda: app.query_one(StateBanner).has_class("-lost"), 2.0)
+        assert "LINKLOST" in str(app.query_one(StateBanner).render()).replace(" ", "")
+        for action in ("arm", "start", "space", "clear"):
+            assert app.check_action(action, ()) is None, action
+        buttons = {b.name: b for b in app.query(Button)}
+        assert buttons["arm"].disabled
+        assert buttons["start"].disabled
+        assert not buttons["stop"].disabled, "the STOP button is never disabled"
+        await pilot.press("a")  # disabled: nothing is sent, nothing crashes
+        await pilot.press("x")
+        await until(pilot, lambda: any(t == "STOP not sent" for t, _m, _s in app.notes))
+        assert app.is_running
+
+
+async def test_q_while_injecting_stops_before_quitting(live_dashboard, sim, continuous_plan: Path) -> None:
+    _proc, port = sim
+    async with live_dashboard(continuous_plan) as (app, pilot):
+        await pilot.press("a")
+        await until(pilot, lambda: ctl_state(app) == State.ARMED)
+        await pilot.press("s")
+        await until(pilot, lambda: ctl_state(app) == State.INJECTING)
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, 5.0)
+    # the controller latched the operator's STOP, not the HOST_LOST of a host that just went away
+    async with Controller.open(port) as ctl:
+        status = await ctl.get_status()
+        assert status.state == State.STOPPED
+        assert status.stop_reason == StopReason.OPERATOR_STOP
+        assert status.stop_source == StopSource.OPERATOR
