@@ -223,8 +223,10 @@ class MqttBridge:
         backoff = self.options.backoff_min_s
         connects = 0
         while True:
+            clients: list[aiomqtt.Client] = []
             try:
-                async with self._client("out") as out, self._client("in") as inbound:
+                clients += (self._client("out"), self._client("in"))  # in the try: a bad TLS file retries
+                async with clients[0] as out, clients[1] as inbound:
                     connects += 1
                     if connects > 1:
                         self.counters.reconnects += 1
@@ -249,6 +251,8 @@ class MqttBridge:
                 )
             finally:
                 self._set_connected(False)
+                for client in clients:
+                    _retrieve_disconnect(client)
             await asyncio.sleep(backoff)  # the reconnect backoff, not synchronisation
             backoff = min(backoff * 2.0, self.options.backoff_max_s)
 
@@ -541,6 +545,15 @@ def _honour_cancel(task: asyncio.Task[Any] | None) -> None:
     would go on waiting for its next message forever."""
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+def _retrieve_disconnect(client: aiomqtt.Client) -> None:
+    """When the broker goes away both connections break, but the error surfaces through one of them;
+    the other's "Unexpected disconnection" would be logged by asyncio as a future exception never
+    retrieved. The outage is already logged and counted: mark it seen."""
+    done = client._disconnected  # aiomqtt keeps the disconnect future private
+    if done.done() and not done.cancelled():
+        done.exception()
 
 
 def _json(model: BaseModel) -> bytes:
