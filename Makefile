@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES := mosquitto mosquitto-clients socat
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test demo lint typecheck pytest venv system-deps bench clean
+.PHONY: test demo lint typecheck pytest hil venv system-deps bench clean
 
 venv: $(STAMP)
 
@@ -40,7 +40,12 @@ typecheck: venv
 pytest: venv system-deps
 	$(VENV)/bin/pytest
 
-test: venv system-deps lint typecheck pytest
+# The HIL corpus (hil/scenarios/*.toml): every hazard through host client and simulator; JUnit XML and
+# an HTML report with a plot per scenario under build/hil (docs/hil.md). Exits non-zero if one fails.
+hil: venv system-deps
+	$(VENV)/bin/cementguard hil run --junit build/hil/junit.xml --report-dir build/hil/report
+
+test: venv system-deps lint typecheck pytest hil
 
 demo: venv
 	$(VENV)/bin/cementguard demo

@@ -10,12 +10,18 @@ import argparse
 import signal
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from firmware_sim.plant import PlantConfig
+from firmware_sim.plant import Plant, PlantConfig
+from protocol import Event, EventKind
+
+if TYPE_CHECKING:
+    from firmware_sim.controller import TickOutput
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,6 +50,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "run simulated time this many times faster than wall time (1-100). The host must then "
             "heartbeat time-scale times faster than the reported watchdog: pass the same value to "
             "`cementguard run --time-scale`"
+        ),
+    )
+    p.add_argument(
+        "--trace",
+        action="store_true",
+        help=(
+            "also log to stderr, in simulated time, each plant event that fires, each STOP event with "
+            "the plant's true delivered volume, and that volume and pressure every 50 ms "
+            "(lines starting 'TRACE'; read by `cementguard hil run`, format in docs/hil.md)"
         ),
     )
     p.add_argument("--serial", default="SIM-0001", help="device serial number reported in the handshake")
@@ -86,10 +101,52 @@ def load_plant_config(path: Path | None, seed: int | None) -> PlantConfig:
     return PlantConfig.model_validate(data)
 
 
+TRACE_TRUTH_PERIOD_US = 50_000
+
+
+def _tracer(plant: Plant) -> Callable[[int, TickOutput], None]:
+    """The `--trace` log: what only the simulator knows (when a plant event really fired, the cement
+    truly delivered out of the tip), in simulated time, for HIL detection-latency and after-flow
+    figures. One line each, to stderr (stdout carries only the PORT line):
+
+        TRACE plant <t_s> <delivered_ml> <start|end> <kind>
+        TRACE stop <t_s> <reason> <source> <delivered_ml> <syringe_kpa>
+        TRACE truth <t_s> <delivered_ml> <syringe_kpa>
+
+    and, at exit, `TRACE ticks <n> overruns <late by > 1 period> max_late_ms <wall ms>`: whether the
+    simulator kept its real-time tick (a starved simulator catches up in bursts, which a host's
+    heartbeats cannot keep pace with).
+    """
+    seen = 0
+    next_truth_us = 0
+
+    def trace(now_us: int, out: TickOutput) -> None:
+        nonlocal seen, next_truth_us
+        lines = []
+        fired = plant.fired_events
+        for ev in fired[seen:]:
+            lines.append(f"TRACE plant {ev.t_s:.4f} {ev.delivered_ml:.6f} {ev.phase} {ev.event.kind}")
+        seen = len(fired)
+        t_s = now_us / 1e6
+        delivered_ml = plant.delivered_volume_m3 * 1e6
+        p_kpa = plant.syringe_pressure_pa / 1e3
+        for msg in out.outgoing:
+            if isinstance(msg, Event) and msg.kind == EventKind.STOP:
+                lines.append(
+                    f"TRACE stop {t_s:.4f} {int(msg.reason)} {int(msg.source)} {delivered_ml:.6f} {p_kpa:.2f}"
+                )
+        if now_us >= next_truth_us:
+            next_truth_us = now_us + TRACE_TRUTH_PERIOD_US
+            lines.append(f"TRACE truth {t_s:.4f} {delivered_ml:.6f} {p_kpa:.2f}")
+        if lines:
+            print("\n".join(lines), file=sys.stderr, flush=True)
+
+    return trace
+
+
 def _serve(args: argparse.Namespace) -> int:
     from firmware_sim.controller import Controller, ControllerConfig, FirmwareIdentity
     from firmware_sim.device import DeviceRuntime, PtyTransport, TcpTransport
-    from firmware_sim.plant import Plant
 
     if not 1.0 <= args.time_scale <= 100.0:
         print(f"error: --time-scale {args.time_scale} is outside the allowed range 1..100", file=sys.stderr)
@@ -123,7 +180,9 @@ def _serve(args: argparse.Namespace) -> int:
         what = "host attached" if attached else "host detached"
         print(f"{now_us / 1e6:10.3f} s  {what}", file=sys.stderr, flush=True)
 
-    runtime = DeviceRuntime(controller, Plant(plant_config), transport, on_link_change=_log_link)
+    plant = Plant(plant_config)
+    tracer = _tracer(plant) if args.trace else None
+    runtime = DeviceRuntime(controller, plant, transport, on_link_change=_log_link, on_tick=tracer)
 
     stopping = False
 
@@ -140,4 +199,12 @@ def _serve(args: argparse.Namespace) -> int:
         runtime.run_realtime(lambda: stopping, time_scale=args.time_scale)
     finally:
         transport.close()
+        if args.trace:
+            stats = runtime.stats
+            late_ms = max(stats.lateness_us, default=0) / 1e3
+            print(
+                f"TRACE ticks {stats.ticks} overruns {stats.overruns} max_late_ms {late_ms:.1f}",
+                file=sys.stderr,
+                flush=True,
+            )
     return 0

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     from host.dashboard import cli as dashboard_cli
 
     dashboard_cli.add_parsers(sub)
+    from hil import cli as hil_cli  # the launcher may import hil, as it does firmware_sim
+
+    hil_cli.add_parser(sub)
     from host.mqtt import cli as mqtt_cli
 
     mqtt_cli.add_parser(sub)

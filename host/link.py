@@ -438,6 +438,7 @@ class Link:
         self._link_subs: set[Subscription[LinkChange]] = set()
         self._state_waiters: list[tuple[frozenset[State | int], asyncio.Future[State | int]]] = []
         self._link_waiters: list[tuple[frozenset[LinkState], asyncio.Future[LinkState]]] = []
+        self._heartbeats_suspended = False
 
     # -- what the caller sees -------------------------------------------------------------------
 
@@ -589,6 +590,15 @@ class Link:
         ]
         for sub in subscriptions:
             sub._end()
+
+    def suspend_heartbeats(self) -> None:
+        """Stop sending heartbeats (everything else still works): plays a hung host, so HIL can show
+        the device's watchdog stopping the pump with HOST_LOST. Test and HIL use only."""
+        self._heartbeats_suspended = True
+
+    def resume_heartbeats(self) -> None:
+        """Undo `suspend_heartbeats`."""
+        self._heartbeats_suspended = False
 
     # -- commands -----------------------------------------------------------------------------------
 
@@ -812,13 +822,14 @@ class Link:
                     f"(its heartbeat is every {info.watchdog_ms // 2} ms)"
                 )
                 return
-            if now - self._last_tx >= beat_after:
+            if now - self._last_tx >= beat_after and not self._heartbeats_suspended:
                 uptime = int((time.monotonic() - self._t_open) * 1000) & 0xFFFF_FFFF
                 try:
                     self._send(gen, Heartbeat(uptime_ms=uptime, state=State.IDLE))
                 except LinkLost:
                     return  # the port is going away; its connection_lost reports it
-            wake = min(self._last_tx + beat_after, self._last_rx + silence) - loop.time()
+            next_beat = self._last_tx + beat_after if not self._heartbeats_suspended else now + period
+            wake = min(next_beat, self._last_rx + silence) - loop.time()
             await asyncio.sleep(max(wake, 0.001))
 
     async def _reconnect(self) -> None:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from firmware_sim.controller import Controller
+from firmware_sim.controller import Controller, TickOutput
 from firmware_sim.device.transport import Transport
 from firmware_sim.plant import Plant
 from protocol import MessageStream, encode_frame
@@ -50,6 +50,7 @@ class DeviceRuntime:
         transport: Transport,
         tick_us: int = TICK_US,
         on_link_change: Callable[[bool, int], None] | None = None,
+        on_tick: Callable[[int, TickOutput], None] | None = None,
     ) -> None:
         self.controller = controller
         self.plant = plant
@@ -64,6 +65,9 @@ class DeviceRuntime:
         self._early = b""
         self._on_link_change = on_link_change
         """Told (attached, now_us) when a host attaches or goes away: the simulator's console log."""
+        self._on_tick = on_tick
+        """Told (now_us, output) after each controller tick, before the plant steps: the simulator's
+        `--trace` log (plant events, STOP events, truth) that HIL reports read. None costs nothing."""
 
     def wait_for_host(self, should_stop: Callable[[], bool], poll_s: float = 0.001) -> bool:
         """Hold power-up until a host attaches, like a USB-powered pump: its POWER_UP event is then
@@ -100,6 +104,8 @@ class DeviceRuntime:
                 seq = (seq + 1) & 0xFFFF
             self._seq = seq
             self.transport.write(b"".join(chunks))
+        if self._on_tick is not None:
+            self._on_tick(self.now_us, out)
         self.plant.step(out.motor, self._dt_s)
         self.now_us += self.tick_us
 

@@ -1,0 +1,507 @@
+"""Play one scenario through the whole stack and measure what happened.
+
+host.client.Controller <-> `cementguard sim --pty --trace --scenario <plant file> --time-scale X` (a
+subprocess with its own pty), or a real rig at `--port`. The runner arms and starts the plan, performs
+the host-side events (silence, link cut, MQTT stop, operator / fluoroscopy key), answers increment
+pauses after the imaging time, records telemetry and events (a host.recording recording per scenario),
+and measures: detection latency, after-flow, delivered volume, peak pressure, final state, false stops.
+
+Clocks. Device time is the simulator's simulated clock (telemetry `t_us`, event `t_us`, the `--trace`
+lines); it is the same whatever the time scale, so detection latencies in device time are honest at
+any scale as long as the simulator keeps its tick. Stops the host itself sends (operator, fluoroscopy
+key, MQTT) are timed on the host's wall clock, from the request to the STOP event read off the port,
+as `host.stops` does. Teardown (simulator killed, port closed, recording closed) always runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hil.outcome import WATCHDOG_S, Measured, Outcome, harness_lag, judge
+from hil.scenario import PLANT_EVENT_KINDS, Scenario
+from hil.simulator import Simulator, Trace, write_plant_file
+from host.client import Controller, LinkOptions, LinkState
+from host.errors import CementguardError, CommandRefused
+from host.plan import clamp_to_device
+from host.recording import Recorder
+from protocol import Event, EventKind, NakCode, State, StopReason, StopSource, TelemetryBatch
+from protocol.models import DeviceInfoRecord
+
+HOST_STOP_KINDS = {"operator_stop": StopSource.OPERATOR, "fluoro_key_stop": StopSource.FLUORO_OPERATOR}
+HOST_CLOCK_KINDS = frozenset({"operator_stop", "fluoro_key_stop", "mqtt_stop"})
+"""Trigger events whose latency is timed on the host's wall clock (the host sends the stop)."""
+FINAL_STATUS_TIMEOUT_S = 10.0
+PREPARE_TIMEOUT_S = 10.0
+HEARTBEAT_S = 0.005
+HOST_SILENCE_FACTOR = 4.0
+DEFAULT_TELEMETRY_DIVIDER = 2
+"""500 Hz telemetry: a tenth of the host's decode load at 10x, ample for plots and peaks."""
+
+
+@dataclass
+class RunOptions:
+    time_scale: float = 5.0
+    port: str | None = None
+    """A real rig's port URL; None: a simulator per scenario."""
+    report_dir: Path = Path("build/hil/report")
+    telemetry_divider: int = DEFAULT_TELEMETRY_DIVIDER
+
+
+def _name(enum: Any, value: int) -> str:
+    try:
+        return str(enum(value).name)
+    except ValueError:
+        return str(value)
+
+
+def scenario_parameters(scenario: Scenario) -> dict[str, str]:
+    """The scenario's parameters as flat name -> text, for JUnit properties and the report."""
+    out: dict[str, str] = {"seed": str(scenario.seed)}
+    for key, value in scenario.plant.model_dump(exclude={"events", "seed"}).items():
+        if value is not None:
+            out[f"plant.{key}"] = str(value)
+    plan = scenario.plan
+    out["plan.mode"] = plan.mode
+    out["plan.flow_ml_min"] = f"{plan.flow_ml_min:g}"
+    out["plan.volume_limit_ml"] = f"{plan.volume_limit_ml:g}"
+    if plan.increment_ml:
+        out["plan.increment_ml"] = f"{plan.increment_ml:g}"
+    out["plan.soft_limit_kpa"] = f"{plan.pressure.soft_limit_kpa:g}"
+    out["plan.hard_limit_kpa"] = f"{plan.pressure.hard_limit_kpa:g}"
+    out["plan.relief"] = f"{plan.relief.enabled} ({plan.relief.relief_kpa:g} kPa)"
+    out["plan.working_time_s"] = f"{plan.cement.working_time_s:g}"
+    out["plan.viscosity_pa_s"] = f"{plan.cement.viscosity_min_pa_s:g}-{plan.cement.viscosity_max_pa_s:g}"
+    for i, ev in enumerate(scenario.events):
+        out[f"event.{i}"] = " ".join(f"{k}={v}" for k, v in ev.model_dump(exclude_none=True).items())
+    return out
+
+
+def skip_reason(scenario: Scenario, port: str | None) -> str | None:
+    """Why a scenario cannot run on a real rig (events only the simulator can inject), or None."""
+    if port is None:
+        return None
+    kinds = sorted({e.kind for e in scenario.events if e.kind in PLANT_EVENT_KINDS})
+    if kinds:
+        return (
+            f"needs the simulator: plant event(s) {', '.join(kinds)} cannot be injected into the rig at "
+            f"{port}"
+        )
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# one run
+# ---------------------------------------------------------------------------------------------
+
+
+class _Run:
+    """State of one scenario run on the host side."""
+
+    def __init__(
+        self, scenario: Scenario, options: RunOptions, scale: float, url: str, sim: Simulator | None
+    ):
+        self.s = scenario
+        self.options = options
+        self.scale = scale
+        self.url = url
+        self.sim = sim
+        self.m = Measured()
+        self.samples: list[np.ndarray[Any, Any]] = []
+        self.last_t_us: int | None = None
+        self.last_volume_nl = 0
+        self.last_rx = 0.0
+        self.telemetry_tick = asyncio.Event()
+        self.stops: asyncio.Queue[tuple[Event, float] | str] = asyncio.Queue()
+        self.host_onsets: dict[str, tuple[float, float]] = {}
+        """kind -> (device s estimate, host perf_counter) of host-side events performed."""
+        self.stop_events: list[tuple[Event, float]] = []
+        self.cut = False
+        self.recorder: Recorder | None = None
+
+    def device_now_s(self) -> float:
+        """Device time now, from the latest telemetry sample and the wall time since it was read."""
+        if self.last_t_us is None:
+            return 0.0
+        return self.last_t_us / 1e6 + (time.perf_counter() - self.last_rx) * self.scale
+
+    async def watch_loop_lag(self, period_s: float = 0.005) -> None:
+        """How late this event loop runs a timer: a starved host misses heartbeats (harness health)."""
+        worst = 0.0
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(period_s)
+            lag = time.perf_counter() - t - period_s
+            if lag > worst:
+                worst = lag
+                self.m.host_max_lag_ms = round(worst * 1000.0, 1)
+                self.m.host_max_lag_at_s = round(self.device_now_s(), 3)
+
+    async def pump_telemetry(self, ctl: Controller) -> None:
+        async with ctl.telemetry() as sub:
+            async for batch in sub:
+                assert isinstance(batch, TelemetryBatch)
+                s = batch.samples
+                if len(s):
+                    self.samples.append(s.copy())
+                    self.last_t_us = int(s["t_us"][-1])
+                    self.last_volume_nl = int(s["volume_nl"][-1])
+                    self.last_rx = sub.received_at or time.perf_counter()
+                    if self.recorder is not None:
+                        self.recorder.add_samples(s)
+                self.telemetry_tick.set()
+
+    async def pump_events(self, ctl: Controller) -> None:
+        async with ctl.events() as sub:
+            async for event in sub:
+                t = sub.received_at or time.perf_counter()
+                notes: dict[str, Any] = {}
+                if event.kind == EventKind.STOP:
+                    notes["stop_source"] = _name(StopSource, event.source)
+                    self.stop_events.append((event, t))
+                    await self.stops.put((event, t))
+                if self.recorder is not None:
+                    self.recorder.add_event(event, **notes)
+
+    async def _wait_until(self, ev: Any) -> None:
+        while True:
+            if ev.at_s is None and ev.at_volume_ml is None:
+                return
+            if ev.at_s is not None and self.last_t_us is not None and self.device_now_s() >= ev.at_s:
+                return
+            if ev.at_volume_ml is not None and self.last_volume_nl >= ev.at_volume_ml * 1e6:
+                return
+            self.telemetry_tick.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.telemetry_tick.wait(), 0.5)
+
+    async def host_event(self, ctl: Controller, ev: Any, mqtt: Any) -> None:
+        await self._wait_until(ev)
+        onset = (self.device_now_s(), time.perf_counter())
+        self.host_onsets.setdefault(ev.kind, onset)
+        if ev.kind == "host_silence":
+            ctl.link.suspend_heartbeats()
+        elif ev.kind == "link_cut":
+            self.cut = True
+            await ctl.close()
+            await self.stops.put("cut")
+        elif ev.kind in HOST_STOP_KINDS:
+            with contextlib.suppress(CementguardError):
+                await ctl.stop(HOST_STOP_KINDS[ev.kind])
+        elif ev.kind == "mqtt_stop":
+            await mqtt.publish_stop()
+
+
+async def run_scenario(scenario: Scenario, path: Path, options: RunOptions) -> Outcome:
+    """Run one scenario (simulator or rig) and judge it. Never raises for a scenario's own failure:
+    an exception inside becomes status 'error' with its message.
+
+    A run that failed while the harness could not keep its clock (`harness_lag`: the host's event loop
+    or the simulator's tick fell behind by more than 40 % of the scaled watchdog, e.g. on a machine
+    saturated by other work) did not test what it meant to: it is run once more at time scale 1, and
+    that run's verdict stands, with the first attempt's reason in `rerun`. Failures with a healthy
+    harness are never rerun.
+    """
+    scale = scenario.time_scale or options.time_scale
+    if options.port is not None:
+        scale = 1.0
+    outcome = await _attempt(scenario, path, options, scale)
+    lag = harness_lag(outcome.measured, scale)
+    if outcome.status in ("failed", "error") and options.port is None and scale > 1.0 and lag:
+        first = outcome
+        outcome = await _attempt(scenario, path, options, 1.0)
+        outcome.rerun = f"rerun at time scale 1: at {scale:g} {lag}; first attempt: {first.message}"
+        outcome.measured.wall_s = round(outcome.measured.wall_s + first.measured.wall_s, 3)
+    return outcome
+
+
+async def _attempt(scenario: Scenario, path: Path, options: RunOptions, scale: float) -> Outcome:
+    outcome = Outcome(
+        scenario.name,
+        os.fspath(path),
+        "error",
+        time_scale=scale,
+        port=options.port or "simulator pty",
+        parameters=scenario_parameters(scenario),
+        description=scenario.description,
+    )
+    reason = skip_reason(scenario, options.port)
+    if reason is not None:
+        outcome.status = "skipped"
+        outcome.message = reason
+        return outcome
+    t0 = time.perf_counter()
+    out_dir = options.report_dir / scenario.name
+    if out_dir.exists():
+        shutil.rmtree(out_dir)  # a recording directory holds exactly one run
+    out_dir.mkdir(parents=True)
+    sim: Simulator | None = None
+    run: _Run | None = None
+    try:
+        if options.port is None:
+            plant_file = write_plant_file(scenario, out_dir / "plant.toml")
+            sim = Simulator(plant_file, scenario, scale)
+            url = await sim.start()
+        else:
+            url = options.port
+        run = _Run(scenario, options, scale, url, sim)
+        await _drive(run, out_dir)
+        outcome.recording = os.fspath(out_dir / "recording")
+    except Exception as exc:  # the scenario errored: reported, never hides the teardown
+        outcome.message = f"{type(exc).__name__}: {exc}"
+    finally:
+        if sim is not None:
+            await sim.stop()
+    if run is not None:
+        outcome.measured = run.m
+        if sim is not None:
+            _measure_trace(run, sim.trace)
+        _measure_host(run)
+        if not outcome.message:
+            failures = judge(scenario, run.m, options.port is not None)
+            outcome.status = "failed" if failures else "passed"
+            outcome.message = "\n".join(failures)
+    outcome.measured.wall_s = round(time.perf_counter() - t0, 3)
+    return outcome
+
+
+async def _drive(run: _Run, out_dir: Path) -> None:
+    s, scale = run.s, run.scale
+    # Heartbeats every 5 ms of wall time (at most a fifth of the scaled watchdog): a simulator that
+    # fell behind catches up in a burst of ticks, and the host's frames must keep pace with it. The
+    # host gives a silent device 4 watchdogs before dropping the port: safety is the device's job.
+    options = LinkOptions(
+        time_scale=scale,
+        heartbeat_period_s=min(HEARTBEAT_S, WATCHDOG_S / scale / 5),
+        silence_factor=HOST_SILENCE_FACTOR,
+    )
+    mqtt_cm: Any = contextlib.nullcontext()
+    if any(e.kind == "mqtt_stop" for e in s.events):
+        from hil.mqtt_stop import MqttStopper
+
+        mqtt_cm = MqttStopper(out_dir)
+    async with mqtt_cm as mqtt:
+        ctl = await Controller.connect(run.url, options)
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            if mqtt is not None:
+                await mqtt.attach(ctl)
+            info = ctl.device
+            plan, _warnings = clamp_to_device(s.plan, info)
+            run.recorder = Recorder.create(
+                out_dir / "recording",
+                plan,
+                DeviceInfoRecord.from_message(info),
+                extra={"scenario": s.name, "port": run.url, "time_scale": scale},
+                counters_source=lambda: ctl.counters,
+            )
+            tasks.append(asyncio.create_task(run.watch_loop_lag()))
+            tasks.append(asyncio.create_task(run.pump_telemetry(ctl)))
+            tasks.append(asyncio.create_task(run.pump_events(ctl)))
+            await ctl.set_telemetry(run.options.telemetry_divider, 20)
+            await _prepare_device(ctl)
+            status = await ctl.get_status()
+            sim_age = s.plant.mixed_ago_s + (status.t_us / 1e6 if run.sim is not None else 0.0)
+            await ctl.arm(plan, mixed_ago_s=sim_age)
+            try:
+                await ctl.start()
+            except CommandRefused as exc:
+                run.m.refused = _name(NakCode, exc.code)
+                await _final(run, ctl, options)
+                return
+            start_perf = time.perf_counter()
+            for ev in s.host_events:
+                tasks.append(asyncio.create_task(run.host_event(ctl, ev, mqtt)))
+            deadline = start_perf + s.max_duration_s / scale
+            pending: tuple[Event, float] | str | None = None
+            while True:
+                left = deadline - time.perf_counter()
+                if pending is not None:
+                    item, pending = pending, None
+                elif left <= 0:
+                    run.m.timed_out = True
+                    break
+                else:
+                    try:
+                        item = await asyncio.wait_for(run.stops.get(), left)
+                    except TimeoutError:
+                        run.m.timed_out = True
+                        break
+                if item == "cut":
+                    if run.sim is not None:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(run.sim.trace.stop_seen.wait(), 5.0)
+                    break
+                assert not isinstance(item, str)
+                event = item[0]
+                if event.reason == StopReason.INCREMENT_DONE and event.state == State.PAUSED:
+                    run.m.increments_done += 1
+                    if not s.resume_increments:
+                        break
+                    # The imaging pause, in device time. A stop during it (a fault while PAUSED, a
+                    # cut link) ends the run instead of the RESUME.
+                    with contextlib.suppress(TimeoutError):
+                        pending = await asyncio.wait_for(run.stops.get(), s.resume_after_s / scale)
+                    if pending is not None:
+                        continue
+                    try:
+                        await ctl.resume()
+                    except CommandRefused as exc:
+                        run.m.refused = _name(NakCode, exc.code)
+                        break
+                    except CementguardError:
+                        pass  # a stop raced the resume: the next STOP event tells
+                    continue
+                break
+            await asyncio.sleep(s.settle_s / scale)  # relief and after-flow, in device time
+            await _final(run, ctl, options)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if run.recorder is not None:
+                await asyncio.to_thread(run.recorder.close)
+            await ctl.close()
+
+
+async def _prepare_device(ctl: Controller) -> None:
+    """Bring a device left latched by the previous scenario (a real rig) back to IDLE: STOP if it
+    holds a plan, then CLEAR, retried while relief still runs (BUSY). A fresh simulator is IDLE."""
+    state = (await ctl.get_status()).state
+    if state == State.IDLE:
+        return
+    if state in (State.ARMED, State.INJECTING, State.PAUSED):
+        await ctl.stop(StopSource.OPERATOR)
+    deadline = time.perf_counter() + PREPARE_TIMEOUT_S
+    while True:
+        try:
+            await ctl.clear()
+            return
+        except CommandRefused as exc:
+            if exc.code != NakCode.BUSY or time.perf_counter() > deadline:
+                raise
+        await asyncio.sleep(0.05)  # relief is still backing off; CLEAR is refused until it ends
+
+
+async def _final(run: _Run, ctl: Controller, options: LinkOptions) -> None:
+    """The final STATUS: on the open session, after a reconnect, or from a new connection (cut)."""
+    ctl.link.resume_heartbeats()
+    status = None
+    if run.cut:
+        fresh = await Controller.connect(run.url, options)
+        try:
+            status = fresh.status
+        finally:
+            await fresh.close()
+    else:
+        try:
+            status = await asyncio.wait_for(ctl.get_status(), FINAL_STATUS_TIMEOUT_S)
+        except (CementguardError, TimeoutError):
+            await ctl.wait_for_link(LinkState.CONNECTED, timeout=FINAL_STATUS_TIMEOUT_S)
+            status = ctl.status
+    if status is None:
+        return
+    run.m.final_t_s = status.t_us / 1e6
+    run.m.final_state = _name(State, status.state)
+    run.m.final_reason = _name(StopReason, status.stop_reason) if status.stop_reason else None
+    run.m.final_source = _name(StopSource, status.stop_source) if status.stop_source else None
+    if run.m.delivered_ml is None:
+        run.m.delivered_ml = round(status.volume_nl / 1e6, 6)
+
+
+def _final_stop(run: _Run) -> tuple[Event, float] | None:
+    """The first stop that ended the injection (latched or VOLUME_LIMIT) before the final STATUS."""
+    for event, t in _run_stops(run):
+        if event.reason != StopReason.INCREMENT_DONE:
+            return event, t
+    return None
+
+
+def _run_stops(run: _Run) -> list[tuple[Event, float]]:
+    end = run.m.final_t_s
+    return [(e, t) for e, t in run.stop_events if end is None or e.t_us / 1e6 <= end]
+
+
+def _measure_host(run: _Run) -> None:
+    """Figures from what the host received: stops, peak pressure, delivered volume, host-clock
+    latency, and onsets/latency where the simulator's trace is not there (a real rig)."""
+    m = run.m
+    for event, _t in _run_stops(run):
+        entry = (round(event.t_us / 1e6, 4), _name(StopReason, event.reason), _name(StopSource, event.source))
+        if entry not in m.stops:
+            m.stops.append(entry)
+    m.stops.sort()
+    if run.samples:
+        samples = np.concatenate(run.samples)
+        m.peak_pressure_kpa = round(float(samples["pressure_pa"].max()) / 1e3, 1)
+    final = _final_stop(run)
+    stops = _run_stops(run)
+    if final is not None:
+        m.delivered_ml = round(final[0].volume_nl / 1e6, 6)
+    elif stops:  # paused after an increment: what it had delivered then
+        m.delivered_ml = round(stops[-1][0].volume_nl / 1e6, 6)
+    for kind, (dev_s, _perf) in run.host_onsets.items():
+        if kind == "link_cut" and run.sim is not None and run.sim.trace.detached_s:
+            dev_s = run.sim.trace.detached_s[0]  # the device's own clock saw the cut here
+        m.onsets.append((round(dev_s, 4), kind))
+    m.onsets.sort()
+    trigger = run.s.expect.latency_from or (m.onsets[0][1] if m.onsets else None)
+    m.trigger = trigger
+    if trigger is None:
+        latched = [st for st in m.stops if st[1] not in ("INCREMENT_DONE", "VOLUME_LIMIT")]
+        if latched and run.s.expect.reason is not None and latched[0][1] != run.s.expect.reason:
+            m.false_stops = 1
+        return
+    onset = next((t for t, k in m.onsets if k == trigger), None)
+    m.onset_s = onset
+    latched = [st for st in m.stops if st[1] not in ("INCREMENT_DONE", "VOLUME_LIMIT")]
+    first = latched[0] if latched else next((st for st in m.stops if st[1] == "VOLUME_LIMIT"), None)
+    if first is not None:
+        m.stop_s = first[0]
+    if onset is not None and latched and latched[0][0] < onset:
+        m.false_stops = 1
+    if trigger in HOST_CLOCK_KINDS and trigger in run.host_onsets and final is not None:
+        m.latency_ms = round((final[1] - run.host_onsets[trigger][1]) * 1000.0, 3)
+        m.latency_clock = "host wall clock (request -> STOP event read off the port)"
+    elif onset is not None and m.stop_s is not None and latched:
+        m.latency_ms = round((m.stop_s - onset) * 1000.0, 3)
+        m.latency_clock = "device (simulated) clock"
+
+
+def _measure_trace(run: _Run, trace: Trace) -> None:
+    """Figures only the simulator knows: when plant events fired, stops the host never saw (a cut
+    link), the true cement delivered and the after-flow."""
+    m = run.m
+    for t_s, _ml, phase, kind in trace.plant:
+        if phase == "start" and not any(k == kind for _t, k in m.onsets):
+            m.onsets.append((round(t_s, 4), kind))
+    end = m.final_t_s
+    if trace.ticks is not None:
+        m.sim_overruns, m.sim_max_late_ms = trace.ticks[1], trace.ticks[2]
+    for t_s, reason, source, _ml in trace.stops:
+        if end is not None and t_s > end + 0.0005:
+            continue
+        entry = (round(t_s, 4), _name(StopReason, reason), _name(StopSource, source))
+        if not any(abs(e[0] - entry[0]) < 0.002 and e[1] == entry[1] for e in m.stops):
+            m.stops.append(entry)
+    final = next(
+        (
+            (t, ml)
+            for t, r, _s, ml in trace.stops
+            if r != StopReason.INCREMENT_DONE and (end is None or t <= end + 0.0005)
+        ),
+        None,
+    )
+    truth = [row for row in trace.truth if end is None or row[0] <= end + 0.0005]
+    if truth:
+        m.delivered_truth_ml = round(truth[-1][1], 6)
+        if final is not None:
+            m.after_flow_ml = round(max(0.0, truth[-1][1] - final[1]), 6)
