@@ -307,14 +307,19 @@ class DashboardApp(App[int]):
 
         self.push_screen(ConfirmClear(what), answered)
 
-    def action_quit_safely(self) -> None:
+    async def action_quit(self) -> None:
+        """Textual's own quit key (ctrl+q, and what its ctrl+c hint names) quits as q does: it
+        must not leave a moving plunger to the watchdog's HOST_LOST."""
+        self.action_quit_safely("ctrl+q")
+
+    def action_quit_safely(self, key: str = "q") -> None:
         """q: STOP first when the plunger is (or may be about to be) moving, then quit."""
         if self._quitting:
             return
         self._quitting = True
         commands = self.source.commands
         if commands is not None and self.model.linked and self.model.state in (State.INJECTING, State.PAUSED):
-            self.source.stops.requested(StopSource.OPERATOR, "dashboard key q")
+            self.source.stops.requested(StopSource.OPERATOR, f"dashboard key {key}")
 
             async def stop_then_quit() -> None:
                 with contextlib.suppress(TimeoutError, CementguardError):
