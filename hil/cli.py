@@ -63,10 +63,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help=f"simulated time per wall second, for scenarios that set none (default {DEFAULT_TIME_SCALE:g})",
     )
     r.set_defaults(func=_run)
-    try:
-        from hil import sweep
-    except ImportError:  # hil/sweep.py is optional for `run`
-        return
+    from hil import sweep
+
     sweep.add_parser(sub)
 
 
