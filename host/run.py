@@ -3,7 +3,8 @@
 The controller owns safety; this command only asks. It arms the plan (clamped to the device's own
 limits, with a warning per clamped field), starts, shows delivered volume, pressure and state, and
 answers increment pauses at the terminal (or after `--auto-resume` seconds, for unattended demos).
-Ctrl-C sends STOP first and waits for its acknowledgement, with a timeout of its own, before leaving.
+Ctrl-C sends STOP first and waits for its acknowledgement, with a timeout of its own, before leaving;
+so do SIGTERM and SIGHUP (the terminal closed), not to leave the stop to the watchdog's HOST_LOST.
 
 Exit codes (also in `cementguard run --help`): 0 plan completed, 2 usage or plan error, 3 safety
 stop (the reason is printed), 4 link failure.
@@ -44,6 +45,19 @@ EXIT_CODES_HELP = (
 SAFE_STOP_TIMEOUT_S = 2.0
 """How long Ctrl-C waits for the STOP acknowledgement before giving up (the watchdog then stops)."""
 ENDED = (State.STOPPED, State.DONE, State.FAULT)
+STOP_SIGNALS = {signal.SIGINT: "ctrl-c", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
+"""Signals that stop the injection as Ctrl-C does, and the origin each stop is recorded with."""
+
+
+class _Interrupted(asyncio.Event):
+    """Set by the first of STOP_SIGNALS to come; `origin` names it."""
+
+    origin = "ctrl-c"
+
+    def by(self, origin: str) -> None:
+        if not self.is_set():
+            self.origin = origin
+        self.set()
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -147,10 +161,11 @@ async def run_plan(
         console.print(f"[bold red]link failure:[/] {exc}", highlight=False)
         return EXIT_LINK
     recorder: Recorder | None = None
-    interrupted = asyncio.Event()
+    interrupted = _Interrupted()
     loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGINT, interrupted.set)
+    for sig, origin in STOP_SIGNALS.items():
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, interrupted.by, origin)
     try:
         info = ctl.device
         clamped, warnings = clamp_to_device(plan, info)
@@ -170,8 +185,9 @@ async def run_plan(
         console.print(f"[bold red]plan error[/]\n{exc}", highlight=False)
         return EXIT_USAGE
     finally:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGINT)
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
         if recorder is not None:
             await asyncio.to_thread(recorder.close)  # its final fsync must not stall the loop
         await ctl.close()
@@ -187,7 +203,7 @@ async def _inject(
     mixed_ago_s: float,
     recorder: Recorder | None,
     auto_resume_s: float | None,
-    interrupted: asyncio.Event,
+    interrupted: _Interrupted,
     console: Console,
     ask: Callable[[str], str] | None,
 ) -> int:
@@ -258,7 +274,7 @@ async def _drive(
     stops: asyncio.Queue[Event | None],
     link_lost: asyncio.Event,
     auto_resume_s: float | None,
-    interrupted: asyncio.Event,
+    interrupted: _Interrupted,
     view: Live,
     ask: Callable[[str], str] | None,
     requests: StopRequests,
@@ -270,7 +286,7 @@ async def _drive(
         while True:
             event = await _next_stop(stops, interrupted)
             if event == "interrupted":
-                return await _safe_stop(ctl, console, requests, "ctrl-c")
+                return await _safe_stop(ctl, console, requests, interrupted.origin)
             if event is None:
                 console.print(f"[bold red]link lost:[/] {ctl.link_reason}", highlight=False)
                 return EXIT_LINK
@@ -286,7 +302,7 @@ async def _drive(
                     console.print(f"[bold red]link lost:[/] {ctl.link_reason}", highlight=False)
                     return EXIT_LINK
                 if answer == "stop":
-                    origin = "ctrl-c" if interrupted.is_set() else "operator prompt"
+                    origin = interrupted.origin if interrupted.is_set() else "operator prompt"
                     return await _safe_stop(ctl, console, requests, origin)
                 continue
             source = _name(StopSource, event.source)
@@ -390,7 +406,8 @@ def _read_in_daemon_thread(reader: Callable[[str], str], prompt: str) -> asyncio
 
 async def _safe_stop(ctl: Controller, console: Console, requests: StopRequests, origin: str) -> int:
     requests.requested(StopSource.OPERATOR, f"cementguard run {origin}")
-    console.print("[bold]stopping[/] (STOP sent, waiting for the acknowledgement)", highlight=False)
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone: STOP all the same
+        console.print("[bold]stopping[/] (STOP sent, waiting for the acknowledgement)", highlight=False)
     try:
         await asyncio.wait_for(ctl.stop(StopSource.OPERATOR), timeout=SAFE_STOP_TIMEOUT_S)
     except (TimeoutError, CementguardError) as exc:

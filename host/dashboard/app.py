@@ -6,29 +6,40 @@ notification. STOP (x, Escape) and the fluoroscopy stop (f) are priority binding
 they work on every screen, with a dialog open too, and each is sent at once as its own task, never
 behind another command. The origin time of each stop request is noted (`StopRequests`), so the stop
 log and the recording show the latency from key press to the STOP event.
+
+SIGTERM (a shutdown, `kill`) and SIGHUP (the terminal window closed) leave as q does: STOP first
+while the plunger may move, the recording closed, then exit; the controller latches the operator's
+STOP, not the HOST_LOST its watchdog would raise only after `watchdog_ms` without this host.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
+import os
+import signal
 import sys
+import termios
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Footer, Input
+from textual.widgets import Button, Input
 from textual.widgets.button import ButtonVariant
 
 from host.dashboard.model import DashboardModel
 from host.dashboard.source import DashboardSource, LiveSource
 from host.dashboard.widgets.banner import StateBanner
 from host.dashboard.widgets.dialogs import ConfirmClear
+from host.dashboard.widgets.footer import KeyFooter
 from host.dashboard.widgets.panels import ConnectionPanel, Readouts, RecordingIndicator, state_name
 from host.dashboard.widgets.plan_panel import PlanPanel
 from host.dashboard.widgets.plots import PressurePlot, VolumePlot
@@ -43,11 +54,33 @@ REFRESH_HZ = 5.0
 GIL_SWITCH_S = 0.001
 QUIT_STOP_TIMEOUT_S = 2.0
 """How long q waits for the STOP acknowledgement before leaving anyway (the watchdog then stops)."""
+QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""Signals that quit as q does (STOP first while injecting or paused)."""
+HANGUP_EXIT_S = QUIT_STOP_TIMEOUT_S + 3.0
+"""After SIGHUP, the latest moment the process ends: Textual's teardown writes to a terminal that
+is gone, and must not keep the process (and its serial port) alive."""
 STOP_KEYS = ("x", "f")
 """Letters that stop: typed as text while a text field has the focus (Escape always stops)."""
 LINK_ACTIONS = frozenset({"arm", "start", "space", "clear"})
 REPLAY_ACTIONS = frozenset({"seek", "seek_to", "speed"})
+WIDE_FROM = 120
+"""Columns from which the side and plan panels get their full widths."""
+TALL_FROM = 40
+"""Rows from which the connection panel shows its counters and the stop log its full height."""
 T = TypeVar("T")
+
+
+def terminal_hung_up() -> bool:
+    """Whether the terminal Textual draws on (stderr) has hung up (its window closed): a hung-up
+    tty answers EIO; SIGHUP alone (e.g. from a shell that exits) leaves it working."""
+    stderr = sys.__stderr__
+    try:
+        termios.tcgetattr(stderr.fileno() if stderr is not None else -1)
+    except termios.error as exc:
+        return bool(exc.args) and exc.args[0] == errno.EIO
+    except (ValueError, OSError):  # stderr closed
+        return False
+    return False
 
 
 class DashboardApp(App[int]):
@@ -57,6 +90,10 @@ class DashboardApp(App[int]):
     """Its text field would take Escape, which must stay STOP everywhere."""
     AUTO_FOCUS = "#stop-log"
     """Not a text field: the command keys work from the start."""
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_FROM, "-wide")]  # noqa: RUF012 (as App declares it)
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (TALL_FROM, "-tall")]  # noqa: RUF012
+    """The screen's size classes (dashboard.tcss): a narrow or short terminal (80x24) gets narrower
+    side and plan panels, a shorter stop log, a two-row footer and the compact connection panel."""
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("x", "stop('x')", "STOP", key_display="x/Esc", priority=True),
         Binding("escape", "stop('escape')", "STOP", show=False, priority=True),
@@ -99,6 +136,8 @@ class DashboardApp(App[int]):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._linked: bool | None = None
         self._quitting = False
+        self._hung_up = False
+        self._signal_handlers: dict[signal.Signals, Any] = {}
         self.recorder: Recorder | None = None
         self._switch_interval = sys.getswitchinterval()
 
@@ -136,7 +175,7 @@ class DashboardApp(App[int]):
                 yield Button(
                     label, variant=variant, compact=True, classes="control", name=name, action=f"app.{action}"
                 )
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self._main_screen = self.screen
@@ -158,6 +197,7 @@ class DashboardApp(App[int]):
                 self._background(self), name="background", group="background", exit_on_error=False
             )
         self.model.on_urgent = self._redraw_soon
+        self._handle_quit_signals()
         self.refresh_view()
         self.set_interval(1.0 / self.refresh_hz, self.refresh_view, name="redraw")
 
@@ -184,7 +224,7 @@ class DashboardApp(App[int]):
             return  # closing down: the widgets are going
         main.query_one(StateBanner).show(m)
         main.query_one(Readouts).show(m)
-        main.query_one(ConnectionPanel).show(m)
+        main.query_one(ConnectionPanel).show(m, compact=main.has_class("-short"))
         main.query_one(RecordingIndicator).show(m)
         main.query_one(StopLog).show(m)
         main.query_one(PressurePlot).redraw(m)
@@ -197,6 +237,11 @@ class DashboardApp(App[int]):
             allowed = self.check_action(button.name or "", ())
             button.disabled = not allowed
             button.display = allowed is not False
+
+    def on_resize(self, event: events.Resize) -> None:
+        """The screen's size classes follow the terminal: redraw the panels in their form at once,
+        not at the next timer tick."""
+        self.call_after_refresh(self.refresh_view)
 
     # -- which controls are live ----------------------------------------------------------------
 
@@ -314,18 +359,23 @@ class DashboardApp(App[int]):
 
     def action_quit_safely(self, key: str = "q") -> None:
         """q: STOP first when the plunger is (or may be about to be) moving, then quit."""
+        self.quit_safely(f"dashboard key {key}")
+
+    def quit_safely(self, origin: str) -> None:
+        """STOP (noted with `origin`) first when the plunger is (or may be about to be) moving,
+        wait for its acknowledgement (at most QUIT_STOP_TIMEOUT_S), close the recording, exit."""
         if self._quitting:
             return
         self._quitting = True
         commands = self.source.commands
         if commands is not None and self.model.linked and self.model.state in (State.INJECTING, State.PAUSED):
-            self.source.stops.requested(StopSource.OPERATOR, f"dashboard key {key}")
+            self.source.stops.requested(StopSource.OPERATOR, origin)
 
             async def stop_then_quit() -> None:
                 with contextlib.suppress(TimeoutError, CementguardError):
                     await asyncio.wait_for(commands.stop(StopSource.OPERATOR), QUIT_STOP_TIMEOUT_S)
                 await self._close_recorder()
-                self.exit(0)
+                self._leave()
 
             self.notify("stopping before quitting", severity="warning")
             asyncio.get_running_loop().create_task(stop_then_quit())
@@ -333,9 +383,62 @@ class DashboardApp(App[int]):
 
         async def quit_now() -> None:
             await self._close_recorder()
-            self.exit(0)
+            self._leave()
 
         asyncio.get_running_loop().create_task(quit_now())
+
+    def _leave(self) -> None:
+        """Exit, the STOP and the recording done. Textual's teardown restores the terminal; once
+        the terminal has hung up there is none to restore, and the teardown would block writing
+        to it (its writer thread died of EIO): the process ends at once instead."""
+        if self._hung_up:
+            os._exit(0)
+        self.exit(0)
+
+    # -- signals --------------------------------------------------------------------------------
+
+    def _handle_quit_signals(self) -> None:
+        """SIGTERM and SIGHUP quit safely, from this app's event loop (Textual runs on asyncio)."""
+        loop = asyncio.get_running_loop()
+        for sig in QUIT_SIGNALS:
+            previous = signal.getsignal(sig)
+            try:
+                loop.add_signal_handler(sig, self.signalled, sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals
+                continue
+            self._signal_handlers[sig] = previous
+
+    def _restore_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig, previous in self._signal_handlers.items():
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._signal_handlers.clear()
+
+    def signalled(self, sig: signal.Signals) -> None:
+        """SIGTERM or SIGHUP: quit as q does, the stop noted as "dashboard signal <name>"."""
+        if sig == signal.SIGHUP and not self.is_headless and terminal_hung_up():
+            self._terminal_gone()
+        self.quit_safely(f"dashboard signal {sig.name}")
+
+    def _terminal_gone(self) -> None:
+        """The terminal hung up: every write to it now fails (EIO), which kills Textual's writer
+        thread (often before this runs: the kernel signals as it hangs up), and the event loop
+        then blocks on the writer's full queue, 30 writes later. Point the output at /dev/null,
+        so that a writer still alive lives on, and bound the time to the exit (HANGUP_EXIT_S)
+        whatever blocks: the STOP is sent within QUIT_STOP_TIMEOUT_S before it."""
+        if self._hung_up:
+            return
+        self._hung_up = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            for fd in (1, 2):
+                os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
+        timer = threading.Timer(HANGUP_EXIT_S, os._exit, (0,))
+        timer.daemon = True
+        timer.start()
 
     # -- recording ------------------------------------------------------------------------------
 
@@ -420,6 +523,7 @@ class DashboardApp(App[int]):
             self.model.touch()
 
     async def on_unmount(self) -> None:
+        self._restore_signal_handlers()
         sys.setswitchinterval(self._switch_interval)
         gc.unfreeze()
         await self._close_recorder()

@@ -20,6 +20,8 @@ from tests.support.wire_client import REPO, simulator
 
 EXAMPLE_PLAN = REPO / "plans" / "incremental-3x0.5ml.toml"
 SIZE = (140, 44)
+SMALL = (80, 24)
+"""The default size of many bench PCs' terminals."""
 
 
 async def until(pilot: Pilot[Any], condition: Callable[[], object], timeout_s: float = 5.0) -> None:

@@ -5,7 +5,9 @@ installed console program (`cementguard dashboard`, `cementguard demo`) as a chi
 stdin, stdout and stderr are a 160x48 pty (TERM=xterm-256color, the pty its controlling terminal),
 write the keys to the pty's master side, and judge from outside the program only: what it drew
 (the state banner's words in the byte stream), the recording it wrote, its exit status, and the
-terminal it leaves behind (alternate screen left, cursor shown, the line discipline restored).
+terminal it leaves behind (alternate screen left, cursor shown, the line discipline restored). The
+signals a dashboard meets outside the keyboard (SIGTERM, SIGHUP, the terminal window closed) are
+sent as the system sends them.
 """
 
 from __future__ import annotations
@@ -124,6 +126,15 @@ class Terminal:
             raw = bytes(self.output[since:])
         return re.sub(r"\x1b\[[0-9;?<>=]*[A-Za-z]", "", raw.decode("utf-8", "replace"))
 
+    def hang_up(self) -> None:
+        """Close the terminal window: stop reading, close the master side. The kernel then sends
+        SIGHUP to the program (the session's controlling process) and its writes to the terminal
+        fail (EIO)."""
+        self._stop.set()
+        self._reader.join(timeout=5)
+        os.close(self.master)
+        self.master = -1
+
     def close(self) -> None:
         """Kill whatever is left of the program's process group (it leads its own session: the
         demo's simulator is in it too), then stop reading."""
@@ -131,9 +142,8 @@ class Terminal:
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
-        self._stop.set()
-        self._reader.join(timeout=5)
-        os.close(self.master)
+        if self.master >= 0:
+            self.hang_up()
         os.close(self.slave)
 
 
@@ -177,6 +187,11 @@ def quit_and_check_the_terminal(term: Terminal, key: bytes = b"q") -> None:
     """Quit by `key`: the program exits 0 in bounded time and leaves the terminal as it found it."""
     at = term.press(key)
     assert term.proc.wait(timeout=10) == 0
+    check_the_terminal_is_restored(term, at)
+
+
+def check_the_terminal_is_restored(term: Terminal, at: int) -> None:
+    """The program (exited) left the terminal as it found it; `at`: where to show output from."""
     out = bytes(term.output)
     assert ALT_SCREEN_ON in out, "the app never entered the alternate screen"
     assert out.rfind(ALT_SCREEN_OFF) > out.rfind(ALT_SCREEN_ON), "the alternate screen was not left"
@@ -300,3 +315,43 @@ def test_quitting_while_injecting_stops_first(
     assert [(s.record.reason, s.annotations.get("stop_origin")) for s in stops] == [
         (StopReason.OPERATOR_STOP, f"dashboard key {name}")
     ]
+
+
+def signal_the_program(term: Terminal, how: str) -> None:
+    """SIGTERM to the program (a shutdown, `kill`); SIGHUP to its process group (the shell that
+    started it exiting); or the terminal window closed (its master side), the kernel's SIGHUP."""
+    if how == "SIGTERM":
+        term.proc.send_signal(signal.SIGTERM)
+    elif how == "SIGHUP":
+        os.killpg(term.proc.pid, signal.SIGHUP)
+    else:
+        term.hang_up()
+
+
+@pytest.mark.parametrize(
+    ("how", "name"),
+    [("SIGTERM", "SIGTERM"), ("SIGHUP", "SIGHUP"), ("window closed", "SIGHUP")],
+    ids=["SIGTERM", "SIGHUP", "window-closed"],
+)
+def test_a_quit_signal_while_injecting_stops_first(
+    tmp_path: Path, terminal: list[Terminal], how: str, name: str
+) -> None:
+    """A signal ends the dashboard as q does: STOP first (the controller latches the operator's
+    STOP, not its watchdog's HOST_LOST), the recording closed with that STOP and its origin, an
+    exit in bounded time, and (while there is a terminal) the terminal restored."""
+    with simulator("--pty", "--serial", "PTY-E2E") as (_sim, port):
+        term = injecting(tmp_path, port, terminal)
+        at = term.mark()
+        signal_the_program(term, how)
+        assert term.proc.wait(timeout=10) == 0
+        if how != "window closed":
+            check_the_terminal_is_restored(term, at)
+        assert status_of(port) == (State.STOPPED, StopReason.OPERATOR_STOP, StopSource.OPERATOR)
+    stops = only_recording(tmp_path / "rec").stop_events()
+    assert [(s.record.reason, s.record.source) for s in stops] == [
+        (StopReason.OPERATOR_STOP, StopSource.OPERATOR)
+    ]
+    notes = stops[0].annotations
+    assert notes["stop_origin"] == f"dashboard signal {name}"
+    assert notes["stop_source"] == "operator"
+    assert notes["stop_latency_ms"] > 0

@@ -1,7 +1,9 @@
 """Snapshots of the dashboard in its main states, from a deterministic source (no link, no clock).
 
-Update after an intended change of the screen: `pytest tests/dashboard/test_snapshots.py
---snapshot-update`, then look at the SVGs (tests/dashboard/__snapshots__/) before committing them.
+Each main state at 140x44, and the idle and stopped screens at 80x24 (the default size of many bench
+PCs' terminals: the narrow, short layout of dashboard.tcss). Update after an intended change of the
+screen: `pytest tests/dashboard/test_snapshots.py --snapshot-update`, then look at the SVGs
+(tests/dashboard/__snapshots__/) before committing them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from host.dashboard.model import DashboardModel
 from host.dashboard.widgets.plots import SignalPlot
 from host.plan import load_plan
 from protocol import State, StopReason, StopSource
-from tests.dashboard.conftest import EXAMPLE_PLAN, SIZE, until
+from tests.dashboard.conftest import EXAMPLE_PLAN, SIZE, SMALL, until
 from tests.dashboard.scripted import ScriptedSource, Step, ramp, status, stop_event
 
 
@@ -55,9 +57,36 @@ def tail(
     return samples
 
 
+def idle() -> Step:
+    return Step(status=status(State.IDLE, t_s=100.0))
+
+
+def stopped_by_the_operator() -> Step:
+    return Step(
+        status=status(State.ARMED, t_s=100.0),
+        samples=[ramp(4.0), tail(State.STOPPED, StopReason.OPERATOR_STOP, t0_s=104.0, volume_ml=0.2)],
+        events=[
+            stop_event(
+                StopReason.OPERATOR_STOP,
+                StopSource.OPERATOR,
+                State.STOPPED,
+                t_s=104.0,
+                pressure_kpa=1108.0,
+                volume_ml=0.2,
+                latency_ms=3.4,
+            )
+        ],
+    )
+
+
 def test_idle(snap_compare: Any) -> None:
-    app, source = make_app(Step(status=status(State.IDLE, t_s=100.0)))
+    app, source = make_app(idle())
     assert snap_compare(app, terminal_size=SIZE, run_before=fed(source))
+
+
+def test_idle_80x24(snap_compare: Any) -> None:
+    app, source = make_app(idle())
+    assert snap_compare(app, terminal_size=SMALL, run_before=fed(source))
 
 
 def test_injecting(snap_compare: Any) -> None:
@@ -87,23 +116,13 @@ def test_paused_after_an_increment(snap_compare: Any) -> None:
 
 
 def test_stopped_with_a_reason(snap_compare: Any) -> None:
-    step = Step(
-        status=status(State.ARMED, t_s=100.0),
-        samples=[ramp(4.0), tail(State.STOPPED, StopReason.OPERATOR_STOP, t0_s=104.0, volume_ml=0.2)],
-        events=[
-            stop_event(
-                StopReason.OPERATOR_STOP,
-                StopSource.OPERATOR,
-                State.STOPPED,
-                t_s=104.0,
-                pressure_kpa=1108.0,
-                volume_ml=0.2,
-                latency_ms=3.4,
-            )
-        ],
-    )
-    app, source = make_app(step)
+    app, source = make_app(stopped_by_the_operator())
     assert snap_compare(app, terminal_size=SIZE, run_before=fed(source))
+
+
+def test_stopped_with_a_reason_80x24(snap_compare: Any) -> None:
+    app, source = make_app(stopped_by_the_operator())
+    assert snap_compare(app, terminal_size=SMALL, run_before=fed(source))
 
 
 def test_link_lost(snap_compare: Any) -> None:

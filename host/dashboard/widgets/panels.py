@@ -66,18 +66,29 @@ class Readouts(Static):
 
 
 class ConnectionPanel(Static):
-    """Port, firmware and protocol versions, link state (red when lost) and link counters."""
+    """Port, firmware and protocol versions, link state (red when lost) and link counters.
 
-    def show(self, model: DashboardModel) -> None:
+    `compact` (a short terminal) keeps the port and the link state only: the banner carries the
+    reason of a lost link, and the counters are for a closer look, not for a glance."""
+
+    def show(self, model: DashboardModel, *, compact: bool = False) -> None:
         link, device = model.link, model.device
         table = _grid()
         table.add_row("port", link.port or "-")
+        style = LINK_STYLES.get(link.state, "bold red")
+        if compact:
+            state = Text(link.state.upper(), style=style)
+            if link.state == "replay" and link.reason:
+                state.append(f"  {link.reason}")
+            table.add_row("link", state)
+            self._add_extras(table, model)
+            self.update(table)
+            return
         if device is not None:
             table.add_row("device", f"{device.serial}  fw {device.firmware_version}")
             table.add_row("protocol", f"v{device.protocol_version}  watchdog {device.watchdog_ms} ms")
         else:
             table.add_row("device", "-")
-        style = LINK_STYLES.get(link.state, "bold red")
         table.add_row("link", Text(link.state.upper(), style=style))
         if link.reason and link.state != "connected":
             table.add_row("", Text(link.reason, style=style if link.state != "replay" else ""))
@@ -95,6 +106,12 @@ class ConnectionPanel(Static):
                 f"retries {c.get('retries', 0)}  losses {c.get('link_losses', 0)}  "
                 f"reconnects {c.get('reconnects', 0)}",
             )
+        self._add_extras(table, model)
+        self.update(table)
+
+    @staticmethod
+    def _add_extras(table: Table, model: DashboardModel) -> None:
+        """The replay position and the MQTT bridge, shown in both forms."""
         replay = model.replay
         if replay is not None:
             mode = "playing" if replay.playing else "paused"
@@ -102,7 +119,6 @@ class ConnectionPanel(Static):
             table.add_row("replay", f"{where}  x{replay.speed:g}  {mode}")
         if model.mqtt is not None:
             table.add_row("mqtt", model.mqtt)
-        self.update(table)
 
 
 class RecordingIndicator(Static):
