@@ -48,6 +48,7 @@ from firmware_sim.controller.detectors import (
     AGE_EXPIRED,
     AGE_WARNING,
     DELIVERY_VOLUME,
+    SENSOR_NOISE,
     BlockHistory,
     Debouncer,
     DeliveryMonitor,
@@ -577,7 +578,7 @@ class Controller:
             slope = (pmean - hist.pressure[then]) / (w * block_s)
             rising = rate - hist.rate[then] > cfg.rise_flow_tolerance * setpoint
             if self._rise.update(slope, pmean, rising):
-                self._latch(StopReason.PRESSURE_RISE)
+                self._rise_stop()
                 return
         if cfg.loss_enabled and hist.full(wl):
             then = hist.ago(wl)
@@ -594,6 +595,21 @@ class Controller:
                 self._ceiling_blocks = 0
         if cfg.viscosity_enabled:
             self._viscosity_block(pmean, enc, rate)
+
+    def _rise_stop(self) -> None:
+        """PRESSURE_RISE tripped. While the sensor monitor suspects noise (mean |dp| above 4x the
+        specified noise: SENSOR_SUSPECT) the slope is made of noise, not of a blocked line (a real
+        rise is Q/C, a few kPa per sample, far below what lifts that mean): the sensor is declared
+        faulty and the stop is the monitor's own SENSOR_FAULT stop, same tick, same path (flag
+        SENSOR_FAULT, blind relief, CLEAR refused until the sensor is quiet). Not PRESSURE_LOSS: a
+        disconnection's own fall is steps of up to ~1 MPa per sample, which lift that mean past the
+        suspect level by themselves, so the rule would record real disconnections as sensor faults."""
+        sensor = self._sensor
+        if sensor.cause & SENSOR_NOISE:
+            sensor.declare_fault(SENSOR_NOISE)
+            self._on_sensor_fault_change(True)
+        else:
+            self._latch(StopReason.PRESSURE_RISE)
 
     def _viscosity_block(self, pmean: float, enc: int, rate: float) -> None:
         cfg = self.config

@@ -345,6 +345,13 @@ class SensorMonitor:
                 self.cause = 0
         return p
 
+    def declare_fault(self, cause: int) -> None:
+        """Latch the fault now for `cause` (SENSOR_* bits): the controller found a suspect condition
+        misleading a detector. It clears as any fault does, after `clear_samples` good samples."""
+        self.cause |= cause
+        self.faulty = True
+        self._good_run = 0
+
 
 class StallDetector:
     """MOTOR_STALL: the commanded position (integrated steps) runs ahead of the encoder by more

@@ -269,6 +269,28 @@ def test_sensor_fault_clears_only_after_good_samples() -> None:
     assert not mon.faulty
 
 
+def test_sensor_fault_declared_by_the_controller_latches_and_clears_like_any_fault() -> None:
+    """The controller declares a noise fault when the noise misled PRESSURE_RISE (core._rise_stop):
+    faulty at once with the cause kept, cleared only after `clear_samples` good samples."""
+    rng = random.Random(11)
+    mon = sensor_monitor()
+    for _ in range(20):  # the noise mean passes the suspect level (4x), not yet the fault (10x)
+        mon.sample(adc_of(1e6 + rng.gauss(0, 20 * NOISE_PA)), True)
+    assert mon.suspect
+    assert not mon.faulty
+    mon.declare_fault(SENSOR_NOISE)
+    assert mon.faulty
+    assert mon.cause & SENSOR_NOISE
+    assert not mon.suspect
+    quiet = 0
+    while mon.faulty:
+        mon.sample(adc_of(1e6 + rng.gauss(0, NOISE_PA)), True)
+        quiet += 1
+        assert quiet < 2000
+    assert quiet >= 100, "the noise mean decays, then 100 good samples"
+    assert mon.cause == 0
+
+
 # -- MOTOR_STALL, END_OF_TRAVEL ----------------------------------------------------------------
 def test_stall_trips_after_n_blocks_beyond_tolerance() -> None:
     det = StallDetector(100.0, 2)

@@ -8,9 +8,15 @@ import pytest
 from firmware_sim.controller import ControllerConfig
 from firmware_sim.hal import REFERENCE_RIG
 from protocol import (
+    Ack,
     AlarmCode,
+    Clear,
+    Event,
     EventKind,
     Flags,
+    Nak,
+    NakCode,
+    PlanFlags,
     State,
     Stop,
     StopDetail,
@@ -102,6 +108,84 @@ def test_implausibly_noisy_sensor_raises_suspect_then_stops() -> None:
     suspect = [e for e in rig.events if e.alarm == AlarmCode.SENSOR_SUSPECT and e.kind == EventKind.ALARM]
     assert suspect
     assert suspect[0].t_us < rig.stops()[0].t_us
+
+
+BURST_PA = 2_000_000.0
+"""A 2 MPa noise burst (a loose connector, EMI): the hil scenario sensor-noise-burst-injecting."""
+MONITOR_ONLY = {"rise_enabled": False, "loss_enabled": False}
+"""Only the sensor monitor can stop the burst: the reference for the SENSOR_FAULT path."""
+
+
+def burst(seed: int, **config: object) -> tuple[Rig, float, list[Event]]:
+    """A noise burst 2 s into a relief plan, run to the stop and 0.5 s on: the rig, seconds from the
+    burst to the stop, and the events from the burst on."""
+    rig = started(
+        config=with_config(**config), plant=FakePlant(seed=seed), seconds=2.0, plan_flags=PlanFlags.RELIEF
+    )
+    first = len(rig.events)
+    elapsed = stop_after(rig, "extra_noise_pa", BURST_PA, seconds=0.5)
+    rig.run(0.5)
+    return rig, elapsed, rig.events[first:]
+
+
+def test_noise_burst_while_injecting_is_a_sensor_fault_every_time() -> None:
+    """The burst throws the 100 ms slope past PRESSURE_RISE (or PRESSURE_LOSS) often before the
+    noise check latches: a slope made of noise is not an occlusion, the stop is SENSOR_FAULT."""
+    slope_first = 0
+    for seed in range(12):
+        rig, elapsed, _ = burst(seed)
+        _, monitor_elapsed, _ = burst(seed, **MONITOR_ONLY)
+        (stop,) = rig.stops()
+        assert (stop.reason, stop.source) == (StopReason.SENSOR_FAULT, StopSource.CONTROLLER), seed
+        assert elapsed <= monitor_elapsed, seed
+        slope_first += elapsed < monitor_elapsed
+    assert slope_first >= 3, "a slope detector saw the burst first in several seeds: the rule was used"
+
+
+def test_noise_burst_sensor_fault_ends_as_the_monitors_own() -> None:
+    """Through the slope detectors or the monitor: same state, flag, events, blind relief, and CLEAR
+    refused while the sensor is noisy, accepted once it has been quiet for `sensor_clear_samples`."""
+    seed = next(s for s in range(12) if burst(s)[1] < burst(s, **MONITOR_ONLY)[1])
+    ends = []
+    for config in ({}, MONITOR_ONLY):
+        rig, _, events = burst(seed, **config)
+        assert rig.c.state == State.STOPPED
+        assert rig.c.flags & Flags.SENSOR_FAULT
+        (relief,) = [e.detail for e in events if e.kind == EventKind.RELIEF_DONE]
+        assert relief == pytest.approx(rig.c.config.relief_blind_m * 1e6, abs=250), "blind back-off"
+        nak, _ = rig.command(Clear)
+        assert isinstance(nak, Nak)
+        assert nak.code == NakCode.SENSOR_FAULT
+        rig.plant.extra_noise_pa = 0.0
+        rig.run(1.0)  # the noise mean decays (IIR, 64 samples), then 100 good samples
+        ack, _ = rig.command(Clear)
+        assert isinstance(ack, Ack)
+        assert rig.c.state == State.IDLE
+        ends.append([(e.kind, e.state, e.reason, e.alarm) for e in events])
+    assert ends[0] == ends[1]
+
+
+@pytest.mark.parametrize("noise_pa", [10_000.0, 20_000.0], ids=["1x noise", "2x noise"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_occlusion_with_specified_or_twice_the_noise_stays_pressure_rise(noise_pa: float, seed: int) -> None:
+    rig = started(plant=FakePlant(seed=seed, noise_pa=noise_pa), seconds=3.0)
+    stop_after(rig, "occluded")
+    (stop,) = rig.stops()
+    assert stop.reason == StopReason.PRESSURE_RISE
+    assert AlarmCode.SENSOR_SUSPECT not in [e.alarm for e in rig.events]
+    assert not rig.c.flags & Flags.SENSOR_FAULT
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_disconnection_stays_pressure_loss_though_its_fall_looks_noisy(seed: int) -> None:
+    """At twice the specified noise a disconnection's own fall (steps of ~1 MPa per sample) lifts
+    the sensor's noise mean past the suspect level by itself: that is why the noise rule is
+    PRESSURE_RISE's only, and PRESSURE_LOSS keeps its reason."""
+    rig = started(plant=FakePlant(seed=seed, noise_pa=20_000.0), seconds=2.0)
+    stop_after(rig, "leak_factor", 500.0)
+    assert rig.c.stop_reason == StopReason.PRESSURE_LOSS
+    assert AlarmCode.SENSOR_SUSPECT in [e.alarm for e in rig.events], "the fall did look noisy"
+    assert not rig.c.flags & Flags.SENSOR_FAULT
 
 
 def test_sensor_fault_in_idle_is_a_fault_state() -> None:

@@ -24,6 +24,7 @@ from firmware_sim.hal import REFERENCE_RIG
 from protocol import (
     PROTOCOL_VERSION,
     Ack,
+    AlarmCode,
     Clear,
     Command,
     EventKind,
@@ -160,7 +161,9 @@ class ControllerMachine(RuleBasedStateMachine):
             cmd_id = self.new_id()
         message = type(message)(**{**{f: getattr(message, f) for f in message._names}, "cmd_id": cmd_id})
         key = (cmd_id, int(message.TYPE))
-        expected = self.cached(key) if message.TYPE != MsgType.HELLO else None
+        # HELLO starts a new cache; STOP is never cached, executed again on a retry (core._command)
+        uncached = message.TYPE in (MsgType.HELLO, MsgType.STOP)
+        expected = None if uncached else self.cached(key)
         events_before = len(self.rig.events)
         outgoing = self.step([frame(message)])
         answers = [m for m in outgoing if isinstance(m, Ack | Nak)]
@@ -172,9 +175,7 @@ class ControllerMachine(RuleBasedStateMachine):
             new_events = self.rig.events[events_before:]
             assert not [e for e in new_events if e.kind == EventKind.STATE_CHANGE]
             assert not [e for e in new_events if e.kind == EventKind.STOP and e.source in HOST_SOURCES]
-        elif message.TYPE != MsgType.HELLO and not (
-            isinstance(answer, Nak) and answer.code == NakCode.VERSION_MISMATCH
-        ):
+        elif not uncached and not (isinstance(answer, Nak) and answer.code == NakCode.VERSION_MISMATCH):
             self.cache.append((key, answer))
         if (message.TYPE == MsgType.HELLO and isinstance(answer, Ack)) or not self.rig.c.session_open:
             # HELLO starts a new cache; a session that closed in this very tick (link down after
@@ -272,8 +273,9 @@ class ControllerMachine(RuleBasedStateMachine):
         self.send(Stop(0, StopSource.OPERATOR), repeat=False)
         for _ in range(5000):
             self.step()
-            if not rig.c.relief_active and rig.c.step_rate_hz == 0.0 and not rig.c.sensor_faulty:
-                break
+            quiet = not rig.c.sensor_faulty and AlarmCode.SENSOR_SUSPECT not in rig.c.active_alarms
+            if not rig.c.relief_active and rig.c.step_rate_hz == 0.0 and quiet:
+                break  # a sensor still suspect may latch its fault yet: wait until it is quiet
         self.step()
         self.send(Clear(0), repeat=False)
         assert rig.c.state == State.IDLE, (rig.c.state, rig.c.stop_reason)
