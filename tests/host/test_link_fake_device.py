@@ -147,7 +147,11 @@ async def test_silent_controller_is_link_lost_then_reconnects_and_drops_the_old_
 ):
     """No valid frame for watchdog_ms: LOST at once, the waiting command fails with LinkLost, the port
     is closed and forgotten; once the device talks again the link reconnects by itself."""
-    async with fake_device(watchdog_ms=300) as dev, Controller.open(dev.path, FAST) as ctl:
+    # The fake device beats on this test's own event loop, so the gc.collect() below stalls its
+    # heartbeats too: a watchdog of 1 s keeps that stall (tens to hundreds of ms in a full suite)
+    # from reading as a second silence, and 4 x 0.5 s of command attempts outlast the 1 s silence.
+    options = dataclasses.replace(FAST, command_timeout_s=0.5)
+    async with fake_device(watchdog_ms=1000) as dev, Controller.open(dev.path, options) as ctl:
         link = ctl.link
         assert link._conn is not None
         old_transport = weakref.ref(link._conn.transport)
