@@ -104,5 +104,18 @@ def quantiles(values: Sequence[float] | np.ndarray, qs: Sequence[float]) -> list
     return [float(x) for x in np.quantile(arr, qs)]
 
 
+def latency_summary(values_s: Sequence[float]) -> dict[str, float]:
+    """n, p50, p99, max and mean in ms of latencies given in seconds: the row every latency bench prints."""
+    ms = np.asarray(values_s, dtype=float) * 1000.0
+    p50, p99 = quantiles(ms, (0.5, 0.99))
+    return {
+        "n": float(len(ms)),
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "max_ms": float(ms.max()) if ms.size else float("nan"),
+        "mean_ms": float(ms.mean()) if ms.size else float("nan"),
+    }
+
+
 def median(values: Sequence[float]) -> float:
     return float(np.median(np.asarray(values, dtype=float))) if len(values) else float("nan")

@@ -46,7 +46,6 @@ from protocol.telemetry import SAMPLE_DTYPE
 REPO = Path(__file__).resolve().parents[1]
 PLAN = REPO / "plans" / "incremental-3x0.5ml.toml"
 GOAL_MS = 30.0
-QS = (0.5, 0.99)
 
 
 class _Still:
@@ -112,18 +111,6 @@ async def measure(seconds: float, rate_hz: int, frames: int, size: tuple[int, in
     return out
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    ms = np.asarray(values) * 1000.0
-    p50, p99 = _common.quantiles(ms, QS)
-    return {
-        "n": float(len(ms)),
-        "p50_ms": p50,
-        "p99_ms": p99,
-        "max_ms": float(ms.max()),
-        "mean_ms": float(ms.mean()),
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -140,12 +127,10 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = os.getloadavg()[0]
     cases = {"full": args.history_s, "baseline_1s": 1.0}
-    results = {
-        name: {
-            k: summary(v) for k, v in asyncio.run(measure(s, args.rate, args.frames, (width, height))).items()
-        }
-        for name, s in cases.items()
-    }
+    results = {}
+    for name, history_s in cases.items():
+        timings = asyncio.run(measure(history_s, args.rate, args.frames, (width, height)))
+        results[name] = {part: _common.latency_summary(values) for part, values in timings.items()}
     full, base = results["full"]["plots"], results["baseline_1s"]["plots"]
     meets = full["p99_ms"] <= GOAL_MS
     doc = {

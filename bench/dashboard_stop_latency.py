@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import _common
-import numpy as np
 from stop_latency import start_simulator, stop_process
 
 from host.client import LinkOptions, LinkState
@@ -44,7 +43,6 @@ from protocol import State, StopReason, StopSource
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_P99_MS = 50.0
-QS = (0.5, 0.99)
 
 
 def bench_plan() -> InjectionPlan:
@@ -138,18 +136,6 @@ async def clear(pilot: Any, app: DashboardApp, source: LiveSource) -> None:
     raise SystemExit("could not clear the controller")
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    ms = np.asarray(values) * 1000.0
-    p50, p99 = _common.quantiles(ms, QS)
-    return {
-        "n": float(len(ms)),
-        "p50_ms": p50,
-        "p99_ms": p99,
-        "max_ms": float(ms.max()),
-        "mean_ms": float(ms.mean()),
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -170,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_process(proc)
     link_losses = int(results.pop("link_losses")[0])
-    rows = {name: summary(values) for name, values in results.items() if values}
+    rows = {name: _common.latency_summary(values) for name, values in results.items() if values}
     meets = rows["key_event_read"]["p99_ms"] <= GOAL_P99_MS
     doc = {
         "benchmark": "dashboard_stop_latency",

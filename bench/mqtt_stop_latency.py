@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import _common
-from stop_latency import PLAN, start_simulator, stop_process, summary
+from stop_latency import PLAN, start_simulator, stop_process
 
 from hil.mosquitto import Mosquitto, find_binary
 from host.client import Controller
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             stop_process(proc)
 
-    rows = {name: summary(values) for name, values in results.items()}
+    rows = {name: _common.latency_summary(values) for name, values in results.items()}
     direct_p50, direct_p99 = rows["direct"]["p50_ms"], rows["direct"]["p99_ms"]
     for name in ("mosquitto_pub", "publisher", "bridge_read"):
         rows[name]["ratio_p50_vs_direct"] = rows[name]["p50_ms"] / direct_p50

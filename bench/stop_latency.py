@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Any
 
 import _common
-import numpy as np
 import serial_asyncio_fast
 
 from host.client import Controller
@@ -55,8 +54,6 @@ from protocol.messages import Heartbeat
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_P99_MS = 5.0
-QS = (0.5, 0.99)
-
 PLAN = Arm(
     cmd_id=0,
     mode=Mode.CONTINUOUS,
@@ -185,18 +182,6 @@ async def pty_echo(path: str, n: int) -> list[float]:
     return out
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    ms = np.asarray(values) * 1000.0
-    p50, p99 = _common.quantiles(ms, QS)
-    return {
-        "n": float(len(ms)),
-        "p50_ms": p50,
-        "p99_ms": p99,
-        "max_ms": float(ms.max()),
-        "mean_ms": float(ms.mean()),
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -224,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_process(echo)
 
-    rows = {name: summary(values) for name, values in results.items()}
+    rows = {name: _common.latency_summary(values) for name, values in results.items()}
     meets = rows["event_read"]["p99_ms"] <= GOAL_P99_MS
     doc = {
         "benchmark": "stop_latency",
