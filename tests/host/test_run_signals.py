@@ -1,6 +1,7 @@
-"""`cementguard run` ends on SIGTERM (a shutdown, `kill`) and SIGHUP (its terminal closed) as on
-Ctrl-C: STOP first, acknowledged, recorded with the signal as its origin. Without it the process
-died at once and the controller stopped only when its watchdog noticed the host gone (HOST_LOST)."""
+"""`cementguard run` ends on Ctrl-C (SIGINT), SIGTERM (a shutdown, `kill`) and SIGHUP (its terminal
+closed) alike: STOP first, acknowledged, the controller left latched by the operator's stop, and the
+stop recorded with its origin and latency (host.stops). Without the handlers for the last two the
+process died at once and the controller stopped only when its watchdog noticed the host gone."""
 
 from __future__ import annotations
 
@@ -18,8 +19,12 @@ from tests.host.test_run_cli import FAST_PLAN, _cli
 from tests.support.wire_client import REPO, simulator
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-def test_a_quit_signal_sends_stop_first_and_records_it(tmp_path: Path, sig: signal.Signals) -> None:
+@pytest.mark.parametrize(
+    ("sig", "origin"),
+    [(signal.SIGINT, "ctrl-c"), (signal.SIGTERM, "SIGTERM"), (signal.SIGHUP, "SIGHUP")],
+    ids=["SIGINT", "SIGTERM", "SIGHUP"],
+)
+def test_a_quit_signal_stops_first_and_records_it(tmp_path: Path, sig: signal.Signals, origin: str) -> None:
     slow = tmp_path / "slow.toml"
     slow.write_text(FAST_PLAN.replace("flow_ml_min = 6.0", "flow_ml_min = 1.0"))
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
@@ -45,5 +50,6 @@ def test_a_quit_signal_sends_stop_first_and_records_it(tmp_path: Path, sig: sign
     assert recording.is_complete
     (stop,) = recording.stop_events()
     assert (stop.record.reason, stop.record.source) == (StopReason.OPERATOR_STOP, StopSource.OPERATOR)
-    assert stop.annotations["stop_origin"] == f"cementguard run {sig.name}"
-    assert stop.annotations["stop_latency_ms"] > 0
+    assert stop.annotations["stop_source"] == "operator"
+    assert stop.annotations["stop_origin"] == f"cementguard run {origin}"
+    assert 0.0 < stop.annotations["stop_latency_ms"] < 2000.0
