@@ -95,6 +95,11 @@ class VirtualRig:
     def now_us(self) -> int:
         return self.runtime.now_us
 
+    @property
+    def last_heartbeat_us(self) -> int:
+        """When the rig last sent a heartbeat: where a host's silence starts."""
+        return self._last_heartbeat_us
+
     def step(self) -> None:
         if self.heartbeats and self.now_us - self._last_heartbeat_us >= HEARTBEAT_PERIOD_US:
             self._send(Heartbeat(uptime_ms=self.now_us // 1000))

@@ -601,7 +601,7 @@ class ArmTracker:
         self.t0_us = t0_us
 
     def __call__(self, rig: VirtualRig) -> bool:
-        if math.isnan(self.out.rise_armed_s) and rig.controller._rise.armed:
+        if math.isnan(self.out.rise_armed_s) and rig.controller.rise_armed:
             self.out.rise_armed_s = round((rig.now_us - self.t0_us) / 1e6, 3)
         return rig.controller.state in ENDED
 
@@ -703,7 +703,7 @@ def run_event(out: RunOutcome, rig: VirtualRig, sign: float, onset_delay_s: floa
         rig.run(onset_delay_s, until=tracker)
     if out.kind == "host_silence" and not _ended(rig):
         # The silence starts at the host's last frame: wait for the next heartbeat, then go quiet.
-        rig.run(0.2, until=lambda r: r._last_heartbeat_us == r.now_us - 1000 or _ended(r))
+        rig.run(0.2, until=lambda r: r.last_heartbeat_us == r.now_us - 1000 or _ended(r))
     if _ended(rig):
         _record_stops(out, rig, t0)
         out.status = "stopped_before_onset"
@@ -711,7 +711,7 @@ def run_event(out: RunOutcome, rig: VirtualRig, sign: float, onset_delay_s: floa
         return
     plant = rig.plant
     out.throttled_at_onset = bool(rig.controller.flags & Flags.THROTTLING)
-    out.rise_armed_at_onset = bool(rig.controller._rise.armed)
+    out.rise_armed_at_onset = bool(rig.controller.rise_armed)
     p0 = plant.syringe_pressure_pa
     out.pressure_at_onset_kpa = round(p0 / 1e3, 2)
     if out.kind in ("disconnection",):
@@ -725,7 +725,7 @@ def run_event(out: RunOutcome, rig: VirtualRig, sign: float, onset_delay_s: floa
         onset_us = round(plant.fired_events[-1].t_s * 1e6)
     else:  # host silence: from the last heartbeat, which the controller read at that tick
         out.event = {"kind": "host_silence", "silence_ms": out.size}
-        onset_us = rig._last_heartbeat_us
+        onset_us = rig.last_heartbeat_us
         rig.heartbeats = False
         rig.run((onset_us + out.size * 1000.0 - rig.now_us) / 1e6, until=_ended)
         rig.heartbeats = True

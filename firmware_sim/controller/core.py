@@ -351,6 +351,11 @@ class Controller:
         return self._stop_source
 
     @property
+    def rise_armed(self) -> bool:
+        """The occlusion (PRESSURE_RISE) detector is armed: the detector sweep reports when it armed."""
+        return self._rise.armed
+
+    @property
     def pressure_pa(self) -> float:
         """Filtered syringe pressure (invalid while `flags` has SENSOR_FAULT)."""
         return self._pf
