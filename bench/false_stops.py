@@ -45,26 +45,24 @@ import numpy as np
 
 from firmware_sim.controller import ControllerConfig
 from firmware_sim.plant import PlantConfig
-from firmware_sim.plant.cannula import Cannula
 from firmware_sim.plant.cement import PROFILES
+from hil._sweep_runs import (  # the sweep's nominal conditions: one definition for both
+    CEMENTS,
+    GAUGES,
+    LIMITS_PA,
+    MAX_PRESSURE_FRAC_OF_SOFT,
+    WORKING_FRAC_OF_CURE,
+    predicted_pressure_pa,
+)
 from protocol import Ack, Flags, Mode, PlanFlags, Resume, State, StopReason
 
 NOMINAL_REASONS = {StopReason.VOLUME_LIMIT.name, StopReason.INCREMENT_DONE.name}
 BASE_SEED = 20261121
-CEMENT_NAMES = ("low_viscosity", "high_viscosity", "fast_setting")
-GAUGES = (10, 11, 13)
-LIMITS = {  # cement -> (soft, hard) of the plan
-    "low_viscosity": (2_500_000, 4_000_000),
-    "fast_setting": (2_500_000, 4_000_000),
-    "high_viscosity": (4_000_000, 6_000_000),
-}
 NOISE_KPA = 10.0
 EARLIEST_START_S = 180.0
-WORKING_FRAC_OF_CURE = 0.8
 DURATION_MARGIN = 1.2
 END_MARGIN_S = 10.0
-MAX_PRESSURE_FRAC_OF_SOFT = 1.25
-CANNULA_SHARE = 0.95
+CANNULA_LENGTH_MM = 125.0
 TRACE_S = 1.5
 
 
@@ -90,21 +88,12 @@ class Params:
     planned_s: float
 
 
-def predicted_pressure(
-    cement: str, gauge: int, flow_ml_min: float, age_s: float, temperature_c: float
-) -> float:
-    profile = PROFILES[cement]
-    k = profile.consistency_at(age_s, temperature_c)
-    q = flow_ml_min * 1e-6 / 60.0
-    return Cannula.from_gauge(gauge, 0.125).pressure_drop(q, k, profile.flow_index_n) / CANNULA_SHARE
-
-
 def draw(level: float, index: int) -> tuple[Params | None, int]:
     """Nominal conditions of run `index` at noise `level`; (params, rejected draws before it)."""
     rng = np.random.default_rng([BASE_SEED, round(level * 100), index])
     rejected = 0
     while True:
-        cement = CEMENT_NAMES[int(rng.integers(len(CEMENT_NAMES)))]
+        cement = CEMENTS[int(rng.integers(len(CEMENTS)))]
         temperature = round(float(rng.uniform(20.0, 25.0)), 1)
         gauge = GAUGES[int(rng.integers(len(GAUGES)))]
         flow = round(float(rng.uniform(1.0, 6.0)), 2)
@@ -119,9 +108,9 @@ def draw(level: float, index: int) -> tuple[Params | None, int]:
         working = WORKING_FRAC_OF_CURE * PROFILES[cement].cure_time_s(temperature)
         latest = working - planned * DURATION_MARGIN - END_MARGIN_S
         mixed = float(rng.uniform(EARLIEST_START_S, max(latest, EARLIEST_START_S)))
-        soft, hard = LIMITS[cement]
+        soft, hard = LIMITS_PA[cement]
         end_age = mixed + planned
-        p_end = predicted_pressure(cement, gauge, flow, end_age, temperature)
+        p_end = predicted_pressure_pa(cement, gauge, CANNULA_LENGTH_MM, flow, end_age, temperature)
         if latest < EARLIEST_START_S or p_end > MAX_PRESSURE_FRAC_OF_SOFT * soft:
             rejected += 1
             continue
