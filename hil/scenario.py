@@ -27,6 +27,7 @@ from firmware_sim.plant.events import (
     LeakOpen,
     MotorStall,
     Occlusion,
+    PlantEvent,
     SensorDrift,
     SensorNoiseBurst,
     SensorOpen,
@@ -62,19 +63,8 @@ RefusalName = Literal[
     "WORKING_TIME_EXCEEDED",
 ]
 
-PLANT_EVENT_KINDS = frozenset(
-    {
-        "leak_open",
-        "occlusion",
-        "disconnection",
-        "sensor_stuck",
-        "sensor_open",
-        "sensor_short",
-        "sensor_noise_burst",
-        "sensor_drift",
-        "motor_stall",
-        "fluoro_stop_line",
-    }
+PLANT_EVENT_KINDS: frozenset[str] = frozenset(
+    member.model_fields["kind"].default for member in typing.get_args(typing.get_args(PlantEvent)[0])
 )
 """Events the simulator's plant fires: they need the simulator (skipped on a real rig)."""
 
