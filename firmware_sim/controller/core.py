@@ -148,6 +148,8 @@ def _enum_maxima() -> dict[tuple[int, int], int]:
 _ENUM_MAX = _enum_maxima()
 
 _I32 = 0x7FFF_FFFF
+_Q16 = 1 << 16
+_FL_PER_NL = 1_000_000
 _NO_FIELD = 0xFF
 
 
@@ -303,7 +305,15 @@ class Controller:
         self._ceiling_stall_nl_s = 0.0
         self._nl_per_count = 0.0
         self._m3_per_count = 0.0
+        self._fl_per_count = 0
+        """Plan's bore volume of one encoder count in femtolitres (1e-6 nL): the fixed-point factor
+        of `delivered_nl`, so the delivered volume is an integer product, never a float sum."""
         self._origin = 0
+        self._high_counts = 0
+        """High-water mark of the plunger's forward displacement since ARM, encoder counts (>= 0):
+        the relief back-off lowers the position but never this, and its re-advance adds nothing."""
+        self._um_per_count_q = round(hw.encoder_m_per_count * 1e6 * _Q16)
+        """Encoder count in um, Q16 fixed point (plunger position without floating point)."""
         self._phase_ref_pa = 0.0
         """Operating pressure when the plan's last injection phase ended (PRESSURE_RISE arming)."""
         self._steady_blocks = 0
@@ -361,9 +371,21 @@ class Controller:
         return self._pf
 
     @property
+    def delivered_nl(self) -> int:
+        """Cement delivered since ARM, nL: the high-water mark of the plunger's forward displacement
+        since ARM times the plan's bore area. Reset to 0 at ARM and never decreases: the relief
+        back-off and its re-advance do not count. Kept after CLEAR until the next ARM."""
+        return self._high_counts * self._fl_per_count // _FL_PER_NL
+
+    @property
+    def plunger_um(self) -> int:
+        """Plunger position from home, um, forward positive (0 .. the stroke), from the encoder."""
+        return self._enc * self._um_per_count_q >> 16
+
+    @property
     def volume_m3(self) -> float:
-        """Delivered volume since ARM: encoder travel x bore area (0 without a plan)."""
-        return (self._enc - self._origin) * self._m3_per_count if self._plan is not None else 0.0
+        """`delivered_nl` in m3 (for benchmarks and tests that work in SI units)."""
+        return self.delivered_nl * 1e-12
 
     @property
     def flags(self) -> Flags:
@@ -440,6 +462,8 @@ class Controller:
         self._pf = pf
         enc = sensors.encoder_counts
         self._enc = enc
+        if self._plan is not None and enc - self._origin > self._high_counts:
+            self._high_counts = enc - self._origin
         self._end_switch = sensors.end_of_travel
         line_in = sensors.fluoro_stop_line
         if line_in and not self._fluoro_raw:
@@ -514,7 +538,7 @@ class Controller:
                 batch = self._telemetry.add(
                     now_us,
                     _i32(pf),
-                    int((enc - self._origin) * self._nl_per_count),
+                    self.delivered_nl,
                     self._flow_meas_nl_s,
                     self._motor_um_s,
                     self._viscosity.last if self._flags & _F_VISC else math.nan,
@@ -953,7 +977,9 @@ class Controller:
         self._m3_per_count = hw.encoder_m_per_count * plan.bore_area_m2
         self._nl_per_count = self._m3_per_count * 1e12
         self._apply_limits()
+        self._fl_per_count = round(self._nl_per_count * _FL_PER_NL)
         self._origin = self._enc
+        self._high_counts = 0
         self._delivery.configure(self._enc, 1.0 / self._nl_per_count, plan.volume_limit_nl, plan.increment_nl)
         self._age.configure(plan.mixed_ago_ms, plan.working_time_ms, self._now_us)
         self._viscosity.configure(plan.cannula_length_m, plan.cannula_id_m)
@@ -1119,7 +1145,8 @@ class Controller:
     # events, alarms, flags
     # =====================================================================================
     def _volume_nl(self) -> int:
-        return _i32((self._enc - self._origin) * self._nl_per_count)
+        """The wire's volume field: delivered volume (SPEC §6: never decreases within a plan)."""
+        return _i32(self.delivered_nl)
 
     def _event(
         self,
