@@ -65,11 +65,14 @@ class PortUnavailable(PortError):  # noqa: N818 - names of the host API
 class DeviceNotResponding(CementguardError):  # noqa: N818 - names of the host API
     """The port opened, but nothing answered the handshake (HELLO) after all retries."""
 
-    def __init__(self, port: str, attempts: int, timeout_s: float) -> None:
+    def __init__(self, port: str, attempts: int, timeout_s: float, received: str | None = None) -> None:
+        """`received`: what arrived meanwhile, in words (the link's diagnosis); None: nothing."""
+        what = received or (
+            "nothing was received. Is the controller powered, is this its port, and does the baud rate match?"
+        )
         super().__init__(
             f"no cementguard device answered on {port}: HELLO sent {attempts} times, "
-            f"{timeout_s * 1000:.0f} ms each, without an answer. Is the controller powered, is this its "
-            "port, and does the baud rate match?"
+            f"{timeout_s * 1000:.0f} ms each, without a complete answer; {what}"
         )
         self.port = port
         self.attempts = attempts

@@ -752,15 +752,7 @@ class Link:
         try:
             self._conn.write(DELIMITER)  # SPEC §3.1: a single 0x00 before our first frame
             timeout, retries = self.settings.command_timeout_s, self.settings.retries
-            hello = Hello(cmd_id=self.next_cmd_id(), protocol_version=PROTOCOL_VERSION)
-            try:
-                answer, info = await self._exchange(gen, hello, timeout, retries)
-            except _NoAnswer as exc:
-                raise DeviceNotResponding(self.url, exc.attempts, timeout) from None
-            if isinstance(answer, Nak):
-                raise CommandRefused(hello, answer)
-            if not isinstance(info, DeviceInfo):
-                raise DeviceNotResponding(self.url, 1, timeout)
+            info = await self._hello(gen, timeout, retries)
             if info.protocol_version != PROTOCOL_VERSION:
                 raise self._fatal(ProtocolVersionError(info.protocol_version))
             self._device = info
@@ -798,6 +790,33 @@ class Link:
         if status is not None and status.stop_reason:
             what += f" ({_name(status.stop_reason)}, source {_name(status.stop_source)})"
         self._set_link_state(LinkState.CONNECTED, f"session open on {self.url}{what}", status=status)
+
+    async def _hello(self, gen: int, wait: float, retries: int) -> DeviceInfo:
+        """HELLO -> DEVICE_INFO + ACK, with the command retry policy (SPEC §7.5): up to `retries`
+        re-sends of the same HELLO (every HELLO is executed, never answered from the cache, §7.4) when
+        no answer came, or when the ACK came without a valid DEVICE_INFO before it (a damaged reply).
+
+        When every attempt failed, the error says what actually arrived meanwhile (nothing at all,
+        bytes that never made a valid frame, or frames of which none was the DEVICE_INFO), so that
+        the operator looks at the power and the baud rate only when nothing arrived at all."""
+        hello = Hello(cmd_id=self.next_cmd_id(), protocol_version=PROTOCOL_VERSION)
+        before = _Received.snapshot(self)
+        acks_without_info = 0
+        attempts = retries + 1
+        for attempt in range(attempts):
+            if attempt:
+                self._tally.retries += 1
+            try:
+                answer, info = await self._exchange(gen, hello, wait, 0)
+            except _NoAnswer:
+                continue
+            if isinstance(answer, Nak):
+                raise CommandRefused(hello, answer)
+            if isinstance(info, DeviceInfo):
+                return info
+            acks_without_info += 1  # its DEVICE_INFO was damaged or lost on the way
+        received = _Received.snapshot(self).since(before)
+        raise DeviceNotResponding(self.url, attempts, wait, received=received.describe(acks_without_info))
 
     def _heartbeat_period(self, info: DeviceInfo) -> float:
         watchdog_s = info.watchdog_ms / 1000.0 / self.settings.time_scale
@@ -1049,6 +1068,64 @@ class Link:
 
 
 _RESET_CAUSES = {int(c) for c in ResetCause}
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    """What came in on the port during a handshake, to explain why it failed."""
+
+    bytes_rx: int
+    frames_rx: int
+    crc_errors: int
+    cobs_errors: int
+    other_errors: int
+    """Runts, overlong runs and frames the message layer rejected (length, value, type)."""
+    foreign: int
+    """Frames of another protocol version."""
+
+    @classmethod
+    def snapshot(cls, link: Link) -> _Received:
+        c = link._stream.counters
+        f = c.framing
+        return cls(
+            bytes_rx=f.bytes_in,
+            frames_rx=link._tally.frames_rx,
+            crc_errors=f.crc_errors,
+            cobs_errors=f.cobs_errors,
+            other_errors=f.runts + f.overlong + c.bad_lengths + c.bad_values + c.unknown_types,
+            foreign=c.version_mismatches,
+        )
+
+    def since(self, before: _Received) -> _Received:
+        return _Received(*(a - b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(before))))  # noqa: B905
+
+    def describe(self, acks_without_info: int) -> str:
+        if self.bytes_rx == 0:
+            return (
+                "nothing was received. Is the controller powered, is this its port, "
+                "and does the baud rate match?"
+            )
+        damaged = [
+            f"{n} {what}"
+            for n, what in (
+                (self.crc_errors, "CRC errors"),
+                (self.cobs_errors, "COBS errors"),
+                (self.other_errors, "malformed frames"),
+                (self.foreign, "frames of another protocol version"),
+            )
+            if n
+        ]
+        damage = ", ".join(damaged) if damaged else "no damaged frame"
+        if self.frames_rx == 0:
+            return (
+                f"{self.bytes_rx} bytes arrived but no valid frame ({damage}): line noise, "
+                "another device on this port, or a baud rate that does not match?"
+            )
+        acks = f"{acks_without_info} HELLO ACKs without their DEVICE_INFO, " if acks_without_info else ""
+        return (
+            f"{self.frames_rx} valid frames arrived but none was a valid DEVICE_INFO "
+            f"({acks}{damage}): a noisy or lossy line?"
+        )
 
 
 def _fresh(error: CementguardError) -> CementguardError:

@@ -188,6 +188,9 @@ class FakeDevice:
     """Command types whose first answer is lost on the way (applied, cached, never delivered)."""
     refuse: dict[MsgType, tuple[NakCode, int, int]] = field(default_factory=dict)
     """Command type -> (NAK code, field, detail)."""
+    damage_info: int = 0
+    """The first this-many DEVICE_INFO replies go out with one byte flipped (a CRC error on the host's
+    side); their ACKs arrive intact, as after a burst of line noise."""
 
     state: State = State.IDLE
     applied: Counter[MsgType] = field(default_factory=Counter)
@@ -310,7 +313,14 @@ class FakeDevice:
             return
         if cmd.TYPE == MsgType.HELLO:
             self._cache.clear()
-            self.send(self._device_info(cmd.cmd_id))
+            if self.damage_info > 0:
+                self.damage_info -= 1
+                frame = bytearray(encode_frame(self._device_info(cmd.cmd_id), self._seq, self.header_version))
+                self._seq = (self._seq + 1) & 0xFFFF
+                frame[len(frame) // 2] ^= 0x01 if frame[len(frame) // 2] != 0x01 else 0x02  # never a 0x00
+                self.send_raw(bytes(frame))
+            else:
+                self.send(self._device_info(cmd.cmd_id))
             self.send(Ack(cmd.cmd_id, MsgType.HELLO, self.state))
             return
         answers = self._cache.get(cmd.cmd_id)

@@ -241,6 +241,35 @@ async def test_a_device_that_never_answers(fake_device: Callable[..., FakeDevice
         hellos = dev.commands(MsgType.HELLO)
         assert len(hellos) == 4
         assert len({m.cmd_id for _h, m in hellos}) == 1
+        assert "nothing was received" in str(info.value)
+        assert "powered" in str(info.value)
+
+
+async def test_a_damaged_device_info_is_retried(fake_device: Callable[..., FakeDevice]):
+    """Issue 13 item 4: the first DEVICE_INFO arrives damaged (CRC error), its ACK intact. The link
+    sends the same HELLO again (SPEC §7.5 retry policy; HELLO is never cached, §7.4) and connects."""
+    async with fake_device(damage_info=1) as dev, Controller.open(dev.path, FAST) as ctl:
+        assert ctl.link_state is LinkState.CONNECTED
+        assert ctl.device.serial == dev.serial
+        hellos = dev.commands(MsgType.HELLO)
+        assert len(hellos) == 2, "one retry after the damaged DEVICE_INFO"
+        assert len({m.cmd_id for _h, m in hellos}) == 1
+        assert (ctl.counters.crc_errors, ctl.counters.retries) == (1, 1)
+
+
+async def test_every_device_info_damaged_names_what_arrived(fake_device: Callable[..., FakeDevice]):
+    """When every attempt's DEVICE_INFO is damaged the error says so (frames arrived, CRC errors),
+    instead of asking whether the controller is powered."""
+    async with fake_device(damage_info=10, heartbeats=False) as dev:
+        with pytest.raises(DeviceNotResponding) as info:
+            async with Controller.open(dev.path, FAST):
+                pass
+        text = str(info.value)
+        assert len(dev.commands(MsgType.HELLO)) == 4
+        assert "none was a valid DEVICE_INFO" in text
+        assert "4 CRC errors" in text
+        assert "4 HELLO ACKs without their DEVICE_INFO" in text
+        assert "powered" not in text
 
 
 @pytest.mark.parametrize("url", ["/dev/cementguard-no-such-port", "socket://127.0.0.1:1"])
