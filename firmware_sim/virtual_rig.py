@@ -146,6 +146,24 @@ class VirtualRig:
                     return reply
         raise CommandTimeoutError(f"no answer to command {cmd_id} within {timeout_s} s of simulated time")
 
+    def send_together(self, *makes: Callable[[int], Command]) -> list[int]:
+        """Several commands in one write (one byte chunk, as a host that queues them back to back):
+        the device decodes them all in the same tick. Returns their command ids; `answer()` finds
+        each answer once the rig has run."""
+        ids = []
+        chunk = b""
+        for make in makes:
+            self._cmd_id = self._cmd_id % 0xFFFF + 1
+            ids.append(self._cmd_id)
+            chunk += encode_frame(make(self._cmd_id), self._seq)
+            self._seq = (self._seq + 1) & 0xFFFF
+        self.link.to_device(chunk)
+        return ids
+
+    def answer(self, cmd_id: int) -> Ack | Nak | None:
+        """The ACK or NAK received for `cmd_id`, if any yet."""
+        return next((r for r in self.replies if isinstance(r, Ack | Nak) and r.cmd_id == cmd_id), None)
+
     def connect(self) -> Message:
         reply = self.command(lambda i: Hello(i, PROTOCOL_VERSION))
         if not isinstance(reply, Ack):

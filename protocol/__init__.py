@@ -20,6 +20,7 @@ from protocol.codec import (
 from protocol.enums import (
     COMMAND_TYPES,
     AlarmCode,
+    BusyDetail,
     Capabilities,
     EventKind,
     Flags,
@@ -74,6 +75,7 @@ __all__ = [
     "AlarmCode",
     "Arm",
     "BodyError",
+    "BusyDetail",
     "Capabilities",
     "Clear",
     "Command",

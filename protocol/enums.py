@@ -63,6 +63,9 @@ class StopDetail(IntEnum):
     NO_FLOW_AT_CEILING = 1
     """PRESSURE_RISE: the pressure loop held the syringe at the soft limit with (almost) no flow for
     the configured time: the pressure cannot rise further, but the line is blocked or setting."""
+    SESSION_TAKEN = 2
+    """HOST_LOST: a HELLO opened a new session while INJECTING or PAUSED; the device stops before it
+    answers, so a moving plunger is never handed to a host that did not start it (SPEC §7.6)."""
 
 
 class StopSource(IntEnum):
@@ -105,6 +108,16 @@ class NakCode(IntEnum):
     """Transient: e.g. pressure relief still running. Retry later with a new command id."""
     NO_SESSION = 12
     """No HELLO yet on this link: the handshake must come first."""
+
+
+class BusyDetail(IntEnum):
+    """NAK BUSY `detail`: which transient condition refused the command (SPEC §6.5)."""
+
+    NONE = 0
+    RELIEF_ACTIVE = 1
+    """Post-stop pressure relief is still backing the plunger off (flag RELIEF_ACTIVE)."""
+    PLUNGER_MOVING = 2
+    """The plunger is still decelerating after a stop: ARMED and IDLE mean a still plunger."""
 
 
 class EventKind(IntEnum):

@@ -68,6 +68,7 @@ from firmware_sim.hal import REFERENCE_RIG, Hardware, MotorCommand, SensorFrame
 from protocol.codec import PROTOCOL_VERSION, Frame, Rejected, RejectReason, is_command_type
 from protocol.enums import (
     AlarmCode,
+    BusyDetail,
     Capabilities,
     EventKind,
     Flags,
@@ -928,6 +929,10 @@ class Controller:
     def _on_hello(self, msg: Hello) -> Answer:
         if msg.protocol_version != PROTOCOL_VERSION:
             return self._refuse(msg, NakCode.VERSION_MISMATCH, detail=PROTOCOL_VERSION)
+        if self._state in (INJECTING, PAUSED):
+            # A new session must never inherit a moving (or resumable) plunger: the host that started
+            # it may be gone from the screen. Latched before DEVICE_INFO is queued (SPEC §7.6).
+            self._latch(StopReason.HOST_LOST, detail=StopDetail.SESSION_TAKEN)
         self._cache.clear()
         self._open_session()
         cfg = self.config
@@ -955,8 +960,9 @@ class Controller:
             return self._refuse(msg, NakCode.STOP_LATCHED)
         if st not in (IDLE, ARMED, DONE):
             return self._refuse(msg, NakCode.BAD_STATE)
-        if self._relief.active:  # DONE while backing off: ARMED means a still plunger
-            return self._refuse(msg, NakCode.BUSY)
+        busy = self._busy()
+        if busy:  # DONE while braking or backing off: ARMED means a still plunger
+            return self._refuse(msg, NakCode.BUSY, detail=busy)
         plan = check_arm(msg, self.config, self.hardware, self.identity.capabilities)
         if isinstance(plan, BadParam):
             return self._refuse(msg, NakCode.BAD_PARAM, plan.field, plan.detail)
@@ -1061,12 +1067,24 @@ class Controller:
         self._latch(reason, source)
         return self._ack(msg)
 
+    def _busy(self) -> int:
+        """BusyDetail of a CLEAR / ARM refused because the plunger is not at rest, else 0. At rest
+        means the step generator's rate is 0: then the plunger did not move over the last period and
+        (outside INJECTING and relief) will not move. After a stop it brakes at the step generator's
+        deceleration limit, for at most `brake_time_ms` (SPEC §9.1)."""
+        if self._relief.active:
+            return int(BusyDetail.RELIEF_ACTIVE)
+        if self._rate != 0.0:
+            return int(BusyDetail.PLUNGER_MOVING)
+        return 0
+
     def _on_clear(self, msg: Clear) -> Answer:
         st = self._state
         if st in (INJECTING, PAUSED):
             return self._refuse(msg, NakCode.BAD_STATE)
-        if st in (STOPPED, DONE) and self._relief.active:
-            return self._refuse(msg, NakCode.BUSY)
+        busy = self._busy()
+        if busy:  # IDLE means a still plunger: no CLEAR while it brakes or backs off
+            return self._refuse(msg, NakCode.BUSY, detail=busy)
         if st in (STOPPED, FAULT) and self._sensor_faulty:
             return self._refuse(msg, NakCode.SENSOR_FAULT)
         if st != IDLE:
