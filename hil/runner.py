@@ -30,6 +30,7 @@ from hil.outcome import WATCHDOG_S, Measured, Outcome, harness_lag, judge
 from hil.scenario import PLANT_EVENT_KINDS, Scenario
 from hil.simulator import Simulator, Trace, write_plant_file
 from host.client import Controller, LinkOptions, LinkState
+from host.control import serve_control
 from host.errors import CementguardError, CommandRefused
 from host.plan import clamp_to_device
 from host.recording import Recorder
@@ -291,6 +292,8 @@ async def _drive(run: _Run, out_dir: Path) -> None:
     async with mqtt_cm as mqtt:
         ctl = await Controller.connect(run.url, options)
         tasks: list[asyncio.Task[Any]] = []
+        control = serve_control(ctl)  # `cementguard stop/status/clear` from another terminal
+        await control.__aenter__()
         try:
             if mqtt is not None:
                 await mqtt.attach(ctl)
@@ -369,6 +372,7 @@ async def _drive(run: _Run, out_dir: Path) -> None:
             await asyncio.gather(*tasks, return_exceptions=True)
             if run.recorder is not None:
                 await asyncio.to_thread(run.recorder.close)
+            await control.__aexit__(None, None, None)
             await ctl.close()
 
 

@@ -1,17 +1,79 @@
 """The `cementguard` command: one entry point, one subcommand per job.
 
-Subcommands register themselves from their own modules. The simulator's `sim` lives in
-`firmware_sim.cli` and is only imported for that subcommand: host code never depends on the
-simulator's internals.
+Each subcommand lives in its own module, which registers its argument parser (`add_parser` /
+`add_parsers`) and its handler. The launcher knows the subcommands by name only (`COMMANDS`) and
+imports the one module that implements the command given, at dispatch: `cementguard stop` loads the
+link and the protocol, never the simulator, the HIL harness, the dashboard (textual) or the plots
+(matplotlib). `cementguard --help` imports none of them.
+
+This module is the one allowed exception to the layering of docs/design.md: it resolves the `sim`
+(firmware_sim) and `hil` subcommands by module name, so that `host` never imports `firmware_sim`
+or `hil` (tests/test_architecture.py checks both).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
-from protocol import PROTOCOL_VERSION
+
+@dataclass(frozen=True, slots=True)
+class Subcommand:
+    """Where a subcommand is implemented: `module.register(subparsers)` adds its parser(s)."""
+
+    module: str
+    register: str
+    help: str
+
+
+COMMANDS: dict[str, Subcommand] = {
+    "sim": Subcommand(
+        "firmware_sim.cli", "add_parser", "run the simulated pump, cement and vertebra on a pty or TCP port"
+    ),
+    "run": Subcommand(
+        "host.run", "add_parser", "run an injection plan headless, with a live display and a recording"
+    ),
+    "ports": Subcommand("host.device_cmds", "add_parsers", "list the serial ports of this machine"),
+    "status": Subcommand(
+        "host.device_cmds", "add_parsers", "show the controller's state, limits and last stop"
+    ),
+    "stop": Subcommand("host.device_cmds", "add_parsers", "stop the injection now (latched until CLEAR)"),
+    "clear": Subcommand(
+        "host.device_cmds", "add_parsers", "clear a latched stop (the controller goes back to IDLE)"
+    ),
+    "demo": Subcommand(
+        "host.demo",
+        "add_parser",
+        "the dashboard on the simulator with the example plan (no hardware, no broker)",
+    ),
+    "export": Subcommand(
+        "host.export", "add_parser", "export a recording to CSV (edge units: s, kPa, mL, mL/min)"
+    ),
+    "plot": Subcommand(
+        "host.plot", "add_parser", "plot a recording to a PNG (pressure, volume, flow with limits and stops)"
+    ),
+    "dashboard": Subcommand(
+        "host.dashboard.cli",
+        "add_parsers",
+        "live dashboard for one controller: plots, state, stop log, controls",
+    ),
+    "replay": Subcommand(
+        "host.dashboard.cli",
+        "add_parsers",
+        "play a recording back in the dashboard (space play/pause, +/- speed, left/right seek)",
+    ),
+    "hil": Subcommand(
+        "hil.cli", "add_parser", "hardware-in-the-loop scenarios: run the corpus, or sweep detectors"
+    ),
+    "bridge": Subcommand(
+        "host.mqtt.cli",
+        "add_parser",
+        "publish a controller's state, telemetry and events over MQTT; take fluoroscopy stops",
+    ),
+}
 
 
 def _version() -> str:
@@ -21,41 +83,52 @@ def _version() -> str:
         return "0+unknown"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from firmware_sim import cli as sim_cli
-    from host import demo, device_cmds, export, plot, run
+class _VersionAction(argparse.Action):
+    """`--version`, computed only when asked (it reads the protocol package)."""
 
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and the wire protocol version")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from protocol import PROTOCOL_VERSION
+
+        print(f"cementguard {_version()} (wire protocol {PROTOCOL_VERSION})")
+        parser.exit()
+
+
+def _command_name(argv: list[str]) -> str | None:
+    """The subcommand named on the command line: the first argument that is not an option."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for `argv`: the named subcommand's module is imported and registers its full
+    parser; every other subcommand is listed by name and help only. `argv` None: the whole parser,
+    every module imported (for documentation and tests of every command's options)."""
     parser = argparse.ArgumentParser(
         prog="cementguard",
         description="Bench injection controller for PMMA bone cement: simulator, host tools and tests.",
     )
-    parser.add_argument(
-        "--version",
-        action="version",
-        version=f"cementguard {_version()} (wire protocol {PROTOCOL_VERSION})",
-    )
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sim_cli.add_parser(sub)
-    run.add_parser(sub)
-    device_cmds.add_parsers(sub)
-    demo.add_parser(sub)
-    export.add_parser(sub)
-    plot.add_parser(sub)
-    from host.dashboard import cli as dashboard_cli
-
-    dashboard_cli.add_parsers(sub)
-    from hil import cli as hil_cli  # the launcher may import hil, as it does firmware_sim
-
-    hil_cli.add_parser(sub)
-    from host.mqtt import cli as mqtt_cli
-
-    mqtt_cli.add_parser(sub)
+    wanted = list(COMMANDS) if argv is None else [_command_name(argv)]
+    for name in wanted:
+        command = COMMANDS.get(name or "")
+        if command is not None and name not in sub.choices:
+            getattr(importlib.import_module(command.module), command.register)(sub)
+    for name, command in COMMANDS.items():
+        if name not in sub.choices:  # listed by name only: its module is not imported
+            sub.add_parser(name, help=command.help, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_in = sys.argv[1:] if argv is None else argv
+    parser = build_parser(args_in)
+    args = parser.parse_args(args_in)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()

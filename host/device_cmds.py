@@ -1,4 +1,18 @@
-"""`cementguard ports`, `status` and `stop`: the small commands a bench engineer types between runs."""
+"""`cementguard ports`, `status`, `stop` and `clear`: the small commands a bench engineer types, from any
+terminal, during or between runs.
+
+`stop`, `status` and `clear` first ask the session that holds the port (`cementguard run`, the
+dashboard, the bridge, the HIL runner) through its control endpoint (host.control): the session
+sends the command on its own link at once. When no session holds the port they open it themselves.
+
+`stop` sends STOP before anything else: no handshake first (SPEC §7.6 accepts STOP without a
+session), then it reads the answer and the state (GET_STATUS, also accepted without a session).
+This module imports only the link, the endpoint and the protocol: not the simulator, the HIL
+harness, the dashboard or the plotting stack (tests/host/test_device_cmds.py checks it).
+
+Exit codes: 0 done; 1 the device refused (CLEAR while relief runs, a sensor fault, ...);
+4 no device reached (port missing, held by a program that does not answer, no device answered).
+"""
 
 from __future__ import annotations
 
@@ -7,32 +21,51 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-from serial.tools import list_ports
+from host import control
+from host.errors import CementguardError, CommandRefused, CommandTimeout
+from host.port_lock import PortBusy, lock_path, read_holder
 
-from host.client import Controller
-from host.errors import CementguardError
-from host.run import EXIT_LINK
-from protocol import StopSource
-from protocol.models import StatusRecord
-
-STOP_SOURCES = {"operator": StopSource.OPERATOR, "fluoro": StopSource.FLUORO_OPERATOR}
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_LINK = 4
+"""The same value as `cementguard run`'s link failure (host.run.EXIT_LINK)."""
 
 
 def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("ports", help="list the serial ports of this machine")
     p.set_defaults(func=_ports)
-    p = subparsers.add_parser("status", help="show the controller's state, limits and last stop")
+    epilog = "exit codes: 0 done; 1 the device refused; 4 no device reached"
+    p = subparsers.add_parser(
+        "status", help="show the controller's state, limits and last stop", epilog=epilog
+    )
     p.add_argument("--port", required=True, help="serial device or pyserial URL")
     p.set_defaults(func=_status)
-    p = subparsers.add_parser("stop", help="stop the injection now (latched until CLEAR)")
+    p = subparsers.add_parser(
+        "stop",
+        help="stop the injection now (latched until CLEAR)",
+        description="Send STOP at once: through the session holding the port, or on the port directly.",
+        epilog=epilog,
+    )
     p.add_argument("--port", required=True, help="serial device or pyserial URL")
-    p.add_argument("--source", choices=sorted(STOP_SOURCES), default="operator", help="recorded stop source")
+    p.add_argument(
+        "--source", choices=sorted(control.STOP_SOURCES), default="operator", help="recorded stop source"
+    )
     p.set_defaults(func=_stop)
+    p = subparsers.add_parser(
+        "clear",
+        help="clear a latched stop (the controller goes back to IDLE)",
+        description="Send CLEAR: refused by the device while pressure relief runs (BUSY) or on a fault.",
+        epilog=epilog,
+    )
+    p.add_argument("--port", required=True, help="serial device or pyserial URL")
+    p.set_defaults(func=_clear)
 
 
 def _ports(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+    from serial.tools import list_ports
+
     console = Console()
     ports = sorted(list_ports.comports(), key=lambda p: p.device)
     if not ports:
@@ -45,44 +78,214 @@ def _ports(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(args: argparse.Namespace) -> int:
-    console = Console()
+def _say(text: str) -> None:
+    print(text, flush=True)
 
-    async def go() -> int:
-        async with Controller.open(args.port) as ctl:
-            status = StatusRecord.from_message(await ctl.get_status())
-            info = ctl.device
-        table = Table.grid(padding=(0, 2))
-        table.add_row(
-            "device", f"{info.serial}  firmware {info.firmware_version}  protocol {info.protocol_version}"
+
+def _fail(text: str) -> None:
+    """Failures go to stdout, as every message of these commands and of `run` does (the exit code
+    tells a script that it failed)."""
+    print(f"cementguard: {text}", flush=True)
+
+
+def _session_name(port: str, answer: dict[str, Any]) -> str:
+    """Who answered: the session names itself in its answer (the lock's record may be gone by the
+    time we read it, when the stop ended the session)."""
+    who = answer.get("session")
+    if isinstance(who, str) and who:
+        return who
+    holder = read_holder(lock_path(port))
+    return f"{holder.program} (PID {holder.pid})" if holder is not None else "the session holding the port"
+
+
+def _busy(exc: PortBusy, what: str) -> str:
+    return (
+        f"{what}: {exc}. It serves no control endpoint that answered; stop it from its own window, "
+        "or end it (the controller then stops by itself: HOST_LOST)"
+    )
+
+
+# -- stop --------------------------------------------------------------------------------------------
+
+
+async def stop(port: str, source: str) -> int:
+    """`cementguard stop`: through the session's endpoint, else directly. Returns the exit code."""
+    try:
+        answer = await control.request(port, "stop", source=source)
+    except control.NoEndpoint:
+        return await _stop_directly(port, source)
+    except control.ControlError as exc:
+        _fail(
+            f"STOP not confirmed: {exc}. If that session is hung, its heartbeats have stopped and the "
+            "controller stops by itself (HOST_LOST)"
         )
-        table.add_row("state", status.state.name)
-        if status.stop_reason:
-            table.add_row("stop", f"{status.stop_reason.name} (source {status.stop_source.name})")
-        table.add_row("pressure", f"{status.pressure_kpa:.0f} kPa")
-        table.add_row("delivered", f"{status.volume_ml:.3f} / {status.volume_limit_ml:.3f} mL")
-        table.add_row("limits", f"soft {status.soft_limit_kpa:.0f} kPa, hard {status.hard_limit_kpa:.0f} kPa")
-        console.print(table)
-        return 0
+        return EXIT_LINK
+    who = _session_name(port, answer)
+    if not answer.get("ok"):
+        _fail(f"STOP through {who} failed: {answer.get('error')}")
+        return EXIT_LINK
+    event = answer.get("event")
+    if event:
+        what = f"{event['reason']} (source {event['source']}), was {event['prev_state']}"
+    elif answer.get("stop_reason"):
+        what = f"already stopped: {answer['stop_reason']} (source {answer['stop_source']})"
+    else:
+        what = "nothing was moving"
+    _say(f"STOP acknowledged through {who}: state {answer.get('state')}; {what}")
+    if answer.get("warning"):
+        _fail(str(answer["warning"]))
+    return EXIT_OK
 
-    return _guarded(console, go)
+
+async def _stop_directly(port: str, source: str) -> int:
+    from host.link import Link, LinkOptions
+    from protocol import GetStatus, Status, Stop
+
+    link = Link(port, LinkOptions(reconnect=False))
+    try:
+        await link.open(handshake=False)
+    except PortBusy as exc:
+        _fail(_busy(exc, "STOP not sent"))
+        return EXIT_LINK
+    except CementguardError as exc:
+        _fail(f"STOP not sent: {exc}")
+        return EXIT_LINK
+    try:
+        try:
+            ack = await link.command(Stop(cmd_id=0, source=control.STOP_SOURCES[source]))
+        except CommandTimeout as exc:
+            _fail(
+                f"no cementguard device answered STOP on {port} ({exc.attempts} attempts): is the "
+                "controller powered, is this its port, and does the baud rate match?"
+            )
+            return EXIT_LINK
+        what = ""
+        try:
+            _ack, status = await link.request(GetStatus)
+        except CementguardError:
+            status = None
+        if isinstance(status, Status) and status.stop_reason:
+            what = f"; {status.stop_reason.name} (source {status.stop_source.name})"
+        state = getattr(ack.state, "name", ack.state)
+        _say(f"STOP acknowledged on {port}: state {state}{what}")
+        return EXIT_OK
+    except CementguardError as exc:
+        _fail(f"STOP not confirmed: {exc}")
+        return EXIT_LINK
+    finally:
+        await link.close()
 
 
 def _stop(args: argparse.Namespace) -> int:
-    console = Console()
-
-    async def go() -> int:
-        async with Controller.open(args.port) as ctl:
-            ack = await ctl.stop(STOP_SOURCES[args.source])
-        console.print(f"STOP acknowledged: state {ack.state.name}")
-        return 0
-
-    return _guarded(console, go)
+    return _run(lambda: stop(args.port, args.source))
 
 
-def _guarded(console: Console, go: Callable[[], Coroutine[Any, Any, int]]) -> int:
+# -- status and clear ----------------------------------------------------------------------------------
+
+
+async def status(port: str) -> int:
+    from protocol.models import StatusRecord
+
+    try:
+        answer = await control.request(port, "status")
+    except control.NoEndpoint:
+        answer = None
+    except control.ControlError as exc:
+        _fail(str(exc))
+        return EXIT_LINK
+    if answer is not None:
+        if not answer.get("ok"):
+            _fail(f"status through {_session_name(port, answer)} failed: {answer.get('error')}")
+            return EXIT_LINK
+        device = answer.get("device") or {}
+        record = StatusRecord.model_validate(answer["status"])
+        header = f"session   {_session_name(port, answer)}, link {answer.get('link')}"
+        if answer.get("stale"):
+            header += f" ({answer['stale']})"
+        _print_status(device, record, header)
+        return EXIT_OK
+    from host.client import Controller
+
+    try:
+        async with Controller.open(port) as ctl:
+            record = StatusRecord.from_message(await ctl.get_status())
+            info = ctl.device
+    except PortBusy as exc:
+        _fail(_busy(exc, "no status"))
+        return EXIT_LINK
+    except CementguardError as exc:
+        _fail(f"no status: {exc}")
+        return EXIT_LINK
+    device = {
+        "serial": info.serial,
+        "firmware": f"{info.fw_major}.{info.fw_minor}.{info.fw_patch}",
+        "protocol_version": info.protocol_version,
+    }
+    _print_status(device, record, None)
+    return EXIT_OK
+
+
+def _print_status(device: dict[str, Any], s: Any, header: str | None) -> None:
+    lines = []
+    if header:
+        lines.append(header)
+    lines.append(
+        f"device    {device.get('serial', '?')}  firmware {device.get('firmware', '?')}  "
+        f"protocol {device.get('protocol_version', '?')}"
+    )
+    lines.append(f"state     {s.state.name}")
+    if s.stop_reason:
+        lines.append(f"stop      {s.stop_reason.name} (source {s.stop_source.name})")
+    lines.append(f"pressure  {s.pressure_kpa:.0f} kPa")
+    lines.append(f"delivered {s.volume_ml:.3f} / {s.volume_limit_ml:.3f} mL")
+    lines.append(f"limits    soft {s.soft_limit_kpa:.0f} kPa, hard {s.hard_limit_kpa:.0f} kPa")
+    _say("\n".join(lines))
+
+
+async def clear(port: str) -> int:
+    try:
+        answer = await control.request(port, "clear")
+    except control.NoEndpoint:
+        answer = None
+    except control.ControlError as exc:
+        _fail(str(exc))
+        return EXIT_LINK
+    if answer is not None:
+        who = _session_name(port, answer)
+        if answer.get("ok"):
+            _say(f"CLEAR acknowledged through {who}: state {answer.get('state')}")
+            return EXIT_OK
+        _fail(f"through {who}: {answer.get('error')}")
+        return EXIT_REFUSED if answer.get("code") else EXIT_LINK
+    from host.client import Controller
+
+    try:
+        async with Controller.open(port) as ctl:
+            ack = await ctl.clear()
+    except CommandRefused as exc:
+        _fail(str(exc))
+        return EXIT_REFUSED
+    except PortBusy as exc:
+        _fail(_busy(exc, "CLEAR not sent"))
+        return EXIT_LINK
+    except CementguardError as exc:
+        _fail(f"CLEAR not sent: {exc}")
+        return EXIT_LINK
+    _say(f"CLEAR acknowledged on {port}: state {getattr(ack.state, 'name', ack.state)}")
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    return _run(lambda: status(args.port))
+
+
+def _clear(args: argparse.Namespace) -> int:
+    return _run(lambda: clear(args.port))
+
+
+def _run(go: Callable[[], Coroutine[Any, Any, int]]) -> int:
     try:
         return asyncio.run(go())
-    except CementguardError as exc:
-        console.print(f"[bold red]link failure:[/] {exc}", highlight=False)
+    except CementguardError as exc:  # e.g. the runtime directory is not usable
+        _fail(str(exc))
         return EXIT_LINK

@@ -65,6 +65,7 @@ from host.errors import (
     PortUnavailable,
     ProtocolVersionError,
 )
+from host.port_lock import PortLock
 from protocol import (
     PROTOCOL_VERSION,
     Ack,
@@ -439,6 +440,8 @@ class Link:
         self._state_waiters: list[tuple[frozenset[State | int], asyncio.Future[State | int]]] = []
         self._link_waiters: list[tuple[frozenset[LinkState], asyncio.Future[LinkState]]] = []
         self._heartbeats_suspended = False
+        self._port_lock: PortLock | None = None
+        self._handshake = True
 
     # -- what the caller sees -------------------------------------------------------------------
 
@@ -552,17 +555,29 @@ class Link:
 
     # -- open and close ---------------------------------------------------------------------------
 
-    async def open(self) -> None:
-        """Open the port and handshake. Raises PortNotFound / PortUnavailable, DeviceNotResponding,
-        ProtocolVersionError; the link is then CLOSED (FAILED for a version mismatch)."""
+    async def open(self, *, handshake: bool = True) -> None:
+        """Take the port's lock, open the port and handshake. Raises PortBusy (another session holds
+        the port: the error names it), PortNotFound / PortUnavailable, DeviceNotResponding,
+        ProtocolVersionError; the link is then CLOSED (FAILED for a version mismatch).
+
+        `handshake=False` opens the port without a session: no HELLO, no heartbeat, no reconnect.
+        The device then accepts only STOP and GET_STATUS (SPEC §7.6), which is all `cementguard
+        stop` needs to send its STOP first, before anything else."""
         if self._link_state is not LinkState.CLOSED or self._closed_by_host:
             raise RuntimeError(f"Link.open: the link is {self._link_state.value}; a Link opens once")
         self._loop = asyncio.get_running_loop()
         self._t_open = time.monotonic()
+        self._handshake = handshake
+        if not handshake:
+            self.settings = dataclasses.replace(self.settings, reconnect=False)
         try:
+            lock = PortLock(self.url)
+            lock.acquire()
+            self._port_lock = lock
             await self._connect()
         except BaseException as exc:
             self._drop_connection()
+            self._release_lock()
             if self._fatal_error is None:
                 error = exc if isinstance(exc, CementguardError) else None
                 self._set_link_state(LinkState.CLOSED, f"open failed: {exc}", error=error)
@@ -581,6 +596,7 @@ class Link:
         self._drop_connection()
         self._fail_all(lambda: LinkClosed(self.url))
         await self._await_closing_ports()
+        self._release_lock()
         if self._link_state is not LinkState.FAILED:
             self._set_link_state(LinkState.CLOSED, "closed by the host")
         subscriptions: list[Subscription[Any]] = [
@@ -590,6 +606,16 @@ class Link:
         ]
         for sub in subscriptions:
             sub._end()
+
+    @property
+    def port_lock(self) -> PortLock | None:
+        """The lock this link holds on its port while open (host.port_lock), None when closed."""
+        return self._port_lock
+
+    def _release_lock(self) -> None:
+        lock, self._port_lock = self._port_lock, None
+        if lock is not None:
+            lock.release()
 
     def suspend_heartbeats(self) -> None:
         """Stop sending heartbeats (everything else still works): plays a hung host, so HIL can show
@@ -721,7 +747,9 @@ class Link:
         closed: asyncio.Future[None] = loop.create_future()
         protocol = _PortProtocol(self, closed)
         url = self.url
-        kwargs: dict[str, Any] = {} if url.startswith("socket://") else {"baudrate": self.settings.baudrate}
+        kwargs: dict[str, Any] = (
+            {} if url.startswith("socket://") else {"baudrate": self.settings.baudrate, "exclusive": True}
+        )
         try:
             transport, _ = await serial_asyncio_fast.create_serial_connection(
                 loop, lambda: protocol, url, **kwargs
@@ -751,6 +779,9 @@ class Link:
         self._last_rx = self._now()
         try:
             self._conn.write(DELIMITER)  # SPEC §3.1: a single 0x00 before our first frame
+            if not self._handshake:
+                self._set_link_state(LinkState.CONNECTED, f"port {self.url} open, without a session")
+                return
             timeout, retries = self.settings.command_timeout_s, self.settings.retries
             info = await self._hello(gen, timeout, retries)
             if info.protocol_version != PROTOCOL_VERSION:
@@ -1026,7 +1057,7 @@ class Link:
         self._set_state(event.state)
         for sub in self._event_subs:
             sub._push(event, t)
-        if reset and self._link_state is LinkState.CONNECTED:
+        if reset and self._link_state is LinkState.CONNECTED and self._handshake:  # sessionless: none to lose
             cause = _name(ResetCause(event.detail)) if event.detail in _RESET_CAUSES else str(event.detail)
             self._lose(f"the device reset (POWER_UP, cause {cause}): its session is gone")
 
@@ -1163,4 +1194,8 @@ def _port_error(url: str, exc: BaseException) -> PortError:
     text = str(exc)
     if "No such file or directory" in text:
         return PortNotFound(url)
+    if "exclusively lock" in text:  # pyserial's exclusive=True: another program flock()ed the device
+        return PortUnavailable(
+            url, "another program holds the device locked (not a cementguard session: those name themselves)"
+        )
     return PortUnavailable(url, text)

@@ -28,6 +28,7 @@ from rich.live import Live
 from rich.table import Table
 
 from host.client import Controller, LinkOptions, LinkState
+from host.control import serve_control
 from host.errors import CementguardError, CommandRefused, LinkLost
 from host.plan import InjectionPlan, PlanError, clamp_to_device, load_plan
 from host.recording import Recorder, new_run_dir
@@ -180,7 +181,11 @@ async def run_plan(
                 counters_source=lambda: ctl.counters,
             )
             console.print(f"recording to {recorder.path}", highlight=False)
-        return await _inject(ctl, clamped, mixed_ago_s, recorder, auto_resume_s, interrupted, console, ask)
+        async with serve_control(ctl):  # `cementguard stop/status/clear` from another terminal
+            console.print(f"stop from any terminal: cementguard stop --port {url}", highlight=False)
+            return await _inject(
+                ctl, clamped, mixed_ago_s, recorder, auto_resume_s, interrupted, console, ask
+            )
     except PlanError as exc:
         console.print(f"[bold red]plan error[/]\n{exc}", highlight=False)
         return EXIT_USAGE

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from host.client import Controller, LinkOptions, LinkState
+from host.control import serve_control
 from host.dashboard.model import DashboardModel
 from host.errors import CementguardError, LinkLost
 from host.plan import InjectionPlan, clamp_to_device
@@ -126,6 +127,7 @@ class LiveSource:
         ctl = await self._open(model)
         try:
             async with (
+                serve_control(ctl),  # `cementguard stop/status/clear` from another terminal
                 ctl.telemetry() as telemetry,
                 ctl.events() as events,
                 ctl.link_changes() as changes,

@@ -19,6 +19,7 @@ import sys
 import time
 
 from host.client import Controller, LinkOptions
+from host.control import serve_control
 from host.errors import CementguardError
 from host.mqtt._bridge import MqttBridge
 from host.mqtt._options import MqttOptions, MqttOptionsError
@@ -78,7 +79,8 @@ async def _bridge(port: str, link: LinkOptions, options: MqttOptions) -> int:
     _log(f"bridging {ctl.device.serial} on {port} to {options.describe()}")
     try:
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            async with serve_control(ctl):  # `cementguard stop/status/clear` from another terminal
+                await task
     finally:
         await ctl.close()
         c = bridge.counters

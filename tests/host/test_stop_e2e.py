@@ -1,0 +1,152 @@
+"""`cementguard stop`, `status` and `clear` from a second terminal while `cementguard run` holds the
+port of a real `cementguard sim --pty`; and what `stop` loads.
+
+Every wait is on a line a process prints (read by a thread, bounded by a timeout), never a sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from host.port_lock import PortBusy, PortLock
+from tests.support.wire_client import REPO, SimulatorLog, simulator
+
+LONG_PLAN = """
+name = "long-test"
+mode = "continuous"
+flow_ml_min = 3.0
+volume_limit_ml = 2.0
+
+[pressure]
+soft_limit_kpa = 2500
+hard_limit_kpa = 4000
+
+[relief]
+enabled = true
+relief_kpa = 200
+
+[cement]
+profile = "low_viscosity"
+working_time_s = 900
+viscosity_min_pa_s = 10
+viscosity_max_pa_s = 2000
+
+[cannula]
+gauge = 11
+length_mm = 125
+
+[syringe]
+size = "2.5ml"
+"""
+
+
+@pytest.fixture
+def env() -> Iterator[dict[str, str]]:
+    """The environment of every process of a test: a runtime directory of its own."""
+    base = tempfile.mkdtemp(prefix="cg-")
+    yield dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", XDG_RUNTIME_DIR=base)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "host.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_stop_status_and_clear_from_another_terminal_while_run_holds_the_port(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = tmp_path / "long.toml"
+    plan.write_text(LONG_PLAN)
+    with simulator("--pty", "--serial", "E2E-1") as (_sim, port):
+        run = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "host.cli",
+                "run",
+                "--port",
+                port,
+                "--plan",
+                str(plan),
+                "--mixed-ago",
+                "240",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO,
+            env=env,
+        )
+        try:
+            assert run.stdout is not None
+            out = SimulatorLog(run.stdout)
+            out.wait_for("stop from any terminal", timeout_s=30)
+
+            # a second opener is refused, naming the run
+            monkeypatch.setenv("XDG_RUNTIME_DIR", env["XDG_RUNTIME_DIR"])
+            with pytest.raises(PortBusy) as busy:
+                PortLock(port).acquire()
+            assert f"PID {run.pid}" in str(busy.value)
+            assert "cementguard run" in str(busy.value)
+
+            status = _cli(env, "status", "--port", port)
+            assert status.returncode == 0, status.stdout
+            assert f"cementguard run (PID {run.pid})" in status.stdout
+            assert "E2E-1" in status.stdout
+
+            clear = _cli(env, "clear", "--port", port)  # the device refuses CLEAR while it runs
+            assert clear.returncode == 1, clear.stdout
+            assert "CLEAR refused" in clear.stdout
+
+            stop = _cli(env, "stop", "--port", port)
+            assert stop.returncode == 0, stop.stdout
+            assert f"STOP acknowledged through cementguard run (PID {run.pid})" in stop.stdout
+            assert "state STOPPED" in stop.stdout
+            assert "OPERATOR_STOP" in stop.stdout
+
+            assert run.wait(timeout=30) == 3, out.text()  # the run ends with the safety stop ...
+            assert "OPERATOR_STOP" in out.text()  # ... and says which
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+        # nobody holds the port now: status opens it directly and shows the stop latched in the device
+        after = _cli(env, "status", "--port", port)
+        assert after.returncode == 0, after.stdout
+        assert "STOPPED" in after.stdout
+        assert "OPERATOR_STOP" in after.stdout
+
+
+def test_stop_loads_neither_simulator_nor_harness_nor_ui(env: dict[str, str]) -> None:
+    """Issue 12: `cementguard stop` imports what it uses. Run its whole path (to the port-not-found
+    answer) in a fresh interpreter and look at what got imported."""
+    probe = (
+        "import sys\n"
+        "from host.cli import main\n"
+        "code = main(['stop', '--port', '/dev/cementguard-no-such-port'])\n"
+        "assert code == 4, code\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    loaded = set(done.stdout.strip().splitlines()[-1].split())
+    assert {"host", "serial"} <= loaded, "the probe did run the stop path"
+    forbidden = {"firmware_sim", "hil", "textual", "matplotlib", "plotext", "aiomqtt", "rich", "pydantic"}
+    assert loaded & forbidden == set()
