@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from firmware_sim.plant import Plant, PlantConfig
+from host.cli_types import TIME_SCALE
 from protocol import Event, EventKind
 
 if TYPE_CHECKING:
@@ -44,10 +45,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--seed", type=int, default=None, help="override the scenario's random seed")
     p.add_argument(
         "--time-scale",
-        type=float,
+        type=TIME_SCALE,
         default=1.0,
         help=(
-            "run simulated time this many times faster than wall time (1-100). The host must then "
+            f"run simulated time this many times faster than wall time ({TIME_SCALE.allowed}). "
+            "The host must then "
             "heartbeat time-scale times faster than the reported watchdog: pass the same value to "
             "`cementguard run --time-scale`"
         ),
@@ -148,9 +150,6 @@ def _serve(args: argparse.Namespace) -> int:
     from firmware_sim.controller import Controller, ControllerConfig, FirmwareIdentity
     from firmware_sim.device import DeviceRuntime, PtyTransport, TcpTransport
 
-    if not 1.0 <= args.time_scale <= 100.0:
-        print(f"error: --time-scale {args.time_scale} is outside the allowed range 1..100", file=sys.stderr)
-        return 2
     try:
         plant_config = load_plant_config(args.scenario, args.seed)
     except FileNotFoundError:

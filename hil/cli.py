@@ -18,12 +18,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from hil.scenario import Scenario, ScenarioError, load_scenario
+from host.cli_types import TIME_SCALE, bounded_int
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 EXIT_PASSED = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 DEFAULT_TIME_SCALE = 5.0
+JOBS = bounded_int("--jobs", 1, 64)
 """Simulated seconds per wall second for scenarios that do not set their own (docs/hil.md: why 5)."""
 
 
@@ -55,12 +57,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     r.add_argument(
         "--report-dir", type=Path, required=True, help="directory for index.html, PNGs, recordings"
     )
-    r.add_argument("--jobs", type=int, default=2, help="scenarios run in parallel (default 2)")
+    r.add_argument(
+        "--jobs", type=JOBS, default=2, help=f"scenarios run in parallel (default 2; {JOBS.allowed})"
+    )
     r.add_argument(
         "--time-scale",
-        type=float,
+        type=TIME_SCALE,
         default=DEFAULT_TIME_SCALE,
-        help=f"simulated time per wall second, for scenarios that set none (default {DEFAULT_TIME_SCALE:g})",
+        help=f"simulated time per wall second, for scenarios that set none (default {DEFAULT_TIME_SCALE:g}; "
+        f"{TIME_SCALE.allowed})",
     )
     r.set_defaults(func=_run)
     from hil import sweep
@@ -176,12 +181,6 @@ def run_corpus(
 
 
 def _run(args: argparse.Namespace) -> int:
-    if not 1 <= args.jobs <= 64:
-        print(f"error: --jobs {args.jobs} is outside the allowed range 1..64", file=sys.stderr)
-        return EXIT_USAGE
-    if not 1.0 <= args.time_scale <= 100.0:
-        print(f"error: --time-scale {args.time_scale} is outside the allowed range 1..100", file=sys.stderr)
-        return EXIT_USAGE
     paths = discover(args.scenarios)
     if not paths:
         print("error: no scenario files found", file=sys.stderr)

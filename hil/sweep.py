@@ -32,6 +32,7 @@ from typing import Any
 from hil._sweep_report import markdown as report_markdown
 from hil._sweep_report import write_csv, write_json, write_png
 from hil._sweep_runs import KINDS, Override, RunOutcome, kind_cycle, parse_override, run_one
+from host.cli_types import bounded_int
 
 CHUNK = 8
 """Runs per task sent to a worker: enough to amortise the pickling, small enough to balance."""
@@ -131,24 +132,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"{value} is outside 0..2^63-1")
-    return value
+RUNS = bounded_int("--n", 1, 10_000_000)
+SEED = bounded_int("--seed", 0, 2**63 - 1)
+JOBS = bounded_int("--jobs", 1, 256)
 
 
 def _kinds(text: str) -> list[str]:
@@ -168,9 +154,9 @@ def _override(text: str) -> Override:
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--n", type=_positive_int, required=True, help="number of runs")
-    p.add_argument("--seed", type=_seed, default=1, help="master seed (default 1)")
-    p.add_argument("--jobs", type=_positive_int, default=None, help="processes (default: every core)")
+    p.add_argument("--n", type=RUNS, required=True, help=f"number of runs ({RUNS.allowed})")
+    p.add_argument("--seed", type=SEED, default=1, help="master seed (default 1)")
+    p.add_argument("--jobs", type=JOBS, default=None, help=f"processes (default: every core; {JOBS.allowed})")
     p.add_argument("--report-dir", type=Path, required=True, help="where sweep.md/.csv/.json/.png go")
     p.add_argument(
         "--kinds",

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from host.cli_types import AUTO_RESUME, MIXED_AGO
 from host.plan import PlanError, load_plan
 from host.plot import plot_png
 from host.recording import Recording
@@ -36,14 +37,22 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p.add_argument("--plan", type=Path, default=DEFAULT_PLAN, help="plan to run (default: %(default)s)")
     p.add_argument("--record", type=Path, default=Path("recordings"), help="where recordings go")
-    p.add_argument("--mixed-ago", type=float, default=240.0, help="cement age at start, s (default 240)")
+    p.add_argument(
+        "--mixed-ago",
+        type=MIXED_AGO,
+        default=240.0,
+        help=f"cement age at start, s (default 240; {MIXED_AGO.allowed})",
+    )
     p.add_argument(
         "--headless",
         action="store_true",
         help="no dashboard: run the plan unattended with a terminal display, record and plot it",
     )
     p.add_argument(
-        "--auto-resume", type=float, default=3.0, help="--headless: imaging pause length, s (default 3)"
+        "--auto-resume",
+        type=AUTO_RESUME,
+        default=3.0,
+        help=f"--headless: imaging pause length, s (default 3; {AUTO_RESUME.allowed})",
     )
     p.set_defaults(func=_demo)
 

@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import math
 import random
 import socket
 import time
@@ -161,8 +162,11 @@ class LinkOptions:
     def __post_init__(self) -> None:
         if self.command_timeout_s <= 0 or self.retries < 0:
             raise ValueError("command_timeout_s must be > 0 and retries >= 0")
-        if not self.time_scale > 0 or not self.silence_factor > 0:
-            raise ValueError("time_scale and silence_factor must be > 0")
+        if not (0 < self.time_scale < math.inf and 0 < self.silence_factor < math.inf):
+            raise ValueError(
+                f"time_scale {self.time_scale} and silence_factor {self.silence_factor} "
+                "must be finite and > 0"
+            )
         if self.heartbeat_period_s is not None and not self.heartbeat_period_s > 0:
             raise ValueError("heartbeat_period_s must be > 0")
         if self.telemetry_queue < 1 or self.event_queue < 1:

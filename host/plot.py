@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from host.cli_types import bounded_int
 from host.export import warn_if_damaged
 from host.recording import Recording, RecordingError
 from protocol.enums import EventKind, Flags, State, StopReason
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 MAX_POINTS = 4000
+POINTS = bounded_int("--max-points", 100, 1_000_000)
+DPI = bounded_int("--dpi", 20, 600)
 """Points per trace after downsampling: about two per pixel column of the figure."""
 
 PLANNED_ENDS = frozenset({StopReason.VOLUME_LIMIT, StopReason.INCREMENT_DONE})
@@ -356,9 +359,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("recording", metavar="REC", type=Path, help="recording directory")
     p.add_argument("--out", required=True, type=Path, metavar="FILE.png", help="PNG to write")
     p.add_argument(
-        "--max-points", type=int, default=MAX_POINTS, help=f"points per trace (default {MAX_POINTS})"
+        "--max-points",
+        type=POINTS,
+        default=MAX_POINTS,
+        help=f"points per trace (default {MAX_POINTS}; {POINTS.allowed})",
     )
-    p.add_argument("--dpi", type=int, default=100, help="resolution (default 100: 1200 x 900 pixels)")
+    p.add_argument(
+        "--dpi", type=DPI, default=100, help=f"resolution (default 100: 1200 x 900 pixels; {DPI.allowed})"
+    )
     p.set_defaults(func=_plot)
 
 

@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from host.cli_types import AUTO_RESUME, MIXED_AGO, TIME_SCALE
 from host.client import Controller, LinkOptions, LinkState
 from host.control import serve_control
 from host.errors import CementguardError, CommandRefused, LinkLost
@@ -72,15 +73,26 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--plan", required=True, type=Path, help="injection plan (TOML; see plans/README.md)")
     p.add_argument("--record", type=Path, help="directory under which this run's recording is created")
     when = p.add_mutually_exclusive_group()
-    when.add_argument("--mixed-ago", type=float, metavar="S", help="seconds since the cement was mixed")
+    when.add_argument(
+        "--mixed-ago",
+        type=MIXED_AGO,
+        metavar="S",
+        help=f"seconds since the cement was mixed ({MIXED_AGO.allowed})",
+    )
     when.add_argument("--mixed-at", metavar="HH:MM[:SS]", help="wall-clock time the cement was mixed (today)")
     p.add_argument(
         "--auto-resume",
-        type=float,
+        type=AUTO_RESUME,
         metavar="S",
-        help="resume each increment pause after S seconds instead of asking (unattended demos only)",
+        help="resume each increment pause after S seconds instead of asking (unattended demos only; "
+        f"{AUTO_RESUME.allowed})",
     )
-    p.add_argument("--time-scale", type=float, default=1.0, help="the simulator's --time-scale, if any")
+    p.add_argument(
+        "--time-scale",
+        type=TIME_SCALE,
+        default=1.0,
+        help=f"the simulator's --time-scale, if any ({TIME_SCALE.allowed})",
+    )
     p.set_defaults(func=_main)
 
 
@@ -112,9 +124,7 @@ def _main(args: argparse.Namespace) -> int:
 
 def _mixed_ago(mixed_ago: float | None, mixed_at: str | None, plan: InjectionPlan) -> float:
     if mixed_ago is not None:
-        if not 0.0 <= mixed_ago <= 7200.0:
-            raise ValueError(f"--mixed-ago {mixed_ago} is outside the allowed range 0..7200 s")
-        return mixed_ago
+        return MIXED_AGO.check(mixed_ago)
     if mixed_at is not None:
         now = datetime.now()
         try:
@@ -154,7 +164,10 @@ async def run_plan(
     ask: Callable[[str], str] | None = None,
 ) -> int:
     """Run one plan to its end; returns the exit code. `ask` reads an operator answer (default:
-    input() in a worker thread)."""
+    input() in a worker thread). An `auto_resume_s` that is not a finite 0.1..3600 s is refused
+    (ValueError) before the port is opened: a negative or NaN wait would skip the imaging pause."""
+    if auto_resume_s is not None:
+        AUTO_RESUME.check(auto_resume_s)
     console = console or Console()
     try:
         ctl = await Controller.connect(url, options)

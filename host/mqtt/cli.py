@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 
+from host.cli_types import TIME_SCALE
 from host.client import Controller, LinkOptions
 from host.control import serve_control
 from host.errors import CementguardError
@@ -41,7 +42,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--mqtt", metavar="URL", help="broker: mqtt://HOST[:PORT], mqtts://, ws://, wss://")
     p.add_argument("--rig", help="this rig's name in the topics (cementguard/<rig>/...)")
     p.add_argument("--config", help="settings file (default: $CEMENTGUARD_CONFIG or ./cementguard.toml)")
-    p.add_argument("--time-scale", type=float, default=1.0, help="the simulator's --time-scale, if any")
+    p.add_argument(
+        "--time-scale",
+        type=TIME_SCALE,
+        default=1.0,
+        help=f"the simulator's --time-scale, if any ({TIME_SCALE.allowed})",
+    )
     p.set_defaults(func=_main)
 
 

@@ -1,0 +1,106 @@
+"""Argparse types for numeric options: finite, bounded, refused with a usage error that says why.
+
+Every duration, rate and scale option of every command goes through `finite_float` (and counts
+through `bounded_int`), so that `--auto-resume nan`, `--auto-resume -1` or `--time-scale 0` is
+refused by the parser (exit 2, "argument --auto-resume: nan is not a finite number; allowed
+0.1..3600 s") instead of reaching code that would sleep a negative time (and skip the imaging
+pause) or divide by zero. argparse puts the option's name in front of the message; `check` gives
+the same message with the name for values that come from code rather than the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+
+__all__ = ["BoundedInt", "FiniteFloat", "bounded_int", "finite_float"]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class FiniteFloat:
+    """An argparse ``type=``: a finite float in [minimum, maximum] (`unit` is shown in the message)."""
+
+    name: str
+    minimum: float
+    maximum: float
+    unit: str = ""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.minimum) and math.isfinite(self.maximum) and self.minimum <= self.maximum):
+            raise ValueError(f"{self.name}: bad range {self.minimum}..{self.maximum}")
+
+    @property
+    def allowed(self) -> str:
+        unit = f" {self.unit}" if self.unit else ""
+        return f"allowed {_fmt(self.minimum)}..{_fmt(self.maximum)}{unit}"
+
+    def __call__(self, text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number; {self.allowed}") from None
+        return self._in_range(value, text)
+
+    def _in_range(self, value: float, shown: str) -> float:
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{shown} is not a finite number; {self.allowed}")
+        if not self.minimum <= value <= self.maximum:
+            raise argparse.ArgumentTypeError(f"{shown} is outside the range; {self.allowed}")
+        return value
+
+    def check(self, value: float) -> float:
+        """The same test for a value given in code: ValueError naming the option, value and range."""
+        try:
+            return self._in_range(float(value), str(value))
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(f"{self.name}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class BoundedInt:
+    """An argparse ``type=``: an integer in [minimum, maximum]."""
+
+    name: str
+    minimum: int
+    maximum: int
+    unit: str = ""
+
+    @property
+    def allowed(self) -> str:
+        unit = f" {self.unit}" if self.unit else ""
+        return f"allowed {self.minimum}..{self.maximum}{unit}"
+
+    def __call__(self, text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer; {self.allowed}") from None
+        if not self.minimum <= value <= self.maximum:
+            raise argparse.ArgumentTypeError(f"{value} is outside the range; {self.allowed}")
+        return value
+
+
+def finite_float(name: str, minimum: float, maximum: float, unit: str = "") -> FiniteFloat:
+    """The argparse type for option `name`: finite floats in [minimum, maximum]."""
+    return FiniteFloat(name, float(minimum), float(maximum), unit)
+
+
+def bounded_int(name: str, minimum: int, maximum: int, unit: str = "") -> BoundedInt:
+    """The argparse type for option `name`: integers in [minimum, maximum]."""
+    return BoundedInt(name, minimum, maximum, unit)
+
+
+# The shared ranges: one definition per quantity, used by every command that takes it.
+TIME_SCALE = finite_float("--time-scale", 1.0, 100.0, "x")
+"""Simulated seconds per wall second; the simulator accepts 1..100, and the host must use the same."""
+MIXED_AGO = finite_float("--mixed-ago", 0.0, 7200.0, "s")
+"""Age of the cement at arm time (a plan's working time is well below two hours)."""
+AUTO_RESUME = finite_float("--auto-resume", 0.1, 3600.0, "s")
+"""Length of each unattended imaging pause; never 0, negative or NaN (that would skip the pause)."""
+REPLAY_SPEED = finite_float("--speed", 0.25, 64.0, "x")
+"""Replay speeds the dashboard offers (host.dashboard.replay.SPEEDS spans the same range)."""
