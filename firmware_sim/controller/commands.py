@@ -86,6 +86,10 @@ class Plan:
     cannula_length_m: float
     cannula_id_m: float
     bore_area_m2: float
+    fl_per_count: int
+    """Volume of one encoder count of plunger travel through the bore, femtolitres (1e-6 nL; with
+    a 1 um encoder: the bore area in um2). Every volume the controller counts is an integer
+    multiple of it (SPEC §8.5)."""
     clamped: tuple[int, ...]
     """Values in force of the fields that were clamped (one LIMIT_CLAMPED alarm each)."""
 
@@ -94,6 +98,13 @@ class Plan:
 class BadParam:
     field: int
     detail: int
+
+
+def usable_stroke_counts(config: ControllerConfig, hardware: Hardware) -> int:
+    """The usable stroke in encoder counts: the physical stroke less the forward margin. END_OF_TRAVEL
+    brings the plunger to rest here (not at the physical end stop), DEVICE_INFO reports it as
+    `travel_um`, and ARM refuses a volume the rest of it cannot deliver."""
+    return int((hardware.travel_m - config.travel_margin_m) / hardware.encoder_m_per_count + 1e-6)
 
 
 def max_flow_for_bore(config: ControllerConfig, hardware: Hardware, bore_area_m2: float) -> int:
@@ -112,15 +123,30 @@ def _out_of(value: int, bounds: tuple[int, int]) -> int | None:
     return None
 
 
+FL_PER_NL = 1_000_000
+
+
+def fl_per_count(hardware: Hardware, bore_area_m2: float) -> int:
+    """Bore volume per encoder count in femtolitres, rounded once (1 m3 = 1e18 fL)."""
+    return round(bore_area_m2 * hardware.encoder_m_per_count * 1e18)
+
+
 def check_arm(
-    arm: Arm, config: ControllerConfig, hardware: Hardware, capabilities: Capabilities
+    arm: Arm,
+    config: ControllerConfig,
+    hardware: Hardware,
+    capabilities: Capabilities,
+    stroke_left_counts: int | None = None,
 ) -> Plan | BadParam:
     """ARM's checks (protocol/SPEC.md §7.8), on the values after clamping; nothing is applied here.
 
     Beyond the SPEC's list, the dimensions must be plausible (ControllerConfig.*_um_range, and the
     cannula narrower than the syringe) and the volume limit must fit in the stroke: a bore of a few
     um would turn every volume check into nonsense. A cement already past its working time is not
-    refused here: ARM is accepted and the WORKING_TIME stop follows."""
+    refused here: ARM is accepted and the WORKING_TIME stop follows.
+
+    `stroke_left_counts`: encoder counts from the plunger's position to the end of the usable stroke
+    (`travel_um`); the volume limit must fit in it. None: the whole stroke (for checks without a rig)."""
     if int(arm.mode) not in (Mode.CONTINUOUS, Mode.INCREMENTAL) or (
         arm.mode == Mode.INCREMENTAL and not capabilities & Capabilities.INCREMENTAL
     ):
@@ -155,7 +181,10 @@ def check_arm(
     incremental = arm.mode == Mode.INCREMENTAL
     if arm.volume_limit_nl < 1:
         return BadParam(ARM_VOLUME, 1)
-    volume_max = int(hardware.travel_m * area * NL_PER_M3)
+    per_count = fl_per_count(hardware, area)
+    if stroke_left_counts is None:
+        stroke_left_counts = usable_stroke_counts(config, hardware)
+    volume_max = max(0, stroke_left_counts) * per_count // FL_PER_NL
     if arm.volume_limit_nl > volume_max:
         return BadParam(ARM_VOLUME, volume_max)
     if incremental and arm.increment_nl < 1:
@@ -196,6 +225,7 @@ def check_arm(
         cannula_length_m=arm.cannula_length_um * 1e-6,
         cannula_id_m=arm.cannula_id_um * 1e-6,
         bore_area_m2=area,
+        fl_per_count=per_count,
         clamped=tuple(clamped),
     )
 

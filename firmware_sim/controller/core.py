@@ -37,6 +37,7 @@ from firmware_sim.controller.commands import (
     Plan,
     check_arm,
     check_limits,
+    usable_stroke_counts,
 )
 from firmware_sim.controller.config import (
     DEFAULT_IDENTITY,
@@ -201,6 +202,11 @@ class Controller:
         self._exp_per_rate = dt * hw.plunger_m_per_step / hw.encoder_m_per_count
         """Encoder counts one tick at 1 step/s moves the plunger."""
         self._um_per_step = hw.plunger_m_per_step * 1e6
+        self._counts_per_step_tick = dt * hw.plunger_m_per_step / hw.encoder_m_per_count
+        """Encoder counts one period at 1 step/s moves the plunger (the braking distance's unit)."""
+        self._end_counts = usable_stroke_counts(cfg, hw)
+        """End of the usable stroke, encoder counts from home: END_OF_TRAVEL brings the plunger to
+        rest on or just past it; DEVICE_INFO reports it as `travel_um`."""
         self._block_n = cfg.block_samples
         self._block_s = cfg.block_samples * dt
         self._alpha = cfg.pressure_filter_alpha
@@ -489,11 +495,14 @@ class Controller:
             if self._overpressure.update(pf, self._hard):
                 self._latch(StopReason.OVERPRESSURE)
             else:
-                stop_at = enc + rate * rate * self._travel.brake if rate > 0.0 else enc
-                if sensors.end_of_travel or stop_at >= self._travel.end_counts:
+                # Anticipation (SPEC §8.5): where the plunger comes to rest if it brakes from now on.
+                rest = enc - self._origin + self._braking_counts(rate)
+                if sensors.end_of_travel:
                     self._latch(StopReason.END_OF_TRAVEL)
-                elif stop_at >= self._delivery.target_counts:
-                    self._on_mark(stop_at)
+                elif rest >= self._delivery.target_counts:
+                    self._on_mark(rest)
+                elif rest + self._origin >= self._end_counts:
+                    self._latch(StopReason.END_OF_TRAVEL)
         elif st == PAUSED and self._overpressure.update(pf, self._hard):
             self._latch(StopReason.OVERPRESSURE)
 
@@ -949,7 +958,7 @@ class Controller:
             watchdog_ms=cfg.watchdog_ms,
             max_pressure_pa=cfg.max_pressure_pa,
             max_flow_nl_s=cfg.max_flow_nl_s,
-            travel_um=round(self.hardware.travel_m * 1e6),
+            travel_um=round(self._end_counts * self.hardware.encoder_m_per_count * 1e6),
             max_batch_samples=MAX_BATCH_SAMPLES,
         )
         return self._ack(msg, info)
@@ -963,7 +972,9 @@ class Controller:
         busy = self._busy()
         if busy:  # DONE while braking or backing off: ARMED means a still plunger
             return self._refuse(msg, NakCode.BUSY, detail=busy)
-        plan = check_arm(msg, self.config, self.hardware, self.identity.capabilities)
+        plan = check_arm(
+            msg, self.config, self.hardware, self.identity.capabilities, self._end_counts - self._enc
+        )
         if isinstance(plan, BadParam):
             return self._refuse(msg, NakCode.BAD_PARAM, plan.field, plan.detail)
         self._apply_plan(plan)
@@ -983,10 +994,10 @@ class Controller:
         self._m3_per_count = hw.encoder_m_per_count * plan.bore_area_m2
         self._nl_per_count = self._m3_per_count * 1e12
         self._apply_limits()
-        self._fl_per_count = round(self._nl_per_count * _FL_PER_NL)
+        self._fl_per_count = plan.fl_per_count
         self._origin = self._enc
         self._high_counts = 0
-        self._delivery.configure(self._enc, 1.0 / self._nl_per_count, plan.volume_limit_nl, plan.increment_nl)
+        self._delivery.configure(plan.fl_per_count, plan.volume_limit_nl, plan.increment_nl)
         self._age.configure(plan.mixed_ago_ms, plan.working_time_ms, self._now_us)
         self._viscosity.configure(plan.cannula_length_m, plan.cannula_id_m)
         self._visc_window.reset()
@@ -1021,8 +1032,20 @@ class Controller:
         return None
 
     def _at_end(self) -> bool:
-        """Limit switch closed, or no travel left before the forward margin."""
-        return self._end_switch or self._enc >= self._travel.end_counts
+        """Limit switch closed, or the plunger on or past the end of the usable stroke: the same
+        position the END_OF_TRAVEL stop brings it to rest on (flag, START refusal and stop agree)."""
+        return self._end_switch or self._enc >= self._end_counts
+
+    def _braking_counts(self, rate: float) -> float:
+        """Encoder counts the plunger still travels forward if the step rate, `rate` over the period
+        just ended, falls by the deceleration limit every tick from now on: the rates r - dv,
+        r - 2 dv, ... while positive, i.e. n = ceil(r / dv) - 1 periods, T (n r - dv n (n + 1) / 2)
+        steps. Exact for the ramp the controller commands (not the continuous r^2 / 2a)."""
+        if rate <= 0.0:
+            return 0.0
+        dv = self._dv
+        n = math.ceil(rate / dv) - 1
+        return (n * rate - dv * (n * (n + 1) // 2)) * self._counts_per_step_tick
 
     def _on_start(self, msg: Start) -> Answer:
         st = self._state

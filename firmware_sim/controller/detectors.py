@@ -485,61 +485,66 @@ class WorkingTimeMonitor:
 
 
 class DeliveryMonitor:
-    """VOLUME_LIMIT and INCREMENT_DONE, on the encoder (never the step count). Volume marks are
-    absolute positions from the ARM position, so a relief back-off is taken up again before new
-    volume counts. The controller compares `encoder + braking distance` with `target_counts` every
-    tick (so the plunger comes to rest on the mark) and calls `reached()` when it is crossed."""
+    """VOLUME_LIMIT and INCREMENT_DONE, on the encoder (never the step count), in integer encoder
+    counts from the ARM position. The mark of a volume V is ceil(V / volume per count) counts, so a
+    plunger at rest on or past it has delivered at least V. Marks are positions, not distances
+    travelled: a relief back-off is taken up again before new volume counts, which makes them marks
+    on the delivered volume (the high-water mark of the plunger). The controller compares the
+    position it would come to rest at if it braked now with `target_counts` every tick and calls
+    `reached()` when it is crossed (the anticipation, SPEC §8.5)."""
 
     __slots__ = (
-        "_counts_per_nl",
+        "_fl_per_count",
         "_limit_counts",
-        "_origin",
         "increment_nl",
         "increments_done",
         "target_counts",
         "volume_limit_nl",
     )
 
+    NEVER = 1 << 62
+    """`target_counts` without a plan: beyond any position."""
+
     def __init__(self) -> None:
-        self._origin = 0
-        self._counts_per_nl = 0.0
-        self._limit_counts = 0.0
+        self._fl_per_count = 1
+        self._limit_counts = self.NEVER
         self.volume_limit_nl = 0
         self.increment_nl = 0
         self.increments_done = 0
-        self.target_counts = float("inf")
+        self.target_counts = self.NEVER
 
-    def configure(
-        self, origin_counts: int, counts_per_nl: float, volume_limit_nl: int, increment_nl: int
-    ) -> None:
-        """`increment_nl` 0 for CONTINUOUS."""
-        self._origin = origin_counts
-        self._counts_per_nl = counts_per_nl
+    def configure(self, fl_per_count: int, volume_limit_nl: int, increment_nl: int) -> None:
+        """`fl_per_count`: femtolitres per encoder count (> 0); `increment_nl` 0 for CONTINUOUS."""
+        self._fl_per_count = fl_per_count
         self.volume_limit_nl = volume_limit_nl
         self.increment_nl = increment_nl
         self.increments_done = 0
-        self._limit_counts = origin_counts + volume_limit_nl * counts_per_nl
+        self._limit_counts = self.mark_counts(volume_limit_nl)
         self._retarget()
 
+    def mark_counts(self, volume_nl: int) -> int:
+        """Counts from the ARM position at which `volume_nl` is delivered: ceil(V x 1e6 / fl)."""
+        return -(-volume_nl * 1_000_000 // self._fl_per_count)
+
     def clear(self) -> None:
-        self.target_counts = float("inf")
+        self.target_counts = self.NEVER
         self.increments_done = 0
 
     def _retarget(self) -> None:
         target = self._limit_counts
         if self.increment_nl:
-            mark = self._origin + (self.increments_done + 1) * self.increment_nl * self._counts_per_nl
-            target = min(mark, target)
+            target = min(target, self.mark_counts((self.increments_done + 1) * self.increment_nl))
         self.target_counts = target
 
     def reached(self, stop_counts: float) -> int:
-        """The plunger will stop at `stop_counts` (>= target): which mark was reached."""
-        if stop_counts >= self._limit_counts - 0.5:
+        """The plunger will rest at `stop_counts` from the ARM position (>= target): which mark."""
+        if stop_counts >= self._limit_counts:
             return DELIVERY_VOLUME
         if self.increment_nl:
-            per = self.increment_nl * self._counts_per_nl
-            marks = int((stop_counts - self._origin + 0.5) / per)
-            self.increments_done = max(self.increments_done + 1, marks)
+            # marks at or before the rest position: ceil(k I / v) <= s  <=>  k I <= floor(s) v
+            whole = int(stop_counts)
+            passed = whole * self._fl_per_count // (self.increment_nl * 1_000_000)
+            self.increments_done = max(self.increments_done + 1, passed)
             self._retarget()
             return DELIVERY_INCREMENT
         return DELIVERY_NONE  # pragma: no cover - target is the limit when there are no increments

@@ -92,7 +92,7 @@ def test_hello_opens_a_session_with_device_info_then_ack() -> None:
     assert (info.max_pressure_pa, info.max_flow_nl_s, info.travel_um, info.max_batch_samples) == (
         8_000_000,
         166_667,
-        60_000,
+        59_500,
         30,
     )
     assert info.capabilities & Capabilities.SIMULATOR
@@ -293,7 +293,8 @@ BAD_ARMS: list[tuple[str, dict[str, Any], int, int]] = [
         "volume beyond the stroke",
         {"volume_limit_nl": 3_000_000},
         5,
-        int(0.060 * math.pi * 7.29e-3**2 / 4 * 1e12),
+        # the stroke left: usable end (59.5 mm) less the fake plant's plunger (10 mm), x bore area
+        49_500 * round(math.pi * 7.29e-3**2 / 4 * 1e12) // 1_000_000,
     ),
     ("soft zero", {"soft_limit_pa": 0}, 6, 1),
     ("soft above hard", {"soft_limit_pa": 4_500_000}, 6, 4_000_000),

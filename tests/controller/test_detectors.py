@@ -358,20 +358,35 @@ def test_working_time_warning_then_expiry() -> None:
 # -- volume marks -------------------------------------------------------------------------------
 def test_delivery_increments_then_volume_limit_wins() -> None:
     mon = DeliveryMonitor()
-    mon.configure(origin_counts=1000, counts_per_nl=0.01, volume_limit_nl=250_000, increment_nl=100_000)
-    assert mon.target_counts == pytest.approx(2000)
+    mon.configure(fl_per_count=100_000_000, volume_limit_nl=250_000, increment_nl=100_000)  # 100 nL/count
+    assert mon.target_counts == 1000
+    assert mon.reached(1000.0) == DELIVERY_INCREMENT
+    assert (mon.increments_done, mon.target_counts) == (1, 2000)
     assert mon.reached(2000.0) == DELIVERY_INCREMENT
-    assert (mon.increments_done, mon.target_counts) == (1, pytest.approx(3000))
-    assert mon.reached(3000.0) == DELIVERY_INCREMENT
-    assert mon.target_counts == pytest.approx(3500), "the last increment is cut to the volume limit"
-    assert mon.reached(3500.0) == DELIVERY_VOLUME
+    assert mon.target_counts == 2500, "the last increment is cut to the volume limit"
+    assert mon.reached(2500.0) == DELIVERY_VOLUME
 
 
 def test_delivery_volume_wins_when_the_last_increment_ends_at_the_limit() -> None:
     mon = DeliveryMonitor()
-    mon.configure(origin_counts=0, counts_per_nl=0.01, volume_limit_nl=200_000, increment_nl=100_000)
+    mon.configure(fl_per_count=100_000_000, volume_limit_nl=200_000, increment_nl=100_000)
     assert mon.reached(1000.0) == DELIVERY_INCREMENT
     assert mon.reached(2000.0) == DELIVERY_VOLUME
+
+
+def test_delivery_marks_round_up_so_a_plunger_at_rest_on_a_mark_delivered_the_volume() -> None:
+    mon = DeliveryMonitor()
+    mon.configure(fl_per_count=41_738_000, volume_limit_nl=40_000, increment_nl=0)  # 7.29 mm bore
+    assert mon.target_counts == 959  # 958.4 counts: 958 would deliver 39 985 nL
+    assert mon.target_counts * 41_738_000 // 1_000_000 >= 40_000
+    assert (mon.target_counts - 1) * 41_738_000 // 1_000_000 < 40_000
+
+
+def test_a_stop_past_several_increment_marks_counts_them_all() -> None:
+    mon = DeliveryMonitor()
+    mon.configure(fl_per_count=1_000_000, volume_limit_nl=100, increment_nl=10)  # 1 nL/count
+    assert mon.reached(35.7) == DELIVERY_INCREMENT
+    assert (mon.increments_done, mon.target_counts) == (3, 40)
 
 
 # -- VISCOSITY_WINDOW and the estimate ---------------------------------------------------------------

@@ -17,6 +17,7 @@ from protocol import (
     Nak,
     NakCode,
     PlanFlags,
+    Start,
     State,
     Stop,
     StopDetail,
@@ -24,7 +25,7 @@ from protocol import (
     StopSource,
 )
 from tests.controller.fakeplant import FakePlant
-from tests.controller.harness import Rig, nominal_run, started, with_config
+from tests.controller.harness import Rig, arm_msg, nominal_run, started, with_config
 
 
 def stop_after(rig: Rig, fault: str, value: object = True, seconds: float = 3.0) -> float:
@@ -206,13 +207,22 @@ def test_motor_stall_stops() -> None:
     assert any(f & Flags.STALL_SUSPECT for f in flags)
 
 
-def test_end_of_travel_by_encoder_never_passes_the_end() -> None:
+def test_a_plan_of_the_whole_stroke_left_comes_to_rest_on_the_usable_end_never_past_it() -> None:
+    """ARM takes only plans that fit the stroke left, so the volume limit, not END_OF_TRAVEL, ends a
+    plan of all of it: at rest on the usable end (`travel_um`), with the flag END_OF_TRAVEL set."""
     plant = FakePlant(position_m=REFERENCE_RIG.travel_m - 3e-3)
-    rig = started(plant=plant, volume_limit_nl=2_000_000, flow_nl_s=160_000)
-    rig.run_until_state(State.STOPPED)
-    assert rig.c.stop_reason == StopReason.END_OF_TRAVEL
+    rig = Rig(plant=plant)
+    rig.hello()
+    answer, _ = rig.command(lambda i: arm_msg(i, volume_limit_nl=2_000_000))
+    assert isinstance(answer, Nak)
+    assert (answer.code, answer.field) == (NakCode.BAD_PARAM, 5)
+    rig.arm(volume_limit_nl=answer.detail, flow_nl_s=160_000)
+    rig.ok(Start)
+    rig.run_until_state(State.DONE)
     rig.run(0.2)
-    assert plant.max_position_m < REFERENCE_RIG.travel_m - 0.4e-3
+    end_m = REFERENCE_RIG.travel_m - ControllerConfig().travel_margin_m
+    assert end_m <= plant.max_position_m < end_m + 10e-6
+    assert rig.c.flags & Flags.END_OF_TRAVEL
 
 
 def test_end_of_travel_switch_stops_at_once() -> None:

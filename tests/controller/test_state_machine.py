@@ -14,6 +14,7 @@ from protocol import (
     Clear,
     Command,
     EventKind,
+    Flags,
     GetStatus,
     Hello,
     Mode,
@@ -33,7 +34,7 @@ from protocol import (
     StopReason,
     StopSource,
 )
-from tests.controller.fakeplant import FakePlant
+from tests.controller.fakeplant import AREA_M2, FakePlant
 from tests.controller.harness import Rig, arm_msg, with_config
 
 IDLE, ARMED, INJECTING, PAUSED, STOPPED, DONE, FAULT = State
@@ -195,10 +196,18 @@ def test_always_accepted_commands_change_nothing(state: State, make: Callable[[i
 
 
 # -- START / RESUME checks -------------------------------------------------------------------------
-def test_start_refused_without_travel_left() -> None:
-    rig = Rig(plant=FakePlant(position_m=REFERENCE_RIG.travel_m - 0.2e-3))
+def test_arm_refused_without_travel_left_and_start_refused_once_the_plunger_is_there() -> None:
+    plant = FakePlant(position_m=REFERENCE_RIG.travel_m - 0.6e-3)  # 100 um before the usable end
+    rig = Rig(plant=plant)
     rig.hello()
-    rig.arm(volume_limit_nl=10_000)
+    answer, _ = rig.command(lambda i: arm_msg(i, volume_limit_nl=10_000))
+    assert isinstance(answer, Nak)
+    assert (answer.code, answer.field) == (NakCode.BAD_PARAM, 5)
+    assert answer.detail == 100 * round(AREA_M2 * 1e12) // 1_000_000  # 100 um of the 7.29 mm bore
+    rig.arm(volume_limit_nl=answer.detail)
+    plant.position_m += 0.1e-3  # pushed on by hand after ARM: no stroke left
+    rig.run(0.02)
+    assert rig.c.flags & Flags.END_OF_TRAVEL
     answer, _ = rig.command(Start)
     assert isinstance(answer, Nak)
     assert (answer.code, rig.c.state) == (NakCode.END_OF_TRAVEL, ARMED)

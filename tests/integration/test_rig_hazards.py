@@ -147,12 +147,6 @@ def test_cement_stiffer_than_the_window_stops_on_viscosity() -> None:
     assert _only_stop(rig).reason == StopReason.VISCOSITY_WINDOW
 
 
-def test_plunger_reaching_its_end_stops_on_end_of_travel() -> None:
-    rig = _rig(plunger_start_mm=58.0)
-    _inject(rig, volume_limit_nl=2_000_000)
-    assert _only_stop(rig).reason == StopReason.END_OF_TRAVEL
-
-
 def test_incremental_injection_pauses_after_each_increment_and_never_resumes_alone() -> None:
     rig = _rig()
     _inject(rig, mode=Mode.INCREMENTAL, increment_nl=500_000)
