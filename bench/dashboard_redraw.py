@@ -16,7 +16,7 @@ loaded machine the wall-time tail mostly measures the neighbours. The text panel
 slowed down during the measurement, so no plot worker runs beside the timed code.
 
 Baseline, same run and machine: the same frame with 1 s of history (1,000 samples), so the ratio
-shows what the history length costs. Goal (DESIGN.md): <= 30 ms per frame with 10 min of history.
+shows what the history length costs. Goal (docs/design.md): <= 30 ms per frame with 10 min of history.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ Measured per press, from `time.perf_counter()`:
   origin) to the same moment: the latency the stop log and recordings show.
 
 Baseline, same run: STOP sent by calling the same source's `stop()` directly (no key, no Textual), the
-floor of this host + link + simulator tick. Goal (DESIGN.md): key STOP -> STOPPED p99 <= 50 ms.
+floor of this host + link + simulator tick. Goal (docs/design.md): key STOP -> STOPPED p99 <= 50 ms.
 """
 
 from __future__ import annotations

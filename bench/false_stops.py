@@ -18,7 +18,7 @@ ones), within nominal conditions:
 
 The plan is `VirtualRig.plan_for_plant` with the plan limits of a bench engineer: soft 2.5 MPa /
 hard 4 MPa (low-viscosity and fast-setting cements), soft 4 MPa / hard 6 MPa for the high-viscosity
-dough (DESIGN: it needs 2-4 MPa at 3 mL/min through 11G, i.e. a motorised delivery). A drawn
+dough (docs/design.md: it needs 2-4 MPa at 3 mL/min through 11G, i.e. a motorised delivery). A drawn
 condition counts as nominal only if the steady syringe pressure predicted from the plant's own
 physics at the end of the injection (cannula drop at the planned flow, / 0.95 for the cloud) is at
 most 1.25 x the soft limit: throttling towards the end is nominal and allowed, a plan that could

@@ -15,7 +15,7 @@ the same in every process on Linux):
 
 - **mosquitto_pub**: the real binary, `mosquitto_pub -q 1 -t cementguard/<rig>/fluoro/stop -m ...`,
   timed from just before the process is spawned: includes starting the program, its TCP connect and
-  MQTT CONNECT/CONNACK, as an imaging system's script calling it would see. The DESIGN.md goal figure.
+  MQTT CONNECT/CONNACK, as an imaging system's script calling it would see. The docs/design.md goal figure.
 - **persistent publisher**: a paho-mqtt client (the library under aiomqtt) in a separate process,
   connected once, publishing QoS 1 on a command from this process; timed from just before its
   `publish()` call: what an imaging system holding a connection sees.

@@ -1,4 +1,4 @@
-"""Run every benchmark under bench/ and print one summary against the DESIGN.md goals.
+"""Run every benchmark under bench/ and print one summary against the docs/design.md goals.
 
     python bench/run_all.py              # quick settings (~2 min): a smoke run of every figure
     python bench/run_all.py --full       # each benchmark's own defaults (what docs/performance.md records)
@@ -38,6 +38,7 @@ QUICK: dict[str, list[str]] = {
     "dashboard_redraw": ["--frames", "20"],
     "dashboard_stop_latency": ["--presses", "200", "--baseline", "30"],
     "mqtt_stop_latency": ["--cycles", "50"],
+    "stop_first": ["--stops", "5"],
 }
 
 Line = tuple[str, str, str, bool | None]
@@ -144,6 +145,21 @@ def _stop_latency(doc: dict[str, Any]) -> list[Line]:
     ]
 
 
+def _stop_first(doc: dict[str, Any]) -> list[Line]:
+    rows = doc["rows"]
+    base = rows["baseline_import_serial"]["p50_ms"]
+    return [
+        (
+            f"`cementguard stop` start -> STOPPED, {way}",
+            f"<= {doc.get('goal_ms', 250.0):g} ms",
+            f"p99 {rows[key]['p99_ms']:.0f} ms, p50 {rows[key]['p50_ms']:.0f} ms "
+            f"({rows[key]['p50_over_baseline']:.1f}x `python -c 'import serial'`, {base:.0f} ms)",
+            rows[key]["p99_ms"] <= doc.get("goal_ms", 250.0),
+        )
+        for way, key in (("through the endpoint", "endpoint_event"), ("directly", "direct_ack"))
+    ]
+
+
 def _soak(doc: dict[str, Any]) -> list[Line]:
     r = doc["result"]
     return [
@@ -219,6 +235,7 @@ EXTRACT: dict[str, Callable[[dict[str, Any]], list[Line]]] = {
     "dashboard_redraw": _dashboard_redraw,
     "dashboard_stop_latency": _dashboard_stop,
     "mqtt_stop_latency": _mqtt_stop,
+    "stop_first": _stop_first,
 }
 
 

@@ -19,7 +19,7 @@ Measured per STOP, all from `time.perf_counter()` taken just before `await ctl.s
 the frame synchronously inside that call, before its first suspension):
 
 - **event read**: until the bytes carrying EVENT{STOP} were read from the port (the link stamps each
-  chunk it reads; `Subscription.received_at`). This is the figure of the DESIGN.md goal.
+  chunk it reads; `Subscription.received_at`). This is the figure of the docs/design.md goal.
 - **event delivered**: until the consumer's `await events.get()` returned it (adds the asyncio wake-up).
 - **ACK**: until `await ctl.stop()` returned (ACK read and the caller resumed).
 

@@ -1,6 +1,6 @@
 """1 kHz telemetry with recording over a pty for N minutes: lost sequence numbers, host CPU, RSS.
 
-    python bench/telemetry_soak.py                 # 10 minutes (the DESIGN.md figure)
+    python bench/telemetry_soak.py                 # 10 minutes (the docs/design.md figure)
     python bench/telemetry_soak.py --minutes 1 --json
 
 `cementguard sim --pty` runs in its own process in real time and streams every 1 kHz sample (divider

@@ -17,7 +17,6 @@ import argparse
 import importlib
 import sys
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +76,8 @@ COMMANDS: dict[str, Subcommand] = {
 
 
 def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # ~20 ms: only when asked
+
     try:
         return version("cementguard")
     except PackageNotFoundError:  # running from a source tree without installing

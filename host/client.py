@@ -13,7 +13,7 @@ commands that the device answers with a STATUS (ARM, SET_LIMITS, GET_STATUS) ret
 which shows the limits actually in force after the device clamped them. Errors are in `host.errors`.
 
 **Leaving the context closes the link and sends nothing, in particular no STOP.** The controller owns
-safety (DESIGN.md, "Safety model"): when its host goes away, the port closing (where the device sees
+safety (docs/design.md, "Safety model"): when its host goes away, the port closing (where the device sees
 it) or its watchdog (`watchdog_ms` without a frame) stops the pump with HOST_LOST, latched until
 CLEAR. A STOP sent from `__aexit__` would add nothing to that, and it would be wrong for the callers
 that close on purpose while the device is supposed to keep its state (a CLI that only reads STATUS, a

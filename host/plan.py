@@ -1,6 +1,6 @@
 """Injection plans: what a bench engineer writes in a TOML file, checked before anything reaches a pump.
 
-A plan is in edge units (mL, mL/min, kPa, s, mm; DESIGN.md), named in its field names. Every field has
+A plan is in edge units (mL, mL/min, kPa, s, mm; docs/design.md), named in its field names. Every field has
 bounds and the cross-field rules the device would otherwise enforce with a bare NAK BAD_PARAM (soft <
 hard, relief < soft, increment <= volume, ...), so that a bad plan fails on the bench PC with one
 line per problem naming the field, the value and what is allowed, instead of as a field index on the

@@ -29,7 +29,6 @@ import os
 import re
 import stat
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -110,6 +109,8 @@ def runtime_dir() -> Path:
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     base = Path(xdg) / "cementguard" if xdg and Path(xdg).is_dir() else None
     if base is None:
+        import tempfile  # only without XDG_RUNTIME_DIR: it is slow to import, and stop must be fast
+
         base = Path(tempfile.gettempdir()) / f"cementguard-{os.getuid()}"
     try:
         base.mkdir(mode=0o700, exist_ok=True)

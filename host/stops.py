@@ -1,6 +1,6 @@
 """Stop requests this host made, matched to the controller's STOP events that answer them.
 
-Every fluoroscopy stop is recorded with its source and its latency (DESIGN.md): a host that asks for a
+Every fluoroscopy stop is recorded with its source and its latency (docs/design.md): a host that asks for a
 stop (the dashboard key, the MQTT bridge, the CLI) notes when the request *originated*; when the STOP
 event with that source comes back, `match` gives the annotations to record with it. The origin time is
 taken where the request entered this host (the key press, the MQTT message read off the socket), so

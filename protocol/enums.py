@@ -38,7 +38,7 @@ class State(IntEnum):
 
 
 class StopReason(IntEnum):
-    """Rows of the hazard table (DESIGN.md), plus NONE."""
+    """Rows of the hazard table (docs/design.md), plus NONE."""
 
     NONE = 0
     OVERPRESSURE = 1

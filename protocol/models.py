@@ -1,6 +1,6 @@
 """JSON forms of messages, for the boundaries where they leave the binary world (MQTT, recordings).
 
-Units are the edge units of DESIGN.md and are named in every field: kPa, mL, mL/min, s. The hot
+Units are the edge units of docs/design.md and are named in every field: kPa, mL, mL/min, s. The hot
 path never builds these: telemetry stays in numpy arrays until it is published or written.
 """
 

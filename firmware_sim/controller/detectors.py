@@ -1,4 +1,4 @@
-"""The hazard detectors: one small class per row of the hazard table (DESIGN.md).
+"""The hazard detectors: one small class per row of the hazard table (docs/design.md).
 
 Each detector owns its parameters and state, is fed plain scalars by the controller and answers
 with a bool (or a small int), so it can be unit-tested alone and ported as a C struct plus one

@@ -1,6 +1,6 @@
 """The bridge: the controller's state, telemetry and events out to MQTT, stop requests in.
 
-The broker is never on the safety path (DESIGN.md):
+The broker is never on the safety path (docs/design.md):
 - what goes out is put in a bounded queue (the oldest dropped and counted when it is full) by tasks
   that only read the link's subscriptions: nothing the link or the controller does ever waits on
   the broker, and an outage costs published messages, never a delayed frame;

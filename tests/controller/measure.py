@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.controller.measure [--runs 500]
 
-Not a test: timings are measured, never asserted (DESIGN.md). Prints the tick cost, the false-stop
+Not a test: timings are measured, never asserted (docs/design.md). Prints the tick cost, the false-stop
 count over nominal noisy runs, occlusion detection against a plain threshold, and after-flow.
 """
 

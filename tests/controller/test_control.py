@@ -109,7 +109,7 @@ def test_incremental_delivery_lands_on_each_increment() -> None:
 
 @pytest.mark.parametrize("flow_nl_s", [60_000, 30_000])
 def test_relief_cuts_the_after_flow_of_a_stop_at_2_mpa(flow_nl_s: int) -> None:
-    """DESIGN.md goal: after-flow after a stop at 2 MPa <= 0.02 mL with relief and <= 0.2x a plain
+    """docs/design.md goal: after-flow after a stop at 2 MPa <= 0.02 mL with relief and <= 0.2x a plain
     stop (injection at 1.8-3.6 mL/min, the clinical range)."""
     viscosity = 2.0e6 / (flow_nl_s * 1e-12) * 6.385e-12 / 1.0  # Hagen-Poiseuille: 2 MPa at this flow
     after: dict[bool, float] = {}
