@@ -7,6 +7,7 @@ and read where to connect before anything else is printed.
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import tomllib
@@ -18,11 +19,29 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from firmware_sim.plant import Plant, PlantConfig
-from host.cli_types import TIME_SCALE
 from protocol import Event, EventKind
 
 if TYPE_CHECKING:
     from firmware_sim.controller import TickOutput
+
+
+TIME_SCALE_RANGE = (1.0, 100.0)
+"""Simulated seconds per wall second the simulator accepts (the host's --time-scale allows the same:
+host.cli_types.TIME_SCALE; the simulator does not import the host, docs/design.md "Layering")."""
+_TIME_SCALE_ALLOWED = f"allowed {TIME_SCALE_RANGE[0]:g}..{TIME_SCALE_RANGE[1]:g} x"
+
+
+def _time_scale(text: str) -> float:
+    """argparse type of --time-scale: a finite number in TIME_SCALE_RANGE, else a usage error."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; {_TIME_SCALE_ALLOWED}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number; {_TIME_SCALE_ALLOWED}")
+    if not TIME_SCALE_RANGE[0] <= value <= TIME_SCALE_RANGE[1]:
+        raise argparse.ArgumentTypeError(f"{text} is outside the range; {_TIME_SCALE_ALLOWED}")
+    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,10 +64,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--seed", type=int, default=None, help="override the scenario's random seed")
     p.add_argument(
         "--time-scale",
-        type=TIME_SCALE,
+        type=_time_scale,
         default=1.0,
         help=(
-            f"run simulated time this many times faster than wall time ({TIME_SCALE.allowed}). "
+            f"run simulated time this many times faster than wall time ({_TIME_SCALE_ALLOWED}). "
             "The host must then "
             "heartbeat time-scale times faster than the reported watchdog: pass the same value to "
             "`cementguard run --time-scale`"

@@ -183,3 +183,12 @@ def test_the_graph_sees_the_imports_it_checks() -> None:
 
 def test_the_controller_core_exists_where_the_layout_says() -> None:
     assert _modules("firmware_sim/controller"), "firmware_sim/controller/ holds the controller core"
+
+
+def test_the_simulator_and_the_host_accept_the_same_time_scales() -> None:
+    """firmware_sim cannot import the host's option types (the layering above), so it states its
+    --time-scale range itself: the two must agree, or a host would refuse a scale the simulator runs."""
+    from firmware_sim.cli import TIME_SCALE_RANGE
+    from host.cli_types import TIME_SCALE
+
+    assert (TIME_SCALE.minimum, TIME_SCALE.maximum) == TIME_SCALE_RANGE
