@@ -83,16 +83,6 @@ class Holder:
     def describe(self) -> str:
         return f"{self.program} (PID {self.pid}, since {self.started}: {self.command_line})"
 
-    def alive(self) -> bool:
-        """Whether a process with this PID exists (it may have been reused: only a hint)."""
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
 
 def _program(argv: list[str]) -> str:
     name = Path(argv[0]).name if argv else "python"

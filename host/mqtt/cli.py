@@ -81,11 +81,11 @@ async def _bridge(port: str, link: LinkOptions, options: MqttOptions) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, task.cancel)
-    print(f"BRIDGE {options.url} {options.rig}", flush=True)
-    _log(f"bridging {ctl.device.serial} on {port} to {options.describe()}")
     try:
         with contextlib.suppress(asyncio.CancelledError):
             async with serve_control(ctl):  # `cementguard stop/status/clear` from another terminal
+                print(f"BRIDGE {options.url} {options.rig}", flush=True)
+                _log(f"bridging {ctl.device.serial} on {port} to {options.describe()}")
                 await task
     finally:
         await ctl.close()

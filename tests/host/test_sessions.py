@@ -86,6 +86,18 @@ async def test_one_device_under_two_names_is_one_port(fake_device: Callable[...,
                 pass
 
 
+async def test_two_local_sessions_on_one_socket_url_are_refused(sim_tcp: tuple[object, int]):
+    """A socket:// URL has no device to lock, but two local sessions on it would still fight over
+    the device's session (a second HELLO takes it over): the second is refused alike."""
+    url = f"socket://127.0.0.1:{sim_tcp[1]}"
+    async with Controller.open(url, FAST) as first:
+        with pytest.raises(PortBusy) as info:
+            async with Controller.open(url, FAST):
+                pass
+        assert f"PID {os.getpid()}" in str(info.value)
+        assert first.link_state.value == "connected"
+
+
 def test_a_lock_left_by_a_dead_process_is_taken_over(runtime: Path):
     port = "/dev/cementguard-test-port"
     path = lock_path(port)

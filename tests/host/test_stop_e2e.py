@@ -132,6 +132,64 @@ def test_stop_status_and_clear_from_another_terminal_while_run_holds_the_port(
         assert "OPERATOR_STOP" in after.stdout
 
 
+def test_stop_status_and_clear_from_another_terminal_while_the_bridge_holds_the_port(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The MQTT bridge is a session too: status, stop and clear reach the device through it."""
+    from hil.mosquitto import Mosquitto
+
+    with (
+        Mosquitto.start(tmp_path / "broker") as broker,
+        simulator("--pty", "--serial", "E2E-BRIDGE") as (_sim, port),
+    ):
+        bridge = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "host.cli",
+                "bridge",
+                "--port",
+                port,
+                "--mqtt",
+                broker.url,
+                "--rig",
+                "e2e",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=REPO,
+            env=env,
+        )
+        try:
+            assert bridge.stdout is not None
+            out = SimulatorLog(bridge.stdout)
+            out.wait_for("BRIDGE", timeout_s=30)
+
+            status = _cli(env, "status", "--port", port)
+            assert status.returncode == 0, status.stdout
+            assert f"cementguard bridge (PID {bridge.pid})" in status.stdout
+            assert "E2E-BRIDGE" in status.stdout
+
+            # the bridge cannot arm (remote sources only stop): the pump is IDLE, the STOP is
+            # acknowledged by the device and changes nothing, and the answer says so
+            stop = _cli(env, "stop", "--port", port, "--source", "fluoro")
+            assert stop.returncode == 0, stop.stdout
+            assert f"STOP acknowledged through cementguard bridge (PID {bridge.pid})" in stop.stdout
+            assert "state IDLE; nothing was moving" in stop.stdout
+
+            clear = _cli(env, "clear", "--port", port)  # CLEAR in IDLE: ACK, no change (state machine)
+            assert clear.returncode == 0, clear.stdout
+            assert (
+                f"CLEAR acknowledged through cementguard bridge (PID {bridge.pid}): state IDLE"
+                in clear.stdout
+            )
+            assert bridge.poll() is None, "the bridge goes on serving"
+        finally:
+            bridge.terminate()
+            bridge.wait(timeout=10)
+
+
 def test_stop_loads_neither_simulator_nor_harness_nor_ui(env: dict[str, str]) -> None:
     """Issue 12: `cementguard stop` imports what it uses. Run its whole path (to the port-not-found
     answer) in a fresh interpreter and look at what got imported."""
