@@ -73,11 +73,14 @@ class VirtualRig:
     hardware: Hardware = REFERENCE_RIG
     heartbeats: bool = True
     """Set False to play a host that went silent (watchdog tests)."""
+    real: Callable[[float], float] = float
+    """The controller core's real numbers (`Controller(real=...)`): numpy.float32 runs it in single
+    precision, as on a microcontroller."""
 
     def __post_init__(self) -> None:
         self.link = LoopbackTransport()
         self.controller = Controller(
-            self.controller_config, self.hardware, FirmwareIdentity.simulator("VIRTUAL-1")
+            self.controller_config, self.hardware, FirmwareIdentity.simulator("VIRTUAL-1"), real=self.real
         )
         self.plant = Plant(self.plant_config, self.hardware)
         self.runtime = DeviceRuntime(self.controller, self.plant, self.link)

@@ -62,6 +62,7 @@ from firmware_sim.controller.detectors import (
     ViscosityWindowDetector,
     Watchdog,
     WorkingTimeMonitor,
+    elapsed_us,
 )
 from firmware_sim.controller.loops import PressureThrottle, Relief, ViscosityEstimator
 from firmware_sim.controller.telemetry import TelemetryBuffer
@@ -186,9 +187,15 @@ class Controller:
         hardware: Hardware = REFERENCE_RIG,
         identity: FirmwareIdentity = DEFAULT_IDENTITY,
         reset_cause: ResetCause = ResetCause.POWER_ON,
+        real: Callable[[float], float] = float,
     ) -> None:
+        """`real` makes the core's real numbers: `float` (double) here; a test passes
+        `numpy.float32` to run every state variable, input and derived constant in single
+        precision, as on a microcontroller with a single-precision FPU (NumPy keeps an operation
+        with one float32 operand in float32), and checks that the decisions stay the same."""
         cfg = config if config is not None else ControllerConfig()
         self.config = cfg
+        self._real = real
         self.hardware = hardware
         self.identity = identity
         self.reset_cause = reset_cause
@@ -197,18 +204,18 @@ class Controller:
         # -- derived constants -------------------------------------------------------------
         self._tick_us = 1_000_000 // cfg.sample_rate_hz
         dt = 1.0 / cfg.sample_rate_hz
-        self._dv = hw.max_step_accel_hz_s * dt
+        self._dv = real(hw.max_step_accel_hz_s * dt)
         """Largest step-rate change per tick."""
-        self._exp_per_rate = dt * hw.plunger_m_per_step / hw.encoder_m_per_count
-        """Encoder counts one tick at 1 step/s moves the plunger."""
+        self._counts_per_nstep = real(1e-9 * hw.plunger_m_per_step / hw.encoder_m_per_count)
+        """Encoder counts per 1e-9 step: the unit of `_cmd_nsteps`."""
         self._um_per_step = hw.plunger_m_per_step * 1e6
-        self._counts_per_step_tick = dt * hw.plunger_m_per_step / hw.encoder_m_per_count
+        self._counts_per_step_tick = real(dt * hw.plunger_m_per_step / hw.encoder_m_per_count)
         """Encoder counts one period at 1 step/s moves the plunger (the braking distance's unit)."""
         self._end_counts = usable_stroke_counts(cfg, hw)
         """End of the usable stroke, encoder counts from home: END_OF_TRAVEL brings the plunger to
         rest on or just past it; DEVICE_INFO reports it as `travel_um`."""
         self._block_n = cfg.block_samples
-        self._block_s = cfg.block_samples * dt
+        self._block_s = real(cfg.block_samples * dt)
         self._alpha = cfg.pressure_filter_alpha
 
         # -- detectors and loops -----------------------------------------------------------
@@ -280,7 +287,7 @@ class Controller:
         self._out: list[Message] = []
         self._output = TickOutput(MotorCommand(0.0), self._out)
 
-        self._pf = 0.0
+        self._pf = real(0.0)
         """Filtered pressure, Pa."""
         self._enc = 0
         self._end_switch = False
@@ -295,17 +302,22 @@ class Controller:
         self._fluoro_raw_us = 0
         """Time of the first asserted sample of the line's current high run (EVENT STOP detail)."""
 
-        self._rate = 0.0
+        self._rate = real(0.0)
         """Step rate commanded for the current period (steps/s, forward positive)."""
         self._motor_um_s = 0
-        self._exp = 0.0
-        """Encoder position expected at the next tick from the commanded steps (stall check)."""
+        self._cmd_nsteps = 0
+        """Steps commanded since the plunger was last at rest, in 1e-9 steps: the integer sum of
+        (rate in mHz x tick in us) per tick. Exact whatever the run time (a float sum of the
+        expected position drifted past the stall tolerance in single precision: MOTOR_STALL after
+        ~3 min at 1 mL/min); only the difference to the encoder is ever converted to counts."""
+        self._rest_enc = 0
+        """Encoder position when the plunger was last at rest."""
 
         self._plan: Plan | None = None
         self._limits = Limits(
             cfg.default_soft_limit_pa, cfg.default_hard_limit_pa, cfg.default_relief_pa, cfg.max_flow_nl_s
         )
-        self._hard = float(cfg.default_hard_limit_pa)
+        self._hard = real(cfg.default_hard_limit_pa)
         self._setpoint_rate = 0.0
         """Flow setpoint in force as a step rate."""
         self._flow_plan_nl_s = 0
@@ -334,7 +346,8 @@ class Controller:
 
         self._session = False
         self._hb_period_us = cfg.watchdog_ms * 500
-        self._hb_due = 0
+        self._hb_last_us = 0
+        self._hb_sent = False
         self._tm_divider = cfg.telemetry_divider
         self._tm_countdown = 1
 
@@ -462,7 +475,7 @@ class Controller:
         # 1. sensors -----------------------------------------------------------------------
         rate = self._rate
         sensor = self._sensor
-        p = sensor.sample(sensors.pressure_adc, rate != 0.0)
+        p = self._real(sensor.sample(sensors.pressure_adc, rate != 0.0))
         if sensor.faulty is not self._sensor_faulty:
             self._on_sensor_fault_change(sensor.faulty)
         pf = self._pf + self._alpha * (p - self._pf)
@@ -474,7 +487,9 @@ class Controller:
         self._end_switch = sensors.end_of_travel
         line_in = sensors.fluoro_stop_line
         if line_in and not self._fluoro_raw:
-            self._fluoro_raw_us = now_us  # first asserted sample of this run: the stop's latency origin
+            self._fluoro_raw_us = (
+                now_us & 0xFFFF_FFFF
+            )  # first asserted sample of this run: the stop's latency origin
         self._fluoro_raw = line_in
         if self._fluoro.update(line_in) is not self._fluoro_line:
             self._on_fluoro_change()
@@ -529,16 +544,17 @@ class Controller:
             new = rate
         if new != rate:
             self._rate = new
-            self._output.motor = MotorCommand(new)
+            self._output.motor = MotorCommand(float(new))
             self._motor_um_s = int(new * self._um_per_step)
             if new == 0.0:
                 self._flags &= ~_F_MOVING
             else:
                 self._flags |= _F_MOVING
         if new == 0.0:
-            self._exp = float(enc)
+            self._cmd_nsteps = 0
+            self._rest_enc = enc
         else:
-            self._exp += new * self._exp_per_rate
+            self._cmd_nsteps += round(new * 1000.0) * self._tick_us
 
         # 5. telemetry (while a session is open), heartbeat (always) --------------------------
         if self._session and self._tm_divider:
@@ -559,8 +575,9 @@ class Controller:
                 if batch is not None:
                     out.append(batch)
             self._tm_countdown = c
-        if now_us >= self._hb_due:
-            self._hb_due = now_us + self._hb_period_us
+        if not self._hb_sent or elapsed_us(now_us, self._hb_last_us) >= self._hb_period_us:
+            self._hb_sent = True
+            self._hb_last_us = now_us & 0xFFFF_FFFF
             out.append(Heartbeat(uptime_ms=(now_us // 1000) & 0xFFFF_FFFF, state=_STATE[self._state]))
         self._index += 1
         return self._output
@@ -586,7 +603,8 @@ class Controller:
             then = hist.ago(wl)
             self._flow_meas_nl_s = _i32((enc - hist.encoder[then]) * m3_per_count * 1e12 / (wl * block_s))
 
-        if self._stall.update(self._exp - enc) and st == INJECTING:
+        lag = self._cmd_nsteps * self._counts_per_nstep - (enc - self._rest_enc)
+        if self._stall.update(lag) and st == INJECTING:
             self._latch(StopReason.MOTOR_STALL)
         self._set_flag(_F_STALL, self._stall.suspect)
         self._set_flag(_F_EOT, self._at_end())
@@ -691,12 +709,13 @@ class Controller:
             return 1.0
         fraction = throttle.update(pf)
         if throttle.active:
-            self._throttle_quiet_us = self._now_us
+            self._throttle_quiet_us = self._now_us & 0xFFFF_FFFF
             if not self._flags & _F_THROTTLING:
                 self._flags |= _F_THROTTLING
                 self._alarm(AlarmCode.PRESSURE_THROTTLE, True, int(fraction * self._flow_plan_nl_s))
         elif (
-            self._flags & _F_THROTTLING and self._now_us - self._throttle_quiet_us >= self._throttle_clear_us
+            self._flags & _F_THROTTLING
+            and elapsed_us(self._now_us, self._throttle_quiet_us) >= self._throttle_clear_us
         ):
             self._throttle_clear()
         return fraction
@@ -808,7 +827,9 @@ class Controller:
         self._fluoro_line = line
         self._set_flag(_F_FLUORO, line)
         if line:  # detail: the debounce, first asserted sample to this stop, us (SPEC §6.6)
-            self._latch(StopReason.FLUORO_STOP, StopSource.FLUORO_LINE, self._now_us - self._fluoro_raw_us)
+            self._latch(
+                StopReason.FLUORO_STOP, StopSource.FLUORO_LINE, elapsed_us(self._now_us, self._fluoro_raw_us)
+            )
         self._alarm(AlarmCode.FLUORO_LINE, line)
 
     def _host_lost(self) -> None:
@@ -991,7 +1012,7 @@ class Controller:
         self._limits = Limits(
             plan.soft_limit_pa, plan.hard_limit_pa, plan.relief_pa, self._limits.max_flow_nl_s
         )
-        self._m3_per_count = hw.encoder_m_per_count * plan.bore_area_m2
+        self._m3_per_count = self._real(hw.encoder_m_per_count * plan.bore_area_m2)
         self._nl_per_count = self._m3_per_count * 1e12
         self._apply_limits()
         self._fl_per_count = plan.fl_per_count
@@ -1005,14 +1026,16 @@ class Controller:
 
     def _apply_limits(self) -> None:
         limits = self._limits
-        self._hard = float(limits.hard_limit_pa)
+        self._hard = self._real(limits.hard_limit_pa)
         self._throttle.configure(float(limits.soft_limit_pa))
         plan = self._plan
         if plan is not None:
             flow = min(plan.flow_nl_s, limits.max_flow_nl_s)
             self._flow_plan_nl_s = flow
             self._ceiling_stall_nl_s = self.config.ceiling_stall_flow_frac * flow
-            self._setpoint_rate = flow * 1e-12 / (plan.bore_area_m2 * self.hardware.plunger_m_per_step)
+            self._setpoint_rate = self._real(
+                flow * 1e-12 / (plan.bore_area_m2 * self.hardware.plunger_m_per_step)
+            )
 
     def _start_checks(self, msg: Command) -> Answer | None:
         """The START / RESUME checks of docs/state-machine.md, in its order."""

@@ -11,6 +11,18 @@ from __future__ import annotations
 
 from firmware_sim.hal import Hardware
 
+TIMER_MASK = 0xFFFF_FFFF
+"""Deadlines are kept on the low 32 bits of the microsecond clock, as a 32-bit hardware timer holds
+them; it wraps every 71.6 min, so every check takes a wrap-safe difference (`elapsed_us`)."""
+
+
+def elapsed_us(now_us: int, then_us: int) -> int:
+    """Microseconds from `then_us` to `now_us` on a wrapping 32-bit timer: correct across a wrap for
+    any span below 2^32 us (71.6 min). Both arguments may be full-width times; only the low 32 bits
+    count, as on the microcontroller (a C port: `(uint32_t)(now - then)`)."""
+    return (now_us - then_us) & TIMER_MASK
+
+
 # SensorMonitor.cause bits, also the detail of the SENSOR_SUSPECT alarm.
 SENSOR_RANGE = 0x1
 SENSOR_STUCK = 0x2
@@ -440,37 +452,43 @@ class Watchdog:
 
     def start(self, now_us: int) -> None:
         self.armed = True
-        self.last_us = now_us
+        self.last_us = now_us & TIMER_MASK
 
     def stop(self) -> None:
         self.armed = False
 
     def feed(self, now_us: int) -> None:
-        self.last_us = now_us
+        self.last_us = now_us & TIMER_MASK
 
     def expired(self, now_us: int) -> bool:
-        return self.armed and now_us - self.last_us > self.timeout_us
+        return self.armed and elapsed_us(now_us, self.last_us) > self.timeout_us
 
 
 class WorkingTimeMonitor:
     """WORKING_TIME: cement age (mixed_ago_ms at ARM plus the time since) against its working time,
-    with a warning at `warning_frac` of it."""
+    with a warning at `warning_frac` of it. The time since ARM is an integer sum of wrap-safe 32-bit
+    timer differences (the controller asks at least every block), so a plan armed for longer than
+    the timer's 71.6 min wrap still ages correctly."""
 
-    __slots__ = ("_arm_us", "_mixed_ago_ms", "warning_frac", "working_time_ms")
+    __slots__ = ("_last_us", "_mixed_ago_ms", "_since_arm_us", "warning_frac", "working_time_ms")
 
     def __init__(self, warning_frac: float) -> None:
         self.warning_frac = warning_frac
         self.working_time_ms = 0
         self._mixed_ago_ms = 0
-        self._arm_us = 0
+        self._last_us = 0
+        self._since_arm_us = 0
 
     def configure(self, mixed_ago_ms: int, working_time_ms: int, now_us: int) -> None:
         self._mixed_ago_ms = mixed_ago_ms
         self.working_time_ms = working_time_ms
-        self._arm_us = now_us
+        self._last_us = now_us & TIMER_MASK
+        self._since_arm_us = 0
 
     def age_ms(self, now_us: int) -> int:
-        return self._mixed_ago_ms + (now_us - self._arm_us) // 1000
+        self._since_arm_us += elapsed_us(now_us, self._last_us)
+        self._last_us = now_us & TIMER_MASK
+        return self._mixed_ago_ms + self._since_arm_us // 1000
 
     def update(self, now_us: int) -> int:
         """AGE_OK, AGE_WARNING or AGE_EXPIRED."""

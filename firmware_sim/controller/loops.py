@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+from firmware_sim.controller.detectors import TIMER_MASK, elapsed_us
+
 
 class PressureThrottle:
     """Holds the syringe pressure below the soft limit by scaling the flow setpoint.
@@ -135,8 +137,8 @@ class Relief:
     plunger is still, the controller reports RELIEF_DONE with the back-off distance."""
 
     __slots__ = (
-        "_deadline_us",
         "_peak",
+        "_start_us",
         "active",
         "blind_counts",
         "ending",
@@ -153,13 +155,13 @@ class Relief:
         self.active = False
         self.ending = False
         self._peak = 0
-        self._deadline_us = 0
+        self._start_us = 0
 
     def start(self, encoder_counts: int, now_us: int) -> None:
         self.active = True
         self.ending = False
         self._peak = encoder_counts
-        self._deadline_us = now_us + self.timeout_us
+        self._start_us = now_us & TIMER_MASK
 
     def backoff_counts(self, encoder_counts: int) -> int:
         """How far the plunger has come back from the furthest point it reached since the stop."""
@@ -184,7 +186,7 @@ class Relief:
                 must_halt
                 or (sensor_ok and pressure_pa < relief_pa)
                 or self._peak - encoder_counts >= limit
-                or now_us >= self._deadline_us
+                or elapsed_us(now_us, self._start_us) >= self.timeout_us
             ):
                 self.ending = True
         return 0.0 if self.ending else -self.speed_hz
