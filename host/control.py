@@ -25,7 +25,8 @@ One request per connection: a JSON object on one line, at most `MAX_REQUEST` byt
 Answers: ``{"ok": true, ...}`` or ``{"ok": false, "error": "...", "code": "BUSY"}``, each with
 ``"session"``: the program and PID that answered. Hostile or
 broken input (too long, not JSON, an unknown op, a client that never finishes) gets an error answer
-or a closed connection; it never ends or slows the session.
+or a closed connection; it never ends or slows the session. Connections are not capped in number:
+a stop must never be turned away because other clients hang; each one is bounded in size and time.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ REQUEST_TIMEOUT_S = 2.0
 STOP_EVENT_WAIT_S = 0.5
 """After the STOP's ACK, how long the answer waits for the device's STOP event (it follows within a
 tick or two; SPEC §7.2 leaves its order relative to the ACK open)."""
+RECONNECT_WAIT_S = 1.0
+"""A stop that arrives while the session's link is reconnecting waits this long for it, then tries
+anyway (STOP is idempotent; the device has stopped on its own meanwhile: HOST_LOST)."""
 ANSWER_TIMEOUT_S = 3.0
 """Client side: the whole exchange with a session (its STOP, the ACK, the event)."""
 
@@ -166,11 +170,22 @@ class ControlServer:
         before = ctl.state
         events = ctl.events()  # subscribed before the STOP: its event cannot be missed
         try:
+            if not _connected(ctl):  # reconnecting: the STOP goes out once it is back
+                from host.link import LinkState
+
+                with contextlib.suppress(TimeoutError, CementguardError):
+                    await ctl.wait_for_link(LinkState.CONNECTED, timeout=RECONNECT_WAIT_S)
             try:
                 ack = await ctl.stop(source or StopSource.OPERATOR)
             except CementguardError as exc:
                 log.error("STOP from the control endpoint failed: %s", exc)
-                return _error(str(exc), exc)
+                text = str(exc)
+                if not _connected(ctl):
+                    text += (
+                        f" (the session's link is {ctl.link_state.value}: the controller stops by itself, "
+                        "HOST_LOST, when it hears no host for its watchdog time)"
+                    )
+                return _error(text, exc)
             log.warning("STOP from the control endpoint (another terminal): state %s", _name(ack.state))
             answer: dict[str, Any] = {"ok": True, "op": "stop", "state": _name(ack.state), "event": None}
             if source is None or source_name not in STOP_SOURCES:
@@ -232,6 +247,11 @@ class ControlServer:
             return _error(str(exc), exc)
         log.warning("CLEAR from the control endpoint (another terminal): state %s", _name(ack.state))
         return {"ok": True, "op": "clear", "state": _name(ack.state)}
+
+
+def _connected(ctl: Controller) -> bool:
+    """Without importing host.link (and pyserial) into the client side of this module."""
+    return bool(ctl.link_state.value == "connected")
 
 
 def _error(text: str, exc: BaseException | None = None) -> dict[str, Any]:

@@ -246,3 +246,23 @@ async def test_a_stop_with_an_unknown_source_still_stops(fake_device: Callable[.
         assert answer["state"] == "STOPPED"
         assert "OPERATOR" in answer["warning"]
         assert len(dev.commands(MsgType.STOP)) == 1
+
+
+async def test_a_stop_while_the_session_has_lost_its_link_says_what_the_device_does(
+    fake_device: Callable[..., FakeDevice], monkeypatch: pytest.MonkeyPatch
+):
+    """The session's link is down and does not come back (a silent device): the stop cannot be
+    confirmed, and the answer says that the controller stops by itself (HOST_LOST)."""
+    monkeypatch.setattr(control, "RECONNECT_WAIT_S", 0.1)
+    async with (
+        fake_device(watchdog_ms=200) as dev,
+        Controller.open(dev.path, FAST) as ctl,
+        serve_control(ctl),
+    ):
+        lost = ctl.link_changes()
+        dev.silent = True
+        while (await lost.get(timeout=5)).state.value != "lost":
+            pass
+        answer = await control.request(dev.path, "stop")
+        assert not answer["ok"]
+        assert "HOST_LOST" in answer["error"]
