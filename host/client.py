@@ -5,7 +5,7 @@
         async with ctl.events() as events, ctl.telemetry() as telemetry:
             await ctl.arm(plan, mixed_ago_s=240.0)               # a protocol.Arm, or a plan with to_arm()
             await ctl.start()
-            await ctl.wait_for_state(State.PAUSED, State.STOPPED, State.DONE, timeout=60)
+            stop = await ctl.wait_for_plan_stop(timeout=60)      # event, or STATUS if it was lost
             ...
 
 Every command waits for its ACK and raises `CommandRefused` (with a readable message) on a NAK; the
@@ -35,6 +35,7 @@ from host.link import (
     LinkState,
     Subscription,
 )
+from host.plan_stop import PlanStop, wait_for_plan_stop
 from protocol import (
     Ack,
     Arm,
@@ -54,7 +55,16 @@ from protocol import (
     TelemetryBatch,
 )
 
-__all__ = ["Controller", "LinkChange", "LinkCounters", "LinkOptions", "LinkState", "PlanLike", "Subscription"]
+__all__ = [
+    "Controller",
+    "LinkChange",
+    "LinkCounters",
+    "LinkOptions",
+    "LinkState",
+    "PlanLike",
+    "PlanStop",
+    "Subscription",
+]
 
 
 class PlanLike(Protocol):
@@ -251,6 +261,12 @@ class Controller:
     async def wait_for_state(self, *states: State | int, timeout: float | None) -> State | int:  # noqa: ASYNC109
         """Until the controller reports one of `states`; TimeoutError, or LinkLost if the link drops."""
         return await self._link.wait_for_state(*states, timeout=timeout)
+
+    async def wait_for_plan_stop(self, *, timeout: float | None = None) -> PlanStop:  # noqa: ASYNC109
+        """Until the plan stops moving (after START or RESUME): the STOP event, or, when that frame
+        was lost on the line, the stop read back from STATUS. Watches events and the state every
+        frame carries, never an event alone (host.plan_stop). LinkLost if the link drops first."""
+        return await wait_for_plan_stop(self, timeout=timeout)
 
     async def wait_for_link(self, *states: LinkState, timeout: float | None) -> LinkState:  # noqa: ASYNC109
         """Until the link is in one of `states`, e.g. CONNECTED again after a reconnect."""

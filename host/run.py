@@ -28,13 +28,13 @@ from rich.live import Live
 from rich.table import Table
 
 from host.cli_types import AUTO_RESUME, MIXED_AGO, TIME_SCALE
-from host.client import Controller, LinkOptions, LinkState
+from host.client import Controller, LinkOptions, LinkState, PlanStop
 from host.control import serve_control
 from host.errors import CementguardError, CommandRefused, LinkLost
 from host.plan import InjectionPlan, PlanError, clamp_to_device, load_plan
 from host.recording import Recorder, new_run_dir
 from host.stops import StopRequests
-from protocol import Event, EventKind, State, StopReason, StopSource
+from protocol import State, StopReason, StopSource
 from protocol.models import DeviceInfoRecord, kpa, ml, ml_min
 
 EXIT_COMPLETED = 0
@@ -229,7 +229,6 @@ async def _inject(
     requests = StopRequests()
     """Stops this command asks for (Ctrl-C, a stop at the prompt), matched to the STOP events so that
     the recording carries each stop's source, origin and latency."""
-    stops: asyncio.Queue[Event | None] = asyncio.Queue()
     link_lost = asyncio.Event()
     async with ctl.telemetry() as telemetry, ctl.events() as events, ctl.link_changes() as changes:
 
@@ -249,14 +248,11 @@ async def _inject(
                 if recorder is not None:
                     recorder.add_event(event, **notes)
                 live.state = _name(State, event.state)
-                if event.kind == EventKind.STOP:
-                    await stops.put(event)
 
         async def watch_link() -> None:
             async for change in changes:
                 if change.state in (LinkState.LOST, LinkState.FAILED):
                     link_lost.set()
-                    await stops.put(None)
 
         pumps = [asyncio.create_task(f()) for f in (pump_telemetry, pump_events, watch_link)]
         try:
@@ -267,7 +263,7 @@ async def _inject(
                         ctl,
                         plan,
                         mixed_ago_s,
-                        stops,
+                        recorder,
                         link_lost,
                         auto_resume_s,
                         interrupted,
@@ -289,7 +285,7 @@ async def _drive(
     ctl: Controller,
     plan: InjectionPlan,
     mixed_ago_s: float,
-    stops: asyncio.Queue[Event | None],
+    recorder: Recorder | None,
     link_lost: asyncio.Event,
     auto_resume_s: float | None,
     interrupted: _Interrupted,
@@ -302,16 +298,23 @@ async def _drive(
         await ctl.arm(plan, mixed_ago_s=mixed_ago_s)
         await ctl.start()
         while True:
-            event = await _next_stop(stops, interrupted)
+            event = await _next_stop(ctl, link_lost, interrupted)
             if event == "interrupted":
                 return await _safe_stop(ctl, console, requests, interrupted.origin)
             if event is None:
                 console.print(f"[bold red]link lost:[/] {ctl.link_reason}", highlight=False)
                 return EXIT_LINK
-            assert isinstance(event, Event)
+            assert isinstance(event, PlanStop)
             reason = _name(StopReason, event.reason)
             at = f"at {event.pressure_pa / 1000:.0f} kPa, {event.volume_nl / 1e6:.3f} mL"
-            if event.reason == StopReason.VOLUME_LIMIT:
+            if event.event_lost:
+                _record_lost_stop(ctl, event, recorder)
+                console.print(
+                    f"[yellow]note:[/] the {reason} event was lost on the line; "
+                    f"read from the device's STATUS (state {_name(State, event.state)})",
+                    highlight=False,
+                )
+            if event.reason == StopReason.VOLUME_LIMIT or event.state == State.DONE:
                 console.print(f"[bold green]plan completed[/]: {reason} {at}", highlight=False)
                 return EXIT_COMPLETED
             if event.reason == StopReason.INCREMENT_DONE:
@@ -334,20 +337,39 @@ async def _drive(
         return EXIT_LINK
 
 
-async def _next_stop(stops: asyncio.Queue[Event | None], interrupted: asyncio.Event) -> Event | str | None:
-    get = asyncio.ensure_future(stops.get())
+async def _next_stop(
+    ctl: Controller, link_lost: asyncio.Event, interrupted: asyncio.Event
+) -> PlanStop | str | None:
+    """The plan's next stop (from its event, or from STATUS when the event was lost: never an event
+    alone), "interrupted", or None when the link is lost first."""
+    stop = asyncio.ensure_future(ctl.wait_for_plan_stop())
     sig = asyncio.ensure_future(interrupted.wait())
-    done, pending = await asyncio.wait({get, sig}, return_when=asyncio.FIRST_COMPLETED)
+    lost = asyncio.ensure_future(link_lost.wait())
+    done, pending = await asyncio.wait({stop, sig, lost}, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, CementguardError):
+        await stop  # retrieves its exception (LinkLost) or finishes its cancellation
     if sig in done:
         return "interrupted"
-    return get.result()
+    if stop in done and not stop.cancelled() and stop.exception() is None:
+        return stop.result()
+    return None
+
+
+def _record_lost_stop(ctl: Controller, stop: PlanStop, recorder: Recorder | None) -> None:
+    """A stop read from STATUS goes into the recording too, marked as such: the recording must never
+    lack the stop that ended a run because one frame was damaged."""
+    if recorder is None:
+        return
+    status = ctl.status
+    event = stop.as_event(status.event_count if status is not None else 0)
+    recorder.add_event(event, read_from="STATUS", note="the STOP event was lost on the line")
 
 
 async def _answer_pause(
     ctl: Controller,
-    event: Event,
+    event: PlanStop,
     auto_resume_s: float | None,
     interrupted: asyncio.Event,
     link_lost: asyncio.Event,
@@ -427,7 +449,7 @@ async def _safe_stop(ctl: Controller, console: Console, requests: StopRequests, 
     with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone: STOP all the same
         console.print("[bold]stopping[/] (STOP sent, waiting for the acknowledgement)", highlight=False)
     try:
-        await asyncio.wait_for(ctl.stop(StopSource.OPERATOR), timeout=SAFE_STOP_TIMEOUT_S)
+        ack = await asyncio.wait_for(ctl.stop(StopSource.OPERATOR), timeout=SAFE_STOP_TIMEOUT_S)
     except (TimeoutError, CementguardError) as exc:
         console.print(
             f"[bold red]STOP not acknowledged[/] ({exc or 'timeout'}): the controller's watchdog stops "
@@ -435,6 +457,9 @@ async def _safe_stop(ctl: Controller, console: Console, requests: StopRequests, 
             highlight=False,
         )
         return EXIT_LINK
+    if ack.state == State.DONE:  # STOP leaves DONE as it is: the device had finished the plan
+        console.print("[bold green]plan completed[/] by the device before the stop", highlight=False)
+        return EXIT_COMPLETED
     console.print("[bold]stopped by the operator[/]", highlight=False)
     return EXIT_SAFETY_STOP
 
