@@ -867,6 +867,10 @@ class Controller:
             if isinstance(item, Frame):
                 self._watchdog.feed(self._now_us)
                 message = item.message
+                if not self._implements(item.header.msg_type):
+                    assert isinstance(message, Command)
+                    self._unknown(message.cmd_id, item.header.msg_type)
+                    continue
                 handler = self._handlers.get(type(message))
                 if handler is not None:
                     assert isinstance(message, Command)
@@ -909,6 +913,19 @@ class Controller:
         ):
             self._cache.put(cmd_id, msg_type, answer, reply is not None)
 
+    def _implements(self, msg_type: int) -> bool:
+        """SET_TELEMETRY exists only with capability TELEMETRY_CONFIG; without it the type is
+        unknown to this device and answered as such at SPEC §7.7 step 3, before anything else."""
+        return msg_type != MsgType.SET_TELEMETRY or bool(
+            self.identity.capabilities & Capabilities.TELEMETRY_CONFIG
+        )
+
+    def _unknown(self, cmd_id: int, msg_type: int) -> None:
+        nak = self._make_nak(cmd_id, msg_type, NakCode.UNKNOWN_COMMAND, _NO_FIELD, 0)
+        self._out.append(nak)
+        if cmd_id:
+            self._cache.put(cmd_id, msg_type, nak, False)
+
     def _rejected(self, rej: Rejected) -> None:
         """A command the codec could not decode (SPEC §4.4, §7.9)."""
         msg_type = rej.header.msg_type
@@ -927,6 +944,9 @@ class Controller:
             # Fail safe: an intact frame of our version that says STOP stops, even with an undefined
             # source byte or a body of the wrong length; recorded as an OPERATOR stop.
             self._command(Stop(cmd_id=cmd_id, source=StopSource.OPERATOR), self._handlers[Stop])
+            return
+        if not self._implements(msg_type):
+            self._unknown(cmd_id, msg_type)
             return
         field, detail = _NO_FIELD, 0
         if reason == RejectReason.BAD_LENGTH:
@@ -1038,9 +1058,10 @@ class Controller:
             )
 
     def _start_checks(self, msg: Command) -> Answer | None:
-        """The START / RESUME checks of docs/state-machine.md, in its order."""
-        if self._sensor_faulty:
-            return self._refuse(msg, NakCode.SENSOR_FAULT)
+        """The START / RESUME checks of docs/state-machine.md, in its order. No sensor check: a
+        sensor fault latches ARMED and PAUSED at once (STOP_LATCHED answers first), and no
+        fluoroscopy check on RESUME: the line's edge stops PAUSED, and INJECTING (PAUSED's only
+        way in) is never entered with the line held (SPEC §7.7: no refusal that cannot happen)."""
         if self._at_end():
             return self._refuse(msg, NakCode.END_OF_TRAVEL)
         if self._age.update(self._now_us) == AGE_EXPIRED:
@@ -1050,7 +1071,7 @@ class Controller:
         mu = self._viscosity.last
         if mu == mu and not plan.viscosity_min_pas <= mu <= plan.viscosity_max_pas:
             return self._refuse(msg, NakCode.VISCOSITY_OUT_OF_WINDOW)
-        if self._fluoro_line:
+        if self._fluoro_line and msg.TYPE == MsgType.START:  # ARM while the line was held
             return self._refuse(msg, NakCode.BAD_STATE)
         return None
 
@@ -1154,8 +1175,6 @@ class Controller:
         return self._ack(msg, self._status(msg.cmd_id))
 
     def _on_set_telemetry(self, msg: SetTelemetry) -> Answer:
-        if not self.identity.capabilities & Capabilities.TELEMETRY_CONFIG:
-            return self._refuse(msg, NakCode.UNKNOWN_COMMAND)
         divider, batch = msg.divider, msg.batch_samples
         if divider > MAX_DIVIDER:
             return self._refuse(msg, NakCode.BAD_PARAM, TELEMETRY_DIVIDER, MAX_DIVIDER)

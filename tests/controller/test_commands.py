@@ -39,7 +39,11 @@ from protocol import (
     StopReason,
     StopSource,
     TelemetryBatch,
+    encode_frame,
+    framing,
 )
+from protocol.codec import HEADER, Frame, MessageStream, Rejected
+from protocol.messages import Message
 from tests.controller.harness import Rig, arm_msg, frame, rejected, started
 
 
@@ -474,3 +478,44 @@ def test_every_command_gets_exactly_one_answer_even_in_a_burst() -> None:
     outgoing = rig.tick([frame(c) for c in cmds])
     got = [(a.cmd_id, a.cmd_type) for a in answers(outgoing)]
     assert got == [(c.cmd_id, c.TYPE) for c in cmds]
+
+
+# -- SET_TELEMETRY without the capability: one conforming answer (SPEC §7.7 step 3) -------------------
+def _through_codec(*messages: Message, body: bytes | None = None) -> list[Frame | Rejected]:
+    data = b"".join(encode_frame(m, i) for i, m in enumerate(messages))
+    if body is not None:  # a SET_TELEMETRY frame with a body of the wrong length
+        data += framing.encode(HEADER.pack(PROTOCOL_VERSION, MsgType.SET_TELEMETRY, 9) + body)
+    return MessageStream().feed(data)
+
+
+@pytest.mark.parametrize(
+    ("session", "items"),
+    [
+        (False, lambda: _through_codec(SetTelemetry(7, 1, 20))),
+        (True, lambda: _through_codec(SetTelemetry(7, 1, 20))),
+        (True, lambda: _through_codec(SetTelemetry(0, 1, 20))),
+        (True, lambda: _through_codec(SetTelemetry(7, 5000, 0))),
+        (True, lambda: _through_codec(body=b"\x07\x00\x01")),
+    ],
+    ids=["no session", "session", "cmd_id 0", "out of range", "bad length"],
+)
+def test_set_telemetry_without_the_capability_is_an_unknown_command_whatever_else_is_wrong(
+    session: bool, items: Callable[[], list[Frame | Rejected]]
+) -> None:
+    bare = FirmwareIdentity("BARE-1", 1, 0, 0, Capabilities.FLUORO_LINE | Capabilities.RELIEF_BACKOFF)
+    rig = Rig(identity=bare)
+    if session:
+        rig.hello()
+    received = items()
+    out = rig.tick(received)
+    naks = [m for m in out if isinstance(m, Nak | Ack)]
+    assert len(naks) == 1
+    (nak,) = naks
+    assert isinstance(nak, Nak)
+    assert (nak.code, nak.cmd_type, nak.field, nak.detail) == (
+        NakCode.UNKNOWN_COMMAND,
+        MsgType.SET_TELEMETRY,
+        0xFF,
+        0,
+    )
+    assert nak.cmd_id in (0, 7)

@@ -22,6 +22,7 @@ from protocol import (
     State,
     Status,
     Stop,
+    StopReason,
     StopSource,
 )
 from tests.controller.fakeplant import AREA_M2, FakePlant
@@ -197,3 +198,26 @@ def test_config_rejects_nonsense() -> None:
         ControllerConfig(default_soft_limit_pa=5_000_000)
     with pytest.raises(ValueError, match="shorter than"):
         ControllerConfig(viscosity_window_blocks=64)
+
+
+def test_telemetry_index_after_a_session_closes_counts_the_discarded_partial_batch() -> None:
+    """SPEC §9.4: at a session's close the partial batch is discarded, its samples keep their
+    indexes; no sample is taken without a session; the next session's first batch starts right
+    after the last sample taken, so the index gap is exactly the discarded samples."""
+    rig = started(seconds=0.5)
+    last = rig.batches[-1]
+    for _ in range(7):  # seven samples into the next batch
+        rig.tick()
+    rig.connected = False
+    rig.tick()  # the device sees the link down: HOST_LOST, the session closes
+    (lost,) = [e for e in rig.stops() if e.reason == StopReason.HOST_LOST]
+    taken_after_last = (lost.t_us - int(last.samples["t_us"][-1])) // 1000 - 1
+    assert 7 <= taken_after_last < 20
+    rig.run(0.3)
+    rig.connected = True
+    sent = len(rig.batches)
+    rig.hello()
+    rig.run(0.1)
+    first = rig.batches[sent]
+    assert first.first_index == last.first_index + len(last.samples) + taken_after_last
+    assert int(first.samples["t_us"][0]) > lost.t_us + 300_000, "nothing was sampled between sessions"
