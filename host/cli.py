@@ -97,10 +97,18 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+OPTIONS_WITH_VALUE = frozenset({"--log-level"})
+"""The launcher's own options that take a separate value."""
+
+
 def _command_name(argv: list[str]) -> str | None:
-    """The subcommand named on the command line: the first argument that is not an option."""
-    for arg in argv:
-        if not arg.startswith("-"):
+    """The subcommand named on the command line: the first argument that is neither an option nor
+    the value of one (`--log-level INFO run ...`)."""
+    args = iter(argv)
+    for arg in args:
+        if arg in OPTIONS_WITH_VALUE:
+            next(args, None)
+        elif not arg.startswith("-"):
             return arg
     return None
 
@@ -114,6 +122,14 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         description="Bench injection controller for PMMA bone cement: simulator, host tools and tests.",
     )
     parser.add_argument("--version", action=_VersionAction)
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="log messages at this level or above to stderr (default %(default)s); a recording also "
+        "gets its own log file, host.log, at INFO",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = list(COMMANDS) if argv is None else [_command_name(argv)]
     for name in wanted:
@@ -130,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else argv
     parser = build_parser(args_in)
     args = parser.parse_args(args_in)
+    from host.logs import configure
+
+    configure(args.log_level)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()

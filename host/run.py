@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import threading
 from collections.abc import Callable
@@ -27,15 +28,27 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from host.cli_types import AUTO_RESUME, MIXED_AGO, TIME_SCALE
-from host.client import Controller, LinkOptions, LinkState, PlanStop
+from host.cli_types import AUTO_RESUME, MIXED_AGO, TIME_SCALE, FiniteFloat
+from host.client import Controller, LinkChange, LinkOptions, LinkState, PlanStop
 from host.control import serve_control
 from host.errors import CementguardError, CommandRefused, LinkLost
+from host.logs import LOG_FILE, attach_log_file, detach_log_file
 from host.plan import InjectionPlan, PlanError, clamp_to_device, load_plan
+from host.pump import Consumer, ConsumerFailure, StreamPump
 from host.recording import Recorder, new_run_dir
+from host.recording_sink import (
+    DEFAULT_TAIL_S,
+    MIN_FREE_BYTES,
+    RecordingSink,
+    close_recorder,
+    free_space_problem,
+    open_recorder,
+)
 from host.stops import StopRequests
-from protocol import State, StopReason, StopSource
+from protocol import Event, State, StopReason, StopSource, TelemetryBatch
 from protocol.models import DeviceInfoRecord, kpa, ml, ml_min
+
+log = logging.getLogger(__name__)
 
 EXIT_COMPLETED = 0
 EXIT_USAGE = 2
@@ -47,6 +60,13 @@ EXIT_CODES_HELP = (
 SAFE_STOP_TIMEOUT_S = 2.0
 """How long Ctrl-C waits for the STOP acknowledgement before giving up (the watchdog then stops)."""
 ENDED = (State.STOPPED, State.DONE, State.FAULT)
+MOVING = (State.ARMED, State.INJECTING, State.PAUSED)
+"""States in which a failed recording stops the injection (a plan is loaded, the plunger may move)."""
+SETTLE_TIMEOUT_S = 2.0
+"""After a stop, how long the display waits to show the ended state before its last frame."""
+RECORDING_FAILED = "recording failed"
+RECORD_TAIL = FiniteFloat("--record-tail", 0.0, 600.0, "s")
+MIN_FREE_MB = FiniteFloat("--min-free-mb", 0.0, 1e6, "MB")
 STOP_SIGNALS = {signal.SIGINT: "ctrl-c", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
 """Signals that stop the injection as Ctrl-C does, and the origin each stop is recorded with."""
 
@@ -93,6 +113,29 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=1.0,
         help=f"the simulator's --time-scale, if any ({TIME_SCALE.allowed})",
     )
+    p.add_argument(
+        "--record-tail",
+        type=RECORD_TAIL,
+        default=DEFAULT_TAIL_S,
+        metavar="S",
+        help="device seconds the recording stays open after the last stop or DONE, to record the relief "
+        f"and the after-flow (default %(default)s; {RECORD_TAIL.allowed})",
+    )
+    p.add_argument(
+        "--on-record-error",
+        choices=("stop", "continue"),
+        default="stop",
+        help="a recording failure (disk full, read-only) during the injection: stop the injection "
+        "(default), or continue unrecorded with a loud warning",
+    )
+    p.add_argument(
+        "--min-free-mb",
+        type=MIN_FREE_MB,
+        default=MIN_FREE_BYTES / 1e6,
+        metavar="MB",
+        help="with --record, refuse to start with less free space than this "
+        f"(default %(default).0f MB; {MIN_FREE_MB.allowed})",
+    )
     p.set_defaults(func=_main)
 
 
@@ -118,6 +161,11 @@ def _main(args: argparse.Namespace) -> int:
             auto_resume_s=args.auto_resume,
             options=options,
             console=console,
+            record=RecordPolicy(
+                tail_s=args.record_tail,
+                on_error=args.on_record_error,
+                min_free_bytes=int(args.min_free_mb * 1e6),
+            ),
         )
     )
 
@@ -144,12 +192,79 @@ def _mixed_ago(mixed_ago: float | None, mixed_at: str | None, plan: InjectionPla
 
 @dataclass
 class _Live:
-    """What the display shows, updated by the telemetry and event pumps."""
+    """What the display shows: the device as its latest telemetry sample, event or link change says
+    it is (never a frame kept from before a pause or a stop)."""
 
     state: str = "CONNECTING"
     pressure_kpa: float = 0.0
     volume_ml: float = 0.0
     flow_ml_min: float = 0.0
+    prompt: str = ""
+    """The question the operator is asked now (increment pause), shown in the live view itself."""
+    seen_state: State | int | None = None
+
+
+class _Display(Consumer):
+    """Keeps `_Live` current from every telemetry sample (each carries the state), event and link
+    change."""
+
+    name = "display"
+    critical = True
+    """It also tells `run` that the link is lost: without it nothing would end the wait."""
+
+    def __init__(self, live: _Live, link_lost: asyncio.Event) -> None:
+        self.live = live
+        self.link_lost = link_lost
+        self.changed = asyncio.Event()
+
+    def on_samples(self, batch: TelemetryBatch, received_at: float | None) -> None:
+        if not len(batch.samples):
+            return
+        last = batch.samples[-1]
+        live = self.live
+        live.pressure_kpa = kpa(float(last["pressure_pa"]))
+        live.volume_ml = ml(float(last["volume_nl"]))
+        live.flow_ml_min = ml_min(float(last["flow_nl_s"]))
+        self._state(int(last["state"]))
+
+    def on_event(self, event: Event, notes: dict[str, Any], received_at: float | None) -> None:
+        self._state(int(event.state))
+
+    def on_link(self, change: LinkChange) -> None:
+        if change.state in (LinkState.LOST, LinkState.FAILED):
+            self.link_lost.set()
+            self.live.state = f"LINK {change.state.value.upper()} (last seen {self.live.state})"
+            self.live.seen_state = None
+            self.changed.set()
+
+    def _state(self, value: int) -> None:
+        self.live.state = _name(State, value)
+        self.live.seen_state = value
+        self.changed.set()
+
+    async def settled(self, timeout_s: float) -> None:
+        """Until the display shows an ended state (STOPPED, DONE, FAULT) with the plunger no longer
+        moving forward, or a lost link, at most `timeout_s`: the last frame after a stop must show
+        the stop, not the injection before it."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while not self.live.state.startswith("LINK") and (
+                    self.live.seen_state not in ENDED or self.live.flow_ml_min > 0.0
+                ):
+                    self.changed.clear()
+                    await self.changed.wait()
+
+
+@dataclass(frozen=True)
+class RecordPolicy:
+    """How `run` records: the tail after the last stop, what a recording failure does, the free
+    space START needs."""
+
+    tail_s: float = DEFAULT_TAIL_S
+    on_error: str = "stop"
+    """"stop": a recording failure stops the injection (default); "continue": a loud warning, and
+    the injection goes on unrecorded."""
+    min_free_bytes: int = MIN_FREE_BYTES
 
 
 async def run_plan(
@@ -162,52 +277,82 @@ async def run_plan(
     options: LinkOptions | None = None,
     console: Console | None = None,
     ask: Callable[[str], str] | None = None,
+    record: RecordPolicy | None = None,
 ) -> int:
     """Run one plan to its end; returns the exit code. `ask` reads an operator answer (default:
     input() in a worker thread). An `auto_resume_s` that is not a finite 0.1..3600 s is refused
-    (ValueError) before the port is opened: a negative or NaN wait would skip the imaging pause."""
+    (ValueError) before the port is opened: a negative or NaN wait would skip the imaging pause.
+    The link is closed on every way out, and closing the recording never raises past it."""
     if auto_resume_s is not None:
         AUTO_RESUME.check(auto_resume_s)
     console = console or Console()
+    policy = record or RecordPolicy()
     try:
         ctl = await Controller.connect(url, options)
     except CementguardError as exc:
         console.print(f"[bold red]link failure:[/] {exc}", highlight=False)
         return EXIT_LINK
     recorder: Recorder | None = None
+    log_handler: logging.Handler | None = None
     interrupted = _Interrupted()
     loop = asyncio.get_running_loop()
     for sig, origin in STOP_SIGNALS.items():
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, interrupted.by, origin)
+    code = EXIT_LINK
     try:
-        info = ctl.device
-        clamped, warnings = clamp_to_device(plan, info)
-        for warning in warnings:
-            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-        if record_root is not None:
-            recorder = Recorder.create(
-                new_run_dir(record_root, _label(plan)),
-                clamped,
-                DeviceInfoRecord.from_message(info),
-                extra={"port": url, "mixed_ago_s_at_arm": mixed_ago_s},
-                counters_source=lambda: ctl.counters,
-            )
-            console.print(f"recording to {recorder.path}", highlight=False)
-        async with serve_control(ctl):  # `cementguard stop/status/clear` from another terminal
-            console.print(f"stop from any terminal: cementguard stop --port {url}", highlight=False)
-            return await _inject(
-                ctl, clamped, mixed_ago_s, recorder, auto_resume_s, interrupted, console, ask
-            )
-    except PlanError as exc:
-        console.print(f"[bold red]plan error[/]\n{exc}", highlight=False)
-        return EXIT_USAGE
+        try:
+            info = ctl.device
+            clamped, warnings = clamp_to_device(plan, info)
+            for warning in warnings:
+                console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            sink: RecordingSink | None = None
+            if record_root is not None:
+                problem = free_space_problem(record_root, policy.min_free_bytes)
+                if problem is not None:
+                    console.print(f"[bold red]not started:[/] {problem}", highlight=False)
+                    code = EXIT_USAGE
+                    return code
+                try:
+                    recorder = await open_recorder(
+                        new_run_dir(record_root, _label(plan)),
+                        clamped,
+                        DeviceInfoRecord.from_message(info),
+                        extra={"port": url, "mixed_ago_s_at_arm": mixed_ago_s},
+                        counters_source=lambda: ctl.counters,
+                    )
+                except OSError as exc:
+                    console.print(f"[bold red]cannot record:[/] {exc}", highlight=False)
+                    code = EXIT_USAGE
+                    return code
+                log_handler = attach_log_file(recorder.path / LOG_FILE)
+                sink = RecordingSink(recorder, policy.tail_s)
+                console.print(f"recording to {recorder.path}", highlight=False)
+                log.info("recording %s to %s", plan.name, recorder.path)
+            async with serve_control(ctl):  # `cementguard stop/status/clear` from another terminal
+                console.print(f"stop from any terminal: cementguard stop --port {url}", highlight=False)
+                code = await _inject(
+                    ctl, clamped, mixed_ago_s, sink, policy, auto_resume_s, interrupted, console, ask
+                )
+            return code
+        except PlanError as exc:
+            console.print(f"[bold red]plan error[/]\n{exc}", highlight=False)
+            code = EXIT_USAGE
+            return code
+        finally:
+            for sig in STOP_SIGNALS:
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+            if recorder is not None:
+                failed = await close_recorder(recorder, "ok" if code == EXIT_COMPLETED else f"exit {code}")
+                with contextlib.suppress(OSError):
+                    if failed is not None:
+                        console.print(f"[bold red]recording failed:[/] {failed}", highlight=False)
+                    else:
+                        console.print(f"recording saved: {recorder.path}", highlight=False)
+            if log_handler is not None:
+                detach_log_file(log_handler)
     finally:
-        for sig in STOP_SIGNALS:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
-        if recorder is not None:
-            await asyncio.to_thread(recorder.close)  # its final fsync must not stall the loop
         await ctl.close()
 
 
@@ -219,79 +364,103 @@ async def _inject(
     ctl: Controller,
     plan: InjectionPlan,
     mixed_ago_s: float,
-    recorder: Recorder | None,
+    sink: RecordingSink | None,
+    policy: RecordPolicy,
     auto_resume_s: float | None,
     interrupted: _Interrupted,
     console: Console,
     ask: Callable[[str], str] | None,
 ) -> int:
     live = _Live()
-    requests = StopRequests()
-    """Stops this command asks for (Ctrl-C, a stop at the prompt), matched to the STOP events so that
-    the recording carries each stop's source, origin and latency."""
     link_lost = asyncio.Event()
-    async with ctl.telemetry() as telemetry, ctl.events() as events, ctl.link_changes() as changes:
+    display = _Display(live, link_lost)
+    requests = StopRequests()
+    """Stops this command asks for (Ctrl-C, a stop at the prompt, a failed recording), matched to the
+    STOP events so that the recording carries each stop's source, origin and latency."""
 
-        async def pump_telemetry() -> None:
-            async for batch in telemetry:
-                if recorder is not None:
-                    recorder.add_samples(batch.samples)
-                last = batch.samples[-1] if len(batch.samples) else None
-                if last is not None:
-                    live.pressure_kpa = kpa(float(last["pressure_pa"]))
-                    live.volume_ml = ml(float(last["volume_nl"]))
-                    live.flow_ml_min = ml_min(float(last["flow_nl_s"]))
+    def failed(failure: ConsumerFailure) -> None:
+        with contextlib.suppress(OSError):
+            console.print(f"[bold red]{failure}[/]", highlight=False)
+        if failure.consumer is not sink:
+            if failure.critical:  # the display watches the link: nothing could end the run any more
+                interrupted.by(f"{failure.name} failed")
+            return
+        if policy.on_error == "continue":
+            log.warning("the recording failed; the injection goes on UNRECORDED (--on-record-error continue)")
+            with contextlib.suppress(OSError):
+                console.print(
+                    "[bold red reverse] WARNING: the recording failed; the injection goes on UNRECORDED "
+                    "(--on-record-error continue) [/]",
+                    highlight=False,
+                )
+        elif ctl.state in MOVING:
+            log.error("the recording failed during the injection: stopping it (--on-record-error stop)")
+            interrupted.by(RECORDING_FAILED)
 
-        async def pump_events() -> None:
-            async for event in events:
-                notes = requests.match(event, events.received_at)
-                if recorder is not None:
-                    recorder.add_event(event, **notes)
-                live.state = _name(State, event.state)
-
-        async def watch_link() -> None:
-            async for change in changes:
-                if change.state in (LinkState.LOST, LinkState.FAILED):
-                    link_lost.set()
-
-        pumps = [asyncio.create_task(f()) for f in (pump_telemetry, pump_events, watch_link)]
-        try:
-            with Live(_render(live, plan), console=console, refresh_per_second=4, transient=False) as view:
-                refresher = asyncio.create_task(_refresh(view, live, plan))
-                try:
-                    code = await _drive(
-                        ctl,
-                        plan,
-                        mixed_ago_s,
-                        recorder,
-                        link_lost,
-                        auto_resume_s,
-                        interrupted,
-                        view,
-                        ask,
-                        requests,
-                    )
-                finally:
-                    refresher.cancel()
-                    view.update(_render(live, plan))
+    consumers: list[Consumer] = [display]
+    if sink is not None:
+        consumers.insert(0, sink)
+    async with StreamPump(ctl, consumers, on_failure=failed, stops=requests, name="run"):
+        with Live(_render(live, plan), console=console, refresh_per_second=4, transient=False) as view:
+            refresher = asyncio.create_task(_refresh(view, live, plan))
+            try:
+                code = await _drive(
+                    ctl,
+                    plan,
+                    mixed_ago_s,
+                    sink,
+                    link_lost,
+                    auto_resume_s,
+                    interrupted,
+                    view,
+                    ask,
+                    requests,
+                    live,
+                )
+                if sink is not None and sink.failed is None and not link_lost.is_set():
+                    await _keep_tail(sink, ctl, interrupted)
+                if not link_lost.is_set():
+                    await display.settled(SETTLE_TIMEOUT_S)
+            finally:
+                refresher.cancel()
+                view.update(_render(live, plan))
+        with contextlib.suppress(OSError):
             console.print()  # the live view leaves the cursor at the end of its last line
-            return code
-        finally:
-            for task in pumps:
-                task.cancel()
+        return code
+
+
+async def _keep_tail(sink: RecordingSink, ctl: Controller, interrupted: _Interrupted) -> None:
+    """The recording's tail after the stop (relief, after-flow), shown live meanwhile; a quit signal
+    during the tail ends it at once (the STOP was sent before)."""
+    again = _Interrupted()
+    loop = asyncio.get_running_loop()
+    for sig, origin in STOP_SIGNALS.items():
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, again.by, origin)
+    tail = asyncio.ensure_future(sink.keep_tail(ctl.link.settings.time_scale))
+    quit_ = asyncio.ensure_future(again.wait())
+    try:
+        await asyncio.wait({tail, quit_}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (tail, quit_):
+            task.cancel()
+        for sig, origin in STOP_SIGNALS.items():
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, interrupted.by, origin)
 
 
 async def _drive(
     ctl: Controller,
     plan: InjectionPlan,
     mixed_ago_s: float,
-    recorder: Recorder | None,
+    sink: RecordingSink | None,
     link_lost: asyncio.Event,
     auto_resume_s: float | None,
     interrupted: _Interrupted,
     view: Live,
     ask: Callable[[str], str] | None,
     requests: StopRequests,
+    live: _Live,
 ) -> int:
     console = view.console
     try:
@@ -308,7 +477,7 @@ async def _drive(
             reason = _name(StopReason, event.reason)
             at = f"at {event.pressure_pa / 1000:.0f} kPa, {event.volume_nl / 1e6:.3f} mL"
             if event.event_lost:
-                _record_lost_stop(ctl, event, recorder)
+                _record_lost_stop(ctl, event, sink)
                 console.print(
                     f"[yellow]note:[/] the {reason} event was lost on the line; "
                     f"read from the device's STATUS (state {_name(State, event.state)})",
@@ -318,7 +487,9 @@ async def _drive(
                 console.print(f"[bold green]plan completed[/]: {reason} {at}", highlight=False)
                 return EXIT_COMPLETED
             if event.reason == StopReason.INCREMENT_DONE:
-                answer = await _answer_pause(ctl, event, auto_resume_s, interrupted, link_lost, view, ask)
+                answer = await _answer_pause(
+                    ctl, event, auto_resume_s, interrupted, link_lost, view, ask, live
+                )
                 if answer == "lost":
                     console.print(f"[bold red]link lost:[/] {ctl.link_reason}", highlight=False)
                     return EXIT_LINK
@@ -357,14 +528,17 @@ async def _next_stop(
     return None
 
 
-def _record_lost_stop(ctl: Controller, stop: PlanStop, recorder: Recorder | None) -> None:
+def _record_lost_stop(ctl: Controller, stop: PlanStop, sink: RecordingSink | None) -> None:
     """A stop read from STATUS goes into the recording too, marked as such: the recording must never
     lack the stop that ended a run because one frame was damaged."""
-    if recorder is None:
+    if sink is None or sink.failed is not None:
         return
     status = ctl.status
     event = stop.as_event(status.event_count if status is not None else 0)
-    recorder.add_event(event, read_from="STATUS", note="the STOP event was lost on the line")
+    try:
+        sink.on_event(event, {"read_from": "STATUS", "note": "the STOP event was lost on the line"}, None)
+    except Exception as exc:  # reported like any recording failure; the run goes on to its end
+        log.error("recording the stop read from STATUS failed: %s", exc)
 
 
 async def _answer_pause(
@@ -375,9 +549,12 @@ async def _answer_pause(
     link_lost: asyncio.Event,
     view: Live,
     ask: Callable[[str], str] | None,
+    live: _Live,
 ) -> str:
     """ "resume", "stop" or "lost". The plunger stays still meanwhile: the controller is PAUSED, and
-    a link lost during the pause ends the wait at once (the controller latches HOST_LOST)."""
+    a link lost during the pause ends the wait at once (the controller latches HOST_LOST). The live
+    view goes on showing the device meanwhile (relief, pressure decay, a stop), with the question in
+    it: a frozen frame from before the pause would show a pump that is no longer doing that."""
     console = view.console
     console.print(
         f"increment done at {event.volume_nl / 1e6:.3f} mL, {event.pressure_pa / 1000:.0f} kPa: "
@@ -390,19 +567,19 @@ async def _answer_pause(
     ]
     answer_task: asyncio.Future[str]
     if auto_resume_s is None:
-        view.stop()
         reader = ask or input
-        answer_task = _read_in_daemon_thread(reader, "resume? [Enter = resume, s = stop] ")
+        live.prompt = PAUSE_PROMPT
+        answer_task = _read_in_daemon_thread(reader, PAUSE_PROMPT)
     else:
+        live.prompt = f"resuming in {auto_resume_s:g} s (--auto-resume)"
         answer_task = asyncio.ensure_future(asyncio.sleep(auto_resume_s, result=""))
     pending: list[asyncio.Future[Any]] = [answer_task, *waits]
     try:
         await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        live.prompt = ""
         for task in waits:
             task.cancel()
-        if auto_resume_s is None:
-            view.start()
     if link_lost.is_set():
         return "lost"
     if interrupted.is_set() or not answer_task.done():
@@ -415,6 +592,9 @@ async def _answer_pause(
         return "stop"
     await ctl.resume()
     return "resume"
+
+
+PAUSE_PROMPT = "resume? [Enter = resume, s = stop] "
 
 
 def _read_in_daemon_thread(reader: Callable[[str], str], prompt: str) -> asyncio.Future[str]:
@@ -446,6 +626,7 @@ def _read_in_daemon_thread(reader: Callable[[str], str], prompt: str) -> asyncio
 
 async def _safe_stop(ctl: Controller, console: Console, requests: StopRequests, origin: str) -> int:
     requests.requested(StopSource.OPERATOR, f"cementguard run {origin}")
+    log.info("STOP requested: %s", origin)
     with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone: STOP all the same
         console.print("[bold]stopping[/] (STOP sent, waiting for the acknowledgement)", highlight=False)
     try:
@@ -460,7 +641,10 @@ async def _safe_stop(ctl: Controller, console: Console, requests: StopRequests, 
     if ack.state == State.DONE:  # STOP leaves DONE as it is: the device had finished the plan
         console.print("[bold green]plan completed[/] by the device before the stop", highlight=False)
         return EXIT_COMPLETED
-    console.print("[bold]stopped by the operator[/]", highlight=False)
+    if origin == RECORDING_FAILED:
+        console.print("[bold red]injection stopped: the recording failed[/]", highlight=False)
+    else:
+        console.print("[bold]stopped by the operator[/]", highlight=False)
     return EXIT_SAFETY_STOP
 
 
@@ -482,6 +666,8 @@ def _render(live: _Live, plan: InjectionPlan) -> Table:
     hard = plan.pressure.hard_limit_kpa
     table.add_row("pressure", f"{live.pressure_kpa:7.0f} kPa  (soft {soft:.0f}, hard {hard:.0f})")
     table.add_row("flow", f"{live.flow_ml_min:7.2f} mL/min  (plan {plan.flow_ml_min:.2f})")
+    if live.prompt:
+        table.add_row("answer", live.prompt)
     return table
 
 

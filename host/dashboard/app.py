@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import errno
 import gc
+import logging
 import os
 import signal
 import sys
@@ -45,12 +46,19 @@ from host.dashboard.widgets.plan_panel import PlanPanel
 from host.dashboard.widgets.plots import PressurePlot, VolumePlot
 from host.dashboard.widgets.stoplog import StopLog
 from host.errors import CementguardError, CommandRefused, LinkLost
+from host.logs import LOG_FILE, attach_log_file, detach_log_file
 from host.plan import InjectionPlan
+from host.pump import ConsumerFailure
 from host.recording import Recorder, new_run_dir
+from host.recording_sink import close_recorder, free_space_problem, open_recorder
 from protocol import State, StopSource
 from protocol.models import DeviceInfoRecord
 
+log = logging.getLogger(__name__)
+
 REFRESH_HZ = 5.0
+RECORD_STOPS = (State.ARMED, State.INJECTING, State.PAUSED)
+"""States in which a failed recording stops the injection."""
 GIL_SWITCH_S = 0.001
 QUIT_STOP_TIMEOUT_S = 2.0
 """How long q waits for the STOP acknowledgement before leaving anyway (the watchdog then stops)."""
@@ -58,7 +66,8 @@ QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 """Signals that quit as q does (STOP first while injecting or paused)."""
 HANGUP_EXIT_S = QUIT_STOP_TIMEOUT_S + 3.0
 """After SIGHUP, the latest moment the process ends: Textual's teardown writes to a terminal that
-is gone, and must not keep the process (and its serial port) alive."""
+is gone, and must not keep the process (and its serial port) alive. The recording is closed without
+its tail then."""
 STOP_KEYS = ("x", "f")
 """Letters that stop: typed as text while a text field has the focus (Escape always stops)."""
 LINK_ACTIONS = frozenset({"arm", "start", "space", "clear"})
@@ -139,6 +148,7 @@ class DashboardApp(App[int]):
         self._hung_up = False
         self._signal_handlers: dict[signal.Signals, Any] = {}
         self.recorder: Recorder | None = None
+        self._log_file: logging.Handler | None = None
         self._switch_interval = sys.getswitchinterval()
 
     @property
@@ -191,6 +201,7 @@ class DashboardApp(App[int]):
             self.model.mixed_at = self.model.clock() - self._mixed_ago_s
         if isinstance(self.source, LiveSource):
             self.source.on_recorder_error = self._recorder_failed
+            self.source.on_failure = self._consumer_failed
         self.run_worker(self._run_source(), name="source", group="source", exit_on_error=False)
         if self._background is not None:
             self.run_worker(
@@ -322,8 +333,15 @@ class DashboardApp(App[int]):
         self._spawn(arm(), "ARM")
 
     def action_start(self) -> None:
-        if self.source.commands is not None:
-            self._spawn(self.source.commands.start(), "START")
+        if self.source.commands is None:
+            return
+        if self.recorder is not None:
+            problem = free_space_problem(self.recorder.path)
+            if problem is not None:  # refused before START, not a recording that dies half-way
+                log.warning("START refused: %s", problem)
+                self.notify(problem, title="START refused", severity="error", timeout=12)
+                return
+        self._spawn(self.source.commands.start(), "START")
 
     def action_space(self) -> None:
         if self.replaying:
@@ -374,7 +392,7 @@ class DashboardApp(App[int]):
             async def stop_then_quit() -> None:
                 with contextlib.suppress(TimeoutError, CementguardError):
                     await asyncio.wait_for(commands.stop(StopSource.OPERATOR), QUIT_STOP_TIMEOUT_S)
-                await self._close_recorder()
+                await self._close_recorder(tail=not self._hung_up)
                 self._leave()
 
             self.notify("stopping before quitting", severity="warning")
@@ -382,7 +400,7 @@ class DashboardApp(App[int]):
             return
 
         async def quit_now() -> None:
-            await self._close_recorder()
+            await self._close_recorder(tail=not self._hung_up)
             self._leave()
 
         asyncio.get_running_loop().create_task(quit_now())
@@ -459,8 +477,7 @@ class DashboardApp(App[int]):
         device = model.device if isinstance(model.device, DeviceInfoRecord) else None
         counters = (lambda: ctl.counters) if ctl is not None else None
         try:
-            recorder = await asyncio.to_thread(
-                Recorder.create,
+            recorder = await open_recorder(
                 new_run_dir(self.record_root, label[:40]),
                 plan,
                 device,
@@ -468,29 +485,70 @@ class DashboardApp(App[int]):
                 counters_source=counters,
             )
         except OSError as exc:
+            log.error("cannot record under %s: %s", self.record_root, exc)
             self.notify(f"cannot record under {self.record_root}: {exc}", severity="error")
             return
+        self._log_file = attach_log_file(recorder.path / LOG_FILE)
+        log.info("recording to %s", recorder.path)
         self.recorder = recorder
         source.recorder = recorder
         model.recording = str(recorder.path)
         model.touch()
 
-    async def _close_recorder(self) -> None:
-        recorder, self.recorder = self.recorder, None
+    async def _close_recorder(self, tail: bool = True) -> None:
+        """Close the recording, after its tail (`host.recording_sink`: the relief and after-flow after
+        the last stop, while connected), and say whether it was saved or failed. Without `tail` at
+        once: the app is being torn down, or its terminal hung up (every redraw during a tail could
+        then block the loop on Textual's dead writer before the recording is closed)."""
+        recorder = self.recorder
+        if recorder is None:
+            return
+        if tail and isinstance(self.source, LiveSource) and self.source.sink is not None:
+            with contextlib.suppress(Exception):
+                await self.source.sink.keep_tail(self.source.options.time_scale)
+        if self.recorder is not recorder:  # closed meanwhile
+            return
+        self.recorder = None
         if isinstance(self.source, LiveSource):
             self.source.recorder = None
         self.model.recording = None
         self.model.touch()
-        if recorder is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(recorder.close)
+        failed = await close_recorder(recorder)
+        if failed is not None:
+            self.notify(f"{recorder.path}: {failed}", title="recording failed", severity="error", timeout=30)
+        else:
             self.notify(f"recording saved: {recorder.path}", timeout=6)
+        self._detach_log_file()
+
+    def _detach_log_file(self) -> None:
+        handler, self._log_file = self._log_file, None
+        if handler is not None:
+            detach_log_file(handler)
 
     def _recorder_failed(self, exc: Exception) -> None:
-        self.recorder = None
+        """The pump took the failed recorder out: say so, and stop the injection (the pump's one
+        policy: an injection is not left running unrecorded without the operator knowing why)."""
+        recorder, self.recorder = self.recorder, None
         self.model.recording = None
         self.model.touch()
-        self.notify(str(exc), title="recording stopped", severity="error", timeout=30)
+        if recorder is not None:
+            self._spawn(close_recorder(recorder, f"failed: {exc!r}"), "recording")
+        self._detach_log_file()
+        commands = self.source.commands
+        stopping = commands is not None and self.model.linked and self.model.state in RECORD_STOPS
+        log.error("recording failed: %s%s", exc, "; stopping the injection" if stopping else "")
+        self.notify(
+            f"{exc}" + ("\nthe injection is stopped" if stopping else ""),
+            title="recording failed",
+            severity="error",
+            timeout=30,
+        )
+        if stopping and commands is not None:
+            self.source.stops.requested(StopSource.OPERATOR, "dashboard: recording failed")
+            self._spawn(commands.stop(StopSource.OPERATOR), "STOP")
+
+    def _consumer_failed(self, failure: ConsumerFailure) -> None:
+        self.notify(str(failure), title="dashboard component failed", severity="error", timeout=30)
 
     # -- replay ---------------------------------------------------------------------------------
 
@@ -526,4 +584,4 @@ class DashboardApp(App[int]):
         self._restore_signal_handlers()
         sys.setswitchinterval(self._switch_interval)
         gc.unfreeze()
-        await self._close_recorder()
+        await self._close_recorder(tail=False)

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from host.cli_types import MIXED_AGO, REPLAY_SPEED, TIME_SCALE
+from host.cli_types import MIXED_AGO, REPLAY_SPEED, TIME_SCALE, FiniteFloat
 from host.plan import InjectionPlan, PlanError, load_plan
 
 if TYPE_CHECKING:
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+RECORD_TAIL = FiniteFloat("--record-tail", 0.0, 600.0, "s")
 
 
 def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,6 +40,14 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         type=TIME_SCALE,
         default=1.0,
         help=f"the simulator's --time-scale, if any ({TIME_SCALE.allowed})",
+    )
+    p.add_argument(
+        "--record-tail",
+        type=RECORD_TAIL,
+        default=None,
+        metavar="S",
+        help="device seconds a recording stays open after the last stop or DONE when it is closed "
+        f"(relief, after-flow; default 6; {RECORD_TAIL.allowed})",
     )
     when = p.add_mutually_exclusive_group()
     when.add_argument(
@@ -88,6 +97,9 @@ def _dashboard(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from host.recording_sink import DEFAULT_TAIL_S
+
+    tail_s = DEFAULT_TAIL_S if args.record_tail is None else args.record_tail
     background = None
     if args.mqtt is not None or args.rig is not None:
         if args.mqtt is None:
@@ -108,6 +120,7 @@ def _dashboard(args: argparse.Namespace) -> int:
         record_root=args.record,
         time_scale=args.time_scale,
         background=background,
+        record_tail_s=tail_s,
     )
 
 
@@ -120,13 +133,16 @@ def run_dashboard(
     record_root: Path,
     time_scale: float = 1.0,
     background: Callable[[DashboardApp], Awaitable[None]] | None = None,
+    record_tail_s: float | None = None,
 ) -> int:
     """Open the dashboard on a live port until the operator quits; returns the exit code."""
     from host.client import LinkOptions
     from host.dashboard.app import DashboardApp
     from host.dashboard.source import LiveSource
+    from host.recording_sink import DEFAULT_TAIL_S
 
-    source = LiveSource(port, LinkOptions(time_scale=time_scale))
+    tail_s = DEFAULT_TAIL_S if record_tail_s is None else record_tail_s
+    source = LiveSource(port, LinkOptions(time_scale=time_scale), record_tail_s=tail_s)
     app = DashboardApp(
         source,
         plan=plan,

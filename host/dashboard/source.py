@@ -13,21 +13,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from host.client import Controller, LinkOptions, LinkState
+from host.client import Controller, LinkChange, LinkOptions, LinkState
 from host.control import serve_control
 from host.dashboard.model import DashboardModel
 from host.errors import CementguardError, LinkLost
 from host.plan import InjectionPlan, clamp_to_device
-from host.recording import Recorder, RecorderError
+from host.pump import Consumer, ConsumerFailure, StreamPump
+from host.recording import Recorder
+from host.recording_sink import DEFAULT_TAIL_S, RecordingSink
 from host.stops import StopRequests
-from protocol import Event, Status, StopSource
+from protocol import Event, Status, StopSource, TelemetryBatch
 from protocol.models import DeviceInfoRecord, StatusRecord, kpa, ml
+
+log = logging.getLogger(__name__)
 
 COUNTERS_PERIOD_S = 0.5
 STATUS_PERIOD_S = 2.0
@@ -91,10 +96,35 @@ def feed_event(model: DashboardModel, event: Event, notes: dict[str, Any], recei
     )
 
 
+class _ModelFeed(Consumer):
+    """The dashboard's model, fed by the pump: samples, events (with their stop notes), link changes."""
+
+    name = "dashboard display"
+
+    def __init__(self, source: LiveSource, model: DashboardModel) -> None:
+        self.source = source
+        self.model = model
+
+    def on_samples(self, batch: TelemetryBatch, received_at: float | None) -> None:
+        self.model.on_samples(batch.samples)
+
+    def on_event(self, event: Event, notes: dict[str, Any], received_at: float | None) -> None:
+        feed_event(self.model, event, notes, received_at)
+        self.source._status_due.set()  # increments done, limits in force: read STATUS soon
+
+    def on_link(self, change: LinkChange) -> None:
+        self.model.on_link(change.state.value, change.reason)
+        record = status_record(change.status)
+        if record is not None:
+            self.model.on_status(record)
+        log.info("link %s: %s", change.state.value, change.reason)
+        self.source._log(f"link {change.state.value}: {change.reason}")
+
+
 class LiveSource:
     """A controller behind a port URL. Opens it (retrying while it cannot), then streams telemetry,
-    events and link changes into the model; the link itself reconnects after a loss and never
-    re-sends a motion command."""
+    events and link changes into the model through the stream pump (`host.pump`); the link itself
+    reconnects after a loss and never re-sends a motion command."""
 
     def __init__(
         self,
@@ -103,6 +133,7 @@ class LiveSource:
         *,
         stops: StopRequests | None = None,
         on_log: Callable[[str], None] | None = None,
+        record_tail_s: float = DEFAULT_TAIL_S,
     ) -> None:
         self.url = url
         self.label = url
@@ -110,14 +141,31 @@ class LiveSource:
         self.stops = stops or StopRequests()
         self.commands: Commands | None = self
         self.controller: Controller | None = None
-        self.recorder: Recorder | None = None
-        """Set by the app while recording: every sample and event read is appended to it."""
+        self.record_tail_s = record_tail_s
+        self.sink: RecordingSink | None = None
+        """The recording being made, fed by the pump (set through `recorder`)."""
         self.on_recorder_error: Callable[[Exception], None] | None = None
+        self.on_failure: Callable[[ConsumerFailure], None] | None = None
+        """Told of any other consumer or worker of the pump that failed (the app notifies)."""
         self._log = on_log or (lambda _text: None)
         self._model: DashboardModel | None = None
+        self._pump: StreamPump | None = None
         self._status_due = asyncio.Event()
         self.connected = asyncio.Event()
         """Set once the first connection is open (tests and the MQTT bridge wait on it)."""
+
+    @property
+    def recorder(self) -> Recorder | None:
+        """The recorder every sample and event read is appended to, while the app records."""
+        return self.sink.recorder if self.sink is not None else None
+
+    @recorder.setter
+    def recorder(self, recorder: Recorder | None) -> None:
+        if self.sink is not None and self._pump is not None:
+            self._pump.remove(self.sink)
+        self.sink = RecordingSink(recorder, self.record_tail_s) if recorder is not None else None
+        if self.sink is not None and self._pump is not None:
+            self._pump.add(self.sink)
 
     # -- feeding --------------------------------------------------------------------------------
 
@@ -126,13 +174,13 @@ class LiveSource:
         model.on_link("connecting", f"opening {self.url}", port=self.url)
         ctl = await self._open(model)
         try:
-            async with (
-                serve_control(ctl),  # `cementguard stop/status/clear` from another terminal
-                ctl.telemetry() as telemetry,
-                ctl.events() as events,
-                ctl.link_changes() as changes,
-                asyncio.TaskGroup() as tasks,
-            ):
+            pump = StreamPump(
+                ctl, [_ModelFeed(self, model)], on_failure=self._failed, stops=self.stops, name="dashboard"
+            )
+            async with serve_control(ctl), pump:  # serve: `cementguard stop/status/clear` from elsewhere
+                self._pump = pump
+                if self.sink is not None:
+                    pump.add(self.sink)
                 self.controller = ctl
                 model.on_device(DeviceInfoRecord.from_message(ctl.device))
                 record = status_record(ctl.status)
@@ -140,11 +188,9 @@ class LiveSource:
                     model.on_status(record)
                 model.on_link(ctl.link_state.value, ctl.link_reason)
                 self.connected.set()
-                tasks.create_task(self._pump_telemetry(model, telemetry))
-                tasks.create_task(self._pump_events(model, events))
-                tasks.create_task(self._pump_link(model, ctl, changes))
-                tasks.create_task(self._poll(model, ctl))
+                await pump.supervisor.spawn(self._poll(model, ctl), "dashboard: status poll")
         finally:
+            self._pump = None
             self.controller = None
             with contextlib.suppress(Exception):
                 await asyncio.shield(ctl.close())
@@ -156,40 +202,11 @@ class LiveSource:
                 return await Controller.connect(self.url, self.options)
             except CementguardError as exc:
                 model.on_link("lost", f"cannot open: {exc}")
+                log.warning("cannot open %s: %s", self.url, exc)
                 self._log(f"cannot open {self.url}: {exc}")
             await asyncio.sleep(delay)  # backoff before the next attempt, not a synchronisation
             delay = min(delay * 2, RETRY_OPEN_S[1])
             model.on_link("connecting", f"opening {self.url} again")
-
-    async def _pump_telemetry(self, model: DashboardModel, telemetry: Any) -> None:
-        async for batch in telemetry:
-            model.on_samples(batch.samples)
-            recorder = self.recorder
-            if recorder is not None:
-                try:
-                    recorder.add_samples(batch.samples)
-                except RecorderError as exc:
-                    self._recorder_failed(exc)
-
-    async def _pump_events(self, model: DashboardModel, events: Any) -> None:
-        async for event in events:
-            notes = self.stops.match(event, events.received_at)
-            feed_event(model, event, notes, events.received_at)
-            self._status_due.set()  # increments done, limits in force: read STATUS soon
-            recorder = self.recorder
-            if recorder is not None:
-                try:
-                    recorder.add_event(event, **notes)
-                except RecorderError as exc:
-                    self._recorder_failed(exc)
-
-    async def _pump_link(self, model: DashboardModel, ctl: Controller, changes: Any) -> None:
-        async for change in changes:
-            model.on_link(change.state.value, change.reason)
-            record = status_record(change.status)
-            if record is not None:
-                model.on_status(record)
-            self._log(f"link {change.state.value}: {change.reason}")
 
     async def _poll(self, model: DashboardModel, ctl: Controller) -> None:
         """Counters twice a second, STATUS every few seconds (the device pushes the rest)."""
@@ -208,10 +225,17 @@ class LiveSource:
                 self._status_due.clear()
                 last_status = 0.0
 
-    def _recorder_failed(self, exc: Exception) -> None:
-        self.recorder = None
-        if self.on_recorder_error is not None:
-            self.on_recorder_error(exc)
+    def _failed(self, failure: ConsumerFailure) -> None:
+        """The pump's one error policy: reported at once. A failed recording is dropped (the app says
+        so, and stops the injection); any other failure goes to `on_failure`."""
+        if self.sink is not None and failure.consumer is self.sink:
+            self.sink = None
+            if self.on_recorder_error is not None and isinstance(failure.error, Exception):
+                self.on_recorder_error(failure.error)
+            return
+        self._log(str(failure))
+        if self.on_failure is not None:
+            self.on_failure(failure)
 
     # -- commands ---------------------------------------------------------------------------------
 

@@ -85,9 +85,12 @@ def live_dashboard(
 
     @contextlib.asynccontextmanager
     async def open_dashboard(
-        plan_path: Path = EXAMPLE_PLAN, background: Any = None, refresh_hz: float = 5.0
+        plan_path: Path = EXAMPLE_PLAN,
+        background: Any = None,
+        refresh_hz: float = 5.0,
+        record_tail_s: float = 1.0,
     ) -> AsyncIterator[tuple[NotedApp, Pilot[Any]]]:
-        source = LiveSource(port, LinkOptions())
+        source = LiveSource(port, LinkOptions(), record_tail_s=record_tail_s)
         app = NotedApp(
             source,
             plan=load_plan(plan_path),

@@ -209,7 +209,7 @@ def injecting(tmp_path: Path, port: str, terminal: list[Terminal]) -> Terminal:
     """The dashboard on `port` with a 1.5 mL continuous plan (30 s of flow), recording, injecting."""
     plan = write_plan(tmp_path, "continuous", mode='mode = "continuous"', increment_ml="")
     argv = [str(CEMENTGUARD), "dashboard", "--port", port, "--plan", str(plan), "--mixed-ago", "240"]
-    term = Terminal([*argv, "--record", str(tmp_path / "rec")], tmp_path)
+    term = Terminal([*argv, "--record", str(tmp_path / "rec"), "--record-tail", "1"], tmp_path)
     terminal.append(term)
     term.wait_for(banner("IDLE"), timeout_s=20.0)
     term.wait_for(REC_ON, term.press(b"r"))
@@ -247,7 +247,7 @@ def test_dashboard_runs_a_whole_incremental_injection_from_the_keyboard(
     plan = two_increments(tmp_path)
     with simulator("--pty", "--time-scale", str(TIME_SCALE), "--serial", "PTY-E2E") as (_sim, port):
         argv = [str(CEMENTGUARD), "dashboard", "--port", port, "--plan", str(plan), "--mixed-ago", "240"]
-        argv += ["--time-scale", str(TIME_SCALE), "--record", str(tmp_path / "rec")]
+        argv += ["--time-scale", str(TIME_SCALE), "--record", str(tmp_path / "rec"), "--record-tail", "1"]
         term = Terminal(argv, tmp_path)
         terminal.append(term)
         run_the_plan_by_keys(term)

@@ -71,7 +71,7 @@ def test_a_plan_runs_to_completion_with_its_recording(plan: Path, tmp_path: Path
     with simulator("--pty") as (_proc, port):
         done = _cli(
             "run", "--port", port, "--plan", str(plan), "--mixed-ago", "240",
-            "--auto-resume", "0.2", "--record", str(tmp_path / "rec"),
+            "--auto-resume", "0.2", "--record", str(tmp_path / "rec"), "--record-tail", "1",
         )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "plan completed" in done.stdout

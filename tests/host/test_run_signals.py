@@ -31,7 +31,7 @@ def test_a_quit_signal_stops_first_and_records_it(tmp_path: Path, sig: signal.Si
     with simulator("--pty") as (_proc, port):
         run = subprocess.Popen(
             [sys.executable, "-m", "host.cli", "run", "--port", port, "--plan", str(slow),
-             "--mixed-ago", "240", "--record", str(tmp_path / "rec")],
+             "--mixed-ago", "240", "--record", str(tmp_path / "rec"), "--record-tail", "1"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
         )  # fmt: skip
         assert run.stdout is not None

@@ -46,6 +46,8 @@ def test_footswitch_line_stop_is_recorded_with_the_controllers_debounce(tmp_path
             "240",
             "--record",
             str(tmp_path / "rec"),
+            "--record-tail",
+            "1",
         )
     assert done.returncode == 3, done.stdout + done.stderr
     (run_dir,) = (tmp_path / "rec").iterdir()

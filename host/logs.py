@@ -1,0 +1,59 @@
+"""Logging for the cementguard programs: stdlib `logging`, one logger per module.
+
+Library code only does ``log = logging.getLogger(__name__)`` and logs; the package loggers carry a
+`logging.NullHandler` (host/__init__.py, hil/__init__.py), so a program that imports cementguard as a
+library sees nothing it did not ask for. The `cementguard` command configures output once
+(`configure`, from `--log-level`), and each recording gets its own log file beside its data
+(`attach_log_file`): refusals, broker errors, malformed stop messages and failed consumers leave a
+trace with the run they belong to.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["LEVELS", "LOG_FILE", "attach_log_file", "configure", "detach_log_file"]
+
+LOG_FILE = "host.log"
+"""The log file in a recording's directory (docs/recordings.md)."""
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+PACKAGES = ("host", "hil", "protocol", "firmware_sim")
+"""The loggers a recording's log file listens to."""
+
+_console: logging.Handler | None = None
+
+
+def configure(level: str = "WARNING") -> None:
+    """Log to stderr at `level` (one of LEVELS). Idempotent: a second call changes the level."""
+    global _console
+    if level.upper() not in LEVELS:
+        raise ValueError(f"--log-level {level!r} is not one of {', '.join(LEVELS)}")
+    root = logging.getLogger()
+    if _console is None:
+        _console = logging.StreamHandler(sys.stderr)
+        _console.setFormatter(logging.Formatter(FORMAT))
+        root.addHandler(_console)
+    _console.setLevel(level.upper())
+    root.setLevel(min(logging.INFO, logging.getLevelName(level.upper())))
+
+
+def attach_log_file(path: Path, level: int = logging.INFO) -> logging.Handler:
+    """Also log the product's loggers to `path` (at `level` or above) until `detach_log_file`."""
+    handler = logging.FileHandler(path, encoding="utf-8", delay=False)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setLevel(level)
+    for name in PACKAGES:
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        if logger.getEffectiveLevel() > level:
+            logger.setLevel(level)
+    return handler
+
+
+def detach_log_file(handler: logging.Handler) -> None:
+    for name in PACKAGES:
+        logging.getLogger(name).removeHandler(handler)
+    handler.close()
