@@ -20,8 +20,6 @@ LOG_FILE = "host.log"
 """The log file in a recording's directory (docs/recordings.md)."""
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-PACKAGES = ("host", "hil", "protocol", "firmware_sim")
-"""The loggers a recording's log file listens to."""
 
 _console: logging.Handler | None = None
 
@@ -41,19 +39,19 @@ def configure(level: str = "WARNING") -> None:
 
 
 def attach_log_file(path: Path, level: int = logging.INFO) -> logging.Handler:
-    """Also log the product's loggers to `path` (at `level` or above) until `detach_log_file`."""
+    """Also log to `path` (at `level` or above) until `detach_log_file`: every logger, the
+    libraries' too (a broker error from aiomqtt belongs to the run's record). The console keeps its
+    own level (`configure`)."""
     handler = logging.FileHandler(path, encoding="utf-8", delay=False)
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.setLevel(level)
-    for name in PACKAGES:
-        logger = logging.getLogger(name)
-        logger.addHandler(handler)
-        if logger.getEffectiveLevel() > level:
-            logger.setLevel(level)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.getEffectiveLevel() > level:
+        root.setLevel(level)
     return handler
 
 
 def detach_log_file(handler: logging.Handler) -> None:
-    for name in PACKAGES:
-        logging.getLogger(name).removeHandler(handler)
+    logging.getLogger().removeHandler(handler)
     handler.close()
