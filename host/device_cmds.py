@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -98,7 +99,7 @@ def _session_name(port: str, answer: dict[str, Any]) -> str:
     return f"{holder.program} (PID {holder.pid})" if holder is not None else "the session holding the port"
 
 
-def _busy(exc: PortBusy, what: str) -> str:
+def _busy(exc: PortBusy, what: str) -> str:  # status and clear: nothing to force
     return (
         f"{what}: {exc}. It serves no control endpoint that answered; stop it from its own window, "
         "or end it (the controller then stops by itself: HOST_LOST)"
@@ -108,17 +109,15 @@ def _busy(exc: PortBusy, what: str) -> str:
 # -- stop --------------------------------------------------------------------------------------------
 
 
-async def stop(port: str, source: str) -> int:
-    """`cementguard stop`: through the session's endpoint, else directly. Returns the exit code."""
+async def stop(port: str, source: str, answer_timeout_s: float = control.ANSWER_TIMEOUT_S) -> int:
+    """`cementguard stop`: through the session's endpoint, else directly; when the port is held and
+    nothing answers, STOP written onto the port beside the holder. Returns the exit code."""
     try:
-        answer = await control.request(port, "stop", source=source)
+        answer = await control.request(port, "stop", timeout_s=answer_timeout_s, source=source)
     except control.NoEndpoint:
         return await _stop_directly(port, source)
     except control.ControlError as exc:
-        _fail(
-            f"STOP not confirmed: {exc}. If that session is hung, its heartbeats have stopped and the "
-            "controller stops by itself (HOST_LOST)"
-        )
+        _fail(f"{exc}. {_write_beside(port, source, _holder_name(port))}")
         return EXIT_LINK
     who = _session_name(port, answer)
     if not answer.get("ok"):
@@ -145,7 +144,10 @@ async def _stop_directly(port: str, source: str) -> int:
     try:
         await link.open(handshake=False)
     except PortBusy as exc:
-        _fail(_busy(exc, "STOP not sent"))
+        who = exc.holder.describe() if exc.holder is not None else "another process"
+        _fail(
+            f"{port} is held by {who}, which serves no control endpoint. {_write_beside(port, source, who)}"
+        )
         return EXIT_LINK
     except CementguardError as exc:
         _fail(f"STOP not sent: {exc}")
@@ -174,6 +176,43 @@ async def _stop_directly(port: str, source: str) -> int:
         return EXIT_LINK
     finally:
         await link.close()
+
+
+def _holder_name(port: str) -> str:
+    holder = read_holder(lock_path(port))
+    return holder.describe() if holder is not None else "the session holding the port"
+
+
+def _write_beside(port: str, source: str, who: str) -> str:
+    """The last resort when the program holding the port does not answer: write one STOP frame onto
+    the port beside it, without reading (its bytes are the holder's). STOP with cmd_id 0 is executed
+    and never refused by the device (SPEC §7.3, §7.6) and cannot collide with the holder's commands;
+    its ACK goes to the holder. Returns what happened, in words."""
+    if "://" in port:
+        return (
+            f"STOP not sent: {port} is not a device file that can be written beside its holder; stop it "
+            f"from {who}, or end that program (the controller then stops by itself: HOST_LOST)"
+        )
+    from protocol import Stop, encode_frame
+
+    frame = b"\x00" + encode_frame(Stop(cmd_id=0, source=control.STOP_SOURCES[source]), 0)
+    try:
+        fd = os.open(port, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            written = os.write(fd, frame)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return (
+            f"STOP not sent: cannot write to {port} ({exc}); end {who} (the controller then stops: HOST_LOST)"
+        )
+    if written != len(frame):
+        return f"STOP not sent whole ({written} of {len(frame)} bytes): end {who}"
+    return (
+        f"STOP written onto {port} directly, beside it: the device executes it, but its answer goes "
+        f"to {who}, so it is NOT confirmed here. Check the pump; `cementguard status` once that "
+        "program has ended"
+    )
 
 
 def _stop(args: argparse.Namespace) -> int:

@@ -174,14 +174,43 @@ async def test_clear_without_a_session_opens_the_port(
         assert "SENSOR_FAULT" in capsys.readouterr().out
 
 
-async def test_a_holder_without_an_endpoint_is_named(
+async def test_a_holder_without_an_endpoint_is_named_and_the_stop_still_gets_out(
     fake_device: Callable[..., FakeDevice], capsys: pytest.CaptureFixture[str]
 ):
-    async with fake_device() as dev, Controller.open(dev.path, FAST):
-        assert await device_cmds.stop(dev.path, "operator") == device_cmds.EXIT_LINK
+    """A program holding the port through the library, without an endpoint, does not answer: stop
+    writes one STOP (cmd_id 0) onto the port beside it, says it is not confirmed, exits non-zero."""
+    async with fake_device() as dev, Controller.open(dev.path, FAST) as ctl:
+        await ctl.arm(incremental_arm())
+        await ctl.start()
+        assert await device_cmds.stop(dev.path, "fluoro") == device_cmds.EXIT_LINK
         out = capsys.readouterr().out
-        assert "STOP not sent" in out
         assert f"PID {os.getpid()}" in out
+        assert "serves no control endpoint" in out
+        assert "NOT confirmed" in out
+        await dev.until(lambda: dev.state == State.STOPPED)
+        ((_h, stop),) = dev.commands(MsgType.STOP)
+        assert stop.cmd_id == 0, "cmd_id 0: never one of the holder's commands"
+        assert stop.source.name == "FLUORO_OPERATOR"  # type: ignore[attr-defined]
+        assert not dev.commands(MsgType.HELLO)[1:], "the holder's session was not taken over"
+        assert ctl.link_state.value == "connected"
+
+
+async def test_a_hung_endpoint_is_stopped_beside(
+    fake_device: Callable[..., FakeDevice], capsys: pytest.CaptureFixture[str], runtime: Path
+):
+    """A socket that accepts and never answers (a hung session): after the answer timeout the STOP is
+    written onto the port directly."""
+    async with fake_device() as dev, Controller.open(dev.path, FAST):
+        hung = await asyncio.start_unix_server(lambda r, w: None, path=str(socket_path(dev.path)))
+        try:
+            code = await device_cmds.stop(dev.path, "operator", answer_timeout_s=0.2)
+        finally:
+            hung.close()
+        assert code == device_cmds.EXIT_LINK
+        out = capsys.readouterr().out
+        assert "did not answer" in out
+        assert "STOP written onto" in out
+        await dev.until(lambda: dev.state == State.STOPPED)
 
 
 async def test_stop_on_a_port_that_does_not_exist(capsys: pytest.CaptureFixture[str]):
