@@ -124,11 +124,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_VersionAction)
     parser.add_argument(
         "--log-level",
-        default="WARNING",
+        default=None,
         type=str.upper,
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
-        help="log messages at this level or above to stderr (default %(default)s); a recording also "
-        "gets its own log file, host.log, at INFO",
+        help="log messages at this level or above to stderr (default WARNING; INFO for `bridge`, whose "
+        "log is its output); a recording also gets its own log file, host.log, at INFO",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = list(COMMANDS) if argv is None else [_command_name(argv)]
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(args_in)
     from host.logs import configure
 
-    configure(args.log_level)
+    configure(args.log_level or getattr(args, "default_log_level", "WARNING"))
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()

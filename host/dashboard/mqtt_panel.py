@@ -3,29 +3,39 @@
 The bridge publishes the controller's state and telemetry and forwards fluoroscopy stops from the
 imaging system; it shares the dashboard's `StopRequests`, so a stop it forwards is logged with its
 MQTT origin and latency. It never raises because of the broker: a dead broker shows as
-"disconnected" here and nothing else changes.
+"disconnected" here and nothing else changes. Its log lines (refusals, broker errors, malformed stop
+messages) go to the `host.mqtt._bridge` logger, into the recording's host.log while recording; a
+bridge worker that fails is named here in red, never left dead behind "connected".
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from host.dashboard.app import DashboardApp
 
+log = logging.getLogger(__name__)
+
 PANEL_PERIOD_S = 0.5
 
 
-def describe_bridge(url: str, rig: str, connected: bool, counters: Any) -> str:
+def describe_bridge(
+    url: str, rig: str, connected: bool, counters: Any, failures: dict[str, str] | None = None
+) -> str:
     state = "connected" if connected else "DISCONNECTED"
     c = counters
-    return (
+    text = (
         f"{state} {url} rig {rig}\n"
         f"pub {c.published}  dropped {c.dropped}  stops in {c.stops_received} / sent {c.stops_forwarded}  "
         f"refused {c.refused}  reconnects {c.reconnects}"
     )
+    for name, error in (failures or {}).items():
+        text += f"\nFAILED {name}: {error}"
+    return text
 
 
 def mqtt_runner(url: str, rig: str) -> Callable[[DashboardApp], Awaitable[None]]:
@@ -48,14 +58,21 @@ def mqtt_runner(url: str, rig: str) -> Callable[[DashboardApp], Awaitable[None]]
         ctl = source.controller
         if ctl is None:
             return
-        bridge = MqttBridge(ctl, options, stops=source.stops, log=lambda _text: None)
+        bridge = MqttBridge(ctl, options, stops=source.stops)
         task = asyncio.get_running_loop().create_task(bridge.run())
         try:
             while not task.done():
-                app.model.mqtt = describe_bridge(options.url, options.rig, bridge.connected, bridge.counters)
+                app.model.mqtt = describe_bridge(
+                    options.url, options.rig, bridge.connected, bridge.counters, bridge.failures
+                )
                 app.model.touch()
                 await asyncio.sleep(PANEL_PERIOD_S)  # display cadence
-            task.result()
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                log.error("the MQTT bridge failed: %s", error, exc_info=error)
+                app.model.mqtt = f"FAILED {options.url}: {type(error).__name__}: {error}"
+                app.model.touch()
+                app.notify(str(error), title="MQTT bridge failed", severity="error", timeout=30)
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

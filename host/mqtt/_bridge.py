@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import math
 import os
 import socket
@@ -34,6 +35,7 @@ from pydantic import BaseModel
 
 from host.client import Controller, LinkChange, LinkState
 from host.errors import CementguardError
+from host.mqtt._aiomqtt_adapter import retrieve_disconnect, stamped_queue_type
 from host.mqtt._options import MqttOptions
 from host.mqtt._payloads import (
     EventPayload,
@@ -45,11 +47,14 @@ from host.mqtt._payloads import (
     parse_stop_request,
 )
 from host.mqtt._topics import OFFLINE, Topics
+from host.pump import Consumer, ConsumerFailure, StreamPump
 from host.stops import StopRequests, source_label
 from protocol import Event, EventKind, State, StopReason, StopSource, TelemetryBatch
 from protocol.models import TelemetryRecord, kpa, ml
 
 __all__ = ["BridgeCounters", "MqttBridge"]
+
+log = logging.getLogger(__name__)
 
 INBOX_LIMIT = 256
 """Incoming messages waiting for the consumer (logging, refusals); beyond it new ones are dropped.
@@ -123,25 +128,6 @@ class _Outbox:
         return self._items.popleft()
 
 
-class _Inbox(asyncio.Queue):  # type: ignore[type-arg]
-    """aiomqtt's incoming message queue, with the bridge's hook in front: `_put` runs in the MQTT
-    client's socket-read callback, so a stop is started right there, stamped with the time it was
-    read. aiomqtt takes a queue class, so a subclass per bridge carries the bridge."""
-
-    bridge: MqttBridge
-
-    def _put(self, item: aiomqtt.Message) -> None:
-        t = time.perf_counter()
-        self.bridge._on_message_read(item, t)
-        if self.qsize() >= INBOX_LIMIT:
-            self.bridge.counters.inbox_dropped += 1
-            return
-        super()._put((t, item))
-
-    def _get(self) -> Any:
-        return super()._get()
-
-
 class MqttBridge:
     """One controller on one broker. `await bridge.run()` until cancelled."""
 
@@ -155,13 +141,16 @@ class MqttBridge:
         """`stops`: the stop requests of the process that records (the dashboard, `run`): MQTT stop
         requests are noted there too, and its owner matches them with the STOP events for its
         recording. The bridge matches against its own copy for the events topic, so it never takes
-        a request away from the recording."""
+        a request away from the recording.
+
+        Every line the bridge has to say goes to the `host.mqtt._bridge` logger (refusals, broker
+        errors, malformed stop messages: nothing is discarded) and, if given, to `log` as well."""
         self._ctl = controller
         self.options = options
         self.topics = Topics(options.rig)
         self._shared_stops = stops
         self._own_stops = StopRequests()
-        self._log = log or (lambda line: None)
+        self._echo = log
         self.counters = BridgeCounters()
         self._connected = False
         self._outbox = _Outbox(options.queue_size, self.counters)
@@ -170,7 +159,9 @@ class MqttBridge:
         self._pending_batches = 0
         self._telemetry_ready = asyncio.Event()
         self._stop_tasks: set[asyncio.Task[None]] = set()
-        self._inbox_type = type("Inbox", (_Inbox,), {"bridge": self})
+        self._inbox_type = stamped_queue_type(self._on_message_read, INBOX_LIMIT, self._inbox_full)
+        self.failures: dict[str, str] = {}
+        """The bridge's own workers (and consumers) that failed, name -> error: also in the state."""
         self._stop_topics = {
             self.topics.fluoro_stop: StopSource.FLUORO_REMOTE,
             self.topics.stop: StopSource.REMOTE,
@@ -196,28 +187,39 @@ class MqttBridge:
                 self._connected_event.clear()
                 await self._connected_event.wait()
 
+    def _log(self, line: str, level: int = logging.INFO) -> None:
+        log.log(level, "%s", line)
+        if self._echo is not None:
+            self._echo(line)
+
+    def _inbox_full(self) -> None:
+        self.counters.inbox_dropped += 1
+
     # -- running ----------------------------------------------------------------------------------
     async def run(self) -> None:
-        """Bridge until cancelled. Raises nothing because of the broker; reconnects with backoff."""
+        """Bridge until cancelled. Raises nothing because of the broker; reconnects with backoff.
+
+        The controller's streams come through the stream pump (`host.pump`); its tasks and the
+        bridge's telemetry worker are supervised: one that fails is logged and named in the state
+        topic (`bridge_failures`), never left dead behind a bridge that still looks connected."""
         ctl = self._ctl
         self._take_status()
-        async with ctl.events() as events, ctl.telemetry() as telemetry, ctl.link_changes() as changes:
+        pump = StreamPump(ctl, [_Feed(self)], on_failure=self._failed, stops=self._own_stops, name="mqtt")
+        async with pump:
             self._publish_state()
-            workers = [
-                asyncio.create_task(self._pump_events(events), name="mqtt-events"),
-                asyncio.create_task(self._pump_telemetry(telemetry), name="mqtt-telemetry-in"),
-                asyncio.create_task(self._flush_telemetry(), name="mqtt-telemetry-out"),
-                asyncio.create_task(self._pump_link(changes), name="mqtt-link"),
-            ]
+            pump.supervisor.spawn(self._flush_telemetry(), "mqtt: telemetry out")
             try:
                 await self._stay_connected()
             finally:
-                for task in workers:
-                    task.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
+                await pump.aclose()
                 for task in list(self._stop_tasks):  # a STOP in flight is not abandoned
                     with contextlib.suppress(BaseException):
                         await asyncio.shield(task)
+
+    def _failed(self, failure: ConsumerFailure) -> None:
+        self.failures[failure.name] = f"{type(failure.error).__name__}: {failure.error}"
+        self._log(f"mqtt: {failure}: the bridge no longer publishes what it did", logging.ERROR)
+        self._publish_state()
 
     async def _stay_connected(self) -> None:
         backoff = self.options.backoff_min_s
@@ -242,17 +244,19 @@ class MqttBridge:
                 was = self._connected
                 self._log(
                     f"mqtt: {'connection lost' if was else 'cannot connect'} ({exc}); "
-                    f"retrying in {backoff:.2f} s"
+                    f"retrying in {backoff:.2f} s",
+                    logging.WARNING,
                 )
             except Exception as exc:  # TLS files, name resolution...: never fatal to the bridge
                 self._log(
                     f"mqtt: error with {self.options.describe()}: {type(exc).__name__}: {exc}; "
-                    f"retrying in {backoff:.2f} s"
+                    f"retrying in {backoff:.2f} s",
+                    logging.ERROR,
                 )
             finally:
                 self._set_connected(False)
                 for client in clients:
-                    _retrieve_disconnect(client)
+                    retrieve_disconnect(client)
             await asyncio.sleep(backoff)  # the reconnect backoff, not synchronisation
             backoff = min(backoff * 2.0, self.options.backoff_max_s)
 
@@ -371,7 +375,8 @@ class MqttBridge:
             self.counters.stops_unsent += 1
             self._log(
                 f"mqtt: stop request on {topic} not sent, the link to the controller is down ({exc}): "
-                "the controller stops itself (HOST_LOST) when its host is gone"
+                "the controller stops itself (HOST_LOST) when its host is gone",
+                logging.ERROR,
             )
             return
         self.counters.stops_forwarded += 1
@@ -398,7 +403,8 @@ class MqttBridge:
             self.counters.oversized += 1
             self._log(
                 f"mqtt: {label} stop on {topic} with an oversized payload ({len(payload)} bytes > {limit}): "
-                "stopped anyway, payload not parsed"
+                "stopped anyway, payload not parsed",
+                logging.WARNING,
             )
             return
         request, problem = parse_stop_request(payload)
@@ -406,7 +412,8 @@ class MqttBridge:
             self.counters.malformed += 1
             self._log(
                 f"mqtt: {label} stop on {topic} with a malformed payload ({problem}): stopped anyway; "
-                f"payload {payload[:120]!r}"
+                f"payload {payload[:120]!r}",
+                logging.WARNING,
             )
             return
         who = f" by {request.by}" if request.by else ""
@@ -419,7 +426,7 @@ class MqttBridge:
         reason = (
             "only stop requests are accepted over MQTT; arm, start, resume, clear and limits are local only"
         )
-        self._log(f"mqtt: refused {request!r} on {topic}: {reason}")
+        self._log(f"mqtt: refused {request!r} on {topic}: {reason}", logging.WARNING)
         answer = RefusalPayload(
             rig=self.options.rig,
             topic=topic,
@@ -431,12 +438,10 @@ class MqttBridge:
         self._outbox.put(self.topics.refused, _json(answer), qos=1)
 
     # -- controller out -------------------------------------------------------------------------------
-    async def _pump_events(self, events: Any) -> None:
-        async for event in events:
-            notes = self._own_stops.match(event, events.received_at)
-            payload = EventPayload.from_event(self.options.rig, event, notes)
-            self._outbox.put(self.topics.events, _json(payload), qos=1)
-            self._take_event(event)
+    def _on_event(self, event: Event, notes: dict[str, Any]) -> None:
+        payload = EventPayload.from_event(self.options.rig, event, notes)
+        self._outbox.put(self.topics.events, _json(payload), qos=1)
+        self._take_event(event)
 
     def _take_event(self, event: Event) -> None:
         changed = event.state != self._last_state
@@ -450,12 +455,10 @@ class MqttBridge:
         if changed or event.kind == EventKind.STOP:
             self._publish_state()
 
-    async def _pump_link(self, changes: Any) -> None:
-        change: LinkChange
-        async for change in changes:
-            if change.status is not None:
-                self._take_status()
-            self._publish_state()
+    def _on_link(self, change: LinkChange) -> None:
+        if change.status is not None:
+            self._take_status()
+        self._publish_state()
 
     def _take_status(self) -> None:
         status = self._ctl.status
@@ -491,24 +494,23 @@ class MqttBridge:
             pressure_kpa=self._pressure_kpa,
             volume_ml=self._volume_ml,
             host_time_s=time.time(),
+            bridge_failures=[f"{name}: {error}" for name, error in self.failures.items()],
         )
         return _json(payload)
 
-    async def _pump_telemetry(self, telemetry: Any) -> None:
-        batch: TelemetryBatch
+    def _on_samples(self, batch: TelemetryBatch) -> None:
         limit = self.options.telemetry_max_samples
-        async for batch in telemetry:
-            samples = batch.samples
-            if not len(samples):
-                continue
-            self._pending_samples.append((batch.first_index, samples))
-            self._pending_count += len(samples)
-            self._pending_batches += 1
-            while self._pending_count > limit and self._pending_samples:
-                _index, old = self._pending_samples.popleft()
-                self._pending_count -= len(old)
-                self.counters.dropped_samples += len(old)
-            self._telemetry_ready.set()
+        samples = batch.samples
+        if not len(samples):
+            return
+        self._pending_samples.append((batch.first_index, samples))
+        self._pending_count += len(samples)
+        self._pending_batches += 1
+        while self._pending_count > limit and self._pending_samples:
+            _index, old = self._pending_samples.popleft()
+            self._pending_count -= len(old)
+            self.counters.dropped_samples += len(old)
+        self._telemetry_ready.set()
 
     async def _flush_telemetry(self) -> None:
         """At most telemetry_rate_hz messages per second, each with every sample since the last one."""
@@ -547,13 +549,22 @@ def _honour_cancel(task: asyncio.Task[Any] | None) -> None:
         raise asyncio.CancelledError
 
 
-def _retrieve_disconnect(client: aiomqtt.Client) -> None:
-    """When the broker goes away both connections break, but the error surfaces through one of them;
-    the other's "Unexpected disconnection" would be logged by asyncio as a future exception never
-    retrieved. The outage is already logged and counted: mark it seen."""
-    done = client._disconnected  # aiomqtt keeps the disconnect future private
-    if done.done() and not done.cancelled():
-        done.exception()
+class _Feed(Consumer):
+    """The bridge as a consumer of the stream pump: events, telemetry and link changes out."""
+
+    name = "mqtt: controller out"
+
+    def __init__(self, bridge: MqttBridge) -> None:
+        self.bridge = bridge
+
+    def on_samples(self, batch: TelemetryBatch, received_at: float | None) -> None:
+        self.bridge._on_samples(batch)
+
+    def on_event(self, event: Event, notes: dict[str, Any], received_at: float | None) -> None:
+        self.bridge._on_event(event, notes)
+
+    def on_link(self, change: LinkChange) -> None:
+        self.bridge._on_link(change)
 
 
 def _json(model: BaseModel) -> bytes:

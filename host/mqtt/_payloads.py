@@ -62,6 +62,11 @@ class StatePayload(_Out):
     pressure_kpa: float | None
     volume_ml: float | None
     host_time_s: float = Field(description="host wall clock, Unix time, s")
+    bridge_failures: list[str] = Field(
+        default_factory=list,
+        description="the bridge's own workers that failed (e.g. 'mqtt: events'): what they published "
+        "is no longer current; empty while the bridge is whole",
+    )
 
 
 class TelemetryPayload(_Out):

@@ -2,7 +2,8 @@
 
 The broker URL and the rig come from the command line or from the settings ([mqtt] in the settings
 file, CEMENTGUARD_MQTT__* in the environment), which also supply TLS and the user name and password.
-The password is never printed. Log lines go to stderr; the first line on stdout is
+The password is never printed. Log lines go to stderr (stdlib logging, INFO unless `cementguard
+--log-level` says otherwise); the first line on stdout is
 `BRIDGE <broker url> <rig>` once the controller answered.
 
 Exit codes: 0 stopped by a signal; 2 usage or settings error; 4 link failure (the controller could
@@ -14,9 +15,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
-import time
 
 from host.cli_types import TIME_SCALE
 from host.client import Controller, LinkOptions
@@ -48,11 +49,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=1.0,
         help=f"the simulator's --time-scale, if any ({TIME_SCALE.allowed})",
     )
-    p.set_defaults(func=_main)
+    p.set_defaults(func=_main, default_log_level="INFO")
+
+
+log = logging.getLogger(__name__)
 
 
 def _log(line: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
+    log.info("%s", line)
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -75,7 +79,7 @@ async def _bridge(port: str, link: LinkOptions, options: MqttOptions) -> int:
     except CementguardError as exc:
         print(f"link failure: {exc}", file=sys.stderr)
         return EXIT_LINK
-    bridge = MqttBridge(ctl, options, log=_log)
+    bridge = MqttBridge(ctl, options)  # its lines go to the log: stderr at INFO by default
     task = asyncio.create_task(bridge.run())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -11,13 +11,12 @@ plot: the interpreter hands it the GIL every few milliseconds while a plot is be
 from __future__ import annotations
 
 import io
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-from plotext._utility import colors_to_ansi
 from rich.console import Console
 from rich.segment import Segment
 from rich.style import Style
@@ -27,7 +26,10 @@ from textual.worker import Worker, WorkerState
 from textual_plotext import PlotextPlot
 from textual_plotext.plot import Plot
 
+from host.dashboard._plotext_adapter import build_matrix, colors_to_ansi, set_size
 from host.dashboard.model import DashboardModel
+
+log = logging.getLogger(__name__)
 
 MARKER = "hd"
 """Quadrant block characters (2 x 2 dots per character, in every terminal font): less than half
@@ -59,7 +61,7 @@ def figure(spec: PlotSpec) -> Plot:
     """A fresh plotext figure for `spec` (safe in any thread: nothing shared)."""
     plt = Plot()
     plt.plotsize(spec.width, spec.height)
-    plt._set_size(spec.width, spec.height)  # as textual-plotext's own render does (its issue #5)
+    set_size(plt, spec.width, spec.height)  # as textual-plotext's own render does (its issue #5)
     plt.theme(spec.theme)
     plt.title(spec.title)
     plt.xlabel("s")
@@ -82,7 +84,8 @@ def draw(spec: PlotSpec) -> list[Strip]:
     plt = figure(spec)
     try:
         return strips_from_matrix(plt, spec.width, spec.height)
-    except (AttributeError, IndexError, TypeError):
+    except (AttributeError, IndexError, TypeError) as exc:
+        log.warning("plotext's cell matrix is not readable (%r): drawing through its ANSI text", exc)
         return strips_from_ansi(figure(spec), spec.width, spec.height)
 
 
@@ -116,10 +119,7 @@ def _style(colors: list[object]) -> Style:
 def strips_from_matrix(plt: Plot, width: int, height: int) -> list[Strip]:
     """Screen lines straight from plotext's cell matrix, skipping its ANSI string and the parse back:
     the same cells and colours as `build()`, at about half the cost."""
-    figure: Any = plt  # plotext's figure internals (_set_sizes, _build_matrix, monitor) are untyped
-    figure._set_sizes()
-    figure._build_matrix()
-    m = figure.monitor.matrix
+    m = build_matrix(plt)
     strips = []
     for row in list(m.Rows)[::-1][:height]:
         markers, fg, st, bg = m.marker[row], m.fullground[row], m.style[row], m.background[row]
