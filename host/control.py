@@ -38,6 +38,7 @@ import logging
 import os
 import socket
 import struct
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,7 @@ from protocol import EventKind, State, StopReason, StopSource
 
 if TYPE_CHECKING:
     from host.client import Controller
+    from host.stops import StopRequests
     from protocol import Status
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,8 @@ anyway (STOP is idempotent; the device has stopped on its own meanwhile: HOST_LO
 ANSWER_TIMEOUT_S = 3.0
 """Client side: the whole exchange with a session (its STOP, the ACK, the event)."""
 
+ORIGIN = "cementguard stop (another terminal)"
+"""How a stop through the endpoint is recorded (host.stops: `stop_origin`)."""
 STOP_SOURCES = {"operator": StopSource.OPERATOR, "fluoro": StopSource.FLUORO_OPERATOR}
 _ACTIVE = {State.ARMED, State.INJECTING, State.PAUSED}
 
@@ -85,9 +89,10 @@ def _name(value: Any) -> Any:
 class ControlServer:
     """Serves one session's control endpoint. Use `serve_control`."""
 
-    def __init__(self, ctl: Controller, path: Path) -> None:
+    def __init__(self, ctl: Controller, path: Path, stops: StopRequests | None = None) -> None:
         self.ctl = ctl
         self.path = path
+        self.stops = stops
         self.requests = 0
         self.refused = 0
         self._server: asyncio.AbstractServer | None = None
@@ -146,6 +151,7 @@ class ControlServer:
         except TimeoutError:
             self.refused += 1
             return _error(f"no complete request within {REQUEST_TIMEOUT_S:g} s")
+        arrived = time.perf_counter()  # the stop's origin on this host, for its recorded latency
         try:
             request = json.loads(line)
         except ValueError:
@@ -156,7 +162,7 @@ class ControlServer:
         op = request.get("op")
         self.requests += 1
         if op == "stop":
-            return await self._stop(request.get("source", "operator"))
+            return await self._stop(request.get("source", "operator"), arrived)
         if op == "status":
             return await self._status()
         if op == "clear":
@@ -164,7 +170,7 @@ class ControlServer:
         self.refused += 1
         return _error(f"unknown request op={op!r}: expected 'stop', 'status' or 'clear'")
 
-    async def _stop(self, source_name: Any) -> dict[str, Any]:
+    async def _stop(self, source_name: Any, arrived: float) -> dict[str, Any]:
         source = STOP_SOURCES.get(source_name, StopSource.OPERATOR) if isinstance(source_name, str) else None
         ctl = self.ctl
         before = ctl.state
@@ -175,6 +181,8 @@ class ControlServer:
 
                 with contextlib.suppress(TimeoutError, CementguardError):
                     await ctl.wait_for_link(LinkState.CONNECTED, timeout=RECONNECT_WAIT_S)
+            if self.stops is not None:
+                self.stops.requested(source or StopSource.OPERATOR, ORIGIN, t=arrived)
             try:
                 ack = await ctl.stop(source or StopSource.OPERATOR)
             except CementguardError as exc:
@@ -276,15 +284,19 @@ def _same_user(writer: asyncio.StreamWriter) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def serve_control(ctl: Controller, port: str | None = None) -> AsyncIterator[ControlServer]:
+async def serve_control(
+    ctl: Controller, port: str | None = None, stops: StopRequests | None = None
+) -> AsyncIterator[ControlServer]:
     """Serve the control endpoint of the session on `ctl`'s port (or `port`) while inside.
 
     The link must be open: it holds the port's lock, which makes this process the one that may
-    serve the port's endpoint. The lock's holder record names the socket while it is served."""
+    serve the port's endpoint. The lock's holder record names the socket while it is served.
+    `stops`: the session's stop requests (host.stops), so that a stop from another terminal is
+    recorded with its origin and latency like the session's own."""
     lock = ctl.link.port_lock
     if lock is None or not lock.held:
         raise ControlError(f"serve_control: the link to {ctl.url} is not open (it holds no port lock)")
-    server = ControlServer(ctl, socket_path(port or ctl.url))
+    server = ControlServer(ctl, socket_path(port or ctl.url), stops)
     await server.start()
     lock.set_socket(str(server.path))
     try:

@@ -329,10 +329,11 @@ async def run_plan(
                 sink = RecordingSink(recorder, policy.tail_s)
                 console.print(f"recording to {recorder.path}", highlight=False)
                 log.info("recording %s to %s", plan.name, recorder.path)
-            async with serve_control(ctl):  # `cementguard stop/status/clear` from another terminal
+            stops = StopRequests()  # this command's own stops and those from other terminals
+            async with serve_control(ctl, stops=stops):  # `cementguard stop/status/clear` from elsewhere
                 console.print(f"stop from any terminal: cementguard stop --port {url}", highlight=False)
                 code = await _inject(
-                    ctl, clamped, mixed_ago_s, sink, policy, auto_resume_s, interrupted, console, ask
+                    ctl, clamped, mixed_ago_s, sink, policy, auto_resume_s, interrupted, console, ask, stops
                 )
             return code
         except PlanError as exc:
@@ -370,13 +371,15 @@ async def _inject(
     interrupted: _Interrupted,
     console: Console,
     ask: Callable[[str], str] | None,
+    stops: StopRequests | None = None,
 ) -> int:
     live = _Live()
     link_lost = asyncio.Event()
     display = _Display(live, link_lost)
-    requests = StopRequests()
-    """Stops this command asks for (Ctrl-C, a stop at the prompt, a failed recording), matched to the
-    STOP events so that the recording carries each stop's source, origin and latency."""
+    requests = stops if stops is not None else StopRequests()
+    """Stops this command asks for (Ctrl-C, a stop at the prompt, a failed recording) and those
+    asked through the control endpoint, matched to the STOP events so that the recording carries
+    each stop's source, origin and latency."""
 
     def failed(failure: ConsumerFailure) -> None:
         with contextlib.suppress(OSError):

@@ -177,7 +177,10 @@ class LiveSource:
             pump = StreamPump(
                 ctl, [_ModelFeed(self, model)], on_failure=self._failed, stops=self.stops, name="dashboard"
             )
-            async with serve_control(ctl), pump:  # serve: `cementguard stop/status/clear` from elsewhere
+            async with (
+                serve_control(ctl, stops=self.stops),
+                pump,
+            ):  # serve: `cementguard stop/status/clear` from elsewhere
                 self._pump = pump
                 if self.sink is not None:
                     pump.add(self.sink)

@@ -63,3 +63,7 @@ async def test_status_and_stop_from_another_terminal_while_the_dashboard_injects
         assert source.controller is not None
         assert source.controller.state == State.STOPPED
         assert app.model.linked, "the dashboard kept its link: the stop came through it"
+        entry = app.model.stops[-1]
+        assert entry.origin == "cementguard stop (another terminal)"
+        assert entry.latency_ms is not None
+        assert entry.latency_ms > 0

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from host.port_lock import PortBusy, PortLock
+from host.recording import Recording
+from protocol import StopReason
 from tests.support.wire_client import REPO, SimulatorLog, simulator
 
 LONG_PLAN = """
@@ -85,6 +87,10 @@ def test_stop_status_and_clear_from_another_terminal_while_run_holds_the_port(
                 str(plan),
                 "--mixed-ago",
                 "240",
+                "--record",
+                str(tmp_path / "rec"),
+                "--record-tail",
+                "0",
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -125,6 +131,13 @@ def test_stop_status_and_clear_from_another_terminal_while_run_holds_the_port(
             if run.poll() is None:
                 run.kill()
                 run.wait()
+        # the run's recording has the stop, with where it came from
+        (run_dir,) = (tmp_path / "rec").iterdir()
+        (stop_event,) = Recording.open(run_dir).stop_events()
+        assert stop_event.record.reason == StopReason.OPERATOR_STOP
+        assert stop_event.annotations["stop_origin"] == "cementguard stop (another terminal)"
+        assert stop_event.annotations["stop_latency_ms"] > 0
+
         # nobody holds the port now: status opens it directly and shows the stop latched in the device
         after = _cli(env, "status", "--port", port)
         assert after.returncode == 0, after.stdout
