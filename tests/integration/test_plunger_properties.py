@@ -1,0 +1,163 @@
+"""Safety properties of the physical plunger over random command sequences (issue 11, "Tests").
+
+Hypothesis drives the controller with the real plant (`VirtualRig`: real codec, real physics), often
+several commands in one write (STOP, CLEAR, ARM, START back to back), sent at every phase of a run:
+accelerating, braking after a stop, backing off for relief, at rest. Checked after every tick:
+
+- outside INJECTING the plunger's forward speed only falls, and only within the brake time after
+  it left INJECTING; in IDLE and ARMED it does not move at all;
+- the delivered volume never decreases between two ARMs (telemetry shows the same value);
+- at rest after VOLUME_LIMIT the delivered volume is within the specified accuracy (SPEC §8.5): at
+  least the target, at most max(1 %, 2 uL) above it.
+
+The CI profile derandomizes hypothesis (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
+
+from firmware_sim.plant import PlantConfig
+from firmware_sim.virtual_rig import VirtualRig
+from protocol import (
+    PROTOCOL_VERSION,
+    Ack,
+    Clear,
+    Command,
+    GetStatus,
+    Hello,
+    Mode,
+    MsgType,
+    Pause,
+    PlanFlags,
+    Resume,
+    Start,
+    State,
+    Stop,
+    StopReason,
+    StopSource,
+)
+from protocol.messages import Arm
+
+BRAKE_US = 80_000 + 1_000
+"""SPEC §9.1 brake time on the reference rig, plus the tick in which the stop was taken."""
+
+Make = Callable[[int], Command]
+
+plans = st.fixed_dictionaries(
+    {
+        "mode": st.sampled_from([Mode.CONTINUOUS, Mode.INCREMENTAL]),
+        "plan_flags": st.sampled_from([PlanFlags.NONE, PlanFlags.RELIEF]),
+        "flow_nl_s": st.sampled_from([3_000, 50_000, 100_000, 166_667]),
+        "volume_limit_nl": st.sampled_from([4_321, 20_000, 61_000]),
+        "increment_nl": st.sampled_from([2_000, 9_999]),
+    }
+)
+simple: st.SearchStrategy[str] = st.sampled_from(
+    ["START", "PAUSE", "RESUME", "STOP", "CLEAR", "HELLO", "STATUS"]
+)
+SIMPLE: dict[str, Make] = {
+    "START": Start,
+    "PAUSE": Pause,
+    "RESUME": Resume,
+    "STOP": lambda i: Stop(i, StopSource.OPERATOR),
+    "CLEAR": Clear,
+    "HELLO": lambda i: Hello(i, PROTOCOL_VERSION),
+    "STATUS": GetStatus,
+}
+one_command = st.one_of(simple, plans)
+writes = st.one_of(
+    st.lists(one_command, min_size=1, max_size=4),
+    plans.map(lambda p: ["STOP", "CLEAR", p, "START"]),  # the sequence of the original finding
+)
+
+
+class PlungerMachine(RuleBasedStateMachine):
+    @initialize(start_mm=st.sampled_from([0.0, 30.0, 58.5]), seed=st.integers(0, 1000))
+    def setup(self, start_mm: float, seed: int) -> None:
+        self.rig = VirtualRig(PlantConfig.model_validate({"plunger_start_mm": start_mm, "seed": seed}))
+        self.rig.connect()
+        self.prev_state = self.rig.controller.state
+        self.prev_v = 0.0
+        self.left_injecting_us: int | None = None
+        self.delivered = 0
+        self.target_nl: int | None = None
+        self.pending: dict[int, dict[str, Any]] = {}
+        """The plan of every ARM sent, by command id."""
+        self.seen_replies = len(self.rig.replies)
+
+    # -- per-tick properties ------------------------------------------------------------------
+    def observe(self, rig: VirtualRig) -> bool:
+        c = rig.controller
+        state = c.state
+        v = rig.plant.plunger_velocity_m_s
+        now = rig.now_us
+        if self.prev_state == State.INJECTING and state != State.INJECTING:
+            self.left_injecting_us = now
+        if state == State.INJECTING:
+            self.left_injecting_us = None
+        elif v > 0.0:
+            assert self.prev_v > 0.0, f"the plunger started forward in {state.name}"
+            assert v < self.prev_v, f"forward speed rose in {state.name}"
+            assert self.left_injecting_us is not None
+            assert now - self.left_injecting_us <= BRAKE_US, f"still moving forward in {state.name}"
+        if state in (State.IDLE, State.ARMED):
+            assert v == 0.0, f"the plunger moves in {state.name}"
+        self.prev_state, self.prev_v = state, v
+        replies = rig.replies
+        for reply in replies[self.seen_replies :]:
+            if isinstance(reply, Ack) and reply.cmd_type == MsgType.ARM:
+                self.target_nl = self.pending[reply.cmd_id]["volume_limit_nl"]
+                self.delivered = 0  # a new plan: delivered restarts at 0
+        self.seen_replies = len(replies)
+        delivered = c.delivered_nl
+        assert delivered >= self.delivered, "the delivered volume fell"
+        self.delivered = delivered
+        if (
+            self.target_nl is not None
+            and state == State.DONE
+            and c.stop_reason == StopReason.VOLUME_LIMIT
+            and c.step_rate_hz <= 0.0
+        ):
+            target = self.target_nl
+            assert target <= delivered <= target + max(target // 100, 2_000), (target, delivered)
+        return False
+
+    # -- rules ----------------------------------------------------------------------------------
+    @rule(write=writes)
+    def write(self, write: list[Any]) -> None:
+        makes: list[Make] = []
+        plans_in_write: list[dict[str, Any]] = []
+        for item in write:
+            if isinstance(item, str):
+                makes.append(SIMPLE[item])
+            else:
+                fields = {**self.rig.plan_for_plant(), **item}
+                plans_in_write.append(fields)
+                makes.append(lambda i, f=fields: Arm(cmd_id=i, **f))
+        ids = self.rig.send_together(*makes)
+        arm_ids = [i for i, item in zip(ids, write, strict=True) if not isinstance(item, str)]
+        for cmd_id, fields in zip(arm_ids, plans_in_write, strict=True):
+            self.pending[cmd_id] = fields
+        self.rig.run(0.001, until=self.observe)
+        for cmd_id in ids:
+            assert self.rig.answer(cmd_id) is not None, "every command answered in the tick it arrived"
+
+    @rule(ticks=st.sampled_from([1, 5, 20, 45, 79, 150, 400, 1500]))
+    def advance(self, ticks: int) -> None:
+        for _ in range(ticks):
+            self.rig.run(0.001, until=self.observe)
+
+
+PlungerMachine.TestCase.settings = settings(
+    max_examples=60,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestPlungerProperties = PlungerMachine.TestCase
