@@ -100,10 +100,7 @@ def _session_name(port: str, answer: dict[str, Any]) -> str:
 
 
 def _busy(exc: PortBusy, what: str) -> str:  # status and clear: nothing to force
-    return (
-        f"{what}: {exc}. It serves no control endpoint that answered; stop it from its own window, "
-        "or end it (the controller then stops by itself: HOST_LOST)"
-    )
+    return f"{what}: {exc}. That program serves no control endpoint: ask it, or end it first"
 
 
 # -- stop --------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ class and print `str(exc)`: each message says what happened and, where there is 
     ├── PortError                 the port could not be opened
     │   ├── PortNotFound          ... because it does not exist (or nothing listens at a socket:// URL)
     │   └── PortUnavailable       ... for another reason (permission, busy, a malformed URL)
+    │       └── PortBusy          ... held by another cementguard session, named (host.port_lock)
     ├── DeviceNotResponding       the port opened, but no device answered HELLO
     ├── ProtocolVersionError      the device speaks another protocol version: the host sends nothing more
     ├── CommandRefused            the device answered NAK: nothing changed

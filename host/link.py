@@ -11,8 +11,12 @@ What the link does (protocol/SPEC.md section in brackets):
   dispatched at once to the command waiting for them (by cmd_id), to event and telemetry subscribers
   (bounded queues, oldest dropped and counted when a consumer falls behind), and to the latest STATUS
   and device state.
-- **Connect** [§2, §10.1, §10.7]: open the port, write a single 0x00 (ends whatever partial frame the
-  device's receiver holds), HELLO -> DEVICE_INFO + ACK, GET_STATUS -> STATUS. A device of another
+- **Connect** [§2, §10.1, §10.7]: take the port's lock (host.port_lock: one session per port; a
+  second opener gets PortBusy naming the holder), open the port (pyserial ``exclusive=True``), write
+  a single 0x00 (ends whatever partial frame the device's receiver holds), HELLO -> DEVICE_INFO +
+  ACK (re-sent with the command retry policy when no answer came or the DEVICE_INFO was damaged;
+  the final error says what arrived), GET_STATUS -> STATUS. `open(handshake=False)` skips the
+  session: only STOP and GET_STATUS, for `cementguard stop`. A device of another
   protocol version (NAK VERSION_MISMATCH, any frame with another header version, or a DEVICE_INFO
   naming another version) raises `ProtocolVersionError` and nothing more is sent [§11.4].
 - **Heartbeat** [§9.2]: a HEARTBEAT whenever nothing else was sent for watchdog_ms / 2 (the device's

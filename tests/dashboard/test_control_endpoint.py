@@ -1,6 +1,6 @@
 """The dashboard holds its port and serves the control endpoint (docs/design.md, "Sessions"):
-`cementguard status` and `stop` from another terminal reach the device through it while it injects,
-and the dashboard shows the stop."""
+`cementguard status`, `stop` and `clear` from another terminal reach the device through it while it
+injects, and the dashboard shows the stop with its origin."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 
 from host.dashboard.source import LiveSource
 from protocol import State
+from protocol.enums import Flags
 from tests.dashboard.conftest import until
 from tests.support.wire_client import REPO
 
@@ -67,3 +68,15 @@ async def test_status_and_stop_from_another_terminal_while_the_dashboard_injects
         assert entry.origin == "cementguard stop (another terminal)"
         assert entry.latency_ms is not None
         assert entry.latency_ms > 0
+
+        # once the plunger is at rest (relief over), CLEAR from the other terminal goes through too
+        await until(
+            pilot,
+            lambda: app.model.state == State.STOPPED and not app.model.latest.flags & Flags.RELIEF_ACTIVE,
+            15.0,
+        )
+        code, out = await _cli(runtime, "clear", "--port", port)
+        assert code == 0, out
+        assert "CLEAR acknowledged through" in out
+        assert "state IDLE" in out
+        await until(pilot, lambda: source.controller is not None and source.controller.state == State.IDLE)
