@@ -221,3 +221,24 @@ def test_stop_loads_neither_simulator_nor_harness_nor_ui(env: dict[str, str]) ->
     assert {"host", "serial"} <= loaded, "the probe did run the stop path"
     forbidden = {"firmware_sim", "hil", "textual", "matplotlib", "plotext", "aiomqtt", "rich", "pydantic"}
     assert loaded & forbidden == set()
+
+
+def test_the_launcher_imports_no_subcommand_to_list_them(env: dict[str, str]) -> None:
+    """`cementguard --help` lists every subcommand by name and help text alone."""
+    probe = (
+        "import sys\n"
+        "from host.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "ours = {'host', 'hil', 'firmware_sim'}\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ours)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "clear a latched stop" in done.stdout, "the help lists the subcommands"
+    ours = set(done.stdout.strip().splitlines()[-1].split())
+    assert ours <= {"host", "host.cli", "host.logs"}, ours
