@@ -15,7 +15,8 @@ from protocol import framing
 from protocol.enums import EventKind, MsgType
 from protocol.messages import REGISTRY, BodyError, FieldValueError, Message
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""Version 2: STATUS, EVENT and the telemetry sample carry delivered_nl and plunger_um (SPEC 11.5)."""
 HEADER = struct.Struct("<BBH")
 HEADER_SIZE = HEADER.size
 SEQ_MODULO = 1 << 16

@@ -396,7 +396,7 @@ class Status(Message):
     """Snapshot of the controller. cmd_id is the GET_STATUS / ARM / SET_LIMITS it answers, or 0."""
 
     TYPE = MsgType.STATUS
-    FORMAT = "<HBBBBHQiiiIIIH2xIIIfIII"
+    FORMAT = "<HBBBBHQiiiiIIIH2xIIIfIII4x"
     cmd_id: int
     state: State
     stop_reason: StopReason
@@ -405,7 +405,11 @@ class Status(Message):
     flags: Flags
     t_us: int
     pressure_pa: int
-    volume_nl: int
+    delivered_nl: int
+    """Cement delivered since ARM: the high-water mark of forward plunger travel x bore area. Never
+    decreases (relief back-off does not un-deliver cement); 0 after ARM and without a plan."""
+    plunger_um: int
+    """Plunger position from home, forward positive: falls during relief back-off."""
     flow_nl_s: int
     flow_setpoint_nl_s: int
     volume_limit_nl: int
@@ -429,7 +433,7 @@ class Event(Message):
     """
 
     TYPE = MsgType.EVENT
-    FORMAT = "<QIBBBBBB2xiii"
+    FORMAT = "<QIBBBBBBHiiii4x"
     t_us: int
     event_index: int
     kind: EventKind
@@ -438,8 +442,11 @@ class Event(Message):
     reason: StopReason
     source: StopSource
     alarm: AlarmCode
+    flags: Flags
+    """Status bits at the event, after it took effect: SENSOR_FAULT set means pressure_pa is not valid."""
     pressure_pa: int
-    volume_nl: int
+    delivered_nl: int
+    plunger_um: int
     detail: int
 
 
@@ -468,7 +475,7 @@ class Nak(Message):
 
 
 class TelemetryBatch(Message):
-    """A batch of consecutive samples. Variable length: 12-byte header, then count x 32 bytes."""
+    """A batch of consecutive samples. Variable length: 12-byte header, then count x 40 bytes."""
 
     TYPE = MsgType.TELEMETRY_BATCH
     __slots__ = ("first_index", "period_us", "samples")

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from protocol.enums import AlarmCode, EventKind, State, StopReason, StopSource
+from protocol.enums import AlarmCode, EventKind, Flags, State, StopReason, StopSource
 from protocol.messages import DeviceInfo, Event, Status
 from protocol.telemetry import SampleArray
 
@@ -73,8 +73,10 @@ class EventRecord(_Model):
     source: StopSource
     alarm: AlarmCode
     t_s: float = Field(description="controller time since power-up, s")
-    pressure_kpa: float
-    volume_ml: float
+    flags: int = Field(description="status bits (Flags) at the event; SENSOR_FAULT: pressure not valid")
+    pressure_kpa: float | None = Field(description="syringe pressure, kPa; null when the sensor is faulty")
+    delivered_ml: float = Field(description="cement delivered since ARM, mL (never decreases)")
+    plunger_mm: float = Field(description="plunger position from home, mm")
     detail: int
 
     @classmethod
@@ -88,8 +90,10 @@ class EventRecord(_Model):
             source=m.source,
             alarm=m.alarm,
             t_s=m.t_us / 1e6,
-            pressure_kpa=kpa(m.pressure_pa),
-            volume_ml=ml(m.volume_nl),
+            flags=int(m.flags),
+            pressure_kpa=None if m.flags & Flags.SENSOR_FAULT else kpa(m.pressure_pa),
+            delivered_ml=ml(m.delivered_nl),
+            plunger_mm=m.plunger_um / 1000.0,
             detail=m.detail,
         )
 
@@ -101,7 +105,11 @@ class StatusRecord(_Model):
     flags: int
     t_s: float
     pressure_kpa: float
-    volume_ml: float
+    """Not valid while flags has SENSOR_FAULT."""
+    delivered_ml: float
+    """Cement delivered since ARM (never decreases)."""
+    plunger_mm: float
+    """Plunger position from home."""
     flow_ml_min: float
     flow_setpoint_ml_min: float
     volume_limit_ml: float
@@ -123,7 +131,8 @@ class StatusRecord(_Model):
             flags=int(m.flags),
             t_s=m.t_us / 1e6,
             pressure_kpa=kpa(m.pressure_pa),
-            volume_ml=ml(m.volume_nl),
+            delivered_ml=ml(m.delivered_nl),
+            plunger_mm=m.plunger_um / 1000.0,
             flow_ml_min=ml_min(m.flow_nl_s),
             flow_setpoint_ml_min=ml_min(m.flow_setpoint_nl_s),
             volume_limit_ml=ml(m.volume_limit_nl),
@@ -144,8 +153,10 @@ class TelemetryRecord(_Model):
     first_index: int
     t_s: list[float]
     pressure_kpa: list[float]
-    volume_ml: list[float]
+    delivered_ml: list[float]
+    plunger_mm: list[float]
     flow_ml_min: list[float]
+    flow_setpoint_ml_min: list[float]
     motor_mm_s: list[float]
     viscosity_pa_s: list[float | None]
     flags: list[int]
@@ -158,8 +169,10 @@ class TelemetryRecord(_Model):
             first_index=first_index,
             t_s=(s["t_us"] / 1e6).tolist(),
             pressure_kpa=(s["pressure_pa"] / PA_PER_KPA).tolist(),
-            volume_ml=(s["volume_nl"] / NL_PER_ML).tolist(),
+            delivered_ml=(s["delivered_nl"] / NL_PER_ML).tolist(),
+            plunger_mm=(s["plunger_um"] / 1000.0).tolist(),
             flow_ml_min=(s["flow_nl_s"] / NL_S_PER_ML_MIN).tolist(),
+            flow_setpoint_ml_min=(s["flow_setpoint_nl_s"] / NL_S_PER_ML_MIN).tolist(),
             motor_mm_s=(s["motor_um_s"] / 1000.0).tolist(),
             viscosity_pa_s=visc,
             flags=s["flags"].tolist(),

@@ -1,7 +1,8 @@
 """Telemetry sample layout, shared by the C struct, the wire and the host's numpy arrays.
 
-One sample is 32 bytes, little-endian, naturally aligned; a TELEMETRY_BATCH body is a 12-byte batch
-header followed by `count` samples. The host decodes a batch with one `np.frombuffer` call.
+One sample is 40 bytes (protocol version 2), little-endian, naturally aligned; a TELEMETRY_BATCH body
+is a 12-byte batch header followed by `count` samples. The host decodes a batch with one
+`np.frombuffer` call.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from protocol.framing import MAX_PAYLOAD
+
 SAMPLE_DTYPE: np.dtype[Any] = np.dtype(
     [
         ("t_us", "<u8"),  # controller time since power-up, microseconds
         ("pressure_pa", "<i4"),  # syringe pressure, Pa (gauge); invalid while flags has SENSOR_FAULT
-        ("volume_nl", "<i4"),  # delivered volume since ARM, nanolitres (1 nL = 1e-12 m^3)
+        ("delivered_nl", "<i4"),  # cement delivered since ARM, nL (1 nL = 1e-12 m^3); never decreases
+        ("plunger_um", "<i4"),  # plunger position from home, um, forward positive
         ("flow_nl_s", "<i4"),  # measured flow (plunger speed x bore area), nL/s
+        ("flow_setpoint_nl_s", "<u4"),  # flow the controller commands (throttled); 0 outside INJECTING
         ("motor_um_s", "<i4"),  # commanded plunger speed, um/s, forward positive
         ("viscosity_pas", "<f4"),  # online apparent viscosity estimate, Pa s; NaN when not valid
         ("flags", "<u2"),  # protocol.enums.Flags
@@ -26,13 +31,15 @@ SAMPLE_DTYPE: np.dtype[Any] = np.dtype(
     ]
 )
 SAMPLE_SIZE = SAMPLE_DTYPE.itemsize
-assert SAMPLE_SIZE == 32
+assert SAMPLE_SIZE == 40
 
 BATCH_HEADER = struct.Struct("<IIHH")  # first_index u32, period_us u32, count u16, reserved u16
-MAX_BATCH_SAMPLES = 30
+MAX_BATCH_SAMPLES = (MAX_PAYLOAD - 4 - BATCH_HEADER.size) // SAMPLE_SIZE
+"""The most samples that fit in framing.MAX_PAYLOAD after the 4-byte frame header and the batch header:
+4 + 12 + 25 x 40 = 1016 bytes. Fixed for a protocol version (SPEC 11.2): a receiver rejects more."""
+assert MAX_BATCH_SAMPLES == 25
 MAX_DIVIDER = 1000
 """SET_TELEMETRY.divider range is 0 (off) or 1..MAX_DIVIDER: 1 kHz down to 1 Hz."""
-"""So that the largest batch fits in framing.MAX_PAYLOAD: 4 + 12 + 30 x 32 = 976 bytes."""
 
 SampleArray = npt.NDArray[Any]
 
@@ -44,8 +51,10 @@ def empty_samples(n: int = 0) -> SampleArray:
 def pack_sample(
     t_us: int,
     pressure_pa: int,
-    volume_nl: int,
+    delivered_nl: int,
+    plunger_um: int,
     flow_nl_s: int,
+    flow_setpoint_nl_s: int,
     motor_um_s: int,
     viscosity_pas: float,
     flags: int,
@@ -54,11 +63,21 @@ def pack_sample(
 ) -> bytes:
     """One sample as bytes: what firmware appends to its batch buffer each sample period."""
     return SAMPLE_STRUCT.pack(
-        t_us, pressure_pa, volume_nl, flow_nl_s, motor_um_s, viscosity_pas, flags, state, stop_reason
+        t_us,
+        pressure_pa,
+        delivered_nl,
+        plunger_um,
+        flow_nl_s,
+        flow_setpoint_nl_s,
+        motor_um_s,
+        viscosity_pas,
+        flags,
+        state,
+        stop_reason,
     )
 
 
-SAMPLE_STRUCT = struct.Struct("<QiiiifHBB")
+SAMPLE_STRUCT = struct.Struct("<QiiiiIifHBB")
 """The sample as a struct, for firmware that packs samples into a preallocated batch buffer."""
 assert SAMPLE_STRUCT.size == SAMPLE_SIZE
 

@@ -148,13 +148,15 @@ def value_json(value: Any) -> Any:
 def samples_json(samples: SampleArray) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for row in samples.tolist():
-        t_us, pressure, volume, flow, motor, visc, flags, state, stop_reason = row
+        t_us, pressure, delivered, plunger, flow, setpoint, motor, visc, flags, state, stop_reason = row
         out.append(
             {
                 "t_us": t_us,
                 "pressure_pa": pressure,
-                "volume_nl": volume,
+                "delivered_nl": delivered,
+                "plunger_um": plunger,
                 "flow_nl_s": flow,
+                "flow_setpoint_nl_s": setpoint,
                 "motor_um_s": motor,
                 "viscosity_pas": float_json(visc),
                 "flags": enum_json(Flags(flags)),
@@ -189,13 +191,17 @@ def fields_json(message: Message) -> dict[str, Any]:
 
 
 def make_samples(n: int, t0_us: int = 5_000_000, nan_at: tuple[int, ...] = ()) -> SampleArray:
-    """n consecutive 1 kHz samples of an injection: rising pressure and volume, some edge values."""
+    """n consecutive 1 kHz samples of an injection: rising pressure and delivered volume, the plunger
+    moving forward, some edge values (the last sample backs off: delivered holds while the plunger
+    position falls)."""
     s = np.zeros(n, dtype=SAMPLE_DTYPE)
     for i in range(n):
         s[i]["t_us"] = t0_us + 1000 * i
         s[i]["pressure_pa"] = 850_000 + 1_237 * i
-        s[i]["volume_nl"] = 1_200_000 + 33 * i
+        s[i]["delivered_nl"] = 1_200_000 + 33 * i
+        s[i]["plunger_um"] = 7_270 + i // 5 - (3 if i == n - 1 and n > 1 else 0)
         s[i]["flow_nl_s"] = 33_333 - 7 * i
+        s[i]["flow_setpoint_nl_s"] = 33_333 if i % 5 != 4 else 30_000
         s[i]["motor_um_s"] = 202 if i % 7 else -15
         s[i]["viscosity_pas"] = math.nan if i in nan_at else 400.0 + 0.1 * i
         flags = Flags.MOTOR_MOVING | Flags.HOST_LINK_OK
@@ -206,6 +212,15 @@ def make_samples(n: int, t0_us: int = 5_000_000, nan_at: tuple[int, ...] = ()) -
         s[i]["flags"] = int(flags)
         s[i]["state"] = int(State.INJECTING)
         s[i]["stop_reason"] = int(StopReason.NONE)
+    if n > 1:  # the last sample: stopped, backing off for relief; delivered holds, the plunger falls
+        last = s[n - 1]
+        last["delivered_nl"] = s[n - 2]["delivered_nl"]
+        last["flow_nl_s"] = -4_000
+        last["flow_setpoint_nl_s"] = 0
+        last["motor_um_s"] = -70
+        last["flags"] = (int(last["flags"]) | Flags.RELIEF_ACTIVE) & ~Flags.THROTTLING
+        last["state"] = int(State.STOPPED)
+        last["stop_reason"] = int(StopReason.OPERATOR_STOP)
     return s
 
 
@@ -280,7 +295,13 @@ def positive_vectors() -> list[tuple[str, int, Message]]:
     add(("set_limits_unchanged", 22, SetLimits(cmd_id=22)))
     add(("get_status", 23, GetStatus(cmd_id=0xFFFF)))
     add(("set_telemetry_1khz_batch20", 24, SetTelemetry(cmd_id=24, divider=1, batch_samples=20)))
-    add(("set_telemetry_div4_batch30", 25, SetTelemetry(cmd_id=25, divider=4, batch_samples=30)))
+    add(
+        (
+            f"set_telemetry_div4_batch{MAX_BATCH_SAMPLES}",
+            25,
+            SetTelemetry(cmd_id=25, divider=4, batch_samples=MAX_BATCH_SAMPLES),
+        )
+    )
     add(("set_telemetry_off", 26, SetTelemetry(cmd_id=26, divider=0, batch_samples=20)))
     # Device -> host.
     caps = Capabilities(0)
@@ -341,7 +362,8 @@ def positive_vectors() -> list[tuple[str, int, Message]]:
                 flags=Flags.THROTTLING | Flags.HOST_LINK_OK | Flags.MOTOR_MOVING | Flags.VISCOSITY_VALID,
                 t_us=12_345_678_901,
                 pressure_pa=1_499_321,
-                volume_nl=2_345_678,
+                delivered_nl=2_345_678,
+                plunger_um=14_205,
                 flow_nl_s=30_001,
                 flow_setpoint_nl_s=33_333,
                 volume_limit_nl=4_000_000,
@@ -370,7 +392,8 @@ def positive_vectors() -> list[tuple[str, int, Message]]:
                 flags=Flags.RELIEF_ACTIVE | Flags.HOST_LINK_OK | Flags.SIMULATED,
                 t_us=0xFFFF_FFFF_FFFF_FFFF,
                 pressure_pa=-2_147_483_648,
-                volume_nl=-1,
+                delivered_nl=2_147_483_647,
+                plunger_um=-2_147_483_648,
                 flow_nl_s=2_147_483_647,
                 flow_setpoint_nl_s=0,
                 volume_limit_nl=6_000_000,
@@ -387,8 +410,12 @@ def positive_vectors() -> list[tuple[str, int, Message]]:
         )
     )
     t_us = 6_000_000_123  # beyond 2^32: exercises the high word of t_us
-    events: list[tuple[EventKind, State, State, StopReason, StopSource, AlarmCode, int]] = [
+    link = Flags.HOST_LINK_OK
+    moving = Flags.HOST_LINK_OK | Flags.MOTOR_MOVING
+    # (name, kind, state, prev_state, reason, source, alarm, detail, flags, delivered_nl, plunger_um)
+    events: list[tuple[str, EventKind, State, State, StopReason, StopSource, AlarmCode, int, Flags, int, int]] = [
         (
+            "event_power_up",
             EventKind.POWER_UP,
             State.IDLE,
             State.IDLE,
@@ -396,8 +423,12 @@ def positive_vectors() -> list[tuple[str, int, Message]]:
             StopSource.NONE,
             AlarmCode.NONE,
             ResetCause.WATCHDOG,
+            Flags.SIMULATED,
+            0,
+            0,
         ),
         (
+            "event_state_change",
             EventKind.STATE_CHANGE,
             State.INJECTING,
             State.ARMED,
@@ -405,8 +436,12 @@ def positive_vectors() -> list[tuple[str, int, Message]]:
             StopSource.NONE,
             AlarmCode.NONE,
             0,
+            moving,
+            0,
+            12_000,
         ),
         (
+            "event_stop",
             EventKind.STOP,
             State.STOPPED,
             State.INJECTING,
@@ -414,8 +449,25 @@ def positive_vectors() -> list[tuple[str, int, Message]]:
             StopSource.FLUORO_REMOTE,
             AlarmCode.NONE,
             0,
+            moving | Flags.RELIEF_ACTIVE,
+            2_000_000,
+            24_113,
         ),
         (
+            "event_stop_sensor_fault_pressure_invalid",
+            EventKind.STOP,
+            State.STOPPED,
+            State.INJECTING,
+            StopReason.SENSOR_FAULT,
+            StopSource.CONTROLLER,
+            AlarmCode.NONE,
+            0,
+            moving | Flags.SENSOR_FAULT,
+            2_147_483_647,
+            60_000,
+        ),
+        (
+            "event_alarm",
             EventKind.ALARM,
             State.INJECTING,
             State.INJECTING,
@@ -423,8 +475,12 @@ def positive_vectors() -> list[tuple[str, int, Message]]:
             StopSource.NONE,
             AlarmCode.PRESSURE_THROTTLE,
             12_500,
+            moving | Flags.THROTTLING,
+            1_500_000,
+            21_000,
         ),
         (
+            "event_alarm_cleared",
             EventKind.ALARM_CLEARED,
             State.INJECTING,
             State.INJECTING,
@@ -432,18 +488,27 @@ def positive_vectors() -> list[tuple[str, int, Message]]:
             StopSource.NONE,
             AlarmCode.PRESSURE_THROTTLE,
             0,
+            moving | Flags.VISCOSITY_VALID | Flags.WORKING_TIME_WARNING | Flags.STALL_SUSPECT,
+            1_800_000,
+            22_000,
         ),
         (
+            "event_relief_done",
             EventKind.RELIEF_DONE,
             State.STOPPED,
             State.STOPPED,
-            StopReason.OVERPRESSURE,
-            StopSource.CONTROLLER,
+            StopReason.NONE,
+            StopSource.NONE,
             AlarmCode.NONE,
             350,
+            link,
+            2_000_000,
+            -1,
         ),
     ]
-    for i, (kind, state, prev, reason, source, alarm, detail) in enumerate(events):
+    for i, (name, kind, state, prev, reason, source, alarm, detail, flags, delivered, plunger) in enumerate(
+        events
+    ):
         event = Event(
             event_index=i,
             kind=kind,
@@ -452,12 +517,14 @@ def positive_vectors() -> list[tuple[str, int, Message]]:
             reason=reason,
             source=source,
             alarm=alarm,
+            flags=flags,
             t_us=t_us + 250_000 * i,
             pressure_pa=1_800_000 - 100_000 * i,
-            volume_nl=2_000_000 + 1000 * i,
+            delivered_nl=delivered,
+            plunger_um=plunger,
             detail=int(detail),
         )
-        add((f"event_{kind.name.lower()}", 40 + i, event))
+        add((name, 40 + i, event))
     add(("ack_start", 50, Ack(cmd_id=4, cmd_type=MsgType.START, state=State.INJECTING)))
     add(("ack_clear", 51, Ack(cmd_id=20, cmd_type=MsgType.CLEAR, state=State.IDLE)))
     naks: list[tuple[str, Nak]] = [
@@ -483,7 +550,13 @@ def positive_vectors() -> list[tuple[str, int, Message]]:
         ),
         (
             "nak_version_mismatch",
-            Nak(cmd_id=1, cmd_type=MsgType.HELLO, code=NakCode.VERSION_MISMATCH, state=State.IDLE, detail=1),
+            Nak(
+                cmd_id=1,
+                cmd_type=MsgType.HELLO,
+                code=NakCode.VERSION_MISMATCH,
+                state=State.IDLE,
+                detail=PROTOCOL_VERSION,
+            ),
         ),
         (
             "nak_bad_length",
@@ -631,15 +704,17 @@ def negative_vectors() -> list[dict[str, Any]]:
         "overlong",
         "overlong",
     )
-    rejected(
-        "version_2_hello",
-        "A HELLO in protocol version 2: rejected before its body is read; a device answers NAK "
-        "VERSION_MISMATCH (detail = its own version) with the cmd_id from the body.",
-        encode_payload(Hello(cmd_id=1, protocol_version=2), 0, version=2),
-        "version_mismatch",
-        "version_mismatches",
-        NakCode.VERSION_MISMATCH,
-    )
+    for other, who in ((PROTOCOL_VERSION - 1, "an older"), (PROTOCOL_VERSION + 1, "a newer")):
+        rejected(
+            f"version_{other}_hello",
+            f"A HELLO in protocol version {other}, from {who} host: rejected before its body is read; a "
+            f"device answers NAK VERSION_MISMATCH (frozen layout, header version {PROTOCOL_VERSION}, "
+            f"detail = {PROTOCOL_VERSION}, its own version) with the cmd_id from the body.",
+            encode_payload(Hello(cmd_id=1, protocol_version=other), 0, version=other),
+            "version_mismatch",
+            "version_mismatches",
+            NakCode.VERSION_MISMATCH,
+        )
     rejected(
         "unknown_type_command",
         "Message type 0x30: in the command range but undefined; a device answers NAK UNKNOWN_COMMAND.",
@@ -668,17 +743,32 @@ def negative_vectors() -> list[dict[str, Any]]:
         "bad_lengths",
         None,
     )
-    over = make_samples(MAX_BATCH_SAMPLES + 1)
+    full = make_samples(MAX_BATCH_SAMPLES)
     rejected(
-        "telemetry_too_many_samples",
-        f"A TELEMETRY_BATCH of {MAX_BATCH_SAMPLES + 1} samples: fits in MAX_PAYLOAD but exceeds "
-        f"MAX_BATCH_SAMPLES = {MAX_BATCH_SAMPLES}.",
+        "telemetry_count_over_max",
+        f"A TELEMETRY_BATCH whose header says {MAX_BATCH_SAMPLES + 1} samples (more than "
+        f"MAX_BATCH_SAMPLES = {MAX_BATCH_SAMPLES}) and carries {MAX_BATCH_SAMPLES}: rejected.",
         HEADER.pack(PROTOCOL_VERSION, MsgType.TELEMETRY_BATCH, 12)
         + _batch_header(0, 1000, MAX_BATCH_SAMPLES + 1)
-        + over.tobytes(),
+        + full.tobytes(),
         "bad_length",
         "bad_lengths",
         None,
+    )
+    over = make_samples(MAX_BATCH_SAMPLES + 1)
+    over_payload = (
+        HEADER.pack(PROTOCOL_VERSION, MsgType.TELEMETRY_BATCH, 13)
+        + _batch_header(0, 1000, MAX_BATCH_SAMPLES + 1)
+        + over.tobytes()
+    )
+    framing_error(
+        "telemetry_too_many_samples",
+        f"A TELEMETRY_BATCH of {MAX_BATCH_SAMPLES + 1} samples: its {len(over_payload)}-byte payload "
+        f"exceeds MAX_PAYLOAD = {framing.MAX_PAYLOAD} (MAX_BATCH_SAMPLES is the most that fit), so its "
+        "COBS run is longer than MAX_ENCODED: dropped as overlong before the header is read.",
+        _cobs_frame(over_payload),
+        "overlong",
+        "overlong",
     )
     arm = bytearray(arm_continuous(31).pack_body())
     arm[2] = 0x02  # mode: not a Mode

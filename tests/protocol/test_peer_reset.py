@@ -8,6 +8,7 @@ from protocol import (
     AlarmCode,
     Event,
     EventKind,
+    Flags,
     Heartbeat,
     MessageStream,
     ResetCause,
@@ -29,8 +30,10 @@ def _event(kind: EventKind, index: int) -> Event:
         reason=StopReason.NONE,
         source=StopSource.NONE,
         alarm=AlarmCode.NONE,
+        flags=Flags.HOST_LINK_OK,
         pressure_pa=0,
-        volume_nl=0,
+        delivered_nl=0,
+        plunger_um=0,
         detail=int(ResetCause.WATCHDOG),
     )
 

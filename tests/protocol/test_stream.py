@@ -343,7 +343,7 @@ def test_crc_errors_are_counted_one_per_frame() -> None:
 
 
 def test_version_and_type_rejects_are_counted_and_kept() -> None:
-    v2 = encode_frame(Start(cmd_id=5), 0, version=2)
+    v2 = encode_frame(Start(cmd_id=5), 0, version=PROTOCOL_VERSION + 1)
     unknown = framing.encode(HEADER.pack(PROTOCOL_VERSION, 0x3E, 1) + b"\x06\x00\x00\x00")
     stream = MessageStream()
     out = stream.feed(v2 + unknown + unknown + v2 + _heartbeat(4))

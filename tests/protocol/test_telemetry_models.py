@@ -14,6 +14,7 @@ from protocol.codec import Frame, MessageStream, encode_frame
 from protocol.enums import Capabilities, EventKind, Flags, State, StopReason, StopSource
 from protocol.messages import DeviceInfo, Event, Message, Status, TelemetryBatch
 from protocol.models import DeviceInfoRecord, EventRecord, StatusRecord, TelemetryRecord
+from protocol.framing import MAX_PAYLOAD
 from protocol.telemetry import (
     BATCH_HEADER,
     MAX_BATCH_SAMPLES,
@@ -39,13 +40,15 @@ def _decode_one(frame: bytes) -> Message:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_sample_layout_is_the_documented_32_bytes() -> None:
-    assert SAMPLE_SIZE == 32
+def test_sample_layout_is_the_documented_40_bytes() -> None:
+    assert SAMPLE_SIZE == 40
     assert SAMPLE_DTYPE.names == (
         "t_us",
         "pressure_pa",
-        "volume_nl",
+        "delivered_nl",
+        "plunger_um",
         "flow_nl_s",
+        "flow_setpoint_nl_s",
         "motor_um_s",
         "viscosity_pas",
         "flags",
@@ -53,17 +56,27 @@ def test_sample_layout_is_the_documented_32_bytes() -> None:
         "stop_reason",
     )
     offsets = [SAMPLE_DTYPE.fields[n][1] for n in SAMPLE_DTYPE.names]  # type: ignore[index]
-    assert offsets == [0, 8, 12, 16, 20, 24, 28, 30, 31]
+    assert offsets == [0, 8, 12, 16, 20, 24, 28, 32, 36, 38, 39]
+    # Every field naturally aligned and the record a multiple of its largest field (SPEC 1.2).
+    for name in SAMPLE_DTYPE.names:
+        sub, offset = SAMPLE_DTYPE.fields[name][:2]  # type: ignore[index]
+        assert offset % sub.itemsize == 0, name
+    assert SAMPLE_SIZE % 8 == 0
     raw = pack_sample(
-        2**40 + 1, -5, 6, -7, 8, 0.5, int(Flags.THROTTLING), int(State.PAUSED), int(StopReason.NONE)
+        2**40 + 1, -5, 6, -7, 8, 9, 10, 0.5, int(Flags.THROTTLING), int(State.PAUSED), int(StopReason.NONE)
     )
     s = np.frombuffer(raw, SAMPLE_DTYPE)[0]
-    assert (int(s["t_us"]), int(s["pressure_pa"]), float(s["viscosity_pas"]), int(s["state"])) == (
-        2**40 + 1,
-        -5,
-        0.5,
-        State.PAUSED,
-    )
+    got = [int(s[n]) for n in ("t_us", "pressure_pa", "delivered_nl", "plunger_um", "flow_nl_s")]
+    got += [int(s[n]) for n in ("flow_setpoint_nl_s", "motor_um_s")]
+    assert got == [2**40 + 1, -5, 6, -7, 8, 9, 10]
+    assert (float(s["viscosity_pas"]), int(s["state"])) == (0.5, State.PAUSED)
+
+
+def test_max_batch_is_the_most_that_fits_in_max_payload() -> None:
+    """SPEC 5.11 / 11.2: MAX_BATCH_SAMPLES is fixed by the sample size; one more would not fit."""
+    payload = 4 + BATCH_HEADER.size + MAX_BATCH_SAMPLES * SAMPLE_SIZE
+    assert payload <= MAX_PAYLOAD < payload + SAMPLE_SIZE
+    assert MAX_BATCH_SAMPLES == 25
 
 
 def test_batch_decodes_zero_copy_into_a_structured_array() -> None:
@@ -124,6 +137,8 @@ def test_telemetry_record_units() -> None:
         1_500_000,
         1_234_567,
         2_500_000,
+        21_000,
+        50_000,
         50_000,
         250,
         412.5,
@@ -134,8 +149,10 @@ def test_telemetry_record_units() -> None:
     s[1] = (
         1_501_000,
         -2_000,
-        0,
+        2_500_000,
+        20_650,
         -16_667,
+        0,
         -1_000,
         np.nan,
         0,
@@ -146,7 +163,9 @@ def test_telemetry_record_units() -> None:
     assert r.first_index == 40
     assert r.t_s == [1.5, 1.501]
     assert r.pressure_kpa == [1234.567, -2.0]
-    assert r.volume_ml == [2.5, 0.0]
+    assert r.delivered_ml == [2.5, 2.5]  # delivered holds while the plunger backs off
+    assert r.plunger_mm == [21.0, 20.65]
+    assert r.flow_setpoint_ml_min == [pytest.approx(3.0, rel=1e-12), 0.0]
     assert r.flow_ml_min == [pytest.approx(3.0, rel=1e-12), pytest.approx(-1.00002, rel=1e-12)]
     assert r.motor_mm_s == [0.25, -1.0]
     assert r.viscosity_pa_s == [412.5, None]  # NaN is "no estimate", JSON null
@@ -164,7 +183,20 @@ def test_event_record_units() -> None:
     assert r.t_s == pytest.approx(m.t_us / 1e6, rel=1e-15)
     assert r.t_s == pytest.approx(6000.500123)
     assert r.pressure_kpa == 1600.0  # 1_600_000 Pa
-    assert r.volume_ml == 2.002  # 2_002_000 nL
+    assert r.delivered_ml == 2.0  # 2_000_000 nL
+    assert r.plunger_mm == 24.113
+    assert r.flags == int(m.flags)
+
+
+def test_event_record_of_a_sensor_fault_has_no_pressure() -> None:
+    """SPEC 5.12: a STOP for SENSOR_FAULT carries flags SENSOR_FAULT, so its stale pressure is not
+    shown as a reading: JSON null."""
+    m = BY_NAME["event_stop_sensor_fault_pressure_invalid"]
+    assert isinstance(m, Event)
+    assert m.flags & Flags.SENSOR_FAULT
+    r = EventRecord.from_message(m)
+    assert r.pressure_kpa is None
+    assert '"pressure_kpa":null' in r.model_dump_json()
     assert r.detail == m.detail
 
 
@@ -175,7 +207,8 @@ def test_status_record_units() -> None:
     assert r.state is State.INJECTING
     assert r.flags == int(m.flags)
     assert r.pressure_kpa == 1499.321
-    assert r.volume_ml == 2.345678
+    assert r.delivered_ml == 2.345678
+    assert r.plunger_mm == 14.205
     assert r.flow_ml_min == pytest.approx(30_001 * 60 / 1e6, rel=1e-12)
     assert r.flow_setpoint_ml_min == pytest.approx(2.0, abs=1e-4)  # 33_333 nL/s
     assert r.volume_limit_ml == 4.0

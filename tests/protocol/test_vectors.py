@@ -21,7 +21,7 @@ from protocol.codec import (
     encode_frame,
     encode_payload,
 )
-from protocol.enums import EventKind, MsgType, NakCode, PlanFlags, StopSource
+from protocol.enums import EventKind, Flags, MsgType, NakCode, PlanFlags, StopReason, StopSource
 from protocol.messages import REGISTRY, Arm, Event, Nak, Stop, TelemetryBatch
 from protocol.telemetry import MAX_BATCH_SAMPLES
 from tests.protocol.helpers import (
@@ -236,3 +236,56 @@ def test_receiver_recovers_after_a_negative_vector(vector: dict[str, Any]) -> No
     assert len(out) == 1
     assert isinstance(out[0], Frame)
     assert same_message(out[0].message, message_from_json(good))
+
+
+# ---------------------------------------------------------------------------------------------
+# Protocol version 2: every field of the changed layouts is exercised
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("msg_type", ["STATUS", "EVENT"])
+def test_every_field_of_the_changed_layouts_is_nonzero_in_some_vector(msg_type: str) -> None:
+    """SPEC 12: a field that is 0 in every vector would not catch a receiver reading it at the wrong
+    offset (zeros read anywhere in a zero-padded body)."""
+    mine = [v["fields"] for v in VECTORS if v["msg_type"] == msg_type]
+    for name in mine[0]:
+        values = [f[name]["value"] if isinstance(f[name], dict) else f[name] for f in mine]
+        assert any(v not in (0, 0.0) for v in values), f"{msg_type}.{name} is 0 in every vector"
+
+
+def test_every_sample_field_is_nonzero_in_some_vector() -> None:
+    samples = [s for v in VECTORS if v["msg_type"] == "TELEMETRY_BATCH" for s in v["fields"]["samples"]]
+    for name in samples[0]:
+        values = [s[name]["value"] if isinstance(s[name], dict) else s[name] for s in samples]
+        assert any(v not in (0, 0.0) for v in values), f"sample {name} is 0 in every vector"
+
+
+def test_delivered_holds_while_the_plunger_backs_off_in_the_sample_vectors() -> None:
+    """The vectors show the two quantities of SPEC 5.15 apart: a back-off lowers plunger_um only."""
+    batch = next(v for v in VECTORS if v["name"] == "telemetry_batch_max_with_nan")
+    samples = batch["fields"]["samples"]
+    delivered = [s["delivered_nl"] for s in samples]
+    assert delivered == sorted(delivered)
+    assert samples[-1]["plunger_um"] < samples[-2]["plunger_um"]
+    assert samples[-1]["delivered_nl"] == samples[-2]["delivered_nl"]
+
+
+def test_a_sensor_fault_stop_vector_marks_its_pressure_invalid() -> None:
+    (vector,) = [v for v in VECTORS if v["name"] == "event_stop_sensor_fault_pressure_invalid"]
+    event = message_from_json(vector)
+    assert isinstance(event, Event)
+    assert event.reason == StopReason.SENSOR_FAULT
+    assert event.flags & Flags.SENSOR_FAULT
+
+
+def test_old_and_new_host_hellos_get_a_version_mismatch_naming_the_device_version() -> None:
+    """SPEC 11.4: a version-1 host's HELLO (and a newer one's) is rejected before its body is read,
+    and the vector says a device answers NAK VERSION_MISMATCH."""
+    by_name = {n["name"]: n for n in NEGATIVES}
+    for other in (PROTOCOL_VERSION - 1, PROTOCOL_VERSION + 1):
+        expect = by_name[f"version_{other}_hello"]["expect"]
+        assert expect["version"] == other
+        assert expect["nak_code"]["name"] == "VERSION_MISMATCH"
+    (nak,) = [message_from_json(v) for v in VECTORS if v["name"] == "nak_version_mismatch"]
+    assert isinstance(nak, Nak)
+    assert nak.detail == PROTOCOL_VERSION
