@@ -564,8 +564,10 @@ class Controller:
                 batch = self._telemetry.add(
                     now_us,
                     _i32(pf),
-                    self.delivered_nl,
+                    self._delivered_wire_nl(),
+                    _i32(self.plunger_um),
                     self._flow_meas_nl_s,
+                    self._commanded_flow_nl_s(),
                     self._motor_um_s,
                     self._viscosity.last if self._flags & _F_VISC else math.nan,
                     self._flags,
@@ -1203,7 +1205,8 @@ class Controller:
             flags=Flags(self._flags),
             t_us=self._now_us,
             pressure_pa=_i32(self._pf),
-            volume_nl=self._volume_nl(),
+            delivered_nl=self._delivered_wire_nl(),
+            plunger_um=_i32(self.plunger_um),
             flow_nl_s=self._flow_meas_nl_s,
             flow_setpoint_nl_s=self._commanded_flow_nl_s(),
             volume_limit_nl=plan.volume_limit_nl if plan is not None else 0,
@@ -1227,8 +1230,8 @@ class Controller:
     # =====================================================================================
     # events, alarms, flags
     # =====================================================================================
-    def _volume_nl(self) -> int:
-        """The wire's volume field: delivered volume (SPEC §6: never decreases within a plan)."""
+    def _delivered_wire_nl(self) -> int:
+        """The wire's delivered_nl (SPEC §5.15: never decreases within a plan)."""
         return _i32(self.delivered_nl)
 
     def _event(
@@ -1251,8 +1254,10 @@ class Controller:
                 reason=reason,
                 source=source,
                 alarm=alarm,
+                flags=Flags(self._flags),
                 pressure_pa=_i32(self._pf),
-                volume_nl=self._volume_nl(),
+                delivered_nl=self._delivered_wire_nl(),
+                plunger_um=_i32(self.plunger_um),
                 detail=_i32(detail),
             )
         )

@@ -3,8 +3,8 @@
 Each sample is packed with `struct.pack_into` straight into the sample array of the batch being
 filled, as firmware fills a DMA buffer: no per-sample allocation and no copy at batch time. The
 array comes from `protocol.telemetry.empty_samples` (so the controller never imports numpy) once per
-batch. Measured on the reference machine: pack_into ~0.1 us per sample; assigning the nine fields of
-a numpy structured row instead costs ~1.5 us.
+batch. Measured on the reference machine with the 9-field v1 sample: pack_into ~0.1 us per sample;
+assigning the fields of a numpy structured row instead cost ~1.5 us.
 """
 
 from __future__ import annotations
@@ -51,8 +51,10 @@ class TelemetryBuffer:
         self,
         t_us: int,
         pressure_pa: int,
-        volume_nl: int,
+        delivered_nl: int,
+        plunger_um: int,
         flow_nl_s: int,
+        flow_setpoint_nl_s: int,
         motor_um_s: int,
         viscosity_pas: float,
         flags: int,
@@ -65,8 +67,10 @@ class TelemetryBuffer:
             n * SAMPLE_SIZE,
             t_us,
             pressure_pa,
-            volume_nl,
+            delivered_nl,
+            plunger_um,
             flow_nl_s,
+            flow_setpoint_nl_s,
             motor_um_s,
             viscosity_pas,
             flags,

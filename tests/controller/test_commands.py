@@ -44,6 +44,7 @@ from protocol import (
 )
 from protocol.codec import HEADER, Frame, MessageStream, Rejected
 from protocol.messages import Message
+from protocol.telemetry import MAX_BATCH_SAMPLES
 from tests.controller.harness import Rig, arm_msg, frame, rejected, started
 
 
@@ -97,7 +98,7 @@ def test_hello_opens_a_session_with_device_info_then_ack() -> None:
         8_000_000,
         166_667,
         59_500,
-        30,
+        MAX_BATCH_SAMPLES,
     )
     assert info.capabilities & Capabilities.SIMULATOR
     assert rig.c.session_open
@@ -200,7 +201,12 @@ def test_version_mismatch_is_answered_and_nothing_applied_not_even_stop() -> Non
     rej = rejected(struct.pack("<HBx", 31, StopSource.OPERATOR), MsgType.STOP, version=PROTOCOL_VERSION + 1)
     (nak,) = answers(rig.tick([rej]))
     assert isinstance(nak, Nak)
-    assert (nak.cmd_id, nak.cmd_type, nak.code, nak.detail) == (31, MsgType.STOP, NakCode.VERSION_MISMATCH, 1)
+    assert (nak.cmd_id, nak.cmd_type, nak.code, nak.detail) == (
+        31,
+        MsgType.STOP,
+        NakCode.VERSION_MISMATCH,
+        PROTOCOL_VERSION,
+    )
     assert rig.c.state == State.ARMED
 
 
@@ -407,7 +413,7 @@ def test_set_limits_refused_changes_nothing(request_: dict[str, int], field: int
 # -- SET_TELEMETRY ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("divider", "batch", "field", "detail"),
-    [(1001, 20, 1, 1000), (1, 31, 2, 30), (1, 0, 2, 1)],
+    [(1001, 20, 1, 1000), (1, MAX_BATCH_SAMPLES + 1, 2, MAX_BATCH_SAMPLES), (1, 0, 2, 1)],
     ids=["divider", "batch too big", "batch zero"],
 )
 def test_set_telemetry_bad_param(divider: int, batch: int, field: int, detail: int) -> None:

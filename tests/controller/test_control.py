@@ -99,7 +99,7 @@ def test_incremental_delivery_lands_on_each_increment() -> None:
             assert rig.run(3.0, lambda r: not r.c.relief_active)
             rig.ok(Resume)
     rig.run(2.0)
-    volumes = [e.volume_nl for e in rig.stops()]
+    volumes = [e.delivered_nl for e in rig.stops()]
     assert len(volumes) == 4
     for k, v in enumerate(volumes, start=1):
         assert v == pytest.approx(k * 100_000, abs=3_000)
@@ -167,7 +167,7 @@ def test_telemetry_stream() -> None:
     assert last["pressure_pa"] == pytest.approx(rig.c.pressure_pa, abs=50_000)
     assert last["viscosity_pas"] == pytest.approx(110.0, rel=0.05)
     assert math.isnan(batches[0].samples[0]["viscosity_pas"])
-    volumes = [int(v) for b in batches for v in b.samples["volume_nl"]]
+    volumes = [int(v) for b in batches for v in b.samples["delivered_nl"]]
     assert volumes[-1] == pytest.approx(200_000, rel=0.05)
 
 

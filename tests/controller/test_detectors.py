@@ -478,16 +478,16 @@ def test_command_cache_ring_of_16() -> None:
 
 def test_telemetry_buffer_indexes_and_partial_batches() -> None:
     buf = TelemetryBuffer(3, 1000)
-    batches = [buf.add(t, 1, 2, 3, 4, math.nan, 0, 2, 0) for t in range(7)]
+    batches = [buf.add(t, 1, 2, 3, 4, 5, 6, math.nan, 0, 2, 0) for t in range(7)]
     full = [b for b in batches if b is not None]
     assert [(b.first_index, len(b.samples)) for b in full] == [(0, 3), (3, 3)]
     assert list(full[1].samples["t_us"]) == [3, 4, 5]
     partial = buf.flush()
     assert partial is not None
     assert (partial.first_index, len(partial.samples)) == (6, 1)
-    buf.add(7, 1, 2, 3, 4, 1.5, 0, 2, 0)
+    buf.add(7, 1, 2, 3, 4, 5, 6, 1.5, 0, 2, 0)
     buf.drop()
     buf.configure(2, 5000)
-    nxt = buf.add(8, 1, 2, 3, 4, 1.5, 0, 2, 0) or buf.add(9, 1, 2, 3, 4, 1.5, 0, 2, 0)
+    nxt = buf.add(8, 1, 2, 3, 4, 5, 6, 1.5, 0, 2, 0) or buf.add(9, 1, 2, 3, 4, 5, 6, 1.5, 0, 2, 0)
     assert nxt is not None
     assert (nxt.first_index, nxt.period_us) == (8, 5000), "a dropped sample still advances the index"

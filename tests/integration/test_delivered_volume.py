@@ -63,9 +63,9 @@ def test_relieved_run_ends_done_showing_what_was_delivered_not_the_backed_off_po
     reply = rig.command(GetStatus)
     assert isinstance(reply, Ack)
     status = next(m for m in reversed(rig.replies) if isinstance(m, Status))
-    assert status.volume_nl == c.delivered_nl
-    assert rig.samples["volume_nl"][-1] == c.delivered_nl
-    assert min(rig.samples["volume_nl"]) >= 0
+    assert status.delivered_nl == c.delivered_nl
+    assert rig.samples["delivered_nl"][-1] == c.delivered_nl
+    assert min(rig.samples["delivered_nl"]) >= 0
 
 
 def test_plunger_position_is_the_plant_plunger_in_um_on_every_tick() -> None:

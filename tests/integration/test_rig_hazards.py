@@ -42,7 +42,7 @@ def test_nominal_injection_runs_to_the_volume_limit() -> None:
     _inject(rig)
     stop = _only_stop(rig)
     assert (stop.reason, stop.state) == (StopReason.VOLUME_LIMIT, State.DONE)
-    assert abs(stop.volume_nl - 2_000_000) < 20_000
+    assert abs(stop.delivered_nl - 2_000_000) < 20_000
     assert 300_000 < rig.samples["pressure_pa"].max() < 2_500_000
 
 
@@ -159,7 +159,7 @@ def test_incremental_injection_pauses_after_each_increment_and_never_resumes_alo
     assert isinstance(rig.command(Resume), Ack)
     rig.run(30.0, until=lambda r: len(r.stop_events()) == 2)
     assert rig.stop_events()[1].reason == StopReason.INCREMENT_DONE
-    assert abs(rig.stop_events()[1].volume_nl - 1_000_000) < 20_000
+    assert abs(rig.stop_events()[1].delivered_nl - 1_000_000) < 20_000
 
 
 def test_operator_stop_with_relief_limits_the_after_flow() -> None:
