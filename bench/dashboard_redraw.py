@@ -70,7 +70,7 @@ def synthetic(seconds: float, rate_hz: int) -> np.ndarray[Any, Any]:
     s = np.zeros(n, dtype=SAMPLE_DTYPE)
     s["t_us"] = np.round(t * 1e6).astype(np.uint64)
     s["pressure_pa"] = (1.5e6 * (1 - np.exp(-(t % 60) / 5)) + rng.normal(0, 5e3, n)).astype(np.int32)
-    s["volume_nl"] = np.round(t * 50_000).astype(np.int32)
+    s["delivered_nl"] = np.round(t * 50_000).astype(np.int32)
     s["flow_nl_s"] = 50_000
     s["viscosity_pas"] = 120.0
     s["state"] = int(State.INJECTING)

@@ -58,7 +58,7 @@ def make_samples(n: int, seed: int = 0) -> SampleArray:
     s["t_us"] = 5_000_000 + np.arange(n, dtype=np.uint64) * 1000
     s["pressure_pa"] = 800_000 + rng.normal(0, 2_000, n).astype(np.int32)
     s["flow_nl_s"] = 33_333 + rng.normal(0, 300, n).astype(np.int32)
-    s["volume_nl"] = np.cumsum(s["flow_nl_s"] // 1000, dtype=np.int64).astype(np.int32)
+    s["delivered_nl"] = np.cumsum(s["flow_nl_s"] // 1000, dtype=np.int64).astype(np.int32)
     s["motor_um_s"] = 202
     visc = 400.0 + rng.normal(0, 5.0, n)
     visc[rng.random(n) < 0.01] = np.nan

@@ -118,7 +118,7 @@ class _Run:
         self.m = Measured()
         self.samples: list[np.ndarray[Any, Any]] = []
         self.last_t_us: int | None = None
-        self.last_volume_nl = 0
+        self.last_delivered_nl = 0
         self.last_rx = 0.0
         self.telemetry_tick = asyncio.Event()
         self.stops: asyncio.Queue[tuple[Event, float] | str] = asyncio.Queue()
@@ -154,7 +154,7 @@ class _Run:
                 if len(s):
                     self.samples.append(s.copy())
                     self.last_t_us = int(s["t_us"][-1])
-                    self.last_volume_nl = int(s["volume_nl"][-1])
+                    self.last_delivered_nl = int(s["delivered_nl"][-1])
                     self.last_rx = sub.received_at or time.perf_counter()
                     if self.recorder is not None:
                         self.recorder.add_samples(s)
@@ -178,7 +178,7 @@ class _Run:
                 return
             if ev.at_s is not None and self.last_t_us is not None and self.device_now_s() >= ev.at_s:
                 return
-            if ev.at_volume_ml is not None and self.last_volume_nl >= ev.at_volume_ml * 1e6:
+            if ev.at_volume_ml is not None and self.last_delivered_nl >= ev.at_volume_ml * 1e6:
                 return
             self.telemetry_tick.clear()
             with contextlib.suppress(TimeoutError):
@@ -418,7 +418,7 @@ async def _final(run: _Run, ctl: Controller, options: LinkOptions) -> None:
     run.m.final_reason = _name(StopReason, status.stop_reason) if status.stop_reason else None
     run.m.final_source = _name(StopSource, status.stop_source) if status.stop_source else None
     if run.m.delivered_ml is None:
-        run.m.delivered_ml = round(status.volume_nl / 1e6, 6)
+        run.m.delivered_ml = round(status.delivered_nl / 1e6, 6)
 
 
 def _final_stop(run: _Run) -> tuple[Event, float] | None:
@@ -449,9 +449,9 @@ def _measure_host(run: _Run) -> None:
     final = _final_stop(run)
     stops = _run_stops(run)
     if final is not None:
-        m.delivered_ml = round(final[0].volume_nl / 1e6, 6)
+        m.delivered_ml = round(final[0].delivered_nl / 1e6, 6)
     elif stops:  # paused after an increment: what it had delivered then
-        m.delivered_ml = round(stops[-1][0].volume_nl / 1e6, 6)
+        m.delivered_ml = round(stops[-1][0].delivered_nl / 1e6, 6)
     for kind, (dev_s, _perf) in run.host_onsets.items():
         if kind == "link_cut" and run.sim is not None and run.sim.trace.detached_s:
             dev_s = run.sim.trace.detached_s[0]  # the device's own clock saw the cut here

@@ -80,7 +80,8 @@ class ScenarioError(ValueError):
 
 class HostEventBase(EventBase):
     """A host-side event, performed by the runner. `at_s`: device seconds since power-up (the
-    simulator's clock, read from telemetry); `at_volume_ml`: the volume the pump reports."""
+    simulator's clock, read from telemetry); `at_volume_ml`: the delivered volume the pump reports
+    (telemetry `delivered_nl`, SPEC §5.15)."""
 
 
 class HostSilence(HostEventBase):
@@ -173,7 +174,8 @@ class Expect(_Model):
     delivered_ml: Annotated[tuple[float, float] | None, Unit("mL", "[low, high] with 0 <= low <= high")] = (
         None
     )
-    """Range of the volume the pump reports at the final stop (or at the end of the run)."""
+    """Range of the delivered volume the pump reports (`delivered_nl`, SPEC §5.15) at the final stop
+    (or at the end of the run)."""
     no_false_stop: Annotated[bool, Unit("true/false")] = True
     """No latched stop before the trigger event's onset (or, without events, none but `reason`)."""
     refused: Annotated[RefusalName | None, Unit("NAK code")] = None

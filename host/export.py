@@ -2,12 +2,16 @@
 
 Samples CSV, one row per telemetry sample:
 
-    t_s,pressure_kpa,volume_ml,flow_ml_min,motor_mm_s,viscosity_pa_s,flags,state,stop_reason
+    t_s,pressure_kpa,delivered_ml,plunger_mm,flow_ml_min,flow_setpoint_ml_min,motor_mm_s,
+    viscosity_pa_s,flags,state,stop_reason
 
-t_s is controller time since power-up. Values are exact decimal forms of the wire integers (1 Pa,
-1 nL, 1 nL/s, 1 um/s resolution). An empty cell means "no valid value": viscosity_pa_s when the
-estimate is not valid (NaN on the wire), and pressure_kpa while flags has SENSOR_FAULT, because the
-controller marks the reading invalid then and a spreadsheet must not average it in. flags is the
+t_s is controller time since power-up. delivered_ml is the cement delivered since ARM (it never
+falls); plunger_mm the plunger's position from home (it falls during relief back-off). Values are
+exact decimal forms of the wire integers (1 Pa, 1 nL, 1 um, 1 nL/s, 1 um/s resolution). An empty cell
+means "no valid value": viscosity_pa_s when the estimate is not valid (NaN on the wire),
+pressure_kpa while flags has SENSOR_FAULT, because the controller marks the reading invalid then and
+a spreadsheet must not average it in, and a column the recording never had (plunger_mm and
+flow_setpoint_ml_min of a format-1 recording). flags is the
 integer bit set (protocol.enums.Flags); state and stop_reason are names.
 
 Events CSV, one row per event: the EventRecord fields with enum names, then the host annotations
@@ -31,8 +35,10 @@ from protocol.enums import Flags
 SAMPLE_COLUMNS = (
     "t_s",
     "pressure_kpa",
-    "volume_ml",
+    "delivered_ml",
+    "plunger_mm",
     "flow_ml_min",
+    "flow_setpoint_ml_min",
     "motor_mm_s",
     "viscosity_pa_s",
     "flags",
@@ -49,8 +55,10 @@ EVENT_COLUMNS = (
     "reason",
     "source",
     "alarm",
+    "flags",
     "pressure_kpa",
-    "volume_ml",
+    "delivered_ml",
+    "plunger_mm",
     "detail",
 )
 EVENT_ENUMS = {
@@ -79,11 +87,18 @@ def sample_columns(recording: Recording) -> dict[str, list[Any]]:
     pressure: list[Any] = np.round(s["pressure_pa"] / 1e3, 3).tolist()
     for i in np.flatnonzero(s["flags"] & int(Flags.SENSOR_FAULT)).tolist():
         pressure[i] = ""
+    missing = set(recording.missing_columns)
+
+    def column(name: str, values: np.ndarray[Any, Any]) -> list[Any]:
+        return [""] * len(s) if name in missing else values.tolist()
+
     return {
         "t_s": np.round(s["t_us"] / 1e6, 6).tolist(),
         "pressure_kpa": pressure,
-        "volume_ml": np.round(s["volume_nl"] / 1e6, 6).tolist(),
+        "delivered_ml": np.round(s["delivered_nl"] / 1e6, 6).tolist(),
+        "plunger_mm": column("plunger_um", np.round(s["plunger_um"] / 1e3, 3)),
         "flow_ml_min": np.round(s["flow_nl_s"] * 6e-5, 5).tolist(),
+        "flow_setpoint_ml_min": column("flow_setpoint_nl_s", np.round(s["flow_setpoint_nl_s"] * 6e-5, 5)),
         "motor_mm_s": np.round(s["motor_um_s"] / 1e3, 3).tolist(),
         "viscosity_pa_s": ["" if v != v else f"{v:.7g}" for v in s["viscosity_pas"].tolist()],
         "flags": s["flags"].tolist(),
@@ -123,7 +138,7 @@ def export_events_csv(recording: Recording | str | os.PathLike[str], path: str |
                 value = getattr(e.record, column)
                 if column in EVENT_ENUMS:
                     value = rec.enum_name(EVENT_ENUMS[column], int(value))
-                row.append(value)
+                row.append("" if value is None else value)
             row.extend("" if e.annotations.get(k) is None else e.annotations[k] for k in annotation_columns)
             writer.writerow(row)
     return len(rec.events)
@@ -147,7 +162,7 @@ def warn_if_damaged(rec: Recording) -> None:
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "export",
-        help="export a recording to CSV (edge units: s, kPa, mL, mL/min)",
+        help="export a recording to CSV (edge units: s, kPa, mL, mm, mL/min)",
         description="Write a recording's telemetry (and optionally its events) as CSV, units in the header.",
     )
     p.add_argument("recording", metavar="REC", type=Path, help="recording directory")

@@ -20,7 +20,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from protocol import AlarmCode, Event, EventKind, State, Status, StopReason, StopSource
+from protocol import AlarmCode, Event, EventKind, Flags, State, Status, StopReason, StopSource
 
 if TYPE_CHECKING:
     from host.client import Controller
@@ -40,7 +40,11 @@ class PlanStop:
     reason: StopReason
     source: StopSource
     pressure_pa: int
-    volume_nl: int
+    """Not valid while `flags` has SENSOR_FAULT."""
+    delivered_nl: int
+    """Cement delivered since ARM (SPEC §5.15)."""
+    plunger_um: int
+    flags: Flags
     t_us: int
     event: Event | None
     """The STOP event; None when it never arrived and this was read from STATUS."""
@@ -58,7 +62,9 @@ class PlanStop:
             event.reason,
             event.source,
             event.pressure_pa,
-            event.volume_nl,
+            event.delivered_nl,
+            event.plunger_um,
+            event.flags,
             event.t_us,
             event,
             event.event_index,
@@ -71,7 +77,9 @@ class PlanStop:
             status.stop_reason,
             status.stop_source,
             status.pressure_pa,
-            status.volume_nl,
+            status.delivered_nl,
+            status.plunger_um,
+            status.flags,
             status.t_us,
             None,
             None,
@@ -91,8 +99,10 @@ class PlanStop:
             reason=self.reason,
             source=self.source,
             alarm=AlarmCode.NONE,
+            flags=self.flags,
             pressure_pa=self.pressure_pa,
-            volume_nl=self.volume_nl,
+            delivered_nl=self.delivered_nl,
+            plunger_um=self.plunger_um,
             detail=0,
         )
 

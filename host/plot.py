@@ -181,7 +181,7 @@ def make_figure(rec: Recording, *, max_points: int = MAX_POINTS) -> Figure:
         gid="pressure",
     )
     ax_v.plot(
-        *minmax_downsample(t, s["volume_nl"] / 1e6, max_points),
+        *minmax_downsample(t, s["delivered_nl"] / 1e6, max_points),
         color="tab:purple",
         lw=1.2,
         label="delivered volume",
@@ -235,7 +235,7 @@ def make_figure(rec: Recording, *, max_points: int = MAX_POINTS) -> Figure:
         top = (
             limits.volume_ml
             if limits.volume_ml is not None
-            else float(np.nanmax(s["volume_nl"], initial=0)) / 1e6
+            else float(np.nanmax(s["delivered_nl"], initial=0)) / 1e6
         )
         k = 1
         while k * limits.increment_ml < top - 1e-9 and k <= 100:
@@ -275,7 +275,7 @@ def make_figure(rec: Recording, *, max_points: int = MAX_POINTS) -> Figure:
     if done:
         ax_v.plot(
             [e.record.t_s - t0_us / 1e6 for e in done],
-            [e.record.volume_ml for e in done],
+            [e.record.delivered_ml for e in done],
             "v",
             color="tab:green",
             ms=7,
@@ -317,7 +317,7 @@ def make_figure(rec: Recording, *, max_points: int = MAX_POINTS) -> Figure:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper left", fontsize=8, framealpha=0.85)
     ax_p.set_ylim(bottom=min(0.0, float(np.nanmin(pressure, initial=0.0))))
-    ax_v.set_ylim(bottom=min(0.0, float(np.nanmin(s["volume_nl"], initial=0)) / 1e6))
+    ax_v.set_ylim(bottom=min(0.0, float(np.nanmin(s["delivered_nl"], initial=0)) / 1e6))
     if not len(s):
         ax_p.text(0.5, 0.5, "no telemetry", transform=ax_p.transAxes, ha="center", va="center", fontsize=14)
 

@@ -5,7 +5,7 @@ A recording is one directory per run (format spec: `docs/recordings.md`):
     meta.json        written once, atomically (tmp + fsync + rename), before any data: format name and
                      version, created time, host and protocol versions, the plan as given, device info,
                      the telemetry record layout with the unit of every column, and the enum tables
-    telemetry.bin    append-only raw telemetry samples, exactly the 32-byte wire layout
+    telemetry.bin    append-only raw telemetry samples, exactly the 40-byte wire layout
                      (protocol.telemetry.SAMPLE_DTYPE), no header
     events.jsonl     one line per controller event: {"event": <EventRecord JSON>, "annotations": {...}}
     counters.jsonl   host link counter snapshots: {"host_time_unix_s": ..., "counters": {...}}
@@ -17,7 +17,7 @@ Why this shape:
   the file as they came off the wire, so 1 kHz costs nothing measurable and no precision is lost to a
   units conversion. Units live once, in meta.json, instead of in 600,000 rows. Without a header the
   file is one `np.fromfile(path, dtype)` away, and a torn last record (a crash mid-append) is simply
-  the `size % 32` bytes at the end.
+  the `size % record_size` bytes at the end.
 - **JSON Lines for events and counters.** Events are rare and precious and are read by people and
   by other tools: one self-contained JSON object per line, appended with a single write, so a crash
   can tear at most the last line. Each event keeps the protocol's own JSON form (`EventRecord`, the
@@ -39,7 +39,9 @@ Why this shape:
 
 Versioning: `format_version` is "MAJOR.MINOR". A minor bump only adds (new keys, new files), which
 older readers ignore; a major bump breaks readers, and `Recording.open` refuses a newer major with an
-error naming both versions.
+error naming both versions. Format 2 (wire protocol 2) records `delivered_nl` and `plunger_um` where
+format 1 had `volume_nl` (the v1 wire's plunger displacement since ARM); `Recording.open` still reads
+1.x, presenting its samples and events in the format-2 layout (docs/recordings.md, "Format 1").
 """
 
 from __future__ import annotations
@@ -82,8 +84,9 @@ from protocol.models import DeviceInfoRecord, EventRecord, kpa, ml
 from protocol.telemetry import SAMPLE_DTYPE, SampleArray
 
 FORMAT_NAME = "cementguard-recording"
-FORMAT_VERSION = (1, 0)
-"""(major, minor) written by this Recorder; Recording.open reads every 1.x."""
+FORMAT_VERSION = (2, 0)
+"""(major, minor) written by this Recorder; Recording.open reads every 1.x and 2.x."""
+OLDEST_MAJOR = 1
 
 META_FILE = "meta.json"
 TELEMETRY_FILE = "telemetry.bin"
@@ -102,8 +105,18 @@ TELEMETRY_UNITS: dict[str, tuple[str, str, tuple[str, str, float] | None]] = {
         "syringe pressure, gauge; invalid while flags has SENSOR_FAULT",
         ("pressure_kpa", "kPa", 1e-3),
     ),
-    "volume_nl": ("nL", "delivered volume since ARM (1 nL = 1e-12 m^3)", ("volume_ml", "mL", 1e-6)),
+    "delivered_nl": (
+        "nL",
+        "cement delivered since ARM, never decreases (1 nL = 1e-12 m^3)",
+        ("delivered_ml", "mL", 1e-6),
+    ),
+    "plunger_um": ("um", "plunger position from home, forward positive", ("plunger_mm", "mm", 1e-3)),
     "flow_nl_s": ("nL/s", "measured flow (plunger speed x bore area)", ("flow_ml_min", "mL/min", 6e-5)),
+    "flow_setpoint_nl_s": (
+        "nL/s",
+        "flow the controller commands (throttled); 0 outside INJECTING",
+        ("flow_setpoint_ml_min", "mL/min", 6e-5),
+    ),
     "motor_um_s": ("um/s", "commanded plunger speed, forward positive", ("motor_mm_s", "mm/s", 1e-3)),
     "viscosity_pas": (
         "Pa s",
@@ -124,8 +137,10 @@ EVENT_UNITS: dict[str, str] = {
     "source": "enum StopSource",
     "alarm": "enum AlarmCode",
     "t_s": "s, controller time since power-up",
+    "flags": "bit set enums.Flags at the event (SENSOR_FAULT: pressure not valid)",
     "pressure_kpa": "kPa",
-    "volume_ml": "mL",
+    "delivered_ml": "mL, cement delivered since ARM (never decreases)",
+    "plunger_mm": "mm, plunger position from home; null in format 1 recordings",
     "detail": "per kind: see protocol/SPEC.md (e.g. um for RELIEF_DONE, ms for WORKING_TIME_WARNING)",
 }
 
@@ -316,8 +331,10 @@ def event_json(event: Event | EventRecord) -> dict[str, Any]:
             "source": int(event.source),
             "alarm": int(event.alarm),
             "t_s": event.t_us / 1e6,
-            "pressure_kpa": kpa(event.pressure_pa),
-            "volume_ml": ml(event.volume_nl),
+            "flags": int(event.flags),
+            "pressure_kpa": None if event.flags & Flags.SENSOR_FAULT else kpa(event.pressure_pa),
+            "delivered_ml": ml(event.delivered_nl),
+            "plunger_mm": event.plunger_um / 1000.0,
             "detail": event.detail,
         }
 
@@ -812,6 +829,7 @@ class Recording:
         closed: dict[str, Any] | None,
         problems: list[str],
         dropped: dict[str, int],
+        missing_columns: tuple[str, ...] = (),
     ) -> None:
         self.path = path
         self.meta = meta
@@ -825,6 +843,9 @@ class Recording:
         self.dropped = dropped
         """What a crash tore off the tails: telemetry_bytes, telemetry_zero_records, events_lines,
         counters_lines."""
+        self.missing_columns = missing_columns
+        """Sample columns this recording never had (format 1: plunger_um, flow_setpoint_nl_s): they
+        read as 0 in `samples`; exports leave them empty."""
 
     @classmethod
     def open(cls, directory: str | os.PathLike[str]) -> Recording:
@@ -849,8 +870,11 @@ class Recording:
                 f"{path} is recording format {version[0]}.{version[1]}, newer than this cementguard "
                 f"({host_version()}) reads: format {FORMAT_VERSION[0]}.x. Upgrade cementguard to read it."
             )
-        if version[0] < 1:
-            raise RecordingVersionError(f"{path} is recording format {version[0]}.{version[1]}; 1.x expected")
+        if version[0] < OLDEST_MAJOR:
+            raise RecordingVersionError(
+                f"{path} is recording format {version[0]}.{version[1]}; "
+                f"{OLDEST_MAJOR}.x to {FORMAT_VERSION[0]}.x expected"
+            )
 
         closed: dict[str, Any] | None = None
         problems: list[str] = []
@@ -870,11 +894,14 @@ class Recording:
             problems.append(f"{TELEMETRY_FILE}: dropped a torn last record ({tail_bytes} bytes)")
         if zero_records:
             problems.append(f"{TELEMETRY_FILE}: dropped {zero_records} all-zero records at the end")
+        missing: tuple[str, ...] = ()
+        if version[0] == 1:
+            samples, missing = upgrade_v1_samples(samples)
 
         raw_events, dropped["events_lines"] = _read_jsonl(path / EVENTS_FILE, EVENTS_FILE, problems)
         events: list[RecordedEvent] = []
         for i, obj in enumerate(raw_events):
-            event = _event_from_json(obj)
+            event = _event_from_json(upgrade_v1_event(obj) if version[0] == 1 else obj)
             if event is None:
                 problems.append(f"{EVENTS_FILE}: entry {i} is not an event: skipped")
             else:
@@ -896,7 +923,7 @@ class Recording:
             for key, have in expected.items():
                 if isinstance(closed.get(key), int) and closed[key] != have:
                     problems.append(f"closed cleanly with {closed[key]} {key}, but {have} are readable")
-        return cls(path, meta, samples, events, counters, closed, problems, dropped)
+        return cls(path, meta, samples, events, counters, closed, problems, dropped, missing)
 
     # -- what it is ------------------------------------------------------------------------------
     @property
@@ -988,6 +1015,37 @@ def _read_samples(path: Path, dtype: np.dtype[Any], complete: bool) -> tuple[Sam
     return samples, tail, zeros
 
 
+def upgrade_v1_samples(samples: SampleArray) -> tuple[SampleArray, tuple[str, ...]]:
+    """Format-1 samples (wire protocol 1) in the current layout, and the columns they never had.
+
+    Protocol 1's `volume_nl` was the plunger's displacement since ARM, which it called "delivered";
+    it becomes `delivered_nl` as recorded (it can fall during relief: that is what was on the wire).
+    Columns a format-1 recording cannot have read as 0 and are named in the second value."""
+    names = samples.dtype.names or ()
+    out = np.zeros(len(samples), dtype=SAMPLE_DTYPE)
+    missing: list[str] = []
+    for name in SAMPLE_DTYPE.names or ():
+        source = "volume_nl" if name == "delivered_nl" and name not in names else name
+        if source in names:
+            out[name] = samples[source]
+        else:
+            missing.append(name)
+    return out, tuple(missing)
+
+
+def upgrade_v1_event(obj: Any) -> Any:
+    """A format-1 events.jsonl entry in the format-2 form: `volume_ml` (protocol 1's displacement,
+    called delivered) becomes `delivered_ml`; flags 0 and plunger_mm null, which format 1 lacked."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("event"), dict):
+        return obj
+    event = dict(obj["event"])
+    if "volume_ml" in event and "delivered_ml" not in event:
+        event["delivered_ml"] = event.pop("volume_ml")
+    event.setdefault("flags", 0)
+    event.setdefault("plunger_mm", None)
+    return {**obj, "event": event}
+
+
 def _event_from_json(obj: Any) -> RecordedEvent | None:
     if not isinstance(obj, dict) or not isinstance(obj.get("event"), dict):
         return None
@@ -1025,4 +1083,6 @@ __all__ = [
     "dtype_from_meta",
     "event_json",
     "new_run_dir",
+    "upgrade_v1_event",
+    "upgrade_v1_samples",
 ]

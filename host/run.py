@@ -45,7 +45,7 @@ from host.recording_sink import (
     open_recorder,
 )
 from host.stops import StopRequests
-from protocol import Event, State, StopReason, StopSource, TelemetryBatch
+from protocol import Event, Flags, State, StopReason, StopSource, TelemetryBatch
 from protocol.models import DeviceInfoRecord, kpa, ml, ml_min
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,8 @@ class _Live:
 
     state: str = "CONNECTING"
     pressure_kpa: float = 0.0
-    volume_ml: float = 0.0
+    delivered_ml: float = 0.0
+    """Cement delivered since ARM (SPEC §5.15): never falls during relief, unlike the plunger."""
     flow_ml_min: float = 0.0
     prompt: str = ""
     """The question the operator is asked now (increment pause), shown in the live view itself."""
@@ -223,7 +224,7 @@ class _Display(Consumer):
         last = batch.samples[-1]
         live = self.live
         live.pressure_kpa = kpa(float(last["pressure_pa"]))
-        live.volume_ml = ml(float(last["volume_nl"]))
+        live.delivered_ml = ml(float(last["delivered_nl"]))
         live.flow_ml_min = ml_min(float(last["flow_nl_s"]))
         self._state(int(last["state"]))
 
@@ -478,7 +479,7 @@ async def _drive(
                 return EXIT_LINK
             assert isinstance(event, PlanStop)
             reason = _name(StopReason, event.reason)
-            at = f"at {event.pressure_pa / 1000:.0f} kPa, {event.volume_nl / 1e6:.3f} mL"
+            at = f"at {_event_pressure(event)}, {event.delivered_nl / 1e6:.3f} mL delivered"
             if event.event_lost:
                 _record_lost_stop(ctl, event, sink)
                 console.print(
@@ -560,7 +561,7 @@ async def _answer_pause(
     it: a frozen frame from before the pause would show a pump that is no longer doing that."""
     console = view.console
     console.print(
-        f"increment done at {event.volume_nl / 1e6:.3f} mL, {event.pressure_pa / 1000:.0f} kPa: "
+        f"increment done at {event.delivered_nl / 1e6:.3f} mL delivered, {_event_pressure(event)}: "
         "check the imaging",
         highlight=False,
     )
@@ -661,10 +662,10 @@ def _render(live: _Live, plan: InjectionPlan) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(justify="right", style="bold")
     table.add_column()
-    done = min(1.0, live.volume_ml / plan.volume_limit_ml) if plan.volume_limit_ml else 0.0
+    done = min(1.0, live.delivered_ml / plan.volume_limit_ml) if plan.volume_limit_ml else 0.0
     bar = "\u2588" * round(done * 30) + "\u2591" * (30 - round(done * 30))
     table.add_row("state", live.state)
-    table.add_row("delivered", f"{bar} {live.volume_ml:.3f} / {plan.volume_limit_ml:.3f} mL")
+    table.add_row("delivered", f"{bar} {live.delivered_ml:.3f} / {plan.volume_limit_ml:.3f} mL")
     soft = plan.pressure.soft_limit_kpa
     hard = plan.pressure.hard_limit_kpa
     table.add_row("pressure", f"{live.pressure_kpa:7.0f} kPa  (soft {soft:.0f}, hard {hard:.0f})")
@@ -679,3 +680,11 @@ def _name(enum: Any, value: int) -> str:
         return str(enum(value).name)
     except ValueError:
         return str(value)
+
+
+def _event_pressure(event: PlanStop) -> str:
+    """The pressure at an event, or that there is none: a SENSOR_FAULT event's reading is stale (SPEC
+    §5.12), and a dead sensor is never shown as a pressure."""
+    if event.flags & Flags.SENSOR_FAULT:
+        return "pressure invalid (sensor fault)"
+    return f"{event.pressure_pa / 1000:.0f} kPa"

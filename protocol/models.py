@@ -76,7 +76,9 @@ class EventRecord(_Model):
     flags: int = Field(description="status bits (Flags) at the event; SENSOR_FAULT: pressure not valid")
     pressure_kpa: float | None = Field(description="syringe pressure, kPa; null when the sensor is faulty")
     delivered_ml: float = Field(description="cement delivered since ARM, mL (never decreases)")
-    plunger_mm: float = Field(description="plunger position from home, mm")
+    plunger_mm: float | None = Field(
+        description="plunger position from home, mm; null in protocol-1 recordings, which lacked it"
+    )
     detail: int
 
     @classmethod

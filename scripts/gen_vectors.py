@@ -413,7 +413,9 @@ def positive_vectors() -> list[tuple[str, int, Message]]:
     link = Flags.HOST_LINK_OK
     moving = Flags.HOST_LINK_OK | Flags.MOTOR_MOVING
     # (name, kind, state, prev_state, reason, source, alarm, detail, flags, delivered_nl, plunger_um)
-    events: list[tuple[str, EventKind, State, State, StopReason, StopSource, AlarmCode, int, Flags, int, int]] = [
+    events: list[
+        tuple[str, EventKind, State, State, StopReason, StopSource, AlarmCode, int, Flags, int, int]
+    ] = [
         (
             "event_power_up",
             EventKind.POWER_UP,

@@ -23,7 +23,7 @@ DEFAULT_CAPACITY = 600_000
 """10 minutes of 1 kHz telemetry."""
 PRESTAGE = 8
 """A history longer than PRESTAGE x the points wanted is pre-reduced in blocks (see `downsampled`)."""
-SIGNALS = ("pressure_kpa", "volume_ml", "flow_ml_min", "viscosity_pa_s")
+SIGNALS = ("pressure_kpa", "delivered_ml", "flow_ml_min", "viscosity_pa_s")
 
 FloatArray = npt.NDArray[np.floating[Any]]
 
@@ -74,7 +74,7 @@ class History:
             self.t0_s = float(t[0])
         columns = {
             "pressure_kpa": samples["pressure_pa"] / PA_PER_KPA,
-            "volume_ml": samples["volume_nl"] / NL_PER_ML,
+            "delivered_ml": samples["delivered_nl"] / NL_PER_ML,
             "flow_ml_min": samples["flow_nl_s"] / NL_S_PER_ML_MIN,
             "viscosity_pa_s": samples["viscosity_pas"],
         }

@@ -46,7 +46,8 @@ class StopEntry:
     source: str
     state: str
     pressure_kpa: float
-    volume_ml: float
+    """NaN when the event marks the reading invalid (flags SENSOR_FAULT)."""
+    delivered_ml: float
     latency_ms: float | None = None
     """Request (key, MQTT message) to event read off the port, for stops this host asked for."""
     origin: str | None = None
@@ -69,7 +70,7 @@ class Latest:
 
     t_s: float = math.nan
     pressure_kpa: float = math.nan
-    volume_ml: float = math.nan
+    delivered_ml: float = math.nan
     flow_ml_min: float = math.nan
     viscosity_pa_s: float = math.nan
     flags: int = 0
@@ -161,7 +162,7 @@ class DashboardModel:
         latest = self.latest
         latest.t_s = int(last["t_us"]) / 1e6
         latest.pressure_kpa = int(last["pressure_pa"]) / 1000.0
-        latest.volume_ml = int(last["volume_nl"]) / 1e6
+        latest.delivered_ml = int(last["delivered_nl"]) / 1e6
         latest.flow_ml_min = int(last["flow_nl_s"]) * 60.0 / 1e6
         latest.viscosity_pa_s = float(last["viscosity_pas"])
         latest.flags = int(last["flags"])
@@ -179,7 +180,7 @@ class DashboardModel:
         source: int,
         t_s: float,
         pressure_kpa: float,
-        volume_ml: float,
+        delivered_ml: float,
         notes: dict[str, Any] | None = None,
         received_at: float | None = None,
     ) -> StopEntry | None:
@@ -196,7 +197,7 @@ class DashboardModel:
                 source=str(notes.get("stop_source") or source_label(source)),
                 state=enum_name(State, state),
                 pressure_kpa=pressure_kpa,
-                volume_ml=volume_ml,
+                delivered_ml=delivered_ml,
                 latency_ms=float(latency) if isinstance(latency, int | float) else None,
                 origin=notes.get("stop_origin"),
                 received_at=received_at,

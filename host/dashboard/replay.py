@@ -9,6 +9,7 @@ accepts no commands: a recording cannot be stopped or armed.
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import numpy as np
@@ -143,7 +144,7 @@ class ReplaySource:
             reason=int(record.reason),
             source=int(record.source),
             t_s=float(record.t_s),
-            pressure_kpa=float(record.pressure_kpa),
-            volume_ml=float(record.volume_ml),
+            pressure_kpa=math.nan if record.pressure_kpa is None else float(record.pressure_kpa),
+            delivered_ml=float(record.delivered_ml),
             notes=notes,
         )

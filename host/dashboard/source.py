@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -29,7 +30,7 @@ from host.pump import Consumer, ConsumerFailure, StreamPump
 from host.recording import Recorder
 from host.recording_sink import DEFAULT_TAIL_S, RecordingSink
 from host.stops import StopRequests
-from protocol import Event, Status, StopSource, TelemetryBatch
+from protocol import Event, Flags, Status, StopSource, TelemetryBatch
 from protocol.models import DeviceInfoRecord, StatusRecord, kpa, ml
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,8 @@ def feed_event(model: DashboardModel, event: Event, notes: dict[str, Any], recei
         reason=int(event.reason),
         source=int(event.source),
         t_s=event.t_us / 1e6,
-        pressure_kpa=kpa(event.pressure_pa),
-        volume_ml=ml(event.volume_nl),
+        pressure_kpa=math.nan if event.flags & Flags.SENSOR_FAULT else kpa(event.pressure_pa),
+        delivered_ml=ml(event.delivered_nl),
         notes=notes,
         received_at=received_at,
     )

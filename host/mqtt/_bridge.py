@@ -49,7 +49,7 @@ from host.mqtt._payloads import (
 from host.mqtt._topics import OFFLINE, Topics
 from host.pump import Consumer, ConsumerFailure, StreamPump
 from host.stops import StopRequests, source_label
-from protocol import Event, EventKind, State, StopReason, StopSource, TelemetryBatch
+from protocol import Event, EventKind, Flags, State, StopReason, StopSource, TelemetryBatch
 from protocol.models import TelemetryRecord, kpa, ml
 
 __all__ = ["BridgeCounters", "MqttBridge"]
@@ -171,7 +171,8 @@ class MqttBridge:
         self._stop_reason: StopReason | int | None = None
         self._stop_source: StopSource | int | None = None
         self._pressure_kpa: float | None = None
-        self._volume_ml: float | None = None
+        self._delivered_ml: float | None = None
+        self._plunger_mm: float | None = None
         self._connected_event = asyncio.Event()
 
     # -- what it is doing --------------------------------------------------------------------------
@@ -446,8 +447,9 @@ class MqttBridge:
     def _take_event(self, event: Event) -> None:
         changed = event.state != self._last_state
         self._last_state = event.state
-        self._pressure_kpa = kpa(event.pressure_pa)
-        self._volume_ml = ml(event.volume_nl)
+        self._pressure_kpa = None if event.flags & Flags.SENSOR_FAULT else kpa(event.pressure_pa)
+        self._delivered_ml = ml(event.delivered_nl)
+        self._plunger_mm = event.plunger_um / 1000.0
         if event.kind == EventKind.STOP:
             self._stop_reason, self._stop_source = event.reason, event.source
         elif event.kind == EventKind.STATE_CHANGE:
@@ -468,8 +470,9 @@ class MqttBridge:
         ended = status.state in (State.STOPPED, State.DONE, State.PAUSED, State.FAULT)
         self._stop_reason = status.stop_reason if ended and status.stop_reason else None
         self._stop_source = status.stop_source if ended and status.stop_reason else None
-        self._pressure_kpa = kpa(status.pressure_pa)
-        self._volume_ml = ml(status.volume_nl)
+        self._pressure_kpa = None if status.flags & Flags.SENSOR_FAULT else kpa(status.pressure_pa)
+        self._delivered_ml = ml(status.delivered_nl)
+        self._plunger_mm = status.plunger_um / 1000.0
 
     def _publish_state(self) -> None:
         self._outbox.put(self.topics.state, self._state_payload(), qos=1, retain=True)
@@ -492,7 +495,8 @@ class MqttBridge:
             stop_source=enum_name(StopSource, self._stop_source),
             device_serial=serial,
             pressure_kpa=self._pressure_kpa,
-            volume_ml=self._volume_ml,
+            delivered_ml=self._delivered_ml,
+            plunger_mm=self._plunger_mm,
             host_time_s=time.time(),
             bridge_failures=[f"{name}: {error}" for name, error in self.failures.items()],
         )

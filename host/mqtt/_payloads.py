@@ -45,7 +45,7 @@ class StatePayload(_Out):
     """`cementguard/<rig>/state`, retained. While the bridge is away the topic holds the plain text
     `offline` instead (its last will)."""
 
-    schema_version: Literal["cementguard.state/1"] = "cementguard.state/1"
+    schema_version: Literal["cementguard.state/2"] = "cementguard.state/2"
     rig: str
     online: Literal[True] = True
     link: Literal["closed", "connecting", "connected", "lost", "failed"]
@@ -60,7 +60,11 @@ class StatePayload(_Out):
     stop_source: str | None
     device_serial: str | None
     pressure_kpa: float | None
-    volume_ml: float | None
+    """At the last event or STATUS; None while the sensor is faulty (flags SENSOR_FAULT)."""
+    delivered_ml: float | None
+    """Cement delivered since ARM at the last event or STATUS (never decreases within a plan)."""
+    plunger_mm: float | None
+    """Plunger position from home at the last event or STATUS."""
     host_time_s: float = Field(description="host wall clock, Unix time, s")
     bridge_failures: list[str] = Field(
         default_factory=list,
@@ -72,27 +76,29 @@ class StatePayload(_Out):
 class TelemetryPayload(_Out):
     """`cementguard/<rig>/telemetry`: the link's telemetry batches since the last message, joined."""
 
-    schema_version: Literal["cementguard.telemetry/1"] = "cementguard.telemetry/1"
+    schema_version: Literal["cementguard.telemetry/2"] = "cementguard.telemetry/2"
     rig: str
     batches: int = Field(description="telemetry batches joined into this message")
     samples: int
     dropped_samples: int = Field(description="samples the bridge dropped since its start (bounded buffer)")
     host_time_s: float
     telemetry: TelemetryRecord
-    """Column-wise samples in kPa, mL, mL/min, mm/s, Pa·s; t_s is controller time."""
+    """Column-wise samples in kPa, mL (delivered), mm (plunger), mL/min, mm/s, Pa·s; t_s is controller
+    time."""
 
 
 class EventPayload(_Out):
     """`cementguard/<rig>/events`, QoS 1: one controller event; a stop with who asked and how fast."""
 
-    schema_version: Literal["cementguard.event/1"] = "cementguard.event/1"
+    schema_version: Literal["cementguard.event/2"] = "cementguard.event/2"
     rig: str
     kind_name: str
     state_name: str
     reason_name: str
     source_name: str
     event: EventRecord
-    """reason, source, pressure_kpa and volume_ml at the event, t_s (controller time), detail."""
+    """reason, source, flags, pressure_kpa (null while the sensor is faulty), delivered_ml and plunger_mm
+    at the event, t_s (controller time), detail."""
     stop_source: str | None = None
     """A stop's source in words (host.stops.source_label)."""
     stop_origin: str | None = None

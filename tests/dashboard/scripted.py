@@ -56,7 +56,8 @@ def ramp(
     t = np.arange(n) / rate_hz
     s = np.zeros(n, dtype=SAMPLE_DTYPE)
     s["t_us"] = np.round((t0_s + t) * 1e6).astype(np.uint64)
-    s["volume_nl"] = np.round(t * flow_ml_min / 60.0 * 1e6).astype(np.int32)
+    s["delivered_nl"] = np.round(t * flow_ml_min / 60.0 * 1e6).astype(np.int32)
+    s["plunger_um"] = 2_000 + np.round(t * flow_ml_min / 60.0 * 1e6 / 78.5).astype(np.int32)
     s["pressure_pa"] = np.round(1.2e6 * (1 - np.exp(-t / 1.5)) + 30e3 * np.sin(t * 7)).astype(np.int32)
     s["flow_nl_s"] = int(flow_ml_min / 60.0 * 1e6)
     s["viscosity_pas"] = 120.0
@@ -69,7 +70,7 @@ def status(
     state: State,
     *,
     t_s: float,
-    volume_ml: float = 0.0,
+    delivered_ml: float = 0.0,
     increments: int = 0,
     reason: StopReason = StopReason.NONE,
     source: StopSource = StopSource.NONE,
@@ -82,7 +83,8 @@ def status(
         flags=int(Flags.HOST_LINK_OK),
         t_s=t_s,
         pressure_kpa=0.0,
-        volume_ml=volume_ml,
+        delivered_ml=delivered_ml,
+        plunger_mm=2.0 + delivered_ml * 1e3 / 78.5,
         flow_ml_min=0.0,
         flow_setpoint_ml_min=3.0 if armed else 0.0,
         volume_limit_ml=1.5 if armed else 0.0,
@@ -164,7 +166,7 @@ def stop_event(
     *,
     t_s: float,
     pressure_kpa: float,
-    volume_ml: float,
+    delivered_ml: float,
     latency_ms: float | None = None,
 ) -> dict[str, object]:
     notes: dict[str, object] = {}
@@ -177,6 +179,6 @@ def stop_event(
         "source": int(source),
         "t_s": t_s,
         "pressure_kpa": pressure_kpa,
-        "volume_ml": volume_ml,
+        "delivered_ml": delivered_ml,
         "notes": notes,
     }

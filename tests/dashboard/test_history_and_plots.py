@@ -16,7 +16,7 @@ def samples(first: int, n: int) -> np.ndarray:
     idx = np.arange(first, first + n)
     s["t_us"] = idx * 1000
     s["pressure_pa"] = 100_000 + (idx % 7) * 1000
-    s["volume_nl"] = idx * 10
+    s["delivered_nl"] = idx * 10
     return s
 
 
@@ -29,7 +29,7 @@ def test_ring_buffer_keeps_the_newest_samples_in_order() -> None:
     np.testing.assert_array_equal(np.diff(t) > 0, True)
     assert t[-1] == pytest.approx(2.699)  # newest sample, s since the first ever (t0 = 0)
     assert t[0] == pytest.approx(1.700)
-    np.testing.assert_allclose(h.signal("volume_ml"), np.arange(1700, 2700) * 10 / 1e6, rtol=1e-6)
+    np.testing.assert_allclose(h.signal("delivered_ml"), np.arange(1700, 2700) * 10 / 1e6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("n", [500, 50_000, 600_000])

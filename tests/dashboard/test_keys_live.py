@@ -39,7 +39,9 @@ async def test_keys_drive_a_run_and_stop_is_logged_and_recorded(
         await pilot.press("a")
         await until(pilot, lambda: ctl_state(app) == State.ARMED)
         await pilot.press("s")
-        await until(pilot, lambda: ctl_state(app) == State.INJECTING and app.model.latest.volume_ml > 0.005)
+        await until(
+            pilot, lambda: ctl_state(app) == State.INJECTING and app.model.latest.delivered_ml > 0.005
+        )
         await pilot.press("space")
         await until(pilot, lambda: ctl_state(app) == State.PAUSED)
         await pilot.press("space")

@@ -12,7 +12,7 @@ from host.dashboard.replay import ReplaySource
 from host.dashboard.widgets.banner import StateBanner
 from host.plan import load_plan
 from host.recording import Recorder, Recording
-from protocol import Event, EventKind, State, StopReason, StopSource
+from protocol import Event, EventKind, Flags, State, StopReason, StopSource
 from protocol.enums import AlarmCode
 from tests.dashboard.conftest import EXAMPLE_PLAN, SIZE, NotedApp, until
 from tests.dashboard.scripted import ScriptedSource, Step, ramp, status
@@ -107,8 +107,10 @@ def make_recording(path: Path) -> Path:
         reason=StopReason.FLUORO_STOP,
         source=StopSource.FLUORO_REMOTE,
         alarm=AlarmCode.NONE,
+        flags=Flags.HOST_LINK_OK | Flags.MOTOR_MOVING,
         pressure_pa=1_150_000,
-        volume_nl=750_000,
+        delivered_nl=750_000,
+        plunger_um=11_000,
         detail=0,
     )
     with Recorder.create(path, load_plan(EXAMPLE_PLAN), background=False) as rec:
@@ -149,4 +151,4 @@ async def test_replay_plays_pauses_changes_speed_and_seeks(tmp_path: Path) -> No
         assert source.view.position_s == 11.0
         assert list(model.stops) == []
         assert model.state == State.INJECTING
-        np.testing.assert_allclose(model.history.signal("volume_ml")[-1], 11.0 * 3.0 / 60.0, atol=1e-6)
+        np.testing.assert_allclose(model.history.signal("delivered_ml")[-1], 11.0 * 3.0 / 60.0, atol=1e-6)

@@ -236,8 +236,8 @@ def assert_whole_incremental_run(recording: Recording) -> None:
     # The event is at the trigger, one braking distance (~2 uL at 6 mL/min) before the mark; the
     # plunger comes to rest on it (docs/controller.md, DeliveryMonitor).
     for stop, mark_ml in zip(stops, (0.1, 0.2), strict=True):
-        assert mark_ml - 0.005 <= stop.record.volume_ml <= mark_ml + 0.001, (stop.record, mark_ml)
-    delivered_ml = float(recording.samples["volume_nl"].max()) / 1e6
+        assert mark_ml - 0.005 <= stop.record.delivered_ml <= mark_ml + 0.001, (stop.record, mark_ml)
+    delivered_ml = float(recording.samples["delivered_nl"].max()) / 1e6
     assert delivered_ml == pytest.approx(0.2, rel=0.01)
 
 
@@ -287,7 +287,7 @@ def test_escape_from_the_real_terminal_stops_the_injection(tmp_path: Path, termi
     assert notes["stop_source"] == "operator"
     assert notes["stop_origin"] == "dashboard key escape"
     assert notes["stop_latency_ms"] > 0
-    assert 0 < stops[0].record.volume_ml < 1.5
+    assert 0 < stops[0].record.delivered_ml < 1.5
 
 
 def status_of(port: str) -> tuple[State, StopReason, StopSource]:

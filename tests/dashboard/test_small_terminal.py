@@ -65,7 +65,7 @@ def assert_a_glance_shows_it_all(app: DashboardApp) -> None:
     assert_in_view(app, readouts)
     lines = drawn(readouts).splitlines()
     assert any(line.startswith("pressure") and "kPa" in line for line in lines), lines
-    assert any(line.startswith("volume") and "0.200 mL / 1.500" in line for line in lines), lines
+    assert any(line.startswith("delivered") and "0.200 mL / 1.500" in line for line in lines), lines
 
     connection = app.query_one(ConnectionPanel)
     assert_in_view(app, connection)

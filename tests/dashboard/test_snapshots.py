@@ -48,10 +48,10 @@ def fed(source: ScriptedSource) -> Any:
 
 
 def tail(
-    state: State, reason: StopReason, *, t0_s: float, seconds: float = 0.5, volume_ml: float
+    state: State, reason: StopReason, *, t0_s: float, seconds: float = 0.5, delivered_ml: float
 ) -> np.ndarray:
     samples = ramp(seconds, t0_s=t0_s, flow_ml_min=0.0, state=state)
-    samples["volume_nl"] = int(volume_ml * 1e6)
+    samples["delivered_nl"] = int(delivered_ml * 1e6)
     samples["pressure_pa"] = np.linspace(600e3, 150e3, len(samples)).astype(np.int32)
     samples["stop_reason"] = int(reason)
     return samples
@@ -64,7 +64,7 @@ def idle() -> Step:
 def stopped_by_the_operator() -> Step:
     return Step(
         status=status(State.ARMED, t_s=100.0),
-        samples=[ramp(4.0), tail(State.STOPPED, StopReason.OPERATOR_STOP, t0_s=104.0, volume_ml=0.2)],
+        samples=[ramp(4.0), tail(State.STOPPED, StopReason.OPERATOR_STOP, t0_s=104.0, delivered_ml=0.2)],
         events=[
             stop_event(
                 StopReason.OPERATOR_STOP,
@@ -72,7 +72,7 @@ def stopped_by_the_operator() -> Step:
                 State.STOPPED,
                 t_s=104.0,
                 pressure_kpa=1108.0,
-                volume_ml=0.2,
+                delivered_ml=0.2,
                 latency_ms=3.4,
             )
         ],
@@ -98,8 +98,10 @@ def test_injecting(snap_compare: Any) -> None:
 def test_paused_after_an_increment(snap_compare: Any) -> None:
     run = ramp(10.0)
     step = Step(
-        status=status(State.PAUSED, t_s=110.0, volume_ml=0.5, increments=1, reason=StopReason.INCREMENT_DONE),
-        samples=[run, tail(State.PAUSED, StopReason.INCREMENT_DONE, t0_s=110.0, volume_ml=0.5)],
+        status=status(
+            State.PAUSED, t_s=110.0, delivered_ml=0.5, increments=1, reason=StopReason.INCREMENT_DONE
+        ),
+        samples=[run, tail(State.PAUSED, StopReason.INCREMENT_DONE, t0_s=110.0, delivered_ml=0.5)],
         events=[
             stop_event(
                 StopReason.INCREMENT_DONE,
@@ -107,7 +109,7 @@ def test_paused_after_an_increment(snap_compare: Any) -> None:
                 State.PAUSED,
                 t_s=110.0,
                 pressure_kpa=1150.0,
-                volume_ml=0.5,
+                delivered_ml=0.5,
             )
         ],
     )

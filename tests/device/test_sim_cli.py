@@ -135,10 +135,10 @@ def test_closing_the_pty_mid_injection_trips_host_lost_and_nothing_resumes() -> 
             status = extra[0]
             assert isinstance(status, Status)
             assert (status.state, status.stop_reason) == (State.STOPPED, StopReason.HOST_LOST)
-            volume = status.volume_nl
+            volume = status.delivered_nl
             reply, extra = c.command(GetStatus)
             assert isinstance(extra[0], Status)
             assert extra[0].state == State.STOPPED, "a reconnect never resumes"
-            assert extra[0].volume_nl <= volume + 1_000, "the plunger does not advance after the stop"
+            assert extra[0].delivered_nl <= volume + 1_000, "the plunger does not advance after the stop"
         finally:
             port.close()

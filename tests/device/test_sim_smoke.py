@@ -98,7 +98,7 @@ def test_arm_start_increment_resume_stop_clear_over_a_pty(client: WireClient) ->
 
     done = _stop_event(c, StopReason.INCREMENT_DONE)
     assert done.state == State.PAUSED
-    assert INCREMENT_NL * 0.9 <= done.volume_nl <= INCREMENT_NL * 1.2
+    assert INCREMENT_NL * 0.9 <= done.delivered_nl <= INCREMENT_NL * 1.2
     assert done.pressure_pa > 50_000, "cement through a cannula needs pressure"
 
     reply, _ = c.command(Resume)

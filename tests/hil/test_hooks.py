@@ -9,7 +9,7 @@ from firmware_sim.controller import TickOutput
 from firmware_sim.hal import MotorCommand
 from firmware_sim.plant import Plant, PlantConfig
 from host.client import Controller
-from protocol import AlarmCode, Event, EventKind, State, StopReason, StopSource
+from protocol import AlarmCode, Event, EventKind, Flags, State, StopReason, StopSource
 from tests.host.conftest import continuous_arm
 from tests.support.wire_client import simulator
 
@@ -42,8 +42,10 @@ def test_the_trace_logs_fired_plant_events_stops_with_truth_and_periodic_truth(
         reason=StopReason.PRESSURE_RISE,
         source=StopSource.CONTROLLER,
         alarm=AlarmCode.NONE,
+        flags=Flags.HOST_LINK_OK,
         pressure_pa=1_000_000,
-        volume_nl=500_000,
+        delivered_nl=500_000,
+        plunger_um=0,
         detail=0,
     )
     for now_us in range(0, 60_000, 1000):

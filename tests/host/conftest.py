@@ -104,7 +104,8 @@ def status_message(cmd_id: int, state: State, stop_reason: StopReason = StopReas
         flags=Flags.HOST_LINK_OK,
         t_us=0,
         pressure_pa=0,
-        volume_nl=0,
+        delivered_nl=0,
+        plunger_um=0,
         flow_nl_s=0,
         flow_setpoint_nl_s=0,
         volume_limit_nl=0,
@@ -130,8 +131,10 @@ def event_message(index: int, kind: EventKind, state: State, detail: int = 0) ->
         reason=StopReason.NONE,
         source=StopSource.NONE,
         alarm=0,  # type: ignore[arg-type]
+        flags=Flags.HOST_LINK_OK,
         pressure_pa=0,
-        volume_nl=0,
+        delivered_nl=0,
+        plunger_um=0,
         detail=detail,
     )
 

@@ -52,7 +52,7 @@ async def test_arm_start_increment_resume_stop_clear(sim_pty: SimPty):
         done = await next_matching(events, _is_stop, within_s=10)
         assert done.reason == StopReason.INCREMENT_DONE
         assert done.state == State.PAUSED
-        assert INCREMENT_NL * 0.9 <= done.volume_nl <= INCREMENT_NL * 1.2
+        assert INCREMENT_NL * 0.9 <= done.delivered_nl <= INCREMENT_NL * 1.2
         assert await ctl.wait_for_state(State.PAUSED, timeout=1) == State.PAUSED
 
         assert (await ctl.resume()).state == State.INJECTING

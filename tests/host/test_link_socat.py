@@ -47,7 +47,7 @@ async def test_bridge_cut_mid_injection_stops_the_pump_and_the_host_does_not_res
         await ctl.arm(continuous_arm())
         await ctl.start()
         # Injecting for real: wait until the plunger has delivered something.
-        await next_matching(telemetry, lambda b: int(b.samples["volume_nl"][-1]) > 5_000, within_s=5)
+        await next_matching(telemetry, lambda b: int(b.samples["delivered_nl"][-1]) > 5_000, within_s=5)
         assert ctl.state == State.INJECTING
         assert ctl.link._conn is not None
         old_transport = weakref.ref(ctl.link._conn.transport)

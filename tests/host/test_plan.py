@@ -195,7 +195,7 @@ def test_every_example_runs_to_its_end_on_the_simulator_without_a_safety_stop(pa
         StopReason.VOLUME_LIMIT
     ]
     assert resumes == increments - 1
-    assert stops[-1].volume_nl == pytest.approx(plan.volume_limit_ml * 1e6, rel=0.01)
+    assert stops[-1].delivered_nl == pytest.approx(plan.volume_limit_ml * 1e6, rel=0.01)
     alarms = {e.alarm for e in rig.events if e.kind == EventKind.ALARM}
     assert not alarms & {AlarmCode.LIMIT_CLAMPED, AlarmCode.PRESSURE_THROTTLE, AlarmCode.VISCOSITY_HIGH}
     assert AlarmCode.VISCOSITY_LOW not in alarms

@@ -53,7 +53,7 @@ from protocol import (
 from protocol.codec import StreamCounters
 from protocol.framing import FramingCounters
 from protocol.models import DeviceInfoRecord, EventRecord
-from protocol.telemetry import SAMPLE_DTYPE, SampleArray, concat_samples
+from protocol.telemetry import SAMPLE_DTYPE, SAMPLE_SIZE, SampleArray, concat_samples
 
 DEVICE = DeviceInfoRecord(
     protocol_version=1,
@@ -83,8 +83,10 @@ def synthetic_samples(n: int, t0_us: int = 0, *, period_us: int = 1000) -> Sampl
     i = np.arange(n)
     s["t_us"] = t0_us + i * period_us
     s["pressure_pa"] = 500_000 + (i * 37) % 100_000
-    s["volume_nl"] = i * 50
+    s["delivered_nl"] = i * 50
+    s["plunger_um"] = 3_000 + i // 3 - (i % 11 == 10) * 2
     s["flow_nl_s"] = 50_000 + (i % 7)
+    s["flow_setpoint_nl_s"] = 50_000 - (i % 5) * 1_000
     s["motor_um_s"] = 1197
     s["viscosity_pas"] = np.where(i % 3 == 0, np.nan, 120.5 + i % 5)
     s["flags"] = int(Flags.HOST_LINK_OK | Flags.MOTOR_MOVING)
@@ -102,8 +104,10 @@ def stop_event(index: int, t_us: int, reason: StopReason = StopReason.OVERPRESSU
         reason=reason,
         source=StopSource.CONTROLLER,
         alarm=AlarmCode.NONE,
+        flags=Flags.HOST_LINK_OK | Flags.RELIEF_ACTIVE,
         pressure_pa=4_000_123,
-        volume_nl=1_234_567,
+        delivered_nl=1_234_567,
+        plunger_um=25_431,
         detail=0,
     )
 
@@ -147,7 +151,8 @@ def test_round_trip_reads_back_what_was_written(tmp_path: Path, background: bool
     assert r.plan == PLAN
     assert r.device == DEVICE
     assert r.meta["extra"] == {"scenario": "nominal"}
-    assert r.format_version == (1, 0)
+    assert r.format_version == (2, 0)
+    assert r.missing_columns == ()
     assert r.closed is not None
     assert (r.closed["samples"], r.closed["events"], r.closed["counters"]) == (2000, 2, 2)
     assert r.duration_s == pytest.approx(1.999)
@@ -175,7 +180,8 @@ def test_the_files_are_readable_without_cementguard(tmp_path: Path) -> None:
     assert raw.tobytes() == samples.tobytes()
     units = {f["name"]: f["unit"] for f in tel["fields"]}
     assert units["pressure_pa"] == "Pa"
-    assert units["volume_nl"] == "nL"
+    assert units["delivered_nl"] == "nL"
+    assert units["plunger_um"] == "um"
     assert units["t_us"] == "us"
     pressure = next(f for f in tel["fields"] if f["name"] == "pressure_pa")
     assert pressure["edge"] == {"name": "pressure_kpa", "unit": "kPa", "factor": 1e-3}
@@ -187,9 +193,10 @@ def test_the_files_are_readable_without_cementguard(tmp_path: Path) -> None:
     event = json.loads(line)["event"]
     assert event["reason"] == meta["enums"]["StopReason"]["OVERPRESSURE"]
     assert event["pressure_kpa"] == 4000.123
+    assert (event["delivered_ml"], event["plunger_mm"]) == (1.234567, 25.431)
     assert meta["events"]["units"]["pressure_kpa"] == "kPa"
     assert meta["format"] == "cementguard-recording"
-    assert meta["format_version"] == "1.0"
+    assert meta["format_version"] == "2.0"
     assert meta["host"]["cementguard_version"]
     assert meta["created_utc"].endswith("Z")
 
@@ -310,7 +317,7 @@ def test_inline_recorder_flushes_at_least_every_interval_of_data_and_on_every_ev
             rec.add_event(stop_event(0, 37 * 20_000))
             on_disk = (tmp_path / "run" / EVENTS_FILE).read_text()
             assert on_disk.count("\n") == 1, "the event is on disk when add_event returns"
-            assert (tmp_path / "run" / TELEMETRY_FILE).stat().st_size == 38 * 20 * 32, (
+            assert (tmp_path / "run" / TELEMETRY_FILE).stat().st_size == 38 * 20 * SAMPLE_SIZE, (
                 "with the data before it"
             )
     durable = [0] + [f.last_t_us for f in flushes if f.last_t_us is not None]
@@ -347,7 +354,7 @@ def test_writer_thread_flushes_when_the_buffer_is_large(tmp_path: Path) -> None:
         PLAN,
         None,
         flush_interval_s=3600,
-        max_pending_bytes=64 * 32,
+        max_pending_bytes=64 * SAMPLE_SIZE,
         on_flush=lambda info: flushed.set(),
     )
     rec.add_samples(synthetic_samples(63))
@@ -399,7 +406,7 @@ def test_a_torn_last_record_and_torn_last_lines_are_tolerated(tmp_path: Path) ->
     _closed_recording(path)
     (path / CLOSED_FILE).unlink()  # as if killed: the recorder never closed it
     with (path / TELEMETRY_FILE).open("r+b") as f:
-        f.truncate(1000 * 32 - 13)  # a record cut mid-write
+        f.truncate(1000 * SAMPLE_SIZE - 13)  # a record cut mid-write
     with (path / EVENTS_FILE).open("ab") as f:
         f.write(b'{"event": {"event_index": 2, "kind": 3, "sta')
     with (path / COUNTERS_FILE).open("ab") as f:
@@ -412,7 +419,7 @@ def test_a_torn_last_record_and_torn_last_lines_are_tolerated(tmp_path: Path) ->
     assert [e.record.event_index for e in r.events] == [0, 1]
     assert len(r.counters) == 1
     assert r.dropped == {
-        "telemetry_bytes": 19,
+        "telemetry_bytes": SAMPLE_SIZE - 13,
         "telemetry_zero_records": 0,
         "events_lines": 1,
         "counters_lines": 1,
@@ -425,7 +432,7 @@ def test_zeros_left_by_a_power_cut_are_dropped_from_an_incomplete_recording(tmp_
     _closed_recording(path, n=100)
     (path / CLOSED_FILE).unlink()
     with (path / TELEMETRY_FILE).open("ab") as f:
-        f.write(bytes(64 + 5))
+        f.write(bytes(2 * SAMPLE_SIZE + 5))
     with (path / EVENTS_FILE).open("ab") as f:
         f.write(bytes(40))
     r = Recording.open(path)
@@ -449,7 +456,7 @@ def test_a_clean_recording_missing_data_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "run"
     _closed_recording(path)
     with (path / TELEMETRY_FILE).open("r+b") as f:
-        f.truncate(500 * 32)
+        f.truncate(500 * SAMPLE_SIZE)
     r = Recording.open(path)
     assert r.is_complete
     assert any("1000 samples, but 500" in p for p in r.problems)
@@ -472,21 +479,21 @@ def _rewrite_meta(path: Path, **changes: Any) -> None:
 def test_a_newer_major_version_is_a_clear_error_naming_both_versions(tmp_path: Path) -> None:
     path = tmp_path / "run"
     _closed_recording(path)
-    _rewrite_meta(path, format_version="2.3")
+    _rewrite_meta(path, format_version="3.1")
     with pytest.raises(RecordingVersionError) as info:
         Recording.open(path)
     message = str(info.value)
-    assert "2.3" in message
-    assert "1.x" in message
+    assert "3.1" in message
+    assert "2.x" in message
     assert "newer" in message
 
 
 def test_a_newer_minor_version_reads_and_unknown_keys_are_ignored(tmp_path: Path) -> None:
     path = tmp_path / "run"
     _closed_recording(path)
-    _rewrite_meta(path, format_version="1.7", something_new={"x": 1})
+    _rewrite_meta(path, format_version="2.7", something_new={"x": 1})
     r = Recording.open(path)
-    assert r.format_version == (1, 7)
+    assert r.format_version == (2, 7)
     assert len(r.samples) == 1000
 
 
@@ -495,7 +502,7 @@ def test_a_newer_minor_version_reads_and_unknown_keys_are_ignored(tmp_path: Path
     [
         ({"format_version": "one"}, "MAJOR.MINOR"),
         ({"format": "something-else"}, "not a cementguard-recording"),
-        ({"format_version": "0.9"}, "1.x expected"),
+        ({"format_version": "0.9"}, "1.x to 2.x expected"),
     ],
 )
 def test_meta_that_is_not_ours_is_refused(tmp_path: Path, changes: dict[str, Any], match: str) -> None:
@@ -567,8 +574,10 @@ def test_csv_has_units_in_the_header_and_the_values_in_them(
     assert header == [
         "t_s",
         "pressure_kpa",
-        "volume_ml",
+        "delivered_ml",
+        "plunger_mm",
         "flow_ml_min",
+        "flow_setpoint_ml_min",
         "motor_mm_s",
         "viscosity_pa_s",
         "flags",
@@ -581,7 +590,11 @@ def test_csv_has_units_in_the_header_and_the_values_in_them(
         row = dict(zip(header, rows[i], strict=True))
         assert float(row["t_s"]) == pytest.approx(s["t_us"][i] / 1e6, abs=1e-9)
         assert float(row["pressure_kpa"]) == pytest.approx(s["pressure_pa"][i] / 1000, abs=1e-9)
-        assert float(row["volume_ml"]) == pytest.approx(s["volume_nl"][i] / 1e6, abs=1e-12)
+        assert float(row["delivered_ml"]) == pytest.approx(s["delivered_nl"][i] / 1e6, abs=1e-12)
+        assert float(row["plunger_mm"]) == pytest.approx(s["plunger_um"][i] / 1e3, abs=1e-12)
+        assert float(row["flow_setpoint_ml_min"]) == pytest.approx(
+            s["flow_setpoint_nl_s"][i] * 6e-5, abs=1e-9
+        )
         assert float(row["flow_ml_min"]) == pytest.approx(s["flow_nl_s"][i] * 60 / 1e6, abs=1e-9)
         assert float(row["motor_mm_s"]) == pytest.approx(s["motor_um_s"][i] / 1000, abs=1e-9)
         assert int(row["flags"]) == s["flags"][i]
@@ -744,7 +757,9 @@ def test_cli_export_and_plot(
     out = capsys.readouterr().out
     assert f"wrote {len(rec.samples)} samples" in out
     assert f"wrote {len(rec.events)} events" in out
-    assert (tmp_path / "s.csv").read_text().startswith("t_s,pressure_kpa,volume_ml,flow_ml_min,")
+    assert (
+        (tmp_path / "s.csv").read_text().startswith("t_s,pressure_kpa,delivered_ml,plunger_mm,flow_ml_min,")
+    )
     assert (tmp_path / "e.csv").is_file()
 
     assert cli_main(["plot", str(rec.path), "--out", str(tmp_path / "r.png")]) == 0
@@ -764,3 +779,86 @@ def test_cli_reports_a_bad_recording_and_warns_on_a_crashed_one(
     (path / CLOSED_FILE).unlink()
     assert cli_main(["export", str(path), "--csv", str(tmp_path / "c.csv")]) == 0
     assert "not closed cleanly" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Format 1 (wire protocol 1) recordings still read
+# ---------------------------------------------------------------------------------------------
+
+V1_SAMPLE_DTYPE = np.dtype(
+    [
+        ("t_us", "<u8"),
+        ("pressure_pa", "<i4"),
+        ("volume_nl", "<i4"),
+        ("flow_nl_s", "<i4"),
+        ("motor_um_s", "<i4"),
+        ("viscosity_pas", "<f4"),
+        ("flags", "<u2"),
+        ("state", "u1"),
+        ("stop_reason", "u1"),
+    ]
+)
+
+
+def _format_1_recording(path: Path) -> np.ndarray[Any, Any]:
+    """A recording as cementguard wrote it for protocol 1 (format 1.0), written by hand."""
+    path.mkdir()
+    s = np.zeros(50, dtype=V1_SAMPLE_DTYPE)
+    s["t_us"] = 1_000_000 + np.arange(50) * 1000
+    s["pressure_pa"] = 700_000
+    s["volume_nl"] = np.r_[np.arange(40) * 1000, 39_000 - np.arange(10) * 3_000]  # relief: falls
+    s["flow_nl_s"] = 50_000
+    s["state"] = State.INJECTING
+    fields = [
+        {"name": n, "type": V1_SAMPLE_DTYPE.fields[n][0].str, "offset": V1_SAMPLE_DTYPE.fields[n][1]}  # type: ignore[index]
+        for n in V1_SAMPLE_DTYPE.names or ()
+    ]
+    meta = {
+        "format": "cementguard-recording",
+        "format_version": "1.0",
+        "telemetry": {"file": TELEMETRY_FILE, "record_size": 32, "fields": fields},
+    }
+    (path / META_FILE).write_text(json.dumps(meta))
+    s.tofile(path / TELEMETRY_FILE)
+    event = {
+        "event_index": 3,
+        "kind": 3,
+        "state": 4,
+        "prev_state": 2,
+        "reason": 7,
+        "source": 1,
+        "alarm": 0,
+        "t_s": 1.04,
+        "pressure_kpa": 700.0,
+        "volume_ml": 0.039,
+        "detail": 0,
+    }
+    (path / EVENTS_FILE).write_text(json.dumps({"event": event, "annotations": {}}) + "\n")
+    (path / CLOSED_FILE).write_text(json.dumps({"samples": 50, "events": 1, "counters": 0}))
+    return s
+
+
+def test_a_format_1_recording_reads_in_the_current_layout(tmp_path: Path) -> None:
+    v1 = _format_1_recording(tmp_path / "old")
+    r = Recording.open(tmp_path / "old")
+    assert r.format_version == (1, 0)
+    assert r.samples.dtype == SAMPLE_DTYPE
+    assert r.samples["delivered_nl"].tolist() == v1["volume_nl"].tolist()  # what v1 called delivered
+    assert r.samples["t_us"].tolist() == v1["t_us"].tolist()
+    assert r.missing_columns == ("plunger_um", "flow_setpoint_nl_s")
+    (event,) = r.events
+    assert (event.record.delivered_ml, event.record.plunger_mm, event.record.flags) == (0.039, None, 0)
+    assert event.record.reason == StopReason.OPERATOR_STOP
+
+
+def test_a_format_1_recording_exports_with_empty_cells_for_what_it_never_had(tmp_path: Path) -> None:
+    v1 = _format_1_recording(tmp_path / "old")
+    export_csv(tmp_path / "old", tmp_path / "s.csv", tmp_path / "e.csv")
+    with (tmp_path / "s.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["delivered_ml"]) for r in rows] == (v1["volume_nl"] / 1e6).tolist()
+    assert {r["plunger_mm"] for r in rows} == {""}
+    assert {r["flow_setpoint_ml_min"] for r in rows} == {""}
+    with (tmp_path / "e.csv").open(newline="") as f:
+        (event,) = list(csv.DictReader(f))
+    assert (event["delivered_ml"], event["plunger_mm"], event["reason"]) == ("0.039", "", "OPERATOR_STOP")

@@ -81,7 +81,7 @@ def test_a_plan_runs_to_completion_with_its_recording(plan: Path, tmp_path: Path
     assert reasons.count(StopReason.INCREMENT_DONE) == 1
     assert StopReason.VOLUME_LIMIT in reasons
     assert len(rec.samples) > 1000
-    assert rec.samples["volume_nl"].max() >= 190_000
+    assert rec.samples["delivered_nl"].max() >= 190_000
 
 
 def test_a_safety_stop_exits_3_and_names_the_reason(plan: Path, tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ recorded with."""
 from __future__ import annotations
 
 from host.stops import StopRequests, source_label
-from protocol import AlarmCode, Event, EventKind, State, StopReason, StopSource
+from protocol import AlarmCode, Event, EventKind, Flags, State, StopReason, StopSource
 
 
 def _stop(source: StopSource, detail: int = 0, kind: EventKind = EventKind.STOP) -> Event:
@@ -17,8 +17,10 @@ def _stop(source: StopSource, detail: int = 0, kind: EventKind = EventKind.STOP)
         reason=StopReason.FLUORO_STOP,
         source=source,
         alarm=AlarmCode.NONE,
+        flags=Flags.HOST_LINK_OK,
         pressure_pa=2_000_000,
-        volume_nl=1_500_000,
+        delivered_nl=1_500_000,
+        plunger_um=0,
         detail=detail,
     )
 

@@ -60,7 +60,9 @@ async def test_state_telemetry_and_events_arrive_with_their_schemas(broker: Mosq
             "STOPPED",
         )
         assert (stop.event.reason, stop.event.source) == (StopReason.OPERATOR_STOP, StopSource.OPERATOR)
-        assert stop.event.volume_ml > 0.0
+        assert stop.event.delivered_ml > 0.0
+        assert stop.event.plunger_mm is not None
+        assert stop.event.plunger_mm > 0.0
         assert stop.stop_source == "operator"
         assert all(m.qos == 1 for m in w.on("events"))
 
@@ -71,8 +73,9 @@ async def test_state_telemetry_and_events_arrive_with_their_schemas(broker: Mosq
         assert gaps.min() >= 0.1 - 0.005, gaps
         t_all = np.concatenate([t.telemetry.t_s for t in telemetry])
         assert np.all(np.diff(t_all) > 0), "samples in order, none twice"
-        volumes = np.concatenate([t.telemetry.volume_ml for t in telemetry])
+        volumes = np.concatenate([t.telemetry.delivered_ml for t in telemetry])
         assert volumes.max() > volumes.min() >= 0.0
+        assert np.all(np.diff(volumes) >= 0.0), "delivered never decreases"
         assert rb.bridge.counters.dropped == 0
 
         async with watching(broker) as late:  # a client arriving later still gets the state: retained
@@ -187,10 +190,11 @@ def test_payload_models_round_trip_json() -> None:
         stop_source=None,
         device_serial="X",
         pressure_kpa=1.0,
-        volume_ml=0.5,
+        delivered_ml=0.5,
+        plunger_mm=12.25,
         host_time_s=1.0,
     )
     data = json.loads(payload.model_dump_json())
-    assert data["schema_version"] == "cementguard.state/1"
-    assert data["volume_ml"] == 0.5
+    assert data["schema_version"] == "cementguard.state/2"
+    assert (data["delivered_ml"], data["plunger_mm"]) == (0.5, 12.25)
     assert StatePayload.model_validate(data) == payload

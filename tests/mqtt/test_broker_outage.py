@@ -38,12 +38,12 @@ async def test_broker_killed_mid_injection_changes_nothing_then_the_bridge_recon
 
         await asyncio.to_thread(broker.kill)
         await until(lambda: not rb.bridge.connected, what="the bridge noticing the outage")
-        at_kill = float((await telemetry.get(timeout=2)).samples["volume_nl"][-1])
+        at_kill = float((await telemetry.get(timeout=2)).samples["delivered_nl"][-1])
 
         async def volume_after(minimum_nl: float) -> float:
             while True:
                 batch = await telemetry.get(timeout=2)
-                volume = float(batch.samples["volume_nl"][-1])
+                volume = float(batch.samples["delivered_nl"][-1])
                 if volume >= minimum_nl:
                     return volume
 
@@ -67,7 +67,7 @@ async def test_broker_killed_mid_injection_changes_nothing_then_the_bridge_recon
             await mosquitto_pub(broker, f"cementguard/{RIG}/fluoro/stop", "-m", "{}")
             stop = await next_matching(events, lambda e: e.kind == EventKind.STOP, within_s=5)
             assert (stop.reason, stop.source) == (StopReason.FLUORO_STOP, StopSource.FLUORO_REMOTE)
-            assert stop.volume_nl > later
+            assert stop.delivered_nl > later
 
 
 def _drain(events):

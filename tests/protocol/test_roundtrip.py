@@ -286,7 +286,10 @@ def test_bad_string_is_an_encode_error_never_silently_truncated(serial: Any, why
         ({"first_index": 1 << 32}, r"TelemetryBatch\.first_index = 4294967296 is outside 'I' range"),
         ({"period_us": -1}, r"TelemetryBatch\.period_us = -1 is outside '[HI]' range 0\.\."),
         ({"period_us": 1 << 32}, r"TelemetryBatch\.period_us = 4294967296 is outside '[HI]' range 0\.\."),
-        ({"samples": np.zeros(MAX_BATCH_SAMPLES + 1, SAMPLE_DTYPE)}, rf"{MAX_BATCH_SAMPLES + 1} samples, at most {MAX_BATCH_SAMPLES}"),
+        (
+            {"samples": np.zeros(MAX_BATCH_SAMPLES + 1, SAMPLE_DTYPE)},
+            rf"{MAX_BATCH_SAMPLES + 1} samples, at most {MAX_BATCH_SAMPLES}",
+        ),
         ({"samples": np.zeros(2, np.float64)}, r"SAMPLE_DTYPE"),
     ],
 )

@@ -116,7 +116,16 @@ def c_layouts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
     work: Path = tmp_path_factory.mktemp("spec_c")
     (work / "spec.c").write_text(source)
     build = subprocess.run(
-        [_compiler(), "-std=c11", "-Wall", "-Wextra", "-Werror", "-o", str(work / "spec"), str(work / "spec.c")],
+        [
+            _compiler(),
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-o",
+            str(work / "spec"),
+            str(work / "spec.c"),
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 
 from protocol.codec import Frame, MessageStream, encode_frame
 from protocol.enums import Capabilities, EventKind, Flags, State, StopReason, StopSource
+from protocol.framing import MAX_PAYLOAD
 from protocol.messages import DeviceInfo, Event, Message, Status, TelemetryBatch
 from protocol.models import DeviceInfoRecord, EventRecord, StatusRecord, TelemetryRecord
-from protocol.framing import MAX_PAYLOAD
 from protocol.telemetry import (
     BATCH_HEADER,
     MAX_BATCH_SAMPLES,

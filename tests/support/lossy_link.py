@@ -56,7 +56,7 @@ class Truth:
     samples: int = 0
     _stream: MessageStream = field(default_factory=MessageStream)
     _left_injecting_us: int | None = None
-    _volume_at_rest: int | None = None
+    _plunger_at_rest_um: int | None = None
 
     def feed(self, data: bytes) -> None:
         for item in self._stream.feed(data):
@@ -71,25 +71,27 @@ class Truth:
     def _check(self, batch: TelemetryBatch) -> None:
         samples = batch.samples
         self.samples += len(samples)
-        for state, t_us, volume in zip(
-            samples["state"].tolist(), samples["t_us"].tolist(), samples["volume_nl"].tolist(), strict=True
+        # The plunger's position, not the delivered volume: a forward creep after a relief back-off
+        # stays below the delivered high-water mark but is still forward motion outside INJECTING.
+        for state, t_us, plunger_um in zip(
+            samples["state"].tolist(), samples["t_us"].tolist(), samples["plunger_um"].tolist(), strict=True
         ):
             if state == State.INJECTING:
                 self._left_injecting_us = None
-                self._volume_at_rest = None
+                self._plunger_at_rest_um = None
                 continue
             if self._left_injecting_us is None:
                 self._left_injecting_us = t_us
                 continue
             if t_us - self._left_injecting_us < BRAKE_ALLOWANCE_US:
                 continue
-            if self._volume_at_rest is None:
-                self._volume_at_rest = volume
-            elif volume > self._volume_at_rest + 500:  # 0.5 uL: more than encoder jitter
+            if self._plunger_at_rest_um is None or plunger_um < self._plunger_at_rest_um:
+                self._plunger_at_rest_um = plunger_um  # at rest, or backing off for relief
+            elif plunger_um > self._plunger_at_rest_um + 8:  # 8 um (~0.5 uL): more than encoder jitter
                 self.violations.append(
-                    f"t={t_us / 1e6:.3f} s: volume {volume} nL > {self._volume_at_rest} nL in state {state}"
+                    f"t={t_us / 1e6:.3f} s: plunger {plunger_um} um > {self._plunger_at_rest_um} um in state {state}"
                 )
-                self._volume_at_rest = volume
+                self._plunger_at_rest_um = plunger_um
 
 
 class LossyRelay:

@@ -3,6 +3,8 @@ reason and source when stopped. A lost link overrides it at once, in red."""
 
 from __future__ import annotations
 
+import math
+
 from rich.text import Text
 from textual.widgets import Static
 
@@ -44,7 +46,8 @@ def banner_text(model: DashboardModel) -> tuple[str, str, str]:
             detail += f"  (source: {source_label(model.stop_source)})"
         last = model.stops[-1] if model.stops else None
         if last is not None and last.reason == enum_name(StopReason, reason):
-            detail += f"  at {last.pressure_kpa:.0f} kPa, {last.volume_ml:.3f} mL"
+            pressure = "pressure invalid" if math.isnan(last.pressure_kpa) else f"{last.pressure_kpa:.0f} kPa"
+            detail += f"  at {pressure}, {last.delivered_ml:.3f} mL delivered"
     if state == State.PAUSED and reason == StopReason.INCREMENT_DONE:
         detail += "  -  check the image, then space resumes"
     elif state in (State.STOPPED, State.FAULT):

@@ -42,10 +42,10 @@ class Readouts(Static):
         latest, limits, status = model.latest, model.limits(), model.status
         table = _grid()
         table.add_row("pressure", _num(latest.pressure_kpa, ".0f", "kPa"))
-        volume = _num(latest.volume_ml, ".3f", "mL")
+        delivered = _num(latest.delivered_ml, ".3f", "mL")
         if limits["volume_ml"]:
-            volume += f" / {limits['volume_ml']:.3f}"
-        table.add_row("volume", volume)
+            delivered += f" / {limits['volume_ml']:.3f}"
+        table.add_row("delivered", delivered)
         if limits["increment_ml"] and status is not None:
             total = math.ceil(round((limits["volume_ml"] or 0) / limits["increment_ml"], 6))
             size = limits["increment_ml"]

@@ -241,7 +241,7 @@ class PressurePlot(SignalPlot):
 
 class VolumePlot(SignalPlot):
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__("volume_ml", "delivered volume, mL (target / increments)", "green", id=id)
+        super().__init__("delivered_ml", "delivered volume, mL (target / increments)", "green", id=id)
 
     def lines(self, model: DashboardModel) -> list[tuple[float, str, str]]:
         limits = model.limits()

@@ -6,6 +6,12 @@ from textual.widgets import DataTable
 
 from host.dashboard.model import DashboardModel
 
+
+def _kpa(value: float) -> str:
+    """The pressure at a stop; '-' where the event marked it invalid (sensor fault)."""
+    return "-" if value != value else f"{value:.0f}"
+
+
 COLUMNS = ("t (s)", "reason", "source", "kPa", "mL", "latency")
 
 
@@ -29,7 +35,7 @@ class StopLog(DataTable[str]):
         for e in list(model.stops)[len(model.stops) - new :]:
             latency = f"{e.latency_ms:.1f} ms" if e.latency_ms is not None else "-"
             self.add_row(
-                f"{e.t_s:.3f}", e.reason, e.source, f"{e.pressure_kpa:.0f}", f"{e.volume_ml:.3f}", latency
+                f"{e.t_s:.3f}", e.reason, e.source, _kpa(e.pressure_kpa), f"{e.delivered_ml:.3f}", latency
             )
         self._shown = model.stops_total
         self.move_cursor(row=self.row_count - 1)
