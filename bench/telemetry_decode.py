@@ -2,7 +2,7 @@
 
     python bench/telemetry_decode.py                    # table
     python bench/telemetry_decode.py --json             # machine-readable
-    python bench/telemetry_decode.py --profile 30       # cProfile of one decode pass, batch size 30
+    python bench/telemetry_decode.py --profile 25       # cProfile of one decode pass, batch size 25
 
 A long byte stream of TELEMETRY_BATCH frames is fed to protocol.MessageStream in serial-read-sized
 chunks, and the decoded sample arrays are concatenated into one, as the host does. The same stream also
@@ -305,7 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         "--samples", type=int, default=200_000, help="samples per stream (default %(default)s)"
     )
     parser.add_argument(
-        "--batch", type=int, nargs="+", default=[20, 30], help="batch sizes to measure (default 20 30)"
+        "--batch",
+        type=int,
+        nargs="+",
+        default=[20, MAX_BATCH_SAMPLES],
+        help="batch sizes to measure (default 20 and the largest, 25)",
     )
     parser.add_argument("--chunk", type=int, default=4096, help="bytes per feed() call (default %(default)s)")
     parser.add_argument("--repeats", type=int, default=5, help="best of this many runs (default %(default)s)")

@@ -203,7 +203,7 @@ class HostSettings(BaseSettings):
     """/dev/ttyACM0, COM3, socket://127.0.0.1:7878 (the simulator's --tcp), rfc2217://, loop://.
     None: the command line must name one."""
     baud: Annotated[int, Field(ge=9_600, le=4_000_000), Unit("baud")] = 921_600
-    """921 600 carries 1 kHz telemetry at 36 % load; 115 200 needs telemetry.divider >= 4 (SPEC §9.5)."""
+    """921 600 carries 1 kHz telemetry at 45 % load; 115 200 needs telemetry.divider >= 5 (SPEC §9.5)."""
     link: LinkSettings = LinkSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     recording_dir: Annotated[Path, Unit("path")] = Path("recordings")

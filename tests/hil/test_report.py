@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hil.outcome import Measured, Outcome
 from hil.report import setup_info, write_index, write_junit
+from protocol import PROTOCOL_VERSION
 
 
 def outcomes(tmp_path: Path) -> list[Outcome]:
@@ -64,7 +65,7 @@ def test_junit_has_one_testcase_per_scenario_with_parameters_figures_and_verdict
     )
     suite_props = {p.get("name"): p.get("value") for p in suite.find("properties") or []}
     assert suite_props["setup.time_scale"] == "5"
-    assert suite_props["setup.protocol_version"] == "1"
+    assert suite_props["setup.protocol_version"] == str(PROTOCOL_VERSION)
     assert "setup.cementguard" in suite_props
     assert "setup.host" in suite_props
     cases = {c.get("name"): c for c in suite.findall("testcase")}

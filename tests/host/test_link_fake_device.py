@@ -206,11 +206,12 @@ async def test_no_session_nak_refuses_and_rehandshakes(fake_device: Callable[...
 @pytest.mark.parametrize(
     ("kwargs", "device_version"),
     [
-        ({"version_nak": True, "header_version": 2}, 2),  # NAK VERSION_MISMATCH, SPEC §10.9
-        ({"header_version": 2, "info_version": 2}, 2),  # every frame says version 2
-        ({"info_version": 3}, 3),  # a version-1 header but DEVICE_INFO names version 3
+        ({"version_nak": True, "header_version": 1}, 1),  # an old device: NAK VERSION_MISMATCH, §10.9
+        ({"version_nak": True, "header_version": 3}, 3),  # a newer device's NAK VERSION_MISMATCH
+        ({"header_version": 1, "info_version": 1}, 1),  # every frame says version 1
+        ({"info_version": 3}, 3),  # our header version, but DEVICE_INFO names version 3
     ],
-    ids=["nak-version-mismatch", "v2-frames", "device-info-v3"],
+    ids=["nak-version-mismatch-v1-device", "nak-version-mismatch-v3-device", "v1-frames", "device-info-v3"],
 )
 async def test_another_protocol_version_is_named_and_nothing_more_is_sent(
     fake_device: Callable[..., FakeDevice], kwargs: dict[str, object], device_version: int

@@ -216,7 +216,7 @@ rig = "bench/1"
         f"{path}: baud: 300 is too small; allowed [9600, 4000000] (baud)",
         f"{path}: link.retries: -1 is too small; allowed [0, 10] (count)",
         f"{path}: telemetry.divider: 1001 is too large; allowed [0, 1000] (samples)",
-        f"{path}: telemetry.batch_samples: 31 is too large; allowed [1, 30] (samples)",
+        f"{path}: telemetry.batch_samples: 31 is too large; allowed [1, 25] (samples)",
         f"{path}: mqtt.url: 'http://broker' is not an MQTT broker URL (mqtt://host[:port], mqtts://, ws://, "
         "wss://); allowed mqtt://HOST[:PORT], mqtts://, ws:// or wss:// (URL)",
         f"{path}: mqtt.rig: 'bench/1' is not in the allowed form; allowed 1 to 64 of A-Z a-z 0-9 _ . - "
@@ -299,7 +299,7 @@ INT_FIELDS = {
     "CEMENTGUARD_LINK__COMMAND_TIMEOUT_MS": (10, 10_000, "link.command_timeout_ms", "[10, 10000]", "ms"),
     "CEMENTGUARD_LINK__HEARTBEAT_PERIOD_MS": (10, 10_000, "link.heartbeat_period_ms", "[10, 10000]", "ms"),
     "CEMENTGUARD_TELEMETRY__DIVIDER": (0, 1000, "telemetry.divider", "[0, 1000]", "samples"),
-    "CEMENTGUARD_TELEMETRY__BATCH_SAMPLES": (1, 30, "telemetry.batch_samples", "[1, 30]", "samples"),
+    "CEMENTGUARD_TELEMETRY__BATCH_SAMPLES": (1, 25, "telemetry.batch_samples", "[1, 25]", "samples"),
 }
 
 

@@ -47,7 +47,7 @@ def banner_text(model: DashboardModel) -> tuple[str, str, str]:
         last = model.stops[-1] if model.stops else None
         if last is not None and last.reason == enum_name(StopReason, reason):
             pressure = "pressure invalid" if math.isnan(last.pressure_kpa) else f"{last.pressure_kpa:.0f} kPa"
-            detail += f"  at {pressure}, {last.delivered_ml:.3f} mL delivered"
+            detail += f"  at {pressure}, {last.delivered_ml:.3f} mL"
     if state == State.PAUSED and reason == StopReason.INCREMENT_DONE:
         detail += "  -  check the image, then space resumes"
     elif state in (State.STOPPED, State.FAULT):
