@@ -124,7 +124,7 @@ async def test_a_valid_auto_resume_still_runs_and_the_imaging_pause_holds(tmp_pa
     (done,) = [e.record for e in rec.events if e.record.reason == StopReason.INCREMENT_DONE]
     t = rec.samples["t_us"].astype(np.int64)
     stop_us = int(done.t_s * 1e6)
-    volume = rec.samples["volume_nl"].astype(np.int64)
+    volume = rec.samples["delivered_nl"].astype(np.int64)
     # from 50 ms after the stop (the plunger decelerates) to 0.9 x the pause later: no forward motion
     window = (t >= stop_us + 50_000) & (t <= stop_us + int(0.9 * pause_s * 1e6))
     assert window.sum() > 100

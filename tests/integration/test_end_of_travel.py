@@ -64,7 +64,7 @@ def test_travel_um_is_where_a_plan_of_the_whole_stroke_left_comes_to_rest() -> N
     assert rig.controller.plunger_um >= travel_um
     status = _status(rig)
     assert status.flags & Flags.END_OF_TRAVEL
-    assert status.volume_nl >= answer.detail
+    assert status.delivered_nl >= answer.detail
     again = rig.arm(volume_limit_nl=1)
     assert isinstance(again, Nak)
     assert (again.code, again.field, again.detail) == (NakCode.BAD_PARAM, 5, 0)

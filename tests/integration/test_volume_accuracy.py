@@ -2,7 +2,7 @@
 
 SPEC §8.5: the controller anticipates VOLUME_LIMIT and INCREMENT_DONE by the exact braking distance
 of its own deceleration ramp, so the plunger comes to rest on the mark: the delivered volume at rest
-(STATUS `volume_nl`) is at least the target and at most max(1 %, 2 uL) above it, at every flow in
+(STATUS `delivered_nl`) is at least the target and at most max(1 %, 2 uL) above it, at every flow in
 range, with and without relief, continuous and incremental.
 """
 
@@ -26,7 +26,7 @@ def _delivered_at_rest(rig: VirtualRig) -> int:
     answer = rig.command(GetStatus)
     assert isinstance(answer, Ack)
     status = next(m for m in reversed(rig.replies) if isinstance(m, Status) and m.cmd_id == answer.cmd_id)
-    return status.volume_nl
+    return status.delivered_nl
 
 
 @pytest.mark.parametrize("relief", [False, True], ids=["no-relief", "relief"])
@@ -44,7 +44,7 @@ def test_continuous_volume_limit_rests_on_the_target(flow_nl_s: int, relief: boo
     assert stop.reason == StopReason.VOLUME_LIMIT
     delivered = _delivered_at_rest(rig)
     assert target <= delivered <= target + _accuracy_nl(target)
-    assert stop.volume_nl <= delivered, "the EVENT carries the volume when the stop was taken"
+    assert stop.delivered_nl <= delivered, "the EVENT carries the volume when the stop was taken"
 
 
 @pytest.mark.parametrize("relief", [False, True], ids=["no-relief", "relief"])
