@@ -273,7 +273,7 @@ def _print_status(device: dict[str, Any], s: Any, header: str | None) -> None:
     if s.stop_reason:
         lines.append(f"stop      {s.stop_reason.name} (source {s.stop_source.name})")
     lines.append(f"pressure  {s.pressure_kpa:.0f} kPa")
-    lines.append(f"delivered {s.volume_ml:.3f} / {s.volume_limit_ml:.3f} mL")
+    lines.append(f"delivered {s.delivered_ml:.3f} / {s.volume_limit_ml:.3f} mL")
     lines.append(f"limits    soft {s.soft_limit_kpa:.0f} kPa, hard {s.hard_limit_kpa:.0f} kPa")
     _say("\n".join(lines))
 
