@@ -89,7 +89,8 @@ class Truth:
                 self._plunger_at_rest_um = plunger_um  # at rest, or backing off for relief
             elif plunger_um > self._plunger_at_rest_um + 8:  # 8 um (~0.5 uL): more than encoder jitter
                 self.violations.append(
-                    f"t={t_us / 1e6:.3f} s: plunger {plunger_um} um > {self._plunger_at_rest_um} um in state {state}"
+                    f"t={t_us / 1e6:.3f} s: plunger {plunger_um} um > {self._plunger_at_rest_um} um "
+                    f"in state {state}"
                 )
                 self._plunger_at_rest_um = plunger_um
 
