@@ -74,4 +74,4 @@ async def test_a_lost_volume_limit_event_still_reports_plan_completed(tmp_path: 
     assert "lost on the line" in text
     (limit,) = [e for e in rec.stop_events() if e.record.reason == StopReason.VOLUME_LIMIT]
     assert limit.annotations["read_from"] == "STATUS"
-    assert limit.record.volume_ml >= 0.19
+    assert limit.record.delivered_ml >= 0.19
