@@ -191,7 +191,8 @@ def test_the_recording_keeps_the_tail_after_a_stop(tmp_path: Path) -> None:
     t_s = rec.samples["t_us"] / 1e6
     after = t_s >= stop.record.t_s
     assert t_s[-1] - stop.record.t_s >= 5.0, "at least 5 s of device time after the stop"
-    volume = rec.samples["volume_nl"][after]
+    volume = rec.samples["delivered_nl"][after]
+    plunger = rec.samples["plunger_um"][after]
     flags = rec.samples["flags"][after]
     motor = rec.samples["motor_um_s"][after]
     relieving = (flags & Flags.RELIEF_ACTIVE) != 0
@@ -199,7 +200,7 @@ def test_the_recording_keeps_the_tail_after_a_stop(tmp_path: Path) -> None:
     assert (motor[relieving] < 0).any(), "the relief's back-off is recorded"
     last_second = t_s[after] >= t_s[-1] - 1.0
     assert not relieving[last_second].any(), "the relief has ended before the end of the tail"
-    assert volume[last_second].min() == volume[last_second].max(), "the after-flow has settled"
+    assert plunger[last_second].min() == plunger[last_second].max(), "the plunger has settled"
     assert volume[-1] >= volume[0], "delivered volume after the stop (after-flow) is recorded"
     log = (run_dir / "host.log").read_text()
     assert "recording" in log, log
