@@ -33,7 +33,9 @@ from host.client import Controller, LinkOptions, LinkState
 from host.control import serve_control
 from host.errors import CementguardError, CommandRefused
 from host.plan import clamp_to_device
+from host.pump import Consumer, ConsumerFailure, StreamPump
 from host.recording import Recorder
+from host.recording_sink import RecordingSink, close_recorder, open_recorder
 from protocol import Event, EventKind, NakCode, State, StopReason, StopSource, TelemetryBatch
 from protocol.models import DeviceInfoRecord
 
@@ -55,6 +57,18 @@ class RunOptions:
     """A real rig's port URL; None: a simulator per scenario."""
     report_dir: Path = Path("build/hil/report")
     telemetry_divider: int = DEFAULT_TELEMETRY_DIVIDER
+
+
+class _HilRecording(RecordingSink):
+    """The scenario's recording. Every STOP event carries its source's name (the HIL report reads
+    it); the tail is the scenario's own `settle_s`, waited by the driver."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        super().__init__(recorder, tail_s=0.0)
+
+    def on_event(self, event: Event, notes: dict[str, Any], received_at: float | None) -> None:
+        marks = {"stop_source": _name(StopSource, event.source)} if event.kind == EventKind.STOP else {}
+        super().on_event(event, marks, received_at)
 
 
 def _name(enum: Any, value: int) -> str:
@@ -127,6 +141,8 @@ class _Run:
         self.stop_events: list[tuple[Event, float]] = []
         self.cut = False
         self.recorder: Recorder | None = None
+        self.failure: str | None = None
+        """A consumer or worker of the stream pump that failed (the scenario then errors)."""
 
     def device_now_s(self) -> float:
         """Device time now, from the latest telemetry sample and the wall time since it was read."""
@@ -146,31 +162,13 @@ class _Run:
                 self.m.host_max_lag_ms = round(worst * 1000.0, 1)
                 self.m.host_max_lag_at_s = round(self.device_now_s(), 3)
 
-    async def pump_telemetry(self, ctl: Controller) -> None:
-        async with ctl.telemetry() as sub:
-            async for batch in sub:
-                assert isinstance(batch, TelemetryBatch)
-                s = batch.samples
-                if len(s):
-                    self.samples.append(s.copy())
-                    self.last_t_us = int(s["t_us"][-1])
-                    self.last_delivered_nl = int(s["delivered_nl"][-1])
-                    self.last_rx = sub.received_at or time.perf_counter()
-                    if self.recorder is not None:
-                        self.recorder.add_samples(s)
-                self.telemetry_tick.set()
-
-    async def pump_events(self, ctl: Controller) -> None:
-        async with ctl.events() as sub:
-            async for event in sub:
-                t = sub.received_at or time.perf_counter()
-                notes: dict[str, Any] = {}
-                if event.kind == EventKind.STOP:
-                    notes["stop_source"] = _name(StopSource, event.source)
-                    self.stop_events.append((event, t))
-                    await self.stops.put((event, t))
-                if self.recorder is not None:
-                    self.recorder.add_event(event, **notes)
+    def failed(self, failure: ConsumerFailure) -> None:
+        """The stream pump's one policy: a failed consumer (the recorder, the judge's own feed) or
+        worker ends the scenario as an error at once, naming it; the harness must not judge a run
+        it did not fully see or record."""
+        if self.failure is None:
+            self.failure = str(failure)
+        self.stops.put_nowait("failed")
 
     async def _wait_until(self, ev: Any) -> None:
         while True:
@@ -199,6 +197,32 @@ class _Run:
                 await ctl.stop(HOST_STOP_KINDS[ev.kind])
         elif ev.kind == "mqtt_stop":
             await mqtt.publish_stop()
+
+
+class _JudgeFeed(Consumer):
+    """What the judge measures, fed by the stream pump: samples, the latest device time and volume,
+    and the stop events (to the driver's queue, with the host time they were read)."""
+
+    name = "hil judge"
+    critical = True
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+
+    def on_samples(self, batch: TelemetryBatch, received_at: float | None) -> None:
+        run, s = self.run, batch.samples
+        if len(s):
+            run.samples.append(s.copy())
+            run.last_t_us = int(s["t_us"][-1])
+            run.last_delivered_nl = int(s["delivered_nl"][-1])
+            run.last_rx = received_at or time.perf_counter()
+        run.telemetry_tick.set()
+
+    def on_event(self, event: Event, notes: dict[str, Any], received_at: float | None) -> None:
+        if event.kind == EventKind.STOP:
+            t = received_at or time.perf_counter()
+            self.run.stop_events.append((event, t))
+            self.run.stops.put_nowait((event, t))
 
 
 async def run_scenario(scenario: Scenario, path: Path, options: RunOptions) -> Outcome:
@@ -292,6 +316,7 @@ async def _drive(run: _Run, out_dir: Path) -> None:
     async with mqtt_cm as mqtt:
         ctl = await Controller.connect(run.url, options)
         tasks: list[asyncio.Task[Any]] = []
+        pump: StreamPump | None = None
         control = serve_control(ctl)  # `cementguard stop/status/clear` from another terminal
         await control.__aenter__()
         try:
@@ -299,16 +324,18 @@ async def _drive(run: _Run, out_dir: Path) -> None:
                 await mqtt.attach(ctl)
             info = ctl.device
             plan, _warnings = clamp_to_device(s.plan, info)
-            run.recorder = Recorder.create(
+            run.recorder = await open_recorder(
                 out_dir / "recording",
                 plan,
                 DeviceInfoRecord.from_message(info),
                 extra={"scenario": s.name, "port": run.url, "time_scale": scale},
                 counters_source=lambda: ctl.counters,
             )
-            tasks.append(asyncio.create_task(run.watch_loop_lag()))
-            tasks.append(asyncio.create_task(run.pump_telemetry(ctl)))
-            tasks.append(asyncio.create_task(run.pump_events(ctl)))
+            pump = StreamPump(
+                ctl, [_JudgeFeed(run), _HilRecording(run.recorder)], on_failure=run.failed, name="hil"
+            )
+            await pump.__aenter__()
+            pump.supervisor.spawn(run.watch_loop_lag(), "hil: loop lag")
             await ctl.set_telemetry(run.options.telemetry_divider, 20)
             await _prepare_device(ctl)
             status = await ctl.get_status()
@@ -338,6 +365,8 @@ async def _drive(run: _Run, out_dir: Path) -> None:
                     except TimeoutError:
                         run.m.timed_out = True
                         break
+                if item == "failed":
+                    raise RuntimeError(f"the harness lost part of the run: {run.failure}")
                 if item == "cut":
                     if run.sim is not None:
                         with contextlib.suppress(TimeoutError):
@@ -367,13 +396,21 @@ async def _drive(run: _Run, out_dir: Path) -> None:
             await asyncio.sleep(s.settle_s / scale)  # relief and after-flow, in device time
             await _final(run, ctl, options)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if run.recorder is not None:
-                await asyncio.to_thread(run.recorder.close)
-            await control.__aexit__(None, None, None)
-            await ctl.close()
+            try:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                if pump is not None:
+                    await pump.aclose()
+                if run.recorder is not None:
+                    failed = await close_recorder(run.recorder)
+                    if failed is not None and run.failure is None:
+                        run.failure = f"recording failed on close: {failed}"
+                await control.__aexit__(None, None, None)
+            finally:
+                await ctl.close()  # always, whatever failed above
+            if run.failure is not None:
+                raise RuntimeError(f"the harness lost part of the run: {run.failure}")
 
 
 async def _prepare_device(ctl: Controller) -> None:
