@@ -862,3 +862,24 @@ def test_a_format_1_recording_exports_with_empty_cells_for_what_it_never_had(tmp
     with (tmp_path / "e.csv").open(newline="") as f:
         (event,) = list(csv.DictReader(f))
     assert (event["delivered_ml"], event["plunger_mm"], event["reason"]) == ("0.039", "", "OPERATOR_STOP")
+
+
+def test_a_sensor_fault_stop_is_recorded_and_exported_without_a_pressure(tmp_path: Path) -> None:
+    """SPEC 5.12: the STOP of a SENSOR_FAULT carries a stale pressure, marked by flags SENSOR_FAULT:
+    the recording writes null and the export leaves the cell empty, never a reading."""
+    fault = dataclasses.replace(
+        stop_event(0, 1_000_000, StopReason.SENSOR_FAULT), flags=Flags.HOST_LINK_OK | Flags.SENSOR_FAULT
+    )
+    with Recorder.create(tmp_path / "run", PLAN, DEVICE) as rec:
+        rec.add_samples(synthetic_samples(10))
+        rec.add_event(fault)
+        rec.add_event(stop_event(1, 1_001_000))
+    (line, _) = (tmp_path / "run" / EVENTS_FILE).read_text().splitlines()
+    assert json.loads(line)["event"]["pressure_kpa"] is None
+    r = Recording.open(tmp_path / "run")
+    assert [e.record.pressure_kpa for e in r.events] == [None, 4000.123]
+    export_events_csv(r, tmp_path / "e.csv")
+    with (tmp_path / "e.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["pressure_kpa"] for row in rows] == ["", "4000.123"]
+    assert int(rows[0]["flags"]) & Flags.SENSOR_FAULT
