@@ -6,11 +6,13 @@ Every wait is on a line a process prints (read by a thread, bounded by a timeout
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -201,6 +203,79 @@ def test_stop_status_and_clear_from_another_terminal_while_the_bridge_holds_the_
         finally:
             bridge.terminate()
             bridge.wait(timeout=10)
+
+
+HIL_SCENARIO = """
+description = "Stopped from another terminal through the HIL runner's control endpoint."
+seed = 5
+plan_file = "PLAN"
+
+[expect]
+state = "STOPPED"
+reason = "OPERATOR_STOP"
+source = "OPERATOR"
+"""
+
+
+async def _wait_for_session(port: str, program: str, state: str) -> dict[str, object]:
+    """Ask the port's endpoint until `program` answers and reports `state` (bounded: 60 s). Only
+    the endpoint is asked: opening the port directly would take it from the program starting up."""
+    from host import control
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            answer = await control.request(port, "status")
+            if program in str(answer.get("session")) and answer.get("state") == state:
+                return answer
+        except control.ControlError:
+            pass  # not serving yet
+        assert time.monotonic() < deadline, f"{program} never reported {state} on {port}"
+        await asyncio.sleep(0.05)  # poll interval for another process's start-up, not a synchronisation
+
+
+def test_stop_from_another_terminal_while_the_hil_runner_holds_a_rig(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cementguard hil run --port P` (a real rig's mode) holds the port and serves the endpoint: a
+    scenario that expects an operator stop passes when the stop comes from another terminal."""
+    scenario = tmp_path / "stopped-from-elsewhere.toml"
+    scenario.write_text(HIL_SCENARIO.replace("PLAN", str(REPO / "plans" / "continuous-2ml.toml")))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", env["XDG_RUNTIME_DIR"])
+    with simulator("--pty", "--serial", "E2E-HIL") as (_sim, port):
+        runner = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "host.cli",
+                "hil",
+                "run",
+                str(scenario),
+                "--port",
+                port,
+                "--junit",
+                str(tmp_path / "junit.xml"),
+                "--report-dir",
+                str(tmp_path / "report"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO,
+            env=env,
+        )
+        try:
+            asyncio.run(_wait_for_session(port, "cementguard hil", "INJECTING"))
+            stop = _cli(env, "stop", "--port", port)
+            assert stop.returncode == 0, stop.stdout
+            assert "STOP acknowledged through cementguard hil" in stop.stdout
+            out, _ = runner.communicate(timeout=120)
+            assert runner.returncode == 0, out
+            assert "1 passed" in out
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+                runner.wait()
 
 
 def test_stop_loads_neither_simulator_nor_harness_nor_ui(env: dict[str, str]) -> None:
