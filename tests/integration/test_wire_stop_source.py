@@ -1,15 +1,17 @@
-"""Two SPEC contradictions of issue 11, settled on the wire (SPEC §5.6, §5.12).
+"""Three SPEC contradictions of issue 11, settled on the wire (SPEC §5.6, §5.11, §5.12).
 
 - STOP.source: one rule. 1-4 are kept; every other value (0 NONE, 5 FLUORO_LINE, 6 CONTROLLER, which
   decode, and 7-255, which the codec rejects as bad_value) stops as OPERATOR / OPERATOR_STOP and is
   ACKed, exactly as the golden vectors `stop_*` and `undefined_stop_source` say.
 - The STOP event of a SENSOR_FAULT carries flags SENSOR_FAULT, so its stale pressure is marked invalid.
+- The telemetry index after a session closes: only the discarded partial batch is skipped.
 
 Only decoded frames are looked at, as an independent host would.
 """
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import pytest
@@ -30,7 +32,7 @@ from protocol import (
 )
 from protocol.codec import HEADER
 from protocol.framing import encode as frame
-from protocol.messages import Stop
+from protocol.messages import Stop, TelemetryBatch
 
 
 def _armed() -> VirtualRig:
@@ -100,3 +102,37 @@ def test_the_stop_event_of_a_sensor_fault_marks_its_pressure_invalid() -> None:
     before = [e for e in rig.events if e.event_index < stop.event_index and e.kind != EventKind.POWER_UP]
     assert before
     assert all(not e.flags & Flags.SENSOR_FAULT for e in before)
+
+
+def test_the_telemetry_index_after_a_session_closes_skips_only_the_discarded_partial_batch() -> None:
+    """SPEC §5.11: no samples are taken without a session; the partly filled batch discarded when
+    the session closed still counts, so the next session's first batch starts at most
+    batch_samples - 1 past where the last one ended."""
+    rig = VirtualRig(PlantConfig())
+    seen: list[tuple[int, int, int]] = []  # (first_index, count, t_us of the first sample)
+    keep = rig._receive
+
+    def receive(message: object) -> None:
+        if isinstance(message, TelemetryBatch):
+            seen.append((message.first_index, len(message.samples), int(message.samples["t_us"][0])))
+        keep(message)  # type: ignore[arg-type]
+
+    rig._receive = receive  # type: ignore[method-assign]
+    rig.connect()
+    rig.heartbeats = False  # a silent host: the watchdog (500 ms) closes the session
+    assert rig.run(2.0, until=lambda r: not r.controller.session_open)
+    closed_us = rig.now_us
+    rig.run(0.3)
+    rig.heartbeats = True
+    rig.connect()
+    hello_us = rig.now_us
+    rig.run(0.1)
+    old = [b for b in seen if b[2] < closed_us]
+    new = [b for b in seen if b[2] >= closed_us]
+    assert old
+    assert new
+    assert new[0][2] >= hello_us - 5_000, "no samples were taken while no session was open"
+    for (a, n, _t), (b, _m, _u) in itertools.pairwise(old):
+        assert b == a + n
+    end = old[-1][0] + old[-1][1]
+    assert 0 <= new[0][0] - end < 20, (end, new[0])  # the discarded partial batch, and only it
