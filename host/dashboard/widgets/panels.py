@@ -36,7 +36,7 @@ def _grid() -> Table:
 
 
 class Readouts(Static):
-    """Pressure, volume, flow, viscosity estimate and time since mixing."""
+    """Pressure, delivered volume, flow, viscosity estimate and time since mixing."""
 
     def show(self, model: DashboardModel) -> None:
         latest, limits, status = model.latest, model.limits(), model.status
