@@ -34,7 +34,8 @@ from firmware_sim.plant.events import (
     SensorShort,
     SensorStuck,
 )
-from host.plan import InjectionPlan, Problem, Raw, RulesBrokenError, Unit, describe, load_plan, read_toml
+from host.config_file import Problem, Raw, RulesBrokenError, Unit, describe, read_toml
+from host.plan import InjectionPlan, load_plan
 from protocol.enums import NakCode, State, StopReason, StopSource
 
 StateName = Literal["IDLE", "ARMED", "INJECTING", "PAUSED", "STOPPED", "DONE", "FAULT"]

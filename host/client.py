@@ -26,6 +26,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, Protocol
 
+from host.errors import StatusUnavailable
 from host.link import (
     CommandLike,
     Link,
@@ -180,7 +181,7 @@ class Controller:
 
         else:
             raise TypeError(f"arm() takes a protocol.Arm or a plan with to_arm(), not {type(plan).__name__}")
-        return await self._with_status(make)
+        return await self._with_status(make, "ARM")
 
     async def start(self) -> Ack:
         """ARMED -> INJECTING, after the device's START checks."""
@@ -203,7 +204,7 @@ class Controller:
         return await self._link.command(Clear)
 
     async def get_status(self) -> Status:
-        return await self._with_status(GetStatus)
+        return await self._with_status(GetStatus, "GET_STATUS")
 
     async def set_limits(
         self,
@@ -221,7 +222,8 @@ class Controller:
                 hard_limit_pa=hard_limit_pa,
                 relief_pa=relief_pa,
                 max_flow_nl_s=max_flow_nl_s,
-            )
+            ),
+            "SET_LIMITS",
         )
 
     async def set_telemetry(self, divider: int, batch: int = 20) -> Ack:
@@ -235,12 +237,18 @@ class Controller:
         """Any command message, numbered by the link."""
         return await self._link.command(command)
 
-    async def _with_status(self, make: CommandLike) -> Status:
+    async def _with_status(self, make: CommandLike, what: str) -> Status:
+        """The command's own STATUS (the device sends it just before the ACK). If that frame was
+        lost on the line while the ACK arrived, the link's last STATUS is from before this command
+        (an ARM's limits would be the previous plan's): read it again with GET_STATUS, and if that
+        one is lost too, say so (StatusUnavailable) rather than return a stale one."""
         _ack, reply = await self._link.request(make)
-        status = reply if isinstance(reply, Status) else self._link.status
-        if status is None:
-            raise RuntimeError("the device acknowledged without the STATUS it must send first")
-        return status
+        if isinstance(reply, Status):
+            return reply
+        _ack, reply = await self._link.request(GetStatus)
+        if isinstance(reply, Status):
+            return reply
+        raise StatusUnavailable(what)
 
     # -- streams and waits ---------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
-"""Errors of the host side: what can go wrong between the bench PC and the controller.
+"""Errors of the host side: what can go wrong between the bench PC and the controller, and around it.
 
-Every error the link and the client raise derives from `CementguardError`, so a CLI can catch one
-class and print `str(exc)`: each message says what happened and, where there is one, what to do.
+Every error the product raises on purpose derives from `CementguardError` (the one root), so a CLI
+can catch one class and print `str(exc)`: each message says what happened and, where there is one,
+what to do. Recording errors (`host.recording`) derive from it too.
 
     CementguardError
     ├── PortError                 the port could not be opened
@@ -11,6 +12,10 @@ class and print `str(exc)`: each message says what happened and, where there is 
     ├── DeviceNotResponding       the port opened, but no device answered HELLO
     ├── ProtocolVersionError      the device speaks another protocol version: the host sends nothing more
     ├── CommandRefused            the device answered NAK: nothing changed
+    ├── StatusUnavailable         a command's STATUS reply was lost, and reading it again failed
+    ├── RecordingError            (host.recording) a directory is not a readable recording
+    │   └── RecordingVersionError ... its format is newer than this reader
+    ├── RecorderError             (host.recording) a recorder cannot take more data (write failed)
     ├── LinkClosed                the host closed the link (a command or a wait after close)
     └── LinkLost                  the link went down (silent device, port gone, closed by the host)
         └── CommandTimeout        a command got no answer after its retries: the link is declared lost
@@ -102,6 +107,19 @@ class CommandRefused(CementguardError):  # noqa: N818 - names of the host API
     @property
     def code(self) -> NakCode | int:
         return self.nak.code
+
+
+class StatusUnavailable(CementguardError):  # noqa: N818 - names of the host API
+    """A command that the device answers with STATUS then ACK (ARM, SET_LIMITS, GET_STATUS) was
+    acknowledged, but its STATUS was lost on the line and a GET_STATUS after it got none either.
+    The command took effect; the limits in force are not known to this host yet."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__(
+            f"{command} was acknowledged, but its STATUS reply was lost and could not be read again: "
+            "the limits in force are unknown; read STATUS (`cementguard status`) before going on"
+        )
+        self.command = command
 
 
 class LinkClosed(CementguardError):  # noqa: N818 - names of the host API

@@ -65,6 +65,7 @@ from typing import Any, Self
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
+from host.errors import CementguardError
 from protocol import PROTOCOL_VERSION
 from protocol.enums import (
     AlarmCode,
@@ -164,7 +165,7 @@ ENUMS: tuple[type[IntEnum] | type[IntFlag], ...] = (
 )
 
 
-class RecordingError(Exception):
+class RecordingError(CementguardError):
     """A directory is not a readable recording."""
 
 
@@ -172,7 +173,7 @@ class RecordingVersionError(RecordingError):
     """The recording's format version is newer than this reader understands."""
 
 
-class RecorderError(RuntimeError):
+class RecorderError(CementguardError, RuntimeError):
     """The recorder cannot take more data: it is closed, or writing failed (see __cause__)."""
 
 

@@ -33,7 +33,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from host.plan import Problem, Raw, RulesBrokenError, Unit, describe, read_toml, show
+from host.config_file import Problem, Raw, RulesBrokenError, Unit, describe, read_toml, show
 from protocol.telemetry import MAX_BATCH_SAMPLES, MAX_DIVIDER
 
 ENV_PREFIX = "CEMENTGUARD_"

@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from host.plan import InjectionPlan, describe, show
+from host.config_file import describe, show
+from host.plan import InjectionPlan
 
 SOURCE = "edit"
 EDITABLE: dict[str, tuple[str, str]] = {

@@ -191,6 +191,8 @@ class FakeDevice:
     """Command types whose first answer is lost on the way (applied, cached, never delivered)."""
     refuse: dict[MsgType, tuple[NakCode, int, int]] = field(default_factory=dict)
     """Command type -> (NAK code, field, detail)."""
+    lose_status: int = 0
+    """The first this-many STATUS replies to commands are lost on the line (their ACKs arrive)."""
     damage_info: int = 0
     """The first this-many DEVICE_INFO replies go out with one byte flipped (a CRC error on the host's
     side); their ACKs arrive intact, as after a burst of line noise."""
@@ -337,6 +339,9 @@ class FakeDevice:
                 self.dropped_answers.extend(answers)
                 return
         for answer in answers:
+            if isinstance(answer, Status) and self.lose_status > 0:
+                self.lose_status -= 1
+                continue
             self.send(answer)
 
     def _apply(self, cmd: Command) -> list[Message]:

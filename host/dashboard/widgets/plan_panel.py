@@ -11,8 +11,9 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Input, Label, Static
 
+from host.config_file import show
 from host.dashboard.plan_edit import EDITABLE, apply_edits, field_text, parse_age
-from host.plan import InjectionPlan, PlanError, load_plan, show
+from host.plan import InjectionPlan, PlanError, load_plan
 
 
 def _key(path: str) -> str:
