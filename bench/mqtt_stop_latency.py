@@ -5,7 +5,7 @@
 
 Set-up, all real parts: a private Mosquitto (hil.mosquitto) on a free loopback port; the simulator in
 its own process on a pty, in real time at 1 kHz with 1 kHz telemetry; this process is the host: a
-`host.client.Controller` with an `host.mqtt.MqttBridge` in the same event loop, as `cementguard bridge`
+`host.client.DeviceClient` with an `host.mqtt.MqttBridge` in the same event loop, as `cementguard bridge`
 runs them. Each cycle: ARM (continuous), START, wait for a telemetry batch showing the plunger moving,
 stop by one of three methods (rotated, so all three see the same load), wait for the STOP event, CLEAR.
 
@@ -49,7 +49,7 @@ import _common
 from stop_latency import PLAN, start_simulator, stop_process
 
 from hil.mosquitto import Mosquitto, find_binary
-from host.client import Controller
+from host.client import DeviceClient
 from host.mqtt import MqttBridge, MqttOptions
 from host.stops import StopRequests
 from protocol import Event, EventKind, State, StopReason, StopSource
@@ -123,7 +123,7 @@ async def cycles(path: str, broker: Mosquitto, n: int) -> tuple[dict[str, list[f
     pub_args = ["-h", broker.host, "-p", str(broker.port), "-q", "1", "-t", TOPIC, "-m", PAYLOAD.decode()]
     stops = StopRequests()
     log: list[str] = []
-    async with Controller.open(path) as ctl:
+    async with DeviceClient.open(path) as ctl:
         bridge = MqttBridge(ctl, MqttOptions(url=broker.url, rig=RIG), stops=stops, log=log.append)
         task = asyncio.create_task(bridge.run())
         publisher = await Publisher.start(broker)

@@ -5,7 +5,7 @@
 
 Against `cementguard sim --pty` (real time, 1 kHz tick). Two ways, as an operator meets them:
 
-- **through the endpoint**: this process holds the port like `cementguard run` does (a Controller and
+- **through the endpoint**: this process holds the port like `cementguard run` does (a DeviceClient and
   `serve_control`), ARMs and STARTs a continuous plan (no relief) so the pump is injecting, then
   starts `cementguard stop --port P` as a new process. Measured from just before the process is
   started (`time.perf_counter()`) to the moment the bytes carrying the device's EVENT STOP were read
@@ -36,7 +36,7 @@ from typing import Any
 
 import _common
 
-from host.client import Controller
+from host.client import DeviceClient
 from host.control import serve_control
 from protocol import Arm, EventKind, Mode, PlanFlags, State, StopReason
 
@@ -85,7 +85,7 @@ def start_simulator(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     return proc, line.split(" ", 1)[1].strip()
 
 
-async def _clear(ctl: Controller) -> None:
+async def _clear(ctl: DeviceClient) -> None:
     while True:
         state = (await ctl.get_status()).state
         if state in (State.IDLE,):
@@ -99,7 +99,7 @@ async def _clear(ctl: Controller) -> None:
 
 async def through_endpoint(port: str, stops: int, env: dict[str, str]) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"endpoint_event": [], "endpoint_exit": []}
-    async with Controller.open(port) as ctl, serve_control(ctl), ctl.events() as events:
+    async with DeviceClient.open(port) as ctl, serve_control(ctl), ctl.events() as events:
         for _ in range(stops):
             await _clear(ctl)
             await ctl.arm(PLAN)
@@ -127,7 +127,7 @@ async def through_endpoint(port: str, stops: int, env: dict[str, str]) -> dict[s
 async def directly(port: str, stops: int, env: dict[str, str]) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"direct_ack": [], "direct_exit": []}
     for _ in range(stops):
-        async with Controller.open(port) as ctl:
+        async with DeviceClient.open(port) as ctl:
             await _clear(ctl)
             await ctl.arm(PLAN)
         t0 = time.perf_counter()

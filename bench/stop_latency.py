@@ -6,7 +6,7 @@
 
 The simulator runs in its own process on a pseudo-terminal, in real time at its 1 kHz tick, streaming
 1 kHz telemetry (20 samples per batch), exactly as `cementguard sim --pty` serves a host. The host side
-is `host.client.Controller`. Each cycle: ARM (continuous, no relief), GET_STATUS (the baseline), START,
+is `host.client.DeviceClient`. Each cycle: ARM (continuous, no relief), GET_STATUS (the baseline), START,
 wait for a telemetry batch that shows the plunger moving, STOP, wait for the STOP event, CLEAR.
 
 Tick phase: the device applies a command in the first tick after its last byte arrives. By default the
@@ -48,7 +48,7 @@ from typing import Any
 import _common
 import serial_asyncio_fast
 
-from host.client import Controller
+from host.client import DeviceClient
 from protocol import Arm, Event, EventKind, Mode, PlanFlags, State, StopReason, encode_frame
 from protocol.messages import Heartbeat
 
@@ -109,7 +109,7 @@ def spin(seconds: float) -> None:
 
 async def stop_cycles(path: str, cycles: int, random_phase: bool) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"event_read": [], "event_delivered": [], "ack": [], "get_status": []}
-    async with Controller.open(path) as ctl:
+    async with DeviceClient.open(path) as ctl:
         events, telemetry = ctl.events(), ctl.telemetry()
         for _ in range(cycles):
             await ctl.arm(PLAN)

@@ -4,7 +4,7 @@
     python bench/telemetry_soak.py --minutes 1 --json
 
 `cementguard sim --pty` runs in its own process in real time and streams every 1 kHz sample (divider
-1, 20 samples per batch); this process is the host: `host.client.Controller` reads the stream and
+1, 20 samples per batch); this process is the host: `host.client.DeviceClient` reads the stream and
 `host.recording.Recorder` writes every sample and counter snapshot to disk, as `cementguard run
 --record` does. The controller stays IDLE: the telemetry stream is the same size in every state.
 
@@ -31,7 +31,7 @@ from typing import Any
 
 import _common
 
-from host.client import Controller
+from host.client import DeviceClient
 from host.recording import Recorder, Recording
 from protocol.models import DeviceInfoRecord
 
@@ -65,7 +65,7 @@ def start_simulator() -> tuple[subprocess.Popen[str], str]:
 
 
 async def soak(port: str, seconds: float, baseline_s: float, directory: Path) -> dict[str, Any]:
-    async with Controller.open(port) as ctl:
+    async with DeviceClient.open(port) as ctl:
         await ctl.set_telemetry(0)  # baseline: the same host, no stream
         c0, w0 = _cpu_s(), time.monotonic()
         await asyncio.sleep(baseline_s)  # measuring an idle window, not synchronising

@@ -1,7 +1,7 @@
 """The imaging system's fluoroscopy stop over MQTT, for HIL scenarios with an `mqtt_stop` event.
 
 A real Mosquitto (hil/mosquitto.py) on a free loopback port, the host's MqttBridge on the scenario's
-Controller, and a separate MQTT client playing the imaging system, which publishes on
+DeviceClient, and a separate MQTT client playing the imaging system, which publishes on
 `cementguard/<rig>/fluoro/stop`. The bridge forwards it as STOP with source FLUORO_REMOTE.
 """
 
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import aiomqtt
 
 from hil.mosquitto import Mosquitto
-from host.client import Controller
+from host.client import DeviceClient
 from host.mqtt import MqttBridge, MqttOptions, Topics
 from host.stops import StopRequests
 
@@ -43,7 +43,7 @@ class MqttStopper:
         self.broker = await asyncio.to_thread(Mosquitto.start, self.workdir)
         return self
 
-    async def attach(self, ctl: Controller) -> None:
+    async def attach(self, ctl: DeviceClient) -> None:
         """Run the bridge on `ctl` and connect the publisher; returns once both are on the broker."""
         assert self.broker is not None
         self.bridge = MqttBridge(

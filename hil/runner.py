@@ -1,6 +1,6 @@
 """Play one scenario through the whole stack and measure what happened.
 
-host.client.Controller <-> `cementguard sim --pty --trace --scenario <plant file> --time-scale X` (a
+host.client.DeviceClient <-> `cementguard sim --pty --trace --scenario <plant file> --time-scale X` (a
 subprocess with its own pty), or a real rig at `--port`. The runner arms and starts the plan, performs
 the host-side events (silence, link cut, MQTT stop, operator / fluoroscopy key), answers increment
 pauses after the imaging time, records telemetry and events (a host.recording recording per scenario),
@@ -29,7 +29,7 @@ import numpy as np
 from hil.outcome import WATCHDOG_S, Measured, Outcome, harness_lag, judge
 from hil.scenario import PLANT_EVENT_KINDS, Scenario
 from hil.simulator import Simulator, Trace, write_plant_file
-from host.client import Controller, LinkOptions, LinkState
+from host.client import DeviceClient, LinkOptions, LinkState
 from host.control import serve_control
 from host.errors import CementguardError, CommandRefused
 from host.plan import clamp_to_device
@@ -182,7 +182,7 @@ class _Run:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.telemetry_tick.wait(), 0.5)
 
-    async def host_event(self, ctl: Controller, ev: Any, mqtt: Any) -> None:
+    async def host_event(self, ctl: DeviceClient, ev: Any, mqtt: Any) -> None:
         await self._wait_until(ev)
         onset = (self.device_now_s(), time.perf_counter())
         self.host_onsets.setdefault(ev.kind, onset)
@@ -314,7 +314,7 @@ async def _drive(run: _Run, out_dir: Path) -> None:
 
         mqtt_cm = MqttStopper(out_dir)
     async with mqtt_cm as mqtt:
-        ctl = await Controller.connect(run.url, options)
+        ctl = await DeviceClient.connect(run.url, options)
         tasks: list[asyncio.Task[Any]] = []
         pump: StreamPump | None = None
         control = serve_control(ctl)  # `cementguard stop/status/clear` from another terminal
@@ -413,7 +413,7 @@ async def _drive(run: _Run, out_dir: Path) -> None:
                 raise RuntimeError(f"the harness lost part of the run: {run.failure}")
 
 
-async def _prepare_device(ctl: Controller) -> None:
+async def _prepare_device(ctl: DeviceClient) -> None:
     """Bring a device left latched by the previous scenario (a real rig) back to IDLE: STOP if it
     holds a plan, then CLEAR, retried while relief still runs (BUSY). A fresh simulator is IDLE."""
     state = (await ctl.get_status()).state
@@ -432,12 +432,12 @@ async def _prepare_device(ctl: Controller) -> None:
         await asyncio.sleep(0.05)  # relief is still backing off; CLEAR is refused until it ends
 
 
-async def _final(run: _Run, ctl: Controller, options: LinkOptions) -> None:
+async def _final(run: _Run, ctl: DeviceClient, options: LinkOptions) -> None:
     """The final STATUS: on the open session, after a reconnect, or from a new connection (cut)."""
     ctl.link.resume_heartbeats()
     status = None
     if run.cut:
-        fresh = await Controller.connect(run.url, options)
+        fresh = await DeviceClient.connect(run.url, options)
         try:
             status = fresh.status
         finally:

@@ -105,13 +105,13 @@ class MqttStop(HostEventBase):
 
 
 class OperatorStop(HostEventBase):
-    """The operator's STOP (source OPERATOR): `Controller.stop()`."""
+    """The operator's STOP (source OPERATOR): `DeviceClient.stop()`."""
 
     kind: Literal["operator_stop"] = "operator_stop"
 
 
 class FluoroKeyStop(HostEventBase):
-    """The dashboard's fluoroscopy key: `Controller.stop(FLUORO_OPERATOR)`."""
+    """The dashboard's fluoroscopy key: `DeviceClient.stop(FLUORO_OPERATOR)`."""
 
     kind: Literal["fluoro_key_stop"] = "fluoro_key_stop"
 

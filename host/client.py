@@ -1,6 +1,6 @@
 """The typed async API to one controller: what the CLI, the dashboard, the MQTT bridge and HIL use.
 
-    async with Controller.open("/dev/ttyUSB0") as ctl:          # or a pty, or socket://host:port
+    async with DeviceClient.open("/dev/ttyUSB0") as ctl:          # or a pty, or socket://host:port
         print(ctl.device.serial, ctl.state)
         async with ctl.events() as events, ctl.telemetry() as telemetry:
             await ctl.arm(plan, mixed_ago_s=240.0)               # a protocol.Arm, or a plan with to_arm()
@@ -57,7 +57,7 @@ from protocol import (
 )
 
 __all__ = [
-    "Controller",
+    "DeviceClient",
     "LinkChange",
     "LinkCounters",
     "LinkOptions",
@@ -74,9 +74,10 @@ class PlanLike(Protocol):
     def to_arm(self, cmd_id: int, mixed_ago_s: float | None) -> Arm: ...
 
 
-class Controller:
-    """One controller behind one port URL. Create with `Controller.open(url)` and use as an async
-    context manager, or `await Controller.connect(url)` and `await ctl.close()`."""
+class DeviceClient:
+    """The host's client of one controller behind one port URL (named apart from the firmware's
+    `firmware_sim.controller.Controller`, the device it talks to). Create with `DeviceClient.open(url)`
+    and use as an async context manager, or `await DeviceClient.connect(url)` and `await ctl.close()`."""
 
     def __init__(self, url: str, settings: LinkOptions | Any = None) -> None:
         """`settings`: `LinkOptions`, or `host.settings.HostSettings` (or its `link` section), which is
@@ -86,18 +87,18 @@ class Controller:
         self._link = Link(url, settings)
 
     @classmethod
-    def open(cls, url: str, settings: LinkOptions | Any = None) -> Controller:
+    def open(cls, url: str, settings: LinkOptions | Any = None) -> DeviceClient:
         """A controller to be entered with ``async with``: the port is opened on entry."""
         return cls(url, settings)
 
     @classmethod
-    async def connect(cls, url: str, settings: LinkOptions | Any = None) -> Controller:
+    async def connect(cls, url: str, settings: LinkOptions | Any = None) -> DeviceClient:
         """Open the port and handshake now; the caller must `close()`."""
         ctl = cls(url, settings)
         await ctl._link.open()
         return ctl
 
-    async def __aenter__(self) -> Controller:
+    async def __aenter__(self) -> DeviceClient:
         await self._link.open()
         return self
 
@@ -126,7 +127,7 @@ class Controller:
         """DEVICE_INFO from the handshake: serial, firmware, capabilities, watchdog, device limits."""
         info = self._link.device
         if info is None:
-            raise RuntimeError("not connected yet: enter the context or await Controller.connect()")
+            raise RuntimeError("not connected yet: enter the context or await DeviceClient.connect()")
         return info
 
     @property

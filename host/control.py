@@ -48,7 +48,7 @@ from host.port_lock import socket_path
 from protocol import EventKind, State, StopReason, StopSource
 
 if TYPE_CHECKING:
-    from host.client import Controller
+    from host.client import DeviceClient
     from host.stops import StopRequests
     from protocol import Status
 
@@ -89,7 +89,7 @@ def _name(value: Any) -> Any:
 class ControlServer:
     """Serves one session's control endpoint. Use `serve_control`."""
 
-    def __init__(self, ctl: Controller, path: Path, stops: StopRequests | None = None) -> None:
+    def __init__(self, ctl: DeviceClient, path: Path, stops: StopRequests | None = None) -> None:
         self.ctl = ctl
         self.path = path
         self.stops = stops
@@ -257,7 +257,7 @@ class ControlServer:
         return {"ok": True, "op": "clear", "state": _name(ack.state)}
 
 
-def _connected(ctl: Controller) -> bool:
+def _connected(ctl: DeviceClient) -> bool:
     """Without importing host.link (and pyserial) into the client side of this module."""
     return bool(ctl.link_state.value == "connected")
 
@@ -285,7 +285,7 @@ def _same_user(writer: asyncio.StreamWriter) -> bool:
 
 @contextlib.asynccontextmanager
 async def serve_control(
-    ctl: Controller, port: str | None = None, stops: StopRequests | None = None
+    ctl: DeviceClient, port: str | None = None, stops: StopRequests | None = None
 ) -> AsyncIterator[ControlServer]:
     """Serve the control endpoint of the session on `ctl`'s port (or `port`) while inside.
 

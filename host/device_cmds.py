@@ -240,10 +240,10 @@ async def status(port: str) -> int:
             header += f" ({answer['stale']})"
         _print_status(device, record, header)
         return EXIT_OK
-    from host.client import Controller
+    from host.client import DeviceClient
 
     try:
-        async with Controller.open(port) as ctl:
+        async with DeviceClient.open(port) as ctl:
             record = StatusRecord.from_message(await ctl.get_status())
             info = ctl.device
     except PortBusy as exc:
@@ -293,10 +293,10 @@ async def clear(port: str) -> int:
             return EXIT_OK
         _fail(f"through {who}: {answer.get('error')}")
         return EXIT_REFUSED if answer.get("code") else EXIT_LINK
-    from host.client import Controller
+    from host.client import DeviceClient
 
     try:
-        async with Controller.open(port) as ctl:
+        async with DeviceClient.open(port) as ctl:
             ack = await ctl.clear()
     except CommandRefused as exc:
         _fail(str(exc))

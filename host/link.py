@@ -35,7 +35,7 @@ What the link does (protocol/SPEC.md section in brackets):
   SET_TELEMETRY again. The device has stopped on its own (HOST_LOST) and stays latched until the
   operator decides.
 
-The link is the only place that knows about ports and bytes; `host.client.Controller` is the typed API
+The link is the only place that knows about ports and bytes; `host.client.DeviceClient` is the typed API
 on top of it.
 """
 

@@ -77,7 +77,7 @@ class PressureLimits(_Model):
     """OVERPRESSURE stop at or above this."""
 
 
-class Relief(_Model):
+class ReliefSection(_Model):
     enabled: Annotated[bool, Unit("true/false")] = True
     """Back the plunger off after every stop: cuts the cement pushed out by the line's stored pressure."""
     relief_kpa: Annotated[float, Field(ge=0, le=20_000), Unit("kPa")] = 200.0
@@ -94,13 +94,13 @@ class Cement(_Model):
     viscosity_max_pa_s: Annotated[float, Field(ge=0, le=100_000), Unit("Pa s")]
 
 
-class Cannula(_Model):
+class CannulaSection(_Model):
     gauge: Annotated[Literal[10, 11, 13] | None, BeforeValidator(_gauge), Unit("gauge")] = None
     inner_diameter_mm: Annotated[float | None, Field(ge=0.3, le=6), Unit("mm")] = None
     length_mm: Annotated[float, Field(ge=20, le=500), Unit("mm")]
 
     @model_validator(mode="after")
-    def _one_bore(self) -> Cannula:
+    def _one_bore(self) -> CannulaSection:
         if self.gauge is None and self.inner_diameter_mm is None:
             why = "required unless inner_diameter_mm is given"
             raise RulesBrokenError([Problem("gauge", Raw("(missing)"), why, "10, 11 or 13", "gauge")])
@@ -162,9 +162,9 @@ class InjectionPlan(_Model):
     """Volume per increment (incremental mode): the pump pauses after each for imaging."""
     volume_limit_ml: Annotated[float, Field(ge=0.01, le=100), Unit("mL")]
     pressure: PressureLimits
-    relief: Relief = Relief()
+    relief: ReliefSection = ReliefSection()
     cement: Cement
-    cannula: Cannula
+    cannula: CannulaSection
     syringe: Syringe
 
     @model_validator(mode="after")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from protocol import AlarmCode, Event, EventKind, Flags, State, Status, StopReason, StopSource
 
 if TYPE_CHECKING:
-    from host.client import Controller
+    from host.client import DeviceClient
     from host.link import Subscription
 
 __all__ = ["NOT_MOVING", "PlanStop", "wait_for_plan_stop"]
@@ -107,7 +107,7 @@ class PlanStop:
         )
 
 
-async def wait_for_plan_stop(ctl: Controller, *, timeout: float | None = None) -> PlanStop:  # noqa: ASYNC109
+async def wait_for_plan_stop(ctl: DeviceClient, *, timeout: float | None = None) -> PlanStop:  # noqa: ASYNC109
     """Until the device stops moving the plan forward (PAUSED, DONE, STOPPED, FAULT, or any other
     state but INJECTING). Call it after START or RESUME was acknowledged. Raises `LinkLost` if the
     link drops first (the state is then unknown), TimeoutError after `timeout`."""
@@ -124,7 +124,7 @@ async def wait_for_plan_stop(ctl: Controller, *, timeout: float | None = None) -
                 return PlanStop.of_event(event)
 
 
-async def _next_event_or_state(ctl: Controller, events: Subscription[Event]) -> Event | None:
+async def _next_event_or_state(ctl: DeviceClient, events: Subscription[Event]) -> Event | None:
     """The next event, or None when the device reports a state other than INJECTING first."""
     get = asyncio.ensure_future(events.get())
     moved = asyncio.ensure_future(ctl.wait_for_state(*NOT_MOVING, timeout=None))
@@ -144,7 +144,7 @@ async def _next_event_or_state(ctl: Controller, events: Subscription[Event]) -> 
     return None
 
 
-async def _reconcile(ctl: Controller, events: Subscription[Event]) -> PlanStop | None:
+async def _reconcile(ctl: DeviceClient, events: Subscription[Event]) -> PlanStop | None:
     """Re-read STATUS; the STOP event if it came before it, else the STATUS if it says stopped."""
     status = await ctl.get_status()
     while (event := events.get_nowait()) is not None:

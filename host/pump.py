@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from host.stops import StopRequests
 
 if TYPE_CHECKING:
-    from host.client import Controller
+    from host.client import DeviceClient
     from host.link import LinkChange, Subscription
     from protocol import Event, TelemetryBatch
 
@@ -152,7 +152,7 @@ class StreamPump:
 
     def __init__(
         self,
-        client: Controller,
+        client: DeviceClient,
         consumers: Iterable[Consumer] = (),
         *,
         on_failure: FailureHandler | None = None,

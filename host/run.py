@@ -29,7 +29,7 @@ from rich.live import Live
 from rich.table import Table
 
 from host.cli_types import AUTO_RESUME, MIXED_AGO, TIME_SCALE, FiniteFloat
-from host.client import Controller, LinkChange, LinkOptions, LinkState, PlanStop
+from host.client import DeviceClient, LinkChange, LinkOptions, LinkState, PlanStop
 from host.control import serve_control
 from host.errors import CementguardError, CommandRefused, LinkLost
 from host.logs import LOG_FILE, attach_log_file, detach_log_file
@@ -289,7 +289,7 @@ async def run_plan(
     console = console or Console()
     policy = record or RecordPolicy()
     try:
-        ctl = await Controller.connect(url, options)
+        ctl = await DeviceClient.connect(url, options)
     except CementguardError as exc:
         console.print(f"[bold red]link failure:[/] {exc}", highlight=False)
         return EXIT_LINK
@@ -363,7 +363,7 @@ def _label(plan: InjectionPlan) -> str:
 
 
 async def _inject(
-    ctl: Controller,
+    ctl: DeviceClient,
     plan: InjectionPlan,
     mixed_ago_s: float,
     sink: RecordingSink | None,
@@ -433,7 +433,7 @@ async def _inject(
         return code
 
 
-async def _keep_tail(sink: RecordingSink, ctl: Controller, interrupted: _Interrupted) -> None:
+async def _keep_tail(sink: RecordingSink, ctl: DeviceClient, interrupted: _Interrupted) -> None:
     """The recording's tail after the stop (relief, after-flow), shown live meanwhile; a quit signal
     during the tail ends it at once (the STOP was sent before)."""
     again = _Interrupted()
@@ -454,7 +454,7 @@ async def _keep_tail(sink: RecordingSink, ctl: Controller, interrupted: _Interru
 
 
 async def _drive(
-    ctl: Controller,
+    ctl: DeviceClient,
     plan: InjectionPlan,
     mixed_ago_s: float,
     sink: RecordingSink | None,
@@ -513,7 +513,7 @@ async def _drive(
 
 
 async def _next_stop(
-    ctl: Controller, link_lost: asyncio.Event, interrupted: asyncio.Event
+    ctl: DeviceClient, link_lost: asyncio.Event, interrupted: asyncio.Event
 ) -> PlanStop | str | None:
     """The plan's next stop (from its event, or from STATUS when the event was lost: never an event
     alone), "interrupted", or None when the link is lost first."""
@@ -532,7 +532,7 @@ async def _next_stop(
     return None
 
 
-def _record_lost_stop(ctl: Controller, stop: PlanStop, sink: RecordingSink | None) -> None:
+def _record_lost_stop(ctl: DeviceClient, stop: PlanStop, sink: RecordingSink | None) -> None:
     """A stop read from STATUS goes into the recording too, marked as such: the recording must never
     lack the stop that ended a run because one frame was damaged."""
     if sink is None or sink.failed is not None:
@@ -546,7 +546,7 @@ def _record_lost_stop(ctl: Controller, stop: PlanStop, sink: RecordingSink | Non
 
 
 async def _answer_pause(
-    ctl: Controller,
+    ctl: DeviceClient,
     event: PlanStop,
     auto_resume_s: float | None,
     interrupted: asyncio.Event,
@@ -628,7 +628,7 @@ def _read_in_daemon_thread(reader: Callable[[str], str], prompt: str) -> asyncio
     return future
 
 
-async def _safe_stop(ctl: Controller, console: Console, requests: StopRequests, origin: str) -> int:
+async def _safe_stop(ctl: DeviceClient, console: Console, requests: StopRequests, origin: str) -> int:
     requests.requested(StopSource.OPERATOR, f"cementguard run {origin}")
     log.info("STOP requested: %s", origin)
     with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone: STOP all the same

@@ -2,7 +2,7 @@
 
 A `DashboardSource` feeds a `DashboardModel` from its own asyncio tasks (`run`, started by the app
 in a worker) and, if it can, carries commands (`commands`). Three kinds exist: `LiveSource` over a
-`host.client.Controller` (this module), `host.dashboard.replay.ReplaySource` over a recording, and
+`host.client.DeviceClient` (this module), `host.dashboard.replay.ReplaySource` over a recording, and
 the deterministic sources of the tests. The UI never awaits the link in a handler: commands run as
 their own tasks, and a STOP is sent at once, never behind another command (the link lets STOP
 overtake).
@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from host.client import Controller, LinkChange, LinkOptions, LinkState
+from host.client import DeviceClient, LinkChange, LinkOptions, LinkState
 from host.control import serve_control
 from host.dashboard.model import DashboardModel
 from host.errors import CementguardError, LinkLost
@@ -141,7 +141,7 @@ class LiveSource:
         self.options = options or LinkOptions()
         self.stops = stops or StopRequests()
         self.commands: Commands | None = self
-        self.controller: Controller | None = None
+        self.controller: DeviceClient | None = None
         self.record_tail_s = record_tail_s
         self.sink: RecordingSink | None = None
         """The recording being made, fed by the pump (set through `recorder`)."""
@@ -199,11 +199,11 @@ class LiveSource:
             with contextlib.suppress(Exception):
                 await asyncio.shield(ctl.close())
 
-    async def _open(self, model: DashboardModel) -> Controller:
+    async def _open(self, model: DashboardModel) -> DeviceClient:
         delay = RETRY_OPEN_S[0]
         while True:
             try:
-                return await Controller.connect(self.url, self.options)
+                return await DeviceClient.connect(self.url, self.options)
             except CementguardError as exc:
                 model.on_link("lost", f"cannot open: {exc}")
                 log.warning("cannot open %s: %s", self.url, exc)
@@ -212,7 +212,7 @@ class LiveSource:
             delay = min(delay * 2, RETRY_OPEN_S[1])
             model.on_link("connecting", f"opening {self.url} again")
 
-    async def _poll(self, model: DashboardModel, ctl: Controller) -> None:
+    async def _poll(self, model: DashboardModel, ctl: DeviceClient) -> None:
         """Counters twice a second, STATUS every few seconds (the device pushes the rest)."""
         last_status = time.monotonic()
         while True:
@@ -243,7 +243,7 @@ class LiveSource:
 
     # -- commands ---------------------------------------------------------------------------------
 
-    def _ctl(self) -> Controller:
+    def _ctl(self) -> DeviceClient:
         ctl = self.controller
         if ctl is None:
             raise LinkLost("not connected to the controller")

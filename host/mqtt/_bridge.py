@@ -33,7 +33,7 @@ import aiomqtt
 import numpy as np
 from pydantic import BaseModel
 
-from host.client import Controller, LinkChange, LinkState
+from host.client import DeviceClient, LinkChange, LinkState
 from host.errors import CementguardError
 from host.mqtt._aiomqtt_adapter import retrieve_disconnect, stamped_queue_type
 from host.mqtt._options import MqttOptions
@@ -133,7 +133,7 @@ class MqttBridge:
 
     def __init__(
         self,
-        controller: Controller,
+        controller: DeviceClient,
         options: MqttOptions,
         stops: StopRequests | None = None,
         log: Callable[[str], None] | None = None,

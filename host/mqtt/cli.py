@@ -20,7 +20,7 @@ import signal
 import sys
 
 from host.cli_types import TIME_SCALE
-from host.client import Controller, LinkOptions
+from host.client import DeviceClient, LinkOptions
 from host.control import serve_control
 from host.errors import CementguardError
 from host.mqtt._bridge import MqttBridge
@@ -75,7 +75,7 @@ def _main(args: argparse.Namespace) -> int:
 
 async def _bridge(port: str, link: LinkOptions, options: MqttOptions) -> int:
     try:
-        ctl = await Controller.connect(port, link)
+        ctl = await DeviceClient.connect(port, link)
     except CementguardError as exc:
         print(f"link failure: {exc}", file=sys.stderr)
         return EXIT_LINK

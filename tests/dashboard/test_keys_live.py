@@ -8,7 +8,7 @@ from pathlib import Path
 
 from textual.widgets import Button
 
-from host.client import Controller
+from host.client import DeviceClient
 from host.dashboard.source import LiveSource
 from host.dashboard.widgets.banner import StateBanner
 from host.dashboard.widgets.dialogs import ConfirmClear
@@ -182,7 +182,7 @@ async def test_q_while_injecting_stops_before_quitting(live_dashboard, sim, cont
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running, 5.0)
     # the controller latched the operator's STOP, not the HOST_LOST of a host that just went away
-    async with Controller.open(port) as ctl:
+    async with DeviceClient.open(port) as ctl:
         status = await ctl.get_status()
         assert status.state == State.STOPPED
         assert status.stop_reason == StopReason.OPERATOR_STOP

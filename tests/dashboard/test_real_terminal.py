@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from host.client import Controller
+from host.client import DeviceClient
 from host.recording import Recording
 from protocol import State, StopReason, StopSource
 from tests.dashboard.conftest import write_plan
@@ -294,7 +294,7 @@ def status_of(port: str) -> tuple[State, StopReason, StopSource]:
     """The controller's own state, read over the port once the dashboard has let go of it."""
 
     async def read() -> tuple[State, StopReason, StopSource]:
-        async with Controller.open(port) as ctl:
+        async with DeviceClient.open(port) as ctl:
             status = await ctl.get_status()
             return State(status.state), StopReason(status.stop_reason), StopSource(status.stop_source)
 

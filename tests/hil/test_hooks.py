@@ -8,7 +8,7 @@ from firmware_sim.cli import _tracer
 from firmware_sim.controller import TickOutput
 from firmware_sim.hal import MotorCommand
 from firmware_sim.plant import Plant, PlantConfig
-from host.client import Controller
+from host.client import DeviceClient
 from protocol import AlarmCode, Event, EventKind, Flags, State, StopReason, StopSource
 from tests.host.conftest import continuous_arm
 from tests.support.wire_client import simulator
@@ -16,7 +16,7 @@ from tests.support.wire_client import simulator
 
 async def test_suspended_heartbeats_let_the_device_watchdog_stop_with_host_lost() -> None:
     with simulator("--pty") as (_proc, port):
-        async with Controller.open(port) as ctl, ctl.events() as events:
+        async with DeviceClient.open(port) as ctl, ctl.events() as events:
             await ctl.arm(continuous_arm())
             sent = ctl.counters.frames_tx
             ctl.link.suspend_heartbeats()

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from host.client import Controller
+from host.client import DeviceClient
 from host.errors import CommandRefused, LinkLost, PortNotFound
 from host.link import LinkOptions, LinkState
 from protocol import (
@@ -36,7 +36,7 @@ def _is_stop(event: Event) -> bool:
 async def test_arm_start_increment_resume_stop_clear(sim_pty: SimPty):
     """The whole operator cycle through the typed API, with telemetry and events flowing."""
     _proc, path = sim_pty
-    async with Controller.open(path) as ctl:
+    async with DeviceClient.open(path) as ctl:
         info = ctl.device
         assert (info.serial, info.protocol_version) == ("HOST-TEST", PROTOCOL_VERSION)
         assert Capabilities.SIMULATOR in info.capabilities
@@ -106,7 +106,7 @@ async def test_simulator_killed_mid_injection_is_reported_as_link_lost(sim_pty: 
     with LinkLost, and reconnect attempts name the port that is gone."""
     proc, path = sim_pty
     options = LinkOptions(reconnect_initial_s=0.02, reconnect_max_s=0.1)
-    async with Controller.open(path, options) as ctl:
+    async with DeviceClient.open(path, options) as ctl:
         changes = ctl.link_changes()
         await ctl.arm(continuous_arm())
         await ctl.start()

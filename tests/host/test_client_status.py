@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from host.client import Controller
+from host.client import DeviceClient
 from host.errors import CementguardError, StatusUnavailable
 from protocol import MsgType, State
 from tests.host.conftest import FakeDevice, incremental_arm
@@ -18,7 +18,7 @@ from tests.host.test_link_fake_device import FAST
 async def test_arm_whose_status_is_lost_reads_it_again(
     fake_device: Callable[..., FakeDevice],
 ) -> None:
-    async with fake_device() as dev, Controller.open(dev.path, FAST) as ctl:
+    async with fake_device() as dev, DeviceClient.open(dev.path, FAST) as ctl:
         before = await ctl.get_status()
         assert before.state == State.IDLE
         dev.lose_status = 1  # the STATUS before ARM's ACK is lost; the ACK arrives
@@ -30,7 +30,7 @@ async def test_arm_whose_status_is_lost_reads_it_again(
 async def test_arm_says_so_when_status_cannot_be_read(
     fake_device: Callable[..., FakeDevice],
 ) -> None:
-    async with fake_device() as dev, Controller.open(dev.path, FAST) as ctl:
+    async with fake_device() as dev, DeviceClient.open(dev.path, FAST) as ctl:
         await ctl.get_status()
         dev.lose_status = 2
         with pytest.raises(StatusUnavailable) as info:

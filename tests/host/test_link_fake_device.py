@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from host.client import Controller
+from host.client import DeviceClient
 from host.errors import (
     CementguardError,
     CommandRefused,
@@ -48,7 +48,7 @@ HANDSHAKE = {MsgType.HELLO, MsgType.GET_STATUS}
 async def test_handshake_sends_a_delimiter_first_then_hello_and_reads_status(
     fake_device: Callable[..., FakeDevice],
 ):
-    async with fake_device(serial="FAKE-42") as dev, Controller.open(dev.path, FAST) as ctl:
+    async with fake_device(serial="FAKE-42") as dev, DeviceClient.open(dev.path, FAST) as ctl:
         assert dev.raw[0] == 0x00, "SPEC §3.1: a single 0x00 before the first frame"
         assert [m.TYPE for _h, m in dev.commands()] == [MsgType.HELLO, MsgType.GET_STATUS]
         hello = dev.commands(MsgType.HELLO)[0][1]
@@ -69,7 +69,7 @@ async def test_heartbeats_keep_the_device_watchdog_fed(
     watchdog_ms = 600
     async with (
         fake_device(watchdog_ms=watchdog_ms, time_scale=time_scale) as dev,
-        Controller.open(dev.path, LinkOptions(time_scale=time_scale)) as ctl,
+        DeviceClient.open(dev.path, LinkOptions(time_scale=time_scale)) as ctl,
     ):
         start = len(dev.received)
         await dev.until(lambda: sum(isinstance(m, Heartbeat) for _h, m in dev.received[start:]) >= 4, 10)
@@ -96,7 +96,7 @@ async def test_retried_command_whose_ack_was_lost_is_applied_once(
         host_end, device_end = request.getfixturevalue("socat_pty_pair")
         ends = {"host_end": host_end, "device_end": device_end}
     dev = fake_device(drop_first_answer={MsgType.START}, **ends)
-    async with dev, Controller.open(dev.path, FAST) as ctl:
+    async with dev, DeviceClient.open(dev.path, FAST) as ctl:
         await ctl.arm(incremental_arm())
         ack = await ctl.start()
         assert ack.cmd_type == MsgType.START
@@ -119,7 +119,7 @@ async def test_no_answer_after_the_retries_is_a_timeout_then_a_reconnect_without
 ):
     """START never answered: 4 attempts with one cmd_id, CommandTimeout, link lost; the link reconnects
     (HELLO, GET_STATUS) and never sends START again by itself."""
-    async with fake_device(mute={MsgType.START}) as dev, Controller.open(dev.path, FAST) as ctl:
+    async with fake_device(mute={MsgType.START}) as dev, DeviceClient.open(dev.path, FAST) as ctl:
         await ctl.arm(incremental_arm())
         changes = ctl.link_changes()
         with pytest.raises(CommandTimeout) as info:
@@ -151,7 +151,7 @@ async def test_silent_controller_is_link_lost_then_reconnects_and_drops_the_old_
     # heartbeats too: a watchdog of 1 s keeps that stall (tens to hundreds of ms in a full suite)
     # from reading as a second silence, and 4 x 0.5 s of command attempts outlast the 1 s silence.
     options = dataclasses.replace(FAST, command_timeout_s=0.5)
-    async with fake_device(watchdog_ms=1000) as dev, Controller.open(dev.path, options) as ctl:
+    async with fake_device(watchdog_ms=1000) as dev, DeviceClient.open(dev.path, options) as ctl:
         link = ctl.link
         assert link._conn is not None
         old_transport = weakref.ref(link._conn.transport)
@@ -179,7 +179,7 @@ async def test_silent_controller_is_link_lost_then_reconnects_and_drops_the_old_
 
 
 async def test_device_reset_mid_session_is_a_new_handshake(fake_device: Callable[..., FakeDevice]):
-    async with fake_device() as dev, Controller.open(dev.path, FAST) as ctl:
+    async with fake_device() as dev, DeviceClient.open(dev.path, FAST) as ctl:
         events, changes = ctl.events(), ctl.link_changes()
         mark = len(dev.received)
         dev.send(event_message(0, EventKind.POWER_UP, State.IDLE, detail=int(ResetCause.BROWNOUT)))
@@ -193,7 +193,7 @@ async def test_device_reset_mid_session_is_a_new_handshake(fake_device: Callable
 
 
 async def test_no_session_nak_refuses_and_rehandshakes(fake_device: Callable[..., FakeDevice]):
-    async with fake_device() as dev, Controller.open(dev.path, FAST) as ctl:
+    async with fake_device() as dev, DeviceClient.open(dev.path, FAST) as ctl:
         dev.refuse[MsgType.PAUSE] = (NakCode.NO_SESSION, 0xFF, 0)
         with pytest.raises(CommandRefused) as info:
             await ctl.pause()
@@ -235,7 +235,7 @@ async def test_another_protocol_version_is_named_and_nothing_more_is_sent(
 async def test_a_device_that_never_answers(fake_device: Callable[..., FakeDevice]):
     async with fake_device(silent=True) as dev:
         with pytest.raises(DeviceNotResponding) as info:
-            async with Controller.open(dev.path, FAST):
+            async with DeviceClient.open(dev.path, FAST):
                 pass
         assert dev.path in str(info.value)
         assert info.value.attempts == 4
@@ -249,7 +249,7 @@ async def test_a_device_that_never_answers(fake_device: Callable[..., FakeDevice
 async def test_a_damaged_device_info_is_retried(fake_device: Callable[..., FakeDevice]):
     """Issue 13 item 4: the first DEVICE_INFO arrives damaged (CRC error), its ACK intact. The link
     sends the same HELLO again (SPEC §7.5 retry policy; HELLO is never cached, §7.4) and connects."""
-    async with fake_device(damage_info=1) as dev, Controller.open(dev.path, FAST) as ctl:
+    async with fake_device(damage_info=1) as dev, DeviceClient.open(dev.path, FAST) as ctl:
         assert ctl.link_state is LinkState.CONNECTED
         assert ctl.device.serial == dev.serial
         hellos = dev.commands(MsgType.HELLO)
@@ -263,7 +263,7 @@ async def test_every_device_info_damaged_names_what_arrived(fake_device: Callabl
     instead of asking whether the controller is powered."""
     async with fake_device(damage_info=10, heartbeats=False) as dev:
         with pytest.raises(DeviceNotResponding) as info:
-            async with Controller.open(dev.path, FAST):
+            async with DeviceClient.open(dev.path, FAST):
                 pass
         text = str(info.value)
         assert len(dev.commands(MsgType.HELLO)) == 4
@@ -276,7 +276,7 @@ async def test_every_device_info_damaged_names_what_arrived(fake_device: Callabl
 @pytest.mark.parametrize("url", ["/dev/cementguard-no-such-port", "socket://127.0.0.1:1"])
 async def test_a_port_that_does_not_exist(url: str):
     with pytest.raises(PortNotFound) as info:
-        async with Controller.open(url):
+        async with DeviceClient.open(url):
             pass
     assert url in str(info.value)
     assert "cementguard ports" in str(info.value)
@@ -284,7 +284,7 @@ async def test_a_port_that_does_not_exist(url: str):
 
 
 async def test_garbage_on_the_line_is_counted_and_survived(fake_device: Callable[..., FakeDevice]):
-    async with fake_device() as dev, Controller.open(dev.path, FAST) as ctl:
+    async with fake_device() as dev, DeviceClient.open(dev.path, FAST) as ctl:
         dev.send_raw(bytes(range(1, 200)) + b"\x00")  # noise
         dev.send_raw(b"\x05\x11\x22\x00")  # a COBS code pointing past the end of its run
         good = encode_frame(status_message(0, State.IDLE), 999)
@@ -307,7 +307,7 @@ async def test_garbage_on_the_line_is_counted_and_survived(fake_device: Callable
 
 
 async def test_telemetry_gaps_and_slow_consumers_are_counted(fake_device: Callable[..., FakeDevice]):
-    async with fake_device() as dev, Controller.open(dev.path, FAST) as ctl:
+    async with fake_device() as dev, DeviceClient.open(dev.path, FAST) as ctl:
         slow = ctl.telemetry(maxsize=2)
         events = ctl.events()
         for first in (0, 20, 40, 70, 90):  # after 40 + 20 samples, 60 is next: 70 means 10 lost
@@ -324,7 +324,7 @@ async def test_telemetry_gaps_and_slow_consumers_are_counted(fake_device: Callab
 
 
 async def test_refusals_read_as_sentences(fake_device: Callable[..., FakeDevice]):
-    async with fake_device() as dev, Controller.open(dev.path, FAST) as ctl:
+    async with fake_device() as dev, DeviceClient.open(dev.path, FAST) as ctl:
         dev.state = State.STOPPED
         dev.refuse[MsgType.START] = (NakCode.STOP_LATCHED, 0xFF, 0)
         with pytest.raises(CommandRefused) as info:
@@ -342,7 +342,7 @@ async def test_refusals_read_as_sentences(fake_device: Callable[..., FakeDevice]
 
 async def test_stop_is_sent_while_another_command_waits(fake_device: Callable[..., FakeDevice]):
     """SPEC §7.5: STOP may be sent at any time, even while another command is outstanding."""
-    async with fake_device(mute={MsgType.PAUSE}) as dev, Controller.open(dev.path, FAST) as ctl:
+    async with fake_device(mute={MsgType.PAUSE}) as dev, DeviceClient.open(dev.path, FAST) as ctl:
         pause = asyncio.create_task(ctl.pause())
         await dev.until(lambda: len(dev.commands(MsgType.PAUSE)) >= 1)
         ack = await ctl.stop()
@@ -357,7 +357,7 @@ async def test_stop_is_sent_while_another_command_waits(fake_device: Callable[..
 
 async def test_close_ends_subscriptions_and_refuses_commands(fake_device: Callable[..., FakeDevice]):
     async with fake_device() as dev:
-        ctl = await Controller.connect(dev.path, FAST)
+        ctl = await DeviceClient.connect(dev.path, FAST)
         events = ctl.events()
         await ctl.close()
         assert ctl.link_state is LinkState.CLOSED
@@ -368,7 +368,7 @@ async def test_close_ends_subscriptions_and_refuses_commands(fake_device: Callab
 
 
 async def test_event_index_gaps_are_missed_events(fake_device: Callable[..., FakeDevice]):
-    async with fake_device() as dev, Controller.open(dev.path, FAST) as ctl:
+    async with fake_device() as dev, DeviceClient.open(dev.path, FAST) as ctl:
         events = ctl.events()
         for index in (1, 2, 5):
             dev.send(event_message(index, EventKind.ALARM, State.IDLE))
@@ -386,7 +386,7 @@ async def test_arm_takes_a_plan_object_and_passes_the_cement_age(fake_device: Ca
             calls.append((cmd_id, mixed_ago_s))
             return incremental_arm(cmd_id=cmd_id, mixed_ago_ms=round((mixed_ago_s or 0) * 1000))
 
-    async with fake_device() as dev, Controller.open(dev.path, FAST) as ctl:
+    async with fake_device() as dev, DeviceClient.open(dev.path, FAST) as ctl:
         status = await ctl.arm(Plan(), mixed_ago_s=240.5)
         assert status.state == State.ARMED
         ((_h, sent),) = dev.commands(MsgType.ARM)

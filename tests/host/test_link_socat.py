@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from host.client import Controller
+from host.client import DeviceClient
 from host.errors import LinkLost
 from host.link import LinkOptions, LinkState
 from protocol import Frame, MessageStream, MsgType, State, StopReason, StopSource
@@ -41,7 +41,7 @@ async def test_bridge_cut_mid_injection_stops_the_pump_and_the_host_does_not_res
     tty = tmp_path / "cementguard-tty"
     bridge = socat_bridge(port, tty)
     options = LinkOptions(reconnect_initial_s=0.02, reconnect_max_s=0.1)
-    async with Controller.open(str(tty), options) as ctl:
+    async with DeviceClient.open(str(tty), options) as ctl:
         changes, telemetry = ctl.link_changes(), ctl.telemetry()
         await ctl.set_telemetry(divider=2, batch=10)
         await ctl.arm(continuous_arm())

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from host.client import Controller
+from host.client import DeviceClient
 from host.pump import Consumer, ConsumerFailure, StreamPump, Supervisor
 from protocol import Event, EventKind, State, TelemetryBatch
 from tests.host.conftest import FakeDevice, batch_message, event_message
@@ -51,7 +51,7 @@ async def test_a_consumer_that_raises_is_reported_and_the_others_go_on(
     broken, display = _Breaks("recording"), _Counting("display")
     async with (
         fake_device() as device,
-        Controller.open(device.path, FAST) as ctl,
+        DeviceClient.open(device.path, FAST) as ctl,
         StreamPump(ctl, [broken, display], on_failure=report) as pump,
     ):
         device.send(batch_message(0, 20))

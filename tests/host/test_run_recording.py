@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 
 import host.recording
-from host.client import Controller, LinkOptions
+from host.client import DeviceClient, LinkOptions
 from host.plan import load_plan
 from host.recording import Recording
 from host.run import RecordPolicy, run_plan
@@ -41,7 +41,7 @@ def _plan(tmp_path: Path, text: str, name: str = "plan.toml") -> Path:
 
 
 async def _status(port: str) -> tuple[State | int, StopReason | int, StopSource | int]:
-    async with Controller.open(port) as ctl:
+    async with DeviceClient.open(port) as ctl:
         status = await ctl.get_status()
     return status.state, status.stop_reason, status.stop_source
 
@@ -68,13 +68,13 @@ async def test_a_full_disk_during_the_injection_stops_it_and_run_returns(
     plan = load_plan(_plan(tmp_path, CONTINUOUS.replace("volume_limit_ml = 0.2", "volume_limit_ml = 1.0")))
     closes: list[str] = []
     with simulator("--pty") as (_proc, port):
-        original = Controller.close
+        original = DeviceClient.close
 
-        async def counting_close(self: Controller) -> None:
+        async def counting_close(self: DeviceClient) -> None:
             closes.append(self.url)
             await original(self)
 
-        Controller.close = counting_close  # type: ignore[method-assign]
+        DeviceClient.close = counting_close  # type: ignore[method-assign]
         try:
             code = await asyncio.wait_for(
                 run_plan(
@@ -85,7 +85,7 @@ async def test_a_full_disk_during_the_injection_stops_it_and_run_returns(
                 RUN_TIMEOUT_S,
             )  # fmt: skip
         finally:
-            Controller.close = original  # type: ignore[method-assign]
+            DeviceClient.close = original  # type: ignore[method-assign]
         state, reason, source = await _status(port)
     text = out.getvalue()
     assert code == 3, text

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from host import control, device_cmds
-from host.client import Controller
+from host.client import DeviceClient
 from host.control import serve_control
 from host.link import LinkOptions
 from host.port_lock import (
@@ -58,9 +58,9 @@ async def test_a_second_opener_is_told_which_program_and_process_holds_the_port(
     fake_device: Callable[..., FakeDevice],
 ):
     async with fake_device() as dev:
-        async with Controller.open(dev.path, FAST) as first:
+        async with DeviceClient.open(dev.path, FAST) as first:
             with pytest.raises(PortBusy) as info:
-                async with Controller.open(dev.path, FAST):
+                async with DeviceClient.open(dev.path, FAST):
                     pass
             text = str(info.value)
             assert f"PID {os.getpid()}" in text
@@ -72,17 +72,17 @@ async def test_a_second_opener_is_told_which_program_and_process_holds_the_port(
             assert len(dev.commands(MsgType.HELLO)) == 1, "the second opener sent nothing"
         # closed: the port is free again, and the record is gone with the lock
         assert read_holder(lock_path(dev.path)) is None
-        async with Controller.open(dev.path, FAST):
+        async with DeviceClient.open(dev.path, FAST):
             pass
 
 
 async def test_one_device_under_two_names_is_one_port(fake_device: Callable[..., FakeDevice], runtime: Path):
     """/dev/serial/by-id/... is a symlink to the device: both names take the same lock."""
-    async with fake_device() as dev, Controller.open(dev.path, FAST):
+    async with fake_device() as dev, DeviceClient.open(dev.path, FAST):
         alias = runtime.parent / "by-id-link"
         alias.symlink_to(dev.path)
         with pytest.raises(PortBusy):
-            async with Controller.open(str(alias), FAST):
+            async with DeviceClient.open(str(alias), FAST):
                 pass
 
 
@@ -90,9 +90,9 @@ async def test_two_local_sessions_on_one_socket_url_are_refused(sim_tcp: tuple[o
     """A socket:// URL has no device to lock, but two local sessions on it would still fight over
     the device's session (a second HELLO takes it over): the second is refused alike."""
     url = f"socket://127.0.0.1:{sim_tcp[1]}"
-    async with Controller.open(url, FAST) as first:
+    async with DeviceClient.open(url, FAST) as first:
         with pytest.raises(PortBusy) as info:
-            async with Controller.open(url, FAST):
+            async with DeviceClient.open(url, FAST):
                 pass
         assert f"PID {os.getpid()}" in str(info.value)
         assert first.link_state.value == "connected"
@@ -131,7 +131,7 @@ def test_the_runtime_directory_is_private(runtime: Path):
 
 
 async def test_stop_through_the_endpoint_reaches_the_device_at_once(fake_device: Callable[..., FakeDevice]):
-    async with fake_device() as dev, Controller.open(dev.path, FAST) as ctl, serve_control(ctl) as server:
+    async with fake_device() as dev, DeviceClient.open(dev.path, FAST) as ctl, serve_control(ctl) as server:
         assert stat.S_IMODE(os.stat(server.path).st_mode) == 0o600
         holder = read_holder(lock_path(dev.path))
         assert holder is not None
@@ -153,7 +153,7 @@ async def test_clear_refused_by_the_device_is_reported_with_its_reason(
     fake_device: Callable[..., FakeDevice], capsys: pytest.CaptureFixture[str]
 ):
     dev = fake_device(refuse={MsgType.CLEAR: (NakCode.BUSY, 0xFF, 0)})
-    async with dev, Controller.open(dev.path, FAST) as ctl, serve_control(ctl):
+    async with dev, DeviceClient.open(dev.path, FAST) as ctl, serve_control(ctl):
         answer = await control.request(dev.path, "clear")
         assert not answer["ok"]
         assert answer["code"] == "BUSY"
@@ -179,7 +179,7 @@ async def test_a_holder_without_an_endpoint_is_named_and_the_stop_still_gets_out
 ):
     """A program holding the port through the library, without an endpoint, does not answer: stop
     writes one STOP (cmd_id 0) onto the port beside it, says it is not confirmed, exits non-zero."""
-    async with fake_device() as dev, Controller.open(dev.path, FAST) as ctl:
+    async with fake_device() as dev, DeviceClient.open(dev.path, FAST) as ctl:
         await ctl.arm(incremental_arm())
         await ctl.start()
         assert await device_cmds.stop(dev.path, "fluoro") == device_cmds.EXIT_LINK
@@ -200,7 +200,7 @@ async def test_a_hung_endpoint_is_stopped_beside(
 ):
     """A socket that accepts and never answers (a hung session): after the answer timeout the STOP is
     written onto the port directly."""
-    async with fake_device() as dev, Controller.open(dev.path, FAST):
+    async with fake_device() as dev, DeviceClient.open(dev.path, FAST):
         hung = await asyncio.start_unix_server(lambda r, w: None, path=str(socket_path(dev.path)))
         try:
             code = await device_cmds.stop(dev.path, "operator", answer_timeout_s=0.2)
@@ -246,7 +246,7 @@ async def test_hostile_input_is_refused_and_the_session_goes_on(
     fake_device: Callable[..., FakeDevice], monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setattr(control, "REQUEST_TIMEOUT_S", 0.2)
-    async with fake_device() as dev, Controller.open(dev.path, FAST) as ctl, serve_control(ctl) as server:
+    async with fake_device() as dev, DeviceClient.open(dev.path, FAST) as ctl, serve_control(ctl) as server:
         path = server.path
         too_long = json.loads(await _raw(path, b'{"op": "' + b"x" * 100_000 + b'"}\n'))
         assert not too_long["ok"]
@@ -269,7 +269,7 @@ async def test_hostile_input_is_refused_and_the_session_goes_on(
 
 async def test_a_stop_with_an_unknown_source_still_stops(fake_device: Callable[..., FakeDevice]):
     """As the device does with a malformed STOP (SPEC §7.6): executed, as OPERATOR."""
-    async with fake_device() as dev, Controller.open(dev.path, FAST) as ctl, serve_control(ctl):
+    async with fake_device() as dev, DeviceClient.open(dev.path, FAST) as ctl, serve_control(ctl):
         answer = await control.request(dev.path, "stop", source="imaging-room")
         assert answer["ok"]
         assert answer["state"] == "STOPPED"
@@ -285,7 +285,7 @@ async def test_a_stop_while_the_session_has_lost_its_link_says_what_the_device_d
     monkeypatch.setattr(control, "RECONNECT_WAIT_S", 0.1)
     async with (
         fake_device(watchdog_ms=200) as dev,
-        Controller.open(dev.path, FAST) as ctl,
+        DeviceClient.open(dev.path, FAST) as ctl,
         serve_control(ctl),
     ):
         lost = ctl.link_changes()

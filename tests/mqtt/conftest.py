@@ -19,7 +19,7 @@ import aiomqtt
 import pytest
 
 from hil.mosquitto import Mosquitto, find_binary
-from host.client import Controller
+from host.client import DeviceClient
 from host.mqtt import MqttBridge, MqttOptions
 from host.stops import StopRequests
 from tests.support.wire_client import simulator
@@ -126,7 +126,7 @@ class RunningBridge:
 
 
 @contextlib.asynccontextmanager
-async def running_bridge(ctl: Controller, url: str, **options: Any) -> AsyncIterator[RunningBridge]:
+async def running_bridge(ctl: DeviceClient, url: str, **options: Any) -> AsyncIterator[RunningBridge]:
     """A bridge on `ctl` in this event loop, with a fast reconnect backoff; connected on entry unless
     `connect=False`."""
     connect = options.pop("connect", True)

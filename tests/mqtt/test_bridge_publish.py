@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 from hil.mosquitto import Mosquitto
-from host.client import Controller
+from host.client import DeviceClient
 from host.mqtt import MqttBridge, MqttOptions
 from host.mqtt._payloads import EventPayload, StatePayload, TelemetryPayload
 from protocol import EventKind, State, StopReason, StopSource
@@ -31,7 +31,7 @@ def _state(m: object) -> StatePayload:
 
 async def test_state_telemetry_and_events_arrive_with_their_schemas(broker: Mosquitto, sim_pty: SimPty):
     _proc, port = sim_pty
-    async with Controller.open(port) as ctl, running_bridge(ctl, broker.url) as rb, watching(broker) as w:
+    async with DeviceClient.open(port) as ctl, running_bridge(ctl, broker.url) as rb, watching(broker) as w:
         first = _state(await w.next("state"))
         assert (first.rig, first.link, first.state, first.device_serial) == (
             RIG,
@@ -86,7 +86,7 @@ async def test_state_telemetry_and_events_arrive_with_their_schemas(broker: Mosq
 
 async def test_link_loss_shows_on_the_state_topic(broker: Mosquitto, sim_pty: SimPty):
     proc, port = sim_pty
-    async with Controller.open(port) as ctl, running_bridge(ctl, broker.url) as rb, watching(broker) as w:
+    async with DeviceClient.open(port) as ctl, running_bridge(ctl, broker.url) as rb, watching(broker) as w:
         await w.next("state", lambda m: _state(m).link == "connected")
         proc.send_signal(signal.SIGKILL)  # the pump's end of the serial line goes away
         lost = _state(await w.next("state", lambda m: _state(m).link in ("lost", "connecting")))
@@ -153,7 +153,7 @@ async def test_outgoing_queue_is_bounded_and_drops_the_oldest(sim_pty: SimPty, t
     """No broker at all: the bridge keeps consuming the link, its queue holds the newest messages."""
     _proc, port = sim_pty
     url = f"mqtt://127.0.0.1:{_closed_port()}"
-    async with Controller.open(port) as ctl:
+    async with DeviceClient.open(port) as ctl:
         log: list[str] = []
         bridge = MqttBridge(
             ctl, MqttOptions(url=url, rig=RIG, queue_size=4, backoff_min_s=0.05), log=log.append

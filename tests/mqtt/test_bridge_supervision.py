@@ -11,7 +11,7 @@ import pytest
 
 import host.mqtt._bridge
 from hil.mosquitto import Mosquitto
-from host.client import Controller
+from host.client import DeviceClient
 from host.mqtt._payloads import StatePayload
 from tests.host.conftest import continuous_arm
 from tests.mqtt.conftest import mosquitto_pub, running_bridge, until, watching
@@ -27,7 +27,7 @@ async def test_a_crashed_telemetry_worker_is_named_in_the_state_and_logged(
 
     monkeypatch.setattr(host.mqtt._bridge.TelemetryRecord, "from_samples", broken)
     _proc, port = sim_pty
-    async with Controller.open(port) as ctl, running_bridge(ctl, broker.url) as rb, watching(broker) as w:
+    async with DeviceClient.open(port) as ctl, running_bridge(ctl, broker.url) as rb, watching(broker) as w:
         await ctl.arm(continuous_arm())
         await ctl.start()
         failed = await w.next(
@@ -46,7 +46,7 @@ async def test_refusals_and_malformed_stops_leave_a_trace_in_the_log(
 ) -> None:
     caplog.set_level(logging.INFO, logger="host.mqtt._bridge")
     _proc, port = sim_pty
-    async with Controller.open(port) as ctl, running_bridge(ctl, broker.url) as rb:
+    async with DeviceClient.open(port) as ctl, running_bridge(ctl, broker.url) as rb:
         await mosquitto_pub(broker, f"cementguard/{rb.bridge.options.rig}/command/arm", "-m", "{}")
         await mosquitto_pub(broker, f"cementguard/{rb.bridge.options.rig}/stop", "-m", "not json")
         await until(lambda: rb.bridge.counters.refused == 1 and rb.bridge.counters.malformed == 1)

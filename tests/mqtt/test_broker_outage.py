@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from hil.mosquitto import Mosquitto, MosquittoError, find_binary, make_test_certificates
-from host.client import Controller
+from host.client import DeviceClient
 from host.mqtt import MqttOptions, MqttOptionsError
 from host.settings import MqttSettings, TlsSettings
 from protocol import EventKind, State, StopReason, StopSource
@@ -27,7 +27,7 @@ async def test_broker_killed_mid_injection_changes_nothing_then_the_bridge_recon
 ):
     _proc, port = sim_pty
     async with (
-        Controller.open(port) as ctl,
+        DeviceClient.open(port) as ctl,
         running_bridge(ctl, broker.url) as rb,
         ctl.events() as events,
         ctl.telemetry() as telemetry,
@@ -82,7 +82,7 @@ async def test_username_and_password_against_a_password_file(tmp_path, sim_pty: 
     with Mosquitto.start(tmp_path / "auth", users={"bench": "s3cret-pw"}) as broker:
         with pytest.raises(AssertionError, match="not authori"):
             await mosquitto_pub(broker, "x", "-m", "1")  # the broker refuses anonymous clients
-        async with Controller.open(port) as ctl:
+        async with DeviceClient.open(port) as ctl:
             async with running_bridge(
                 ctl, broker.url, username="bench", password="wrong", connect=False
             ) as rb:
@@ -104,7 +104,7 @@ async def test_tls_with_the_labs_ca_and_refused_without_it(tmp_path, sim_pty: Si
     _proc, port = sim_pty
     with Mosquitto.start(tmp_path / "tls", tls=files) as broker:
         assert broker.url.startswith("mqtts://")
-        async with Controller.open(port) as ctl:
+        async with DeviceClient.open(port) as ctl:
             async with running_bridge(ctl, broker.url, connect=False) as rb:  # the system CAs only
                 await until(lambda: len(rb.log) >= 2, what="two failed TLS attempts logged")
                 assert not rb.bridge.connected

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from hil.mosquitto import Mosquitto
-from host.client import Controller, LinkState
+from host.client import DeviceClient, LinkState
 from host.mqtt._payloads import EventPayload, RefusalPayload
 from protocol import Event, EventKind, State, StopReason, StopSource
 from tests.host.conftest import continuous_arm, next_matching
@@ -22,7 +22,7 @@ def _is_stop(event: Event) -> bool:
     return event.kind == EventKind.STOP
 
 
-async def _injecting(ctl: Controller) -> None:
+async def _injecting(ctl: DeviceClient) -> None:
     await ctl.arm(continuous_arm())
     await ctl.start()
     await ctl.wait_for_state(State.INJECTING, timeout=5)
@@ -30,7 +30,7 @@ async def _injecting(ctl: Controller) -> None:
 
 async def test_mosquitto_pub_on_the_fluoro_topic_stops_the_injection(broker: Mosquitto, sim_pty: SimPty):
     _proc, port = sim_pty
-    async with Controller.open(port) as ctl, running_bridge(ctl, broker.url) as rb, watching(broker) as w:
+    async with DeviceClient.open(port) as ctl, running_bridge(ctl, broker.url) as rb, watching(broker) as w:
         async with ctl.events() as events:
             await _injecting(ctl)
             await mosquitto_pub(
@@ -60,7 +60,7 @@ async def test_mosquitto_pub_on_the_fluoro_topic_stops_the_injection(broker: Mos
 
 async def test_the_generic_stop_topic_stops_with_source_remote(broker: Mosquitto, sim_pty: SimPty):
     _proc, port = sim_pty
-    async with Controller.open(port) as ctl, running_bridge(ctl, broker.url), ctl.events() as events:
+    async with DeviceClient.open(port) as ctl, running_bridge(ctl, broker.url), ctl.events() as events:
         await _injecting(ctl)
         await mosquitto_pub(broker, f"cementguard/{RIG}/stop", "-n")  # an empty payload is a plain stop
         stop = await next_matching(events, _is_stop, within_s=5)
@@ -84,7 +84,7 @@ async def test_malformed_and_oversized_payloads_still_stop(
     _proc, port = sim_pty
     message = tmp_path / "payload.bin"
     message.write_bytes(payload)
-    async with Controller.open(port) as ctl, running_bridge(ctl, broker.url) as rb, ctl.events() as events:
+    async with DeviceClient.open(port) as ctl, running_bridge(ctl, broker.url) as rb, ctl.events() as events:
         await _injecting(ctl)
         await mosquitto_pub(broker, FLUORO, "-f", str(message))
         stop = await next_matching(events, _is_stop, within_s=5)
@@ -97,7 +97,7 @@ async def test_a_retained_stop_is_an_old_request_not_a_new_stop(broker: Mosquitt
     """A stop left retained on the broker would stop every injection after each reconnect: ignored."""
     _proc, port = sim_pty
     await mosquitto_pub(broker, FLUORO, "-r", "-m", "{}")
-    async with Controller.open(port) as ctl, running_bridge(ctl, broker.url) as rb:
+    async with DeviceClient.open(port) as ctl, running_bridge(ctl, broker.url) as rb:
         await until(lambda: rb.bridge.counters.stale == 1, what="retained stop seen")
         await _injecting(ctl)
         assert rb.bridge.counters.stops_received == 0
@@ -120,7 +120,7 @@ async def test_remote_commands_are_refused(
     broker: Mosquitto, sim_pty: SimPty, topic: str, payload: str, asked: str
 ):
     _proc, port = sim_pty
-    async with Controller.open(port) as ctl, running_bridge(ctl, broker.url) as rb, watching(broker) as w:
+    async with DeviceClient.open(port) as ctl, running_bridge(ctl, broker.url) as rb, watching(broker) as w:
         await ctl.arm(continuous_arm())
         before = (await ctl.get_status()).hard_limit_pa
         async with ctl.events() as events:
@@ -141,7 +141,7 @@ async def test_remote_commands_are_refused(
 
 async def test_a_stop_while_the_link_is_lost_is_logged(broker: Mosquitto, sim_pty: SimPty):
     proc, port = sim_pty
-    async with Controller.open(port) as ctl, running_bridge(ctl, broker.url) as rb:
+    async with DeviceClient.open(port) as ctl, running_bridge(ctl, broker.url) as rb:
         proc.kill()  # the controller is gone (its watchdog would have stopped a real pump: HOST_LOST)
         await ctl.wait_for_link(LinkState.LOST, LinkState.CONNECTING, LinkState.FAILED, timeout=5)
         await mosquitto_pub(broker, FLUORO, "-m", "{}")
