@@ -35,7 +35,7 @@ from protocol.messages import (
     Stop,
 )
 from protocol.telemetry import BATCH_HEADER, MAX_BATCH_SAMPLES, SAMPLE_DTYPE, SAMPLE_SIZE
-from tests.protocol.helpers import REPO
+from tests.protocol.helpers import REPO, negative_vectors, vectors
 
 SPEC = REPO / "protocol" / "SPEC.md"
 
@@ -166,3 +166,104 @@ def test_every_field_is_naturally_aligned_and_every_body_a_multiple_of_its_large
         for (field, offset), field_size in zip(offsets.items(), sizes, strict=True):
             assert offset % field_size == 0, f"{struct_name}.{field} at {offset}"
         assert size % max(sizes) == 0, struct_name
+
+
+# ---------------------------------------------------------------------------------------------
+# The framing C of §3.6 against the golden vectors, both directions (SPEC: "Tested against the
+# Python reference (both directions)")
+# ---------------------------------------------------------------------------------------------
+
+FRAMING_MAIN = r"""
+#include <stdio.h>
+#include <string.h>
+
+static size_t unhex(const char *s, uint8_t *out)
+{
+    size_t n = 0;
+    unsigned v;
+    while (s[0] && s[1] && sscanf(s, "%2x", &v) == 1) {
+        out[n++] = (uint8_t)v;
+        s += 2;
+    }
+    return n;
+}
+
+int main(void)
+{
+    static char line[8192];
+    static uint8_t buf[4096], out[CG_MAX_ENCODED + 1];
+    while (fgets(line, sizeof line, stdin)) {
+        line[strcspn(line, "\n")] = 0;
+        size_t n = unhex(line + 2, buf);
+        if (line[0] == 'E') {
+            size_t m = cg_frame_encode(buf, n, out);
+            for (size_t i = 0; i < m; i++)
+                printf("%02x", out[i]);
+            printf("\n");
+        } else {
+            cg_rx_t rx;
+            memset(&rx, 0, sizeof rx);
+            int got = 0;
+            for (size_t i = 0; i < n; i++) {
+                size_t plen = cg_rx_byte(&rx, buf[i]);
+                if (plen) {
+                    for (size_t j = 0; j < plen; j++)
+                        printf("%02x", rx.buf[j]);
+                    got = 1;
+                }
+            }
+            if (!got)
+                printf("DROP crc=%u cobs=%u overlong=%u runts=%u", (unsigned)rx.crc_errors,
+                       (unsigned)rx.cobs_errors, (unsigned)rx.overlong, (unsigned)rx.runts);
+            printf("\n");
+        }
+    }
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def framing_program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    blocks = c_blocks()
+    framing_c = next(b for b in blocks if "cg_rx_byte" in b)
+    work: Path = tmp_path_factory.mktemp("spec_framing")
+    (work / "framing.c").write_text(framing_c + FRAMING_MAIN)
+    build = subprocess.run(
+        [
+            _compiler(),
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-o",
+            str(work / "framing"),
+            str(work / "framing.c"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr
+    return work / "framing"
+
+
+def test_the_spec_framing_c_encodes_and_decodes_every_golden_vector(framing_program: Path) -> None:
+    good = vectors()
+    framing_negatives = [v for v in negative_vectors() if v["expect"]["layer"] == "framing"]
+    lines = [f"E {v['payload_hex']}" for v in good]
+    lines += [f"D {v['frame_hex']}" for v in good]
+    lines += [f"D {v['frame_hex']}" for v in framing_negatives]
+    run = subprocess.run(
+        [str(framing_program)], input="\n".join(lines) + "\n", capture_output=True, text=True, check=True
+    )
+    out = run.stdout.splitlines()
+    encoded, decoded, dropped = out[: len(good)], out[len(good) : 2 * len(good)], out[2 * len(good) :]
+    assert encoded == [v["frame_hex"] for v in good]
+    assert decoded == [v["payload_hex"] for v in good]
+    counter_names = {"crc_errors": "crc", "cobs_errors": "cobs", "overlong": "overlong", "runts": "runts"}
+    for vector, result in zip(framing_negatives, dropped, strict=True):
+        assert result.startswith("DROP"), vector["name"]
+        counts = dict(item.split("=") for item in result.split()[1:])
+        expected = counter_names[vector["expect"]["counter"]]
+        assert counts == {k: str(int(k == expected)) for k in counts}, (vector["name"], result)
