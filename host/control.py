@@ -6,7 +6,9 @@ asks the session instead, through a Unix socket beside the port's lock (`port_lo
 in the user's 0700 runtime directory, mode 0600, and only from the same user (checked with
 SO_PEERCRED as well).
 
-Each session adds it with one line around its work::
+The client side (`request`, used by `cementguard stop`, `status` and `clear`) is
+`host.control_client`, which imports neither this module nor the protocol: a stop through a session
+must not wait for numpy to load. Each session adds the server with one line around its work::
 
     async with serve_control(ctl):
         ...
@@ -43,9 +45,26 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from host.control_client import (
+    ANSWER_TIMEOUT_S,
+    STOP_SOURCE_NAMES,
+    ControlError,
+    NoEndpoint,
+    request,
+)
 from host.errors import CementguardError, CommandRefused
 from host.port_lock import socket_path
 from protocol import EventKind, State, StopReason, StopSource
+
+__all__ = [  # the client side is re-exported: one module to import for both ends
+    "ANSWER_TIMEOUT_S",
+    "STOP_SOURCES",
+    "ControlError",
+    "ControlServer",
+    "NoEndpoint",
+    "request",
+    "serve_control",
+]
 
 if TYPE_CHECKING:
     from host.client import DeviceClient
@@ -65,21 +84,12 @@ tick or two; SPEC §7.2 leaves its order relative to the ACK open)."""
 RECONNECT_WAIT_S = 1.0
 """A stop that arrives while the session's link is reconnecting waits this long for it, then tries
 anyway (STOP is idempotent; the device has stopped on its own meanwhile: HOST_LOST)."""
-ANSWER_TIMEOUT_S = 3.0
-"""Client side: the whole exchange with a session (its STOP, the ACK, the event)."""
 
 ORIGIN = "cementguard stop (another terminal)"
 """How a stop through the endpoint is recorded (host.stops: `stop_origin`)."""
 STOP_SOURCES = {"operator": StopSource.OPERATOR, "fluoro": StopSource.FLUORO_OPERATOR}
+assert set(STOP_SOURCES) == set(STOP_SOURCE_NAMES)
 _ACTIVE = {State.ARMED, State.INJECTING, State.PAUSED}
-
-
-class ControlError(CementguardError):
-    """The control endpoint could not be reached, or answered something unusable."""
-
-
-class NoEndpoint(ControlError):  # noqa: N818 - names of the host API
-    """No session serves a control endpoint for this port."""
 
 
 def _name(value: Any) -> Any:
@@ -304,38 +314,3 @@ async def serve_control(
     finally:
         lock.set_socket(None)
         await server.close()
-
-
-# -- client side ---------------------------------------------------------------------------------
-
-
-async def request(port: str, op: str, timeout_s: float = ANSWER_TIMEOUT_S, **fields: Any) -> dict[str, Any]:
-    """Send one request to the session holding `port`; its answer. NoEndpoint when no session
-    serves one (no socket, or a dead session's socket); ControlError when it does not answer."""
-    path = socket_path(port)
-    try:
-        reader, writer = await asyncio.open_unix_connection(str(path), limit=1 << 20)
-    except (FileNotFoundError, ConnectionRefusedError) as exc:
-        raise NoEndpoint(f"no session serves a control endpoint for {port}") from exc
-    except OSError as exc:
-        raise ControlError(f"cannot reach the control endpoint {path}: {exc}") from exc
-    try:
-        async with asyncio.timeout(timeout_s):
-            writer.write(json.dumps({"op": op, **fields}).encode() + b"\n")
-            await writer.drain()
-            line = await reader.readline()
-    except TimeoutError:
-        raise ControlError(
-            f"the session holding {port} accepted the request but did not answer within {timeout_s:g} s"
-        ) from None
-    except OSError as exc:
-        raise ControlError(f"the control endpoint of {port} failed: {exc}") from exc
-    finally:
-        writer.close()
-    try:
-        answer = json.loads(line)
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict):
-        raise ControlError(f"the control endpoint of {port} answered {line[:80]!r}, not a JSON object")
-    return answer

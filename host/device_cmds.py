@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from host import control
+from host import control_client as control
 from host.errors import CementguardError, CommandRefused, CommandTimeout
 from host.port_lock import PortBusy, lock_path, read_holder
 
@@ -49,7 +49,7 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     p.add_argument("--port", required=True, help="serial device or pyserial URL")
     p.add_argument(
-        "--source", choices=sorted(control.STOP_SOURCES), default="operator", help="recorded stop source"
+        "--source", choices=sorted(control.STOP_SOURCE_NAMES), default="operator", help="recorded stop source"
     )
     p.set_defaults(func=_stop)
     p = subparsers.add_parser(
@@ -134,6 +134,7 @@ async def stop(port: str, source: str, answer_timeout_s: float = control.ANSWER_
 
 
 async def _stop_directly(port: str, source: str) -> int:
+    from host.control import STOP_SOURCES
     from host.link import Link, LinkOptions
     from protocol import GetStatus, Status, Stop
 
@@ -151,7 +152,7 @@ async def _stop_directly(port: str, source: str) -> int:
         return EXIT_LINK
     try:
         try:
-            ack = await link.command(Stop(cmd_id=0, source=control.STOP_SOURCES[source]))
+            ack = await link.command(Stop(cmd_id=0, source=STOP_SOURCES[source]))
         except CommandTimeout as exc:
             _fail(
                 f"no cementguard device answered STOP on {port} ({exc.attempts} attempts): is the "
@@ -190,9 +191,10 @@ def _write_beside(port: str, source: str, who: str) -> str:
             f"STOP not sent: {port} is not a device file that can be written beside its holder; stop it "
             f"from {who}, or end that program (the controller then stops by itself: HOST_LOST)"
         )
+    from host.control import STOP_SOURCES
     from protocol import Stop, encode_frame
 
-    frame = b"\x00" + encode_frame(Stop(cmd_id=0, source=control.STOP_SOURCES[source]), 0)
+    frame = b"\x00" + encode_frame(Stop(cmd_id=0, source=STOP_SOURCES[source]), 0)
     try:
         fd = os.open(port, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
         try:

@@ -30,10 +30,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from protocol import PROTOCOL_VERSION, MsgType, NakCode, State
-
+# The protocol package is imported where it is used, not here: `cementguard stop` through a
+# session's control endpoint raises these errors but never decodes a frame, and importing the
+# protocol (numpy with it) would double the time before its request goes out.
 if TYPE_CHECKING:
-    from protocol import Command, Nak
+    from protocol import Command, Nak, NakCode, State
 
 
 class CementguardError(Exception):
@@ -87,7 +88,11 @@ class DeviceNotResponding(CementguardError):  # noqa: N818 - names of the host A
 class ProtocolVersionError(CementguardError):
     """The device speaks another wire protocol version (SPEC §11.4): the host stops talking to it."""
 
-    def __init__(self, device_version: int, host_version: int = PROTOCOL_VERSION) -> None:
+    def __init__(self, device_version: int, host_version: int | None = None) -> None:
+        if host_version is None:
+            from protocol import PROTOCOL_VERSION
+
+            host_version = PROTOCOL_VERSION
         super().__init__(
             f"device speaks protocol version {device_version}, this host speaks version {host_version}: "
             "update the host or the controller firmware so that they match. No command was sent."
@@ -155,6 +160,8 @@ class CommandTimeout(LinkLost):
 
 
 def _type_name(msg_type: int) -> str:
+    from protocol import MsgType
+
     try:
         return MsgType(msg_type).name
     except ValueError:
@@ -162,11 +169,15 @@ def _type_name(msg_type: int) -> str:
 
 
 def _state_name(state: State | int) -> str:
+    from protocol import State
+
     return state.name if isinstance(state, State) else f"unknown state {int(state)}"
 
 
 def describe_nak(command: Command, nak: Nak) -> str:
     """A readable sentence for a NAK: which command, the code, and what it means here."""
+    from protocol import MsgType, NakCode
+
     name = _type_name(nak.cmd_type)
     code = nak.code
     if not isinstance(code, NakCode):

@@ -187,11 +187,23 @@ def test_stop_status_and_clear_from_another_terminal_while_the_bridge_holds_the_
             assert "E2E-BRIDGE" in status.stdout
 
             # the bridge cannot arm (remote sources only stop): the pump is IDLE, the STOP is
-            # acknowledged by the device and changes nothing, and the answer says so
-            stop = _cli(env, "stop", "--port", port, "--source", "fluoro")
-            assert stop.returncode == 0, stop.stdout
+            # acknowledged by the device and changes nothing, and the answer says so. Through a
+            # session, stop loads no protocol, numpy or pyserial: its request goes out at once.
+            probe = (
+                "import sys\n"
+                "from host.cli import main\n"
+                f"code = main(['stop', '--port', {port!r}, '--source', 'fluoro'])\n"
+                "print('MODULES', ' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+                "sys.exit(code)\n"
+            )
+            stop = subprocess.run(
+                [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, env=env, timeout=60
+            )
+            assert stop.returncode == 0, stop.stdout + stop.stderr
             assert f"STOP acknowledged through cementguard bridge (PID {bridge.pid})" in stop.stdout
             assert "state IDLE; nothing was moving" in stop.stdout
+            loaded = set(stop.stdout.split("MODULES", 1)[1].split())
+            assert loaded & {"protocol", "numpy", "serial", "serial_asyncio_fast", "pydantic"} == set()
 
             clear = _cli(env, "clear", "--port", port)  # CLEAR in IDLE: ACK, no change (state machine)
             assert clear.returncode == 0, clear.stdout
