@@ -53,7 +53,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import serial
 import serial_asyncio_fast
@@ -92,6 +92,7 @@ from protocol import (
     SetTelemetry,
     State,
     Status,
+    StreamCounters,
     TelemetryBatch,
     encode_frame,
 )
@@ -244,6 +245,26 @@ class LinkCounters:
     def framing_errors(self) -> int:
         """Everything the framing layer dropped: garbage on the line, damaged frames."""
         return self.crc_errors + self.cobs_errors + self.overlong + self.runts
+
+    RENAMED: ClassVar[dict[str, str]] = {"bytes_rx": "bytes_in"}
+    """Fields named otherwise in the part that counts them (FramingCounters.bytes_in)."""
+
+    @classmethod
+    def compose(cls, stream: StreamCounters, tally: _Tally) -> LinkCounters:
+        """A snapshot made of the parts that count: the framing layer's and the message layer's
+        counters (`stream`) and the link's own (`tally`). Each field is taken by name from the one
+        part that has it, never copied by hand, so a counter added to a part and here cannot be
+        forgotten on the way (tests/host/test_link_counters.py checks that every field has exactly
+        one source)."""
+        parts = _counts(stream.framing) | _counts(stream) | _counts(tally)
+        return cls(**{f.name: parts[cls.RENAMED.get(f.name, f.name)] for f in dataclasses.fields(cls)})
+
+
+def _counts(part: Any) -> dict[str, int]:
+    """The int fields of a counters dataclass, by name."""
+    return {
+        f.name: value for f in dataclasses.fields(part) if isinstance(value := getattr(part, f.name), int)
+    }
 
 
 @dataclass(slots=True)
@@ -484,33 +505,7 @@ class Link:
 
     @property
     def counters(self) -> LinkCounters:
-        c = self._stream.counters
-        f = c.framing
-        t = self._tally
-        return LinkCounters(
-            frames_rx=t.frames_rx,
-            frames_tx=t.frames_tx,
-            bytes_rx=f.bytes_in,
-            crc_errors=f.crc_errors,
-            cobs_errors=f.cobs_errors,
-            overlong=f.overlong,
-            runts=f.runts,
-            bytes_dropped=f.bytes_dropped,
-            lost_frames=c.lost_frames,
-            version_mismatches=c.version_mismatches,
-            unknown_types=c.unknown_types,
-            bad_lengths=c.bad_lengths,
-            bad_values=c.bad_values,
-            lost_samples=t.lost_samples,
-            missed_events=t.missed_events,
-            retries=t.retries,
-            timeouts=t.timeouts,
-            reconnects=t.reconnects,
-            link_losses=t.link_losses,
-            dropped_batches=t.dropped_batches,
-            dropped_events=t.dropped_events,
-            stale_answers=t.stale_answers,
-        )
+        return LinkCounters.compose(self._stream.counters, self._tally)
 
     def subscribe_events(self, maxsize: int | None = None) -> Subscription[Event]:
         return Subscription(
