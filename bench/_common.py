@@ -6,6 +6,7 @@ The scripts run as ``python bench/NAME.py`` from the repository root, so this di
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -20,7 +21,8 @@ import numpy as np
 from firmware_sim.controller import ControllerConfig
 from firmware_sim.plant import PlantConfig
 from firmware_sim.virtual_rig import VirtualRig
-from protocol import Ack, Event, State, StopDetail, StopReason
+from host.errors import CommandRefused
+from protocol import Ack, Event, NakCode, State, StopDetail, StopReason
 
 ENDED = (State.STOPPED, State.DONE, State.FAULT, State.PAUSED)
 """States in which an injection phase is over (PAUSED: an increment is done)."""
@@ -119,3 +121,17 @@ def latency_summary(values_s: Sequence[float]) -> dict[str, float]:
 
 def median(values: Sequence[float]) -> float:
     return float(np.median(np.asarray(values, dtype=float))) if len(values) else float("nan")
+
+
+async def clear_at_rest(ctl: Any, attempts: int = 50) -> None:
+    """CLEAR after a stop. The device refuses it with NAK BUSY until the plunger is at rest (it brakes
+    for up to 80 ms, SPEC §8.2, §9.1, and relief may follow): retry with a new command id every 10 ms."""
+    for _ in range(attempts):
+        try:
+            await ctl.clear()
+            return
+        except CommandRefused as exc:
+            if exc.code != NakCode.BUSY:
+                raise
+            await asyncio.sleep(0.01)
+    raise SystemExit(f"CLEAR still refused BUSY after {attempts} attempts")

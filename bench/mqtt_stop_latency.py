@@ -161,7 +161,7 @@ async def cycles(path: str, broker: Mosquitto, n: int) -> tuple[dict[str, list[f
                 if method != "direct":
                     notes = stops.match(event, events.received_at)
                     out["bridge_read"].append(notes["stop_latency_ms"] / 1000.0)
-                await ctl.clear()
+                await _common.clear_at_rest(ctl)
             counters = ctl.counters
             extra = {
                 "bridge_counters": vars(bridge.counters).copy(),

@@ -138,7 +138,7 @@ async def stop_cycles(path: str, cycles: int, random_phase: bool) -> dict[str, l
             out["ack"].append(t_ack - t0)
             out["event_read"].append(events.received_at - t0)
             out["event_delivered"].append(t_delivered - t0)
-            await ctl.clear()
+            await _common.clear_at_rest(ctl)
         counters = ctl.counters
     if counters.framing_errors or counters.retries or counters.link_losses:
         raise SystemExit(f"the link was not clean during the run: {counters}")
