@@ -869,6 +869,8 @@ class Link:
         while self._conn is not None and self._conn.gen == gen:
             now = loop.time()
             quiet = now - self._last_rx
+            if quiet > silence and self._read_waiting(gen):
+                continue  # bytes were waiting (this process was frozen): judge silence on them first
             if quiet > silence:
                 self._lose(
                     f"no valid frame from the device for {quiet * 1000:.0f} ms "
@@ -884,6 +886,24 @@ class Link:
             next_beat = self._last_tx + beat_after if not self._heartbeats_suspended else now + period
             wake = min(next_beat, self._last_rx + silence) - loop.time()
             await asyncio.sleep(max(wake, 0.001))
+
+    def _read_waiting(self, gen: int) -> bool:
+        """Read and handle what the port has already received, before a silence is declared: after
+        this process was frozen (SIGSTOP, a stalled machine), the device's frames, such as the
+        HOST_LOST event its watchdog sent meanwhile, wait in the input buffer. Declaring the link
+        lost first would close the port and throw them away. True if any byte was read."""
+        conn = self._conn
+        if conn is None or conn.gen != gen:
+            return False
+        port = conn.transport.get_extra_info("serial")
+        try:
+            waiting = int(port.in_waiting) if port is not None else 0
+            data = port.read(min(waiting, 1 << 16)) if waiting else b""
+        except (OSError, serial.SerialException, AttributeError):
+            return False
+        if data:
+            self._on_data(conn, data)
+        return bool(data)
 
     async def _reconnect(self) -> None:
         s = self.settings

@@ -27,12 +27,15 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from host.cli_types import AUTO_RESUME, MIXED_AGO, TIME_SCALE, FiniteFloat
 from host.client import DeviceClient, LinkChange, LinkOptions, LinkState, PlanStop
 from host.control import serve_control
 from host.errors import CementguardError, CommandRefused, LinkLost
+from host.link_quality import LinkQuality
 from host.logs import LOG_FILE, attach_log_file, detach_log_file
+from host.loss_report import SeenEvents, report_after_loss
 from host.plan import InjectionPlan, PlanError, clamp_to_device, load_plan
 from host.pump import Consumer, ConsumerFailure, StreamPump
 from host.recording import Recorder, new_run_dir
@@ -45,7 +48,7 @@ from host.recording_sink import (
     open_recorder,
 )
 from host.stops import StopRequests
-from protocol import Event, Flags, State, StopReason, StopSource, TelemetryBatch
+from protocol import Event, Flags, NakCode, State, StopReason, StopSource, TelemetryBatch
 from protocol.models import DeviceInfoRecord, kpa, ml, ml_min
 
 log = logging.getLogger(__name__)
@@ -69,6 +72,18 @@ RECORD_TAIL = FiniteFloat("--record-tail", 0.0, 600.0, "s")
 MIN_FREE_MB = FiniteFloat("--min-free-mb", 0.0, 1e6, "MB")
 STOP_SIGNALS = {signal.SIGINT: "ctrl-c", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
 """Signals that stop the injection as Ctrl-C does, and the origin each stop is recorded with."""
+
+
+class _LinkLoss(asyncio.Event):
+    """Set when the link is lost; `reason` is why (the first loss: later reconnect attempts have
+    their own reasons, e.g. "opening /dev/pts/3", which say nothing about the loss)."""
+
+    reason = ""
+
+    def by(self, reason: str) -> None:
+        if not self.is_set():
+            self.reason = reason
+        self.set()
 
 
 class _Interrupted(asyncio.Event):
@@ -203,6 +218,9 @@ class _Live:
     prompt: str = ""
     """The question the operator is asked now (increment pause), shown in the live view itself."""
     seen_state: State | int | None = None
+    samples: int = 0
+    quality: LinkQuality | None = None
+    """Link quality since the run started (host.link_quality), refreshed with each batch."""
 
 
 class _Display(Consumer):
@@ -213,27 +231,34 @@ class _Display(Consumer):
     critical = True
     """It also tells `run` that the link is lost: without it nothing would end the wait."""
 
-    def __init__(self, live: _Live, link_lost: asyncio.Event) -> None:
+    def __init__(self, live: _Live, link_lost: _LinkLoss, ctl: Controller) -> None:
         self.live = live
         self.link_lost = link_lost
         self.changed = asyncio.Event()
+        self.seen = SeenEvents()
+        """The events received: after a link loss, whether the device's stop still has to be read."""
+        self._ctl = ctl
+        self.counters_at_start = ctl.counters
 
     def on_samples(self, batch: TelemetryBatch, received_at: float | None) -> None:
         if not len(batch.samples):
             return
         last = batch.samples[-1]
         live = self.live
+        live.samples += len(batch.samples)
+        live.quality = LinkQuality.of(self._ctl.counters, self.counters_at_start, live.samples)
         live.pressure_kpa = kpa(float(last["pressure_pa"]))
         live.delivered_ml = ml(float(last["delivered_nl"]))
         live.flow_ml_min = ml_min(float(last["flow_nl_s"]))
         self._state(int(last["state"]))
 
     def on_event(self, event: Event, notes: dict[str, Any], received_at: float | None) -> None:
+        self.seen.saw(event)
         self._state(int(event.state))
 
     def on_link(self, change: LinkChange) -> None:
         if change.state in (LinkState.LOST, LinkState.FAILED):
-            self.link_lost.set()
+            self.link_lost.by(change.reason)
             self.live.state = f"LINK {change.state.value.upper()} (last seen {self.live.state})"
             self.live.seen_state = None
             self.changed.set()
@@ -375,8 +400,8 @@ async def _inject(
     stops: StopRequests | None = None,
 ) -> int:
     live = _Live()
-    link_lost = asyncio.Event()
-    display = _Display(live, link_lost)
+    link_lost = _LinkLoss()
+    display = _Display(live, link_lost, ctl)
     requests = stops if stops is not None else StopRequests()
     """Stops this command asks for (Ctrl-C, a stop at the prompt, a failed recording) and those
     asked through the control endpoint, matched to the STOP events so that the recording carries
@@ -414,6 +439,7 @@ async def _inject(
                     mixed_ago_s,
                     sink,
                     link_lost,
+                    display.seen,
                     auto_resume_s,
                     interrupted,
                     view,
@@ -427,9 +453,12 @@ async def _inject(
                     await display.settled(SETTLE_TIMEOUT_S)
             finally:
                 refresher.cancel()
+                if link_lost.is_set() and ctl.link_state is LinkState.CONNECTED and ctl.state is not None:
+                    live.state = f"{_name(State, ctl.state)} (read after the reconnect)"
                 view.update(_render(live, plan))
         with contextlib.suppress(OSError):
             console.print()  # the live view leaves the cursor at the end of its last line
+            _summarise_link(console, LinkQuality.of(ctl.counters, display.counters_at_start, live.samples))
         return code
 
 
@@ -458,7 +487,8 @@ async def _drive(
     plan: InjectionPlan,
     mixed_ago_s: float,
     sink: RecordingSink | None,
-    link_lost: asyncio.Event,
+    link_lost: _LinkLoss,
+    seen: SeenEvents,
     auto_resume_s: float | None,
     interrupted: _Interrupted,
     view: Live,
@@ -475,8 +505,7 @@ async def _drive(
             if event == "interrupted":
                 return await _safe_stop(ctl, console, requests, interrupted.origin)
             if event is None:
-                console.print(f"[bold red]link lost:[/] {ctl.link_reason}", highlight=False)
-                return EXIT_LINK
+                return await _link_failure(ctl, link_lost.reason, seen, sink, console)
             assert isinstance(event, PlanStop)
             reason = _name(StopReason, event.reason)
             at = f"at {_event_pressure(event)}, {event.delivered_nl / 1e6:.3f} mL delivered"
@@ -495,8 +524,7 @@ async def _drive(
                     ctl, event, auto_resume_s, interrupted, link_lost, view, ask, live
                 )
                 if answer == "lost":
-                    console.print(f"[bold red]link lost:[/] {ctl.link_reason}", highlight=False)
-                    return EXIT_LINK
+                    return await _link_failure(ctl, link_lost.reason, seen, sink, console)
                 if answer == "stop":
                     origin = interrupted.origin if interrupted.is_set() else "operator prompt"
                     return await _safe_stop(ctl, console, requests, origin)
@@ -505,11 +533,30 @@ async def _drive(
             console.print(f"[bold red]safety stop: {reason}[/] (source {source}) {at}", highlight=False)
             return EXIT_SAFETY_STOP
     except CommandRefused as exc:
+        if exc.code == NakCode.NO_SESSION:  # the device's watchdog closed the session: the link failed
+            return await _link_failure(ctl, str(exc), seen, sink, console)
         console.print(f"[bold red]refused:[/] {exc}", highlight=False)
         return EXIT_SAFETY_STOP if ctl.state in ENDED else EXIT_USAGE
     except LinkLost as exc:
-        console.print(f"[bold red]link lost:[/] {exc}", highlight=False)
-        return EXIT_LINK
+        return await _link_failure(ctl, link_lost.reason or exc.reason, seen, sink, console)
+
+
+async def _link_failure(
+    ctl: Controller, reason: str, seen: SeenEvents, sink: RecordingSink | None, console: Console
+) -> int:
+    """Say why the link failed, then what the device did (read after the link's own reconnect)."""
+    console.print(f"[bold red]link lost:[/] {reason}", highlight=False)
+
+    def record(event: Event, notes: dict[str, Any]) -> None:
+        if sink is None or sink.failed is not None:
+            return
+        try:
+            sink.on_event(event, notes, None)
+        except Exception as exc:  # reported like any recording failure; the run goes on to its end
+            log.error("recording the stop read after the reconnect failed: %s", exc)
+
+    await report_after_loss(ctl, seen=seen, record=record, console=console)
+    return EXIT_LINK
 
 
 async def _next_stop(
@@ -658,6 +705,16 @@ async def _refresh(view: Live, live: _Live, plan: InjectionPlan) -> None:
         view.update(_render(live, plan))
 
 
+def _summarise_link(console: Console, quality: LinkQuality) -> None:
+    """The run summary's link line; a warning when the link was poor (the plan may still have
+    completed: the controller does not need the telemetry, the operator and the recording do)."""
+    warning = quality.warning()
+    if warning is not None:
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    else:
+        console.print(f"link: {quality.line()}", highlight=False)
+
+
 def _render(live: _Live, plan: InjectionPlan) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(justify="right", style="bold")
@@ -670,6 +727,10 @@ def _render(live: _Live, plan: InjectionPlan) -> Table:
     hard = plan.pressure.hard_limit_kpa
     table.add_row("pressure", f"{live.pressure_kpa:7.0f} kPa  (soft {soft:.0f}, hard {hard:.0f})")
     table.add_row("flow", f"{live.flow_ml_min:7.2f} mL/min  (plan {plan.flow_ml_min:.2f})")
+    if live.quality is not None:
+        poor = live.quality.poor
+        text = live.quality.line() + ("  POOR" if poor else "")
+        table.add_row("link", Text(text, "bold red" if poor else ""))
     if live.prompt:
         table.add_row("answer", live.prompt)
     return table

@@ -7,7 +7,8 @@ and a thread copies bytes between it and the simulator's pty, damaging them on t
   random byte before it (`Noise`);
 - one chosen device frame (`damage_next(predicate)`): the first frame from the device whose decoded
   message satisfies the predicate gets one byte flipped, so exactly that frame fails its CRC;
-- `freeze()` / `thaw()`: hold everything the device sends (a frozen host's input buffer fills).
+- `freeze()` / `thaw()`: hold everything the device sends (a frozen host's input buffer fills);
+- `cut()` / `restore()`: drop everything both ways (a pulled cable).
 
 The relay also decodes the device's clean stream (before any damage) as the truth of what the
 device did: `relay.truth.violations` lists each stretch where the plunger moved forward outside
@@ -24,8 +25,9 @@ import threading
 import tty
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from protocol import Event, Frame, MessageStream, State, TelemetryBatch
+from protocol import Event, EventKind, Frame, MessageStream, State, StopReason, TelemetryBatch
 from protocol.messages import Message
 
 BRAKE_ALLOWANCE_US = 150_000
@@ -53,6 +55,10 @@ class Truth:
 
     events: list[Event] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    injecting: threading.Event = field(default_factory=threading.Event)
+    """Set once a sample shows INJECTING."""
+    stopped: threading.Event = field(default_factory=threading.Event)
+    """Set once the device sends a STOP event."""
     samples: int = 0
     _stream: MessageStream = field(default_factory=MessageStream)
     _left_injecting_us: int | None = None
@@ -65,6 +71,8 @@ class Truth:
             msg = item.message
             if isinstance(msg, Event):
                 self.events.append(msg)
+                if msg.kind == EventKind.STOP:
+                    self.stopped.set()
             elif isinstance(msg, TelemetryBatch):
                 self._check(msg)
 
@@ -77,6 +85,7 @@ class Truth:
             samples["state"].tolist(), samples["t_us"].tolist(), samples["plunger_um"].tolist(), strict=True
         ):
             if state == State.INJECTING:
+                self.injecting.set()
                 self._left_injecting_us = None
                 self._plunger_at_rest_um = None
                 continue
@@ -114,6 +123,7 @@ class LossyRelay:
         self._rng = random.Random(seed)
         self._target: Callable[[Message], bool] | None = None
         self._frozen = threading.Event()
+        self._cut = threading.Event()
         self._stop = threading.Event()
         self._pending = bytearray()  # device bytes of the frame being assembled
         self._held = bytearray()  # device bytes held while frozen
@@ -132,6 +142,13 @@ class LossyRelay:
     def damage_next(self, predicate: Callable[[Message], bool]) -> None:
         """Damage the next device frame whose message satisfies `predicate` (once)."""
         self._target = predicate
+
+    def cut(self) -> None:
+        """Drop every byte both ways, as a pulled cable (the device's watchdog then trips)."""
+        self._cut.set()
+
+    def restore(self) -> None:
+        self._cut.clear()
 
     def freeze(self) -> None:
         """Hold the device's bytes (as a stopped host process does not read its port)."""
@@ -165,10 +182,12 @@ class LossyRelay:
                 if not data:
                     continue
                 if fd == self._master:
-                    self._write(self._device, self._noisy(data, self.to_device, "to_device"))
+                    if not self._cut.is_set():
+                        self._write(self._device, self._noisy(data, self.to_device, "to_device"))
                 else:
                     self.truth.feed(data)
-                    self._from_device(data)
+                    if not self._cut.is_set():
+                        self._from_device(data)
             if not self._frozen.is_set() and self._held:
                 held, self._held = bytes(self._held), bytearray()
                 self._write(self._master, held)
@@ -246,3 +265,121 @@ def lossy_relay(device_port: str, **kwargs: object) -> Iterator[LossyRelay]:
         yield relay
     finally:
         relay.close()
+
+
+@dataclass
+class LossyRun:
+    """One `run_plan` through a `LossyRelay`: how it ended, and what the device really did."""
+
+    rate: float
+    seed: int
+    code: int | None
+    """The exit code; None: the run did not end within the bound (hung)."""
+    text: str
+    truth_stops: list[StopReason]
+    violations: list[str]
+    bytes_damaged: dict[str, int]
+    recording_complete: bool | None
+
+    @property
+    def last_words(self) -> str:
+        """The run's verdict lines (plan completed, safety stop, link lost, device: ...)."""
+        keys = ("plan completed", "safety stop", "stopped", "link lost", "device:", "refused", "device not")
+        return " | ".join(line.strip() for line in self.text.splitlines() if line.strip().startswith(keys))
+
+    @property
+    def outcome(self) -> str:
+        return {None: "hung", 0: "completed", 3: "stopped", 4: "link lost"}.get(
+            self.code, f"exit {self.code}"
+        )
+
+    def problems(self) -> list[str]:
+        """Everything wrong with this run: a hang, an exit code that disagrees with its message or
+        with what the device did, forward motion outside INJECTING, a damaged recording."""
+        out = list(self.violations)
+        text = self.text
+        if self.code is None:
+            return [*out, "hung"]
+        expected = {0: ("plan completed",), 3: ("safety stop", "stopped"), 4: ("link lost", "link failure")}
+        words = expected.get(self.code)
+        if words is None:
+            out.append(f"unexpected exit code {self.code}")
+        elif not any(w in text for w in words):
+            out.append(f"exit {self.code} without saying {' or '.join(words)}")
+        completed = StopReason.VOLUME_LIMIT in self.truth_stops
+        if self.code == 0 and not completed:
+            out.append("exit 0 but the device never reached VOLUME_LIMIT")
+        if self.code == 3 and completed and "completed" not in text:
+            out.append("exit 3 for a plan the device completed")
+        if self.recording_complete is False:
+            out.append("recording incomplete")
+        return out
+
+
+async def run_through_relay(
+    plan_path: str,
+    record_root: str,
+    *,
+    rate: float,
+    seed: int,
+    time_scale: float = 5.0,
+    bound_s: float = 60.0,
+) -> LossyRun:
+    """`cementguard sim --pty --time-scale X` behind a relay with `rate` noise per byte in both
+    directions, and `run_plan` (auto-resume 0.2 s) through it."""
+    import asyncio
+    import io
+
+    from rich.console import Console
+
+    from host.client import LinkOptions
+    from host.plan import load_plan
+    from host.run import run_plan
+    from tests.support.wire_client import simulator
+
+    out = io.StringIO()
+    noise = Noise.uniform(rate)
+    with (
+        simulator("--pty", "--time-scale", f"{time_scale:g}") as (_proc, device_port),
+        lossy_relay(device_port, to_host=noise, to_device=noise, seed=seed) as relay,
+    ):
+        try:
+            code: int | None = await asyncio.wait_for(
+                run_plan(
+                    relay.port,
+                    load_plan(Path(plan_path)),
+                    mixed_ago_s=240.0,
+                    record_root=Path(record_root),
+                    auto_resume_s=0.2,
+                    options=LinkOptions(time_scale=time_scale),
+                    console=Console(file=out, width=200),
+                ),
+                bound_s,
+            )
+        except TimeoutError:
+            code = None
+        truth_stops = [e.reason for e in relay.truth.events if e.kind == EventKind.STOP]
+        violations = list(relay.truth.violations)
+        damaged = dict(relay.bytes_damaged)
+    return LossyRun(
+        rate,
+        seed,
+        code,
+        out.getvalue(),
+        truth_stops,
+        violations,
+        damaged,
+        _recording_complete(Path(record_root)),
+    )
+
+
+def _recording_complete(root: Path) -> bool | None:
+    from host.recording import Recording, RecordingError
+
+    runs = sorted(root.iterdir()) if root.exists() else []
+    if not runs:
+        return None
+    try:
+        return Recording.open(runs[-1]).is_complete
+    except RecordingError:
+        return False

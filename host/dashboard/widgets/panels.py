@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from host.dashboard.model import DashboardModel, enum_name
+from host.link_quality import LinkQuality
 from protocol.enums import Flags, State
 
 LINK_STYLES = {"connected": "bold green", "replay": "bold cyan", "connecting": "yellow"}
@@ -106,6 +107,8 @@ class ConnectionPanel(Static):
                 f"retries {c.get('retries', 0)}  losses {c.get('link_losses', 0)}  "
                 f"reconnects {c.get('reconnects', 0)}",
             )
+            quality = LinkQuality.of(c)
+            table.add_row("quality", Text(quality.short(), style="bold red" if quality.poor else ""))
         self._add_extras(table, model)
         self.update(table)
 
