@@ -20,6 +20,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from host.errors import StatusUnavailable
 from protocol import AlarmCode, Event, EventKind, Flags, State, Status, StopReason, StopSource
 
 if TYPE_CHECKING:
@@ -146,7 +147,10 @@ async def _next_event_or_state(ctl: DeviceClient, events: Subscription[Event]) -
 
 async def _reconcile(ctl: DeviceClient, events: Subscription[Event]) -> PlanStop | None:
     """Re-read STATUS; the STOP event if it came before it, else the STATUS if it says stopped."""
-    status = await ctl.get_status()
+    try:
+        status = await ctl.get_status()
+    except StatusUnavailable:
+        return None  # lost on the line twice: the state that disagreed will ask again at once
     while (event := events.get_nowait()) is not None:
         if event.kind == EventKind.STOP:
             return PlanStop.of_event(event)

@@ -32,7 +32,7 @@ from rich.text import Text
 from host.cli_types import AUTO_RESUME, MIXED_AGO, TIME_SCALE, FiniteFloat
 from host.client import DeviceClient, LinkChange, LinkOptions, LinkState, PlanStop
 from host.control import serve_control
-from host.errors import CementguardError, CommandRefused, LinkLost
+from host.errors import CementguardError, CommandRefused, LinkLost, StatusUnavailable
 from host.link_quality import LinkQuality
 from host.logs import LOG_FILE, attach_log_file, detach_log_file
 from host.loss_report import SeenEvents, report_after_loss
@@ -539,6 +539,9 @@ async def _drive(
         return EXIT_SAFETY_STOP if ctl.state in ENDED else EXIT_USAGE
     except LinkLost as exc:
         return await _link_failure(ctl, link_lost.reason or exc.reason, seen, sink, console)
+    except StatusUnavailable as exc:  # the line is too poor to read the device back: nothing started
+        console.print(f"[bold red]link failure:[/] {exc}", highlight=False)
+        return EXIT_LINK
 
 
 async def _link_failure(
