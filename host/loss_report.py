@@ -21,7 +21,7 @@ from host.plan_stop import PlanStop
 from protocol import Event, State, Status, StopReason, StopSource
 
 if TYPE_CHECKING:
-    from host.client import Controller
+    from host.client import DeviceClient
 
 RECONNECT_WAIT_S = 5.0
 """How long a run waits, after a link loss, for the link to reconnect and read the device's STATUS."""
@@ -70,7 +70,7 @@ def describe(status: Status, seen: SeenEvents) -> str:
 
 
 async def report_after_loss(
-    ctl: Controller,
+    ctl: DeviceClient,
     *,
     seen: SeenEvents,
     record: Callable[[Event, dict[str, Any]], None] | None,

@@ -231,7 +231,7 @@ class _Display(Consumer):
     critical = True
     """It also tells `run` that the link is lost: without it nothing would end the wait."""
 
-    def __init__(self, live: _Live, link_lost: _LinkLoss, ctl: Controller) -> None:
+    def __init__(self, live: _Live, link_lost: _LinkLoss, ctl: DeviceClient) -> None:
         self.live = live
         self.link_lost = link_lost
         self.changed = asyncio.Event()
@@ -545,7 +545,7 @@ async def _drive(
 
 
 async def _link_failure(
-    ctl: Controller, reason: str, seen: SeenEvents, sink: RecordingSink | None, console: Console
+    ctl: DeviceClient, reason: str, seen: SeenEvents, sink: RecordingSink | None, console: Console
 ) -> int:
     """Say why the link failed, then what the device did (read after the link's own reconnect)."""
     console.print(f"[bold red]link lost:[/] {reason}", highlight=False)
