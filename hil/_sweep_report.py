@@ -375,7 +375,7 @@ def _clean(value: Any) -> Any:
 def write_json(path: Path, outcomes: Sequence[RunOutcome], header: dict[str, Any]) -> None:
     doc = {
         **header,
-        "kinds": {k: {**asdict(s), "expected": sorted(s.expected)} for k, s in KINDS.items()},
+        "kinds": {k: s.as_json() for k, s in KINDS.items()},
         "summary": [asdict(s) for s in detector_summary(outcomes)],
         "false_stops": [asdict(f) for f in false_stop_summary(outcomes)],
         "leak_signatures": [asdict(g) for g in leak_signatures(outcomes)],

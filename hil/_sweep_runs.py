@@ -115,6 +115,45 @@ class KindSpec:
     early_share: float = 0.0
     """Share of runs whose onset is ONSET_AFTER_START_S after START (during the start-up ramp)
     instead of ONSET_AFTER_STEADY_S after steady state."""
+    draw: Callable[[np.random.Generator], float] = field(default=lambda _rng: math.nan, repr=False)
+    """The event's size, drawn from the run's generator; NaN where the run measures it at the onset
+    instead (disconnection: the pressure then; stall, nominal: the flow)."""
+    event: Callable[[float, float, float], PlantEvent | None] = field(default=lambda *_: None, repr=False)
+    """(size, sign, noise_kpa) -> the plant event to schedule; None: none (nominal, and host silence,
+    which the host side plays)."""
+
+    def as_json(self) -> dict[str, Any]:
+        """The row as the sweep report stores it: its figures, not its functions."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("draw", "event")}
+        out["expected"] = sorted(self.expected)
+        return out
+
+
+def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+
+
+def _occlusion_factor(rng: np.random.Generator) -> float:
+    """Half partial (1.2-10x: a narrowing, a stiffer plug), half near-total (10-10^4x)."""
+    partial = rng.random() < 0.5
+    return round(_log_uniform(rng, 1.2, 10.0) if partial else _log_uniform(rng, 10.0, 1e4), 3)
+
+
+def _uniform(low: float, high: float, digits: int) -> Callable[[np.random.Generator], float]:
+    return lambda rng: round(float(rng.uniform(low, high)), digits)
+
+
+def _log(low: float, high: float, digits: int) -> Callable[[np.random.Generator], float]:
+    return lambda rng: round(_log_uniform(rng, low, high), digits)
+
+
+def _whole(low: int, high: int) -> Callable[[np.random.Generator], float]:
+    """A whole number in [low, high]."""
+    return lambda rng: float(rng.integers(low, high + 1))
+
+
+def _sensor_noise(size: float, _sign: float, noise_kpa: float) -> PlantEvent:
+    return SensorNoiseBurst(factor=min(1000.0, max(1.0, size / noise_kpa)), duration_s=0.5)
 
 
 def _spec(
@@ -149,6 +188,8 @@ KINDS: dict[str, KindSpec] = {
             log_x=True,
             weight=4,
             window_s=6.0,
+            draw=_occlusion_factor,
+            event=lambda size, _sign, _noise: Occlusion(factor=size),
         ),
         _spec(
             "occlusion_early",
@@ -161,6 +202,8 @@ KINDS: dict[str, KindSpec] = {
             weight=2,
             window_s=12.0,
             early_share=1.0,
+            draw=_occlusion_factor,
+            event=lambda size, _sign, _noise: Occlusion(factor=size),
         ),
         _spec(
             "disconnection",
@@ -173,6 +216,7 @@ KINDS: dict[str, KindSpec] = {
             weight=2,
             window_s=1.0,
             early_share=0.4,  # low pressures: down to the 200 kPa arming level
+            event=lambda *_: Disconnection(),
         ),
         _spec(
             "leak_cortical",
@@ -184,6 +228,8 @@ KINDS: dict[str, KindSpec] = {
             log_x=False,
             weight=2,
             window_s=3.0,
+            draw=_uniform(0.5, 6.0, 2),
+            event=lambda size, _sign, _noise: LeakOpen(path="cortical", diameter_mm=size),
         ),
         _spec(
             "leak_venous",
@@ -195,6 +241,8 @@ KINDS: dict[str, KindSpec] = {
             log_x=False,
             weight=2,
             window_s=3.0,
+            draw=_uniform(0.5, 4.0, 2),
+            event=lambda size, _sign, _noise: LeakOpen(path="venous", diameter_mm=size),
         ),
         _spec(
             "sensor_stuck",
@@ -206,6 +254,8 @@ KINDS: dict[str, KindSpec] = {
             log_x=False,
             weight=1,
             window_s=0.3,
+            draw=_whole(50, 600),
+            event=lambda size, _sign, _noise: SensorStuck(duration_s=size / 1000.0),
         ),
         _spec(
             "sensor_open",
@@ -217,6 +267,8 @@ KINDS: dict[str, KindSpec] = {
             log_x=False,
             weight=1,
             window_s=0.2,
+            draw=_whole(1, 10),
+            event=lambda size, _sign, _noise: SensorOpen(duration_s=size / 1000.0),
         ),
         _spec(
             "sensor_short",
@@ -228,6 +280,8 @@ KINDS: dict[str, KindSpec] = {
             log_x=False,
             weight=1,
             window_s=0.2,
+            draw=_whole(1, 10),
+            event=lambda size, _sign, _noise: SensorShort(duration_s=size / 1000.0),
         ),
         _spec(
             "sensor_noise",
@@ -239,6 +293,8 @@ KINDS: dict[str, KindSpec] = {
             log_x=True,
             weight=2,
             window_s=0.8,
+            draw=_log(20.0, 1000.0, 1),
+            event=_sensor_noise,
         ),
         _spec(
             "sensor_drift",
@@ -250,6 +306,8 @@ KINDS: dict[str, KindSpec] = {
             log_x=True,
             weight=2,
             window_s=5.0,
+            draw=_log(1.0, 1000.0, 2),
+            event=lambda size, sign, _noise: SensorDrift(rate_kpa_s=sign * size),
         ),
         _spec(
             "motor_stall",
@@ -261,6 +319,7 @@ KINDS: dict[str, KindSpec] = {
             log_x=False,
             weight=1,
             window_s=1.0,
+            event=lambda *_: MotorStall(),
         ),
         _spec(
             "fluoro_pulse",
@@ -272,6 +331,8 @@ KINDS: dict[str, KindSpec] = {
             log_x=False,
             weight=1,
             window_s=0.2,
+            draw=_whole(1, 10),
+            event=lambda size, _sign, _noise: FluoroStopLine(asserted=True, duration_s=size / 1000.0),
         ),
         _spec(
             "host_silence",
@@ -283,6 +344,7 @@ KINDS: dict[str, KindSpec] = {
             log_x=False,
             weight=1,
             window_s=0.3,
+            draw=_whole(100, 1000),
         ),
     )
 }
@@ -452,35 +514,11 @@ def draw_conditions(rng: np.random.Generator, kind: str) -> Conditions:
         )
 
 
-def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
-    return float(math.exp(rng.uniform(math.log(low), math.log(high))))
-
-
 def draw_size(rng: np.random.Generator, kind: str) -> tuple[float, float]:
-    """(size, sign) of the event; size is NaN where the run measures it at the onset instead
-    (disconnection: the pressure then; stall, nominal: the flow). Sign is only used by drift."""
+    """(size, sign) of the event, drawn by the kind's own row of KINDS (sign is only used by drift;
+    drawn first, so every kind consumes the generator in the same order)."""
     sign = 1.0 if rng.random() < 0.5 else -1.0
-    match kind:
-        case "occlusion" | "occlusion_early":
-            # Half partial (1.2-10x: a narrowing, a stiffer plug), half near-total (10-10^4x).
-            partial = rng.random() < 0.5
-            return round(_log_uniform(rng, 1.2, 10.0) if partial else _log_uniform(rng, 10.0, 1e4), 3), sign
-        case "leak_cortical":
-            return round(float(rng.uniform(0.5, 6.0)), 2), sign
-        case "leak_venous":
-            return round(float(rng.uniform(0.5, 4.0)), 2), sign
-        case "sensor_stuck":
-            return float(rng.integers(50, 601)), sign
-        case "sensor_open" | "sensor_short" | "fluoro_pulse":
-            return float(rng.integers(1, 11)), sign
-        case "sensor_noise":
-            return round(_log_uniform(rng, 20.0, 1000.0), 1), sign
-        case "sensor_drift":
-            return round(_log_uniform(rng, 1.0, 1000.0), 2), sign
-        case "host_silence":
-            return float(rng.integers(100, 1001)), sign
-        case _:
-            return math.nan, sign
+    return KINDS[kind].draw(rng), sign
 
 
 @dataclass
@@ -664,31 +702,9 @@ def twin_pressure_pa(c: Conditions, at_us: int, config: ControllerConfig) -> flo
 
 
 def _event_for(kind: str, size: float, sign: float, noise_kpa: float) -> PlantEvent | None:
-    match kind:
-        case "occlusion" | "occlusion_early":
-            return Occlusion(factor=size)
-        case "disconnection":
-            return Disconnection()
-        case "leak_cortical":
-            return LeakOpen(path="cortical", diameter_mm=size)
-        case "leak_venous":
-            return LeakOpen(path="venous", diameter_mm=size)
-        case "sensor_stuck":
-            return SensorStuck(duration_s=size / 1000.0)
-        case "sensor_open":
-            return SensorOpen(duration_s=size / 1000.0)
-        case "sensor_short":
-            return SensorShort(duration_s=size / 1000.0)
-        case "sensor_noise":
-            return SensorNoiseBurst(factor=min(1000.0, max(1.0, size / noise_kpa)), duration_s=0.5)
-        case "sensor_drift":
-            return SensorDrift(rate_kpa_s=sign * size)
-        case "motor_stall":
-            return MotorStall()
-        case "fluoro_pulse":
-            return FluoroStopLine(asserted=True, duration_s=size / 1000.0)
-        case _:
-            return None  # host_silence is played by the host side
+    """The plant event of the kind's own row of KINDS (None: nominal, or host silence, which the
+    host side plays)."""
+    return KINDS[kind].event(size, sign, noise_kpa)
 
 
 def run_event(out: RunOutcome, rig: VirtualRig, sign: float, onset_delay_s: float) -> None:

@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import logging
 import math
 import random
 import socket
@@ -96,6 +97,8 @@ from protocol import (
     TelemetryBatch,
     encode_frame,
 )
+
+log = logging.getLogger(__name__)
 
 DELIMITER = b"\x00"
 MIN_SILENCE_S = 0.05
@@ -1002,6 +1005,8 @@ class Link:
             return
         self._link_state = state
         self._link_reason = reason
+        level = logging.WARNING if state in (LinkState.LOST, LinkState.FAILED) else logging.INFO
+        log.log(level, "link %s %s: %s", self.url, state.value, reason)
         change = LinkChange(state, reason, time.monotonic(), error, status)
         t = time.perf_counter()
         for sub in list(self._link_subs):
