@@ -348,8 +348,8 @@ async def _drive(run: _Run, out_dir: Path) -> None:
                 await _final(run, ctl, options)
                 return
             start_perf = time.perf_counter()
-            for ev in s.host_events:
-                tasks.append(asyncio.create_task(run.host_event(ctl, ev, mqtt)))
+            for ev in s.host_events:  # supervised: a host event that fails errors the scenario
+                pump.supervisor.spawn(run.host_event(ctl, ev, mqtt), f"hil: host event {ev.kind}")
             deadline = start_perf + s.max_duration_s / scale
             pending: tuple[Event, float] | str | None = None
             while True:

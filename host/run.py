@@ -429,9 +429,9 @@ async def _inject(
     consumers: list[Consumer] = [display]
     if sink is not None:
         consumers.insert(0, sink)
-    async with StreamPump(ctl, consumers, on_failure=failed, stops=requests, name="run"):
+    async with StreamPump(ctl, consumers, on_failure=failed, stops=requests, name="run") as pump:
         with Live(_render(live, plan), console=console, refresh_per_second=4, transient=False) as view:
-            refresher = asyncio.create_task(_refresh(view, live, plan))
+            refresher = pump.supervisor.spawn(_refresh(view, live, plan), "run: display refresh")
             try:
                 code = await _drive(
                     ctl,
