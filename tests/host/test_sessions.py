@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,6 +37,7 @@ from host.port_lock import (
 )
 from protocol import MsgType, NakCode, State
 from tests.host.conftest import FakeDevice, incremental_arm
+from tests.support.wire_client import REPO
 
 FAST = LinkOptions(reconnect_initial_s=0.02, reconnect_max_s=0.1)
 
@@ -115,6 +119,42 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(runtime: Path):
         holder = read_holder(path)
         assert holder is not None
         assert holder.pid == os.getpid()
+    finally:
+        lock.release()
+
+
+def test_the_lock_of_a_killed_holder_is_taken_over(runtime: Path, caplog: pytest.LogCaptureFixture):
+    """A holder killed with SIGKILL cleans nothing up; the kernel drops its flock, and the next
+    opener takes the port over, naming the dead holder in the log."""
+    port = "/dev/cementguard-test-killed"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from host.port_lock import PortLock\n"
+            f"PortLock({port!r}).acquire(); print('LOCKED', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "LOCKED"
+        with pytest.raises(PortBusy) as busy:
+            PortLock(port).acquire()
+        assert f"PID {holder.pid}" in str(busy.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = PortLock(port)
+    with caplog.at_level(logging.INFO, logger="host.port_lock"):
+        lock.acquire()
+    try:
+        assert f"PID {holder.pid}" in caplog.text
+        assert "no longer running" in caplog.text
     finally:
         lock.release()
 
