@@ -48,9 +48,10 @@ DEFAULT_TAIL_S = 6.0
 """Device seconds a recording stays open after the last stop or DONE. Relief backs the plunger off
 within about a second and the after-flow settles within a few (docs/controller.md); 6 s covers both
 with a margin, and is above the 5 s the recording format promises."""
-MIN_FREE_BYTES = 64 * 1024 * 1024
-"""Free space below which START is refused while recording: a 30-minute run at 1 kHz is about 58 MB
-of telemetry (32 bytes a sample), plus events and counters."""
+MIN_FREE_BYTES = 100_000_000
+"""Free space below which START is refused while recording (100 MB): a 30-minute run at 1 kHz is
+72 MB of telemetry (40 bytes a sample), plus events, counters and the log; an injection lasts
+minutes, within the cement's working time."""
 TAIL_WALL_MARGIN_S = 2.0
 """The wall-clock bound of the tail: tail_s / time_scale plus this, in case telemetry stops coming."""
 

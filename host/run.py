@@ -530,11 +530,13 @@ async def _drive(
                     return await _safe_stop(ctl, console, requests, origin)
                 continue
             source = _name(StopSource, event.source)
+            log.warning("safety stop: %s (source %s) %s", reason, source, at)
             console.print(f"[bold red]safety stop: {reason}[/] (source {source}) {at}", highlight=False)
             return EXIT_SAFETY_STOP
     except CommandRefused as exc:
         if exc.code == NakCode.NO_SESSION:  # the device's watchdog closed the session: the link failed
             return await _link_failure(ctl, str(exc), seen, sink, console)
+        log.warning("refused: %s", exc)
         console.print(f"[bold red]refused:[/] {exc}", highlight=False)
         return EXIT_SAFETY_STOP if ctl.state in ENDED else EXIT_USAGE
     except LinkLost as exc:
