@@ -55,6 +55,14 @@ class Consumer:
     critical = False
     """A critical consumer's failure matters to safety or to the run's record (the recorder): the
     program decides what follows (`run` stops the injection by default)."""
+    _pump: StreamPump | None = None
+
+    def fail(self, error: Exception) -> None:
+        """Report this consumer as failed from outside the pump's own calls (on the event loop):
+        e.g. a recorder whose writer thread failed while no new data came to raise it. The same
+        policy as an exception raised in a callback: taken out, reported at once."""
+        if self._pump is not None:
+            self._pump._fail(self, error)
 
     def on_samples(self, batch: TelemetryBatch, received_at: float | None) -> None:
         """A telemetry batch; `received_at` is when it was read off the port (time.perf_counter())."""
@@ -161,7 +169,9 @@ class StreamPump:
         telemetry_maxsize: int | None = None,
     ) -> None:
         self._client = client
-        self._consumers: list[Consumer] = list(consumers)
+        self._consumers: list[Consumer] = []
+        for consumer in consumers:
+            self.add(consumer)
         self._on_failure = on_failure
         self.stops = stops if stops is not None else StopRequests()
         """Stop requests of this program, matched to STOP events (their notes go to every consumer)."""
@@ -184,6 +194,7 @@ class StreamPump:
     def add(self, consumer: Consumer) -> None:
         if consumer not in self._consumers:
             self._consumers.append(consumer)
+            consumer._pump = self
 
     def remove(self, consumer: Consumer) -> None:
         if consumer in self._consumers:
@@ -237,7 +248,12 @@ class StreamPump:
         try:
             method(*args)
         except Exception as exc:
-            self.remove(consumer)
-            failure = ConsumerFailure(consumer.name, exc, consumer.critical, consumer)
-            self.failures.append(failure)
-            _report(failure, self._on_failure)
+            self._fail(consumer, exc)
+
+    def _fail(self, consumer: Consumer, error: Exception) -> None:
+        if consumer not in self._consumers:
+            return  # already taken out and reported
+        self.remove(consumer)
+        failure = ConsumerFailure(consumer.name, error, consumer.critical, consumer)
+        self.failures.append(failure)
+        _report(failure, self._on_failure)

@@ -421,6 +421,9 @@ class Recorder:
         self._durable_counters = 0
         self._durable_last_t: int | None = None
         self._error: BaseException | None = None
+        self.on_error: Callable[[BaseException], None] | None = None
+        """Called once, on the writer thread, when a background flush fails: the error is then known
+        at once, not only at the next add_* (which raises it too)."""
         self._closing = False
         self._closed = False
 
@@ -682,6 +685,10 @@ class Recorder:
             except BaseException as exc:  # reported to the caller by the next add_* / close
                 if self._error is None:
                     self._error = exc
+                report = self.on_error
+                if report is not None:
+                    with contextlib.suppress(Exception):
+                        report(exc.__cause__ if isinstance(exc, RecorderError) and exc.__cause__ else exc)
                 return
 
     # -- closing -------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from host.pump import Consumer
-from host.recording import Recorder
+from host.recording import Recorder, RecorderError
 from protocol import Event, EventKind, State, TelemetryBatch
 
 __all__ = [
@@ -107,6 +107,23 @@ class RecordingSink(Consumer):
         self._latest_t_us: int | None = None
         self._connected = True
         self._progress = asyncio.Event()
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        recorder.on_error = self._writer_failed
+
+    def _writer_failed(self, error: BaseException) -> None:
+        """On the recorder's writer thread: hand the failure to the loop, to be reported at once."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._report_writer, error)
+
+    def _report_writer(self, error: BaseException) -> None:
+        if self.failed is None:
+            exc = error if isinstance(error, Exception) else RuntimeError(repr(error))
+            self.failed = RecorderError(f"recording {self.recorder.path} failed: {exc!r}")
+            self._progress.set()
+            self.fail(self.failed)
 
     # -- consumer -------------------------------------------------------------------------------
     def on_samples(self, batch: TelemetryBatch, received_at: float | None) -> None:

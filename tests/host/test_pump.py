@@ -4,15 +4,23 @@ the program and the log), the others go on; a supervised task that dies is repor
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
+import host.recording
 from host.client import DeviceClient
 from host.pump import Consumer, ConsumerFailure, StreamPump, Supervisor
+from host.recording import Recorder
+from host.recording_sink import RecordingSink, close_recorder
 from protocol import Event, EventKind, State, TelemetryBatch
+from protocol.telemetry import empty_samples
 from tests.host.conftest import FakeDevice, batch_message, event_message
 from tests.host.test_link_fake_device import FAST
 
@@ -84,3 +92,32 @@ async def test_a_supervised_task_that_dies_is_reported() -> None:
     assert [f.name for f in failures] == ["mqtt-publish"]
     assert "publisher crashed" in str(failures[0])
     assert isinstance(sup.failed["mqtt-publish"], RuntimeError)
+
+
+async def test_a_recorder_whose_writer_fails_is_reported_without_more_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer thread's failure reaches the pump at once, not only when the next batch would
+    have raised it (telemetry can be off, or the device idle)."""
+    failures: list[ConsumerFailure] = []
+    reported = asyncio.Event()
+
+    def report(failure: ConsumerFailure) -> None:
+        failures.append(failure)
+        reported.set()
+
+    recorder = Recorder.create(tmp_path / "run", {"name": "x"}, flush_interval_s=0.01)
+    sink = RecordingSink(recorder)
+    pump = StreamPump(cast(DeviceClient, None), [sink], on_failure=report)
+
+    def no_space(fd: int, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(host.recording, "_write_all", no_space)
+    sink.on_samples(cast(TelemetryBatch, SimpleNamespace(samples=empty_samples(3))), None)
+    await asyncio.wait_for(reported.wait(), 5.0)
+    (failure,) = failures
+    assert failure.consumer is sink
+    assert "No space left on device" in str(failure)
+    assert pump.consumers == ()
+    assert await close_recorder(recorder) is not None
