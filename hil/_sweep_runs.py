@@ -52,7 +52,7 @@ CEMENTS = ("low_viscosity", "high_viscosity", "fast_setting")
 GAUGES = (10, 11, 13)
 BONES = ("intact", "tumour", "void")
 SYRINGE_BORES_MM = (7.29, 8.66)
-"""2.5 mL and 3 mL syringes (physics-references.md)."""
+"""2.5 mL and 3 mL syringes (docs/references.md)."""
 LIMITS_PA = {
     "low_viscosity": (2_500_000, 4_000_000),
     "fast_setting": (2_500_000, 4_000_000),

@@ -36,9 +36,9 @@ from protocol.enums import Capabilities, Mode, PlanFlags
 from protocol.messages import Arm, DeviceInfo
 
 GAUGE_ID_MM: dict[int, float] = {10: 2.692, 11: 2.388, 13: 1.803}
-"""Regular-wall inner diameters from the standard needle gauge chart (physics-references.md)."""
+"""Regular-wall inner diameters from the standard needle gauge chart (docs/references.md)."""
 SYRINGE_BORE_MM: dict[str, float] = {"1ml": 4.65, "2.5ml": 7.29, "3ml": 8.66}
-"""Bores of common small syringes (vendor tables, approximate; physics-references.md)."""
+"""Bores of common small syringes (vendor tables, approximate; docs/references.md)."""
 SYRINGE_CAPACITY_ML: dict[str, float] = {"1ml": 1.0, "2.5ml": 2.5, "3ml": 3.0}
 U32_MAX = 0xFFFF_FFFF
 

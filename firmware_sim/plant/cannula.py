@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 GAUGE_ID_M: dict[int, float] = {10: 2.692e-3, 11: 2.388e-3, 13: 1.803e-3}
-"""Regular-wall inner diameters (standard needle gauge chart, physics-references.md)."""
+"""Regular-wall inner diameters (standard needle gauge chart, docs/references.md)."""
 GAUGE_OD_M: dict[int, float] = {10: 3.404e-3, 11: 3.048e-3, 13: 2.413e-3}
 DEFAULT_DISTAL_LENGTH_M = 0.035
 """Length that must stay narrow when the proximal part is widened: the part inside pedicle and body

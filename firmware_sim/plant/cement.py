@@ -17,7 +17,7 @@ Temperature. The cure time about halves from 25 to 37 degC (Nicholas et al. 2007
 (1/298.15 - 1/310.15) = 44.4 kJ/mol, and ``theta = integral rate_factor(T(t)) dt``. A pre-chilled
 cement (ISO 5833 data: ~12-14 min instead of ~6-7 min) is then just a colder temperature.
 
-The fit. The power-law constants are not published (physics-references.md). We fixed the shape
+The fit. The power-law constants are not published (docs/references.md). We fixed the shape
 (n = 0.60, s = 1.0: a modest rise through the working phase, a steep one in its last minutes) and
 scaled K0 of the low-viscosity profile so that injections at 0.05 mL/s (3 mL/min) through an 11G
 cannula of 100-150 mm, started 300-600 s after mixing at 22 degC, give a mean peak syringe pressure of

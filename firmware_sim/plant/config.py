@@ -23,7 +23,7 @@ CementName = Literal["low_viscosity", "high_viscosity", "fast_setting"]
 BoneName = Literal["intact", "tumour", "void"]
 
 SYRINGE_BORE_MM: dict[str, float] = {"1ml": 4.65, "2.5ml": 7.29, "3ml": 8.66}
-"""Bores of common small syringes (vendor tables, approximate; physics-references.md)."""
+"""Bores of common small syringes (vendor tables, approximate; docs/references.md)."""
 
 
 def _gauge(value: object) -> object:

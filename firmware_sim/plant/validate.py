@@ -1,4 +1,4 @@
-"""`cementguard sim validate`: the simulator against the published figures of physics-references.md.
+"""`cementguard sim validate`: the simulator against the published figures of docs/references.md.
 
 Every simulated number here comes from running the model (mostly the `Plant` itself, driven at a
 constant plunger rate), never from a constant. Each row says whether the figure was *calibrated* (a
@@ -357,7 +357,7 @@ def _target_5() -> list[ValidationRow]:
 
 
 def run_validation(dt_s: float = 5e-3) -> list[ValidationRow]:
-    """Every validation target of physics-references.md, computed from the model (~3 s)."""
+    """Every validation target of docs/references.md, computed from the model (~3 s)."""
     return [*_target_1(), *_target_2(dt_s), *_target_3(), *_target_4(), *_target_5()]
 
 
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {row.tolerance} | {row.basis} | {row.source} | {'PASS' if row.passed else 'FAIL'} |"
             )
         return 1 if failed else 0
-    table = Table(title="cementguard simulator vs published figures (physics-references.md)")
+    table = Table(title="cementguard simulator vs published figures (sources: docs/references.md)")
     for column in ("#", "quantity", "published", "simulated", "tolerance", "basis", "source", "result"):
         table.add_column(column, overflow="fold")
     for row in rows:

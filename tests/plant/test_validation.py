@@ -1,6 +1,8 @@
-"""The validation table of physics-references.md: every row computed from the model, every row PASS."""
+"""The validation table of docs/references.md: every row computed from the model, every row PASS."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +50,41 @@ def test_main_can_print_markdown(capsys: pytest.CaptureFixture[str]) -> None:
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("| # | quantity")
     assert all(line.endswith("| PASS |") for line in lines[2:])
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _reference_keys() -> set[str]:
+    """The keys of the Sources table of docs/references.md (first column)."""
+    text = (REPO / "docs" / "references.md").read_text(encoding="utf-8")
+    section = text.split("## Sources", 1)[1].split("\n## ", 1)[0]
+    keys = set()
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0] not in ("key", "---"):
+            keys.add(cells[0])
+    return keys
+
+
+def test_every_validation_source_resolves_in_the_repository_references(rows: list[ValidationRow]) -> None:
+    keys = _reference_keys()
+    missing = set()
+    for row in rows:
+        for part in row.source.split(";"):
+            cited = part.strip().split(" (", 1)[0]
+            if cited not in keys:
+                missing.add(cited)
+    assert not missing, f"sources cited by `sim validate` but absent from docs/references.md: {missing}"
+
+
+def test_the_simulator_docs_and_code_cite_only_files_inside_the_repository() -> None:
+    outside = ("physics-" + "references", ".." + "/shared")
+    offenders = []
+    for folder in ("firmware_sim", "docs", "tests/plant"):
+        for path in (REPO / folder).rglob("*"):
+            if path.suffix in (".py", ".md"):
+                text = path.read_text(encoding="utf-8")
+                if any(name in text for name in outside):
+                    offenders.append(str(path.relative_to(REPO)))
+    assert not offenders, f"these name a file outside the repository: {offenders}"
