@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from host.dashboard._plotext_adapter import TESTED_VERSION, build_matrix, set_size
+from textual_plotext import PlotextPlot
+
+from host.dashboard._plotext_adapter import (
+    TESTED_TEXTUAL_PLOTEXT,
+    TESTED_VERSION,
+    build_matrix,
+    set_size,
+    theme_name,
+)
 from host.dashboard.widgets.plots import PlotSpec, figure, strips_from_ansi, strips_from_matrix
 
 SPEC = PlotSpec(
@@ -30,6 +38,21 @@ def test_the_installed_plotext_is_the_one_the_adapter_was_checked_against() -> N
         f"plotext {version('plotext')} installed, the adapter was checked against {TESTED_VERSION}: "
         "re-run this test, update TESTED_VERSION and the pin"
     )
+
+
+def test_the_installed_textual_plotext_is_the_one_the_adapter_was_checked_against() -> None:
+    assert version("textual-plotext") == TESTED_TEXTUAL_PLOTEXT, (
+        f"textual-plotext {version('textual-plotext')} installed, the adapter was checked against "
+        f"{TESTED_TEXTUAL_PLOTEXT}: re-run this test, update TESTED_TEXTUAL_PLOTEXT and the pin"
+    )
+
+
+def test_the_widget_theme_is_read_as_textual_plotext_names_it() -> None:
+    widget = PlotextPlot()
+    widget.theme = "dark"
+    assert theme_name(widget, "textual-dark") == "dark"
+    widget.theme = "auto"
+    assert theme_name(widget, "textual-dark") == "textual-auto-textual-dark"
 
 
 def test_the_private_names_are_there() -> None:

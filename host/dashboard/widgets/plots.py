@@ -26,7 +26,7 @@ from textual.worker import Worker, WorkerState
 from textual_plotext import PlotextPlot
 from textual_plotext.plot import Plot
 
-from host.dashboard._plotext_adapter import build_matrix, colors_to_ansi, set_size
+from host.dashboard._plotext_adapter import build_matrix, colors_to_ansi, set_size, theme_name
 from host.dashboard.model import DashboardModel
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ class SignalPlot(PlotextPlot):
         return PlotSpec(
             width=self.size.width,
             height=self.size.height,
-            theme=self._get_plotext_theme_name(self.app.theme),
+            theme=theme_name(self, self.app.theme),
             title=self.title_text,
             color=self.color,
             x=series.x.tolist(),
