@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import signal
+import stat
 import sys
 import tomllib
 from collections.abc import Callable
@@ -109,12 +111,32 @@ def _validate(args: argparse.Namespace) -> int:
     return main([])
 
 
+MAX_SCENARIO_BYTES = 1 << 20
+"""A scenario is a few kB; the host reads its files with the same bound (host.file_limits, which the
+simulator does not import: docs/design.md, "Layering")."""
+
+
+def _read_scenario_text(path: Path) -> str:
+    """The scenario file's text: a regular file of at most MAX_SCENARIO_BYTES (`/dev/zero` or a FIFO
+    is refused at once, never read until memory runs out or a writer comes). ValueError if not."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{path}: is not a regular file; allowed a regular file")
+        data = os.read(fd, MAX_SCENARIO_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SCENARIO_BYTES:
+        raise ValueError(f"{path}: is larger than {MAX_SCENARIO_BYTES} bytes; allowed at most that")
+    return data.decode("utf-8")
+
+
 def load_plant_config(path: Path | None, seed: int | None) -> PlantConfig:
     """Plant parameters from a scenario file (its [plant] table, or the whole file)."""
     data: dict[str, object] = {}
     if path is not None:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
+        raw = tomllib.loads(_read_scenario_text(path))
         plant = raw.get("plant", raw)
         data = dict(plant) if isinstance(plant, dict) else {}
     if seed is not None:
@@ -179,6 +201,9 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     except ValidationError as exc:
         print(f"error: scenario file {args.scenario}:\n{exc}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:  # not a regular file, too large, not UTF-8, unreadable
+        print(f"error: scenario file {exc}", file=sys.stderr)
         return 2
 
     if args.tcp:

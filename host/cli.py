@@ -143,6 +143,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from host.safe_output import protect_stdio
+
+    protect_stdio()  # a closed pipe or an ASCII-only terminal never ends a command (host/safe_output.py)
     args_in = sys.argv[1:] if argv is None else argv
     parser = build_parser(args_in)
     args = parser.parse_args(args_in)

@@ -28,6 +28,8 @@ import annotated_types as at
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 
+from host.file_limits import MAX_TOML_BYTES, FileRejectedError, read_regular
+
 __all__ = ["Problem", "Raw", "RulesBrokenError", "Unit", "describe", "read_toml", "show"]
 
 
@@ -223,8 +225,9 @@ def read_toml(path: str | os.PathLike[str], error: type[ValueError]) -> dict[str
     line naming the file (and the line and column of a syntax error)."""
     name = os.fspath(path)
     try:
-        with open(name, "rb") as f:
-            return tomllib.load(f)
+        return tomllib.loads(read_regular(name, MAX_TOML_BYTES).decode("utf-8"))
+    except FileRejectedError as exc:  # /dev/zero, a FIFO, a directory, a huge file: never read on
+        raise error([str(exc)]) from None
     except FileNotFoundError:
         raise error([f"{name}: file not found"]) from None
     except OSError as exc:

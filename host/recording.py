@@ -66,6 +66,14 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from host.errors import CementguardError
+from host.file_limits import (
+    MAX_JSON_BYTES,
+    MAX_LOG_BYTES,
+    MAX_TELEMETRY_BYTES,
+    FileRejectedError,
+    check_regular,
+    read_regular,
+)
 from protocol import PROTOCOL_VERSION
 from protocol.enums import (
     AlarmCode,
@@ -804,9 +812,11 @@ def _read_jsonl(path: Path, name: str, problems: list[str]) -> tuple[list[Any], 
     or zeros after a power cut) is dropped and counted; a bad line followed by good ones is skipped
     and reported in `problems`. Returns (objects, lines dropped from the tail)."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path, MAX_LOG_BYTES)
     except FileNotFoundError:
         return [], 0
+    except FileRejectedError as exc:
+        raise RecordingError(str(exc)) from None
     parsed: list[tuple[int, Any]] = []
     bad: list[int] = []
     for number, raw in enumerate(data.split(b"\n"), start=1):
@@ -866,7 +876,9 @@ class Recording:
                 )
             raise RecordingError(f"{path} is not a recording: no {META_FILE}")
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(read_regular(meta_path, MAX_JSON_BYTES))
+        except FileRejectedError as exc:
+            raise RecordingError(str(exc)) from None
         except ValueError as exc:
             raise RecordingError(f"{meta_path} is not valid JSON: {exc}") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
@@ -888,8 +900,8 @@ class Recording:
         problems: list[str] = []
         if (path / CLOSED_FILE).is_file():
             try:
-                closed = json.loads((path / CLOSED_FILE).read_text())
-            except ValueError:
+                closed = json.loads(read_regular(path / CLOSED_FILE, MAX_JSON_BYTES))
+            except ValueError:  # FileRejectedError included
                 problems.append(f"{CLOSED_FILE} is unreadable: treated as incomplete")
         complete = closed is not None
 
@@ -1006,9 +1018,11 @@ def _read_samples(path: Path, dtype: np.dtype[Any], complete: bool) -> tuple[Sam
     record; a power cut after the size was committed but before the data can leave zeros at the end:
     both are dropped from an incomplete recording."""
     try:
-        size = path.stat().st_size
+        size = check_regular(path, MAX_TELEMETRY_BYTES)
     except FileNotFoundError:
         return np.zeros(0, dtype=dtype), 0, 0
+    except FileRejectedError as exc:
+        raise RecordingError(str(exc)) from None
     count = size // dtype.itemsize
     samples = np.fromfile(path, dtype=dtype, count=count)
     tail = size - count * dtype.itemsize

@@ -734,7 +734,7 @@ def _render(live: _Live, plan: InjectionPlan) -> Table:
     table.add_row("flow", f"{live.flow_ml_min:7.2f} mL/min  (plan {plan.flow_ml_min:.2f})")
     if live.quality is not None:
         poor = live.quality.poor
-        text = live.quality.line() + ("  POOR" if poor else "")
+        text = live.quality.short()  # one line at 80 columns; the summary has the counts
         table.add_row("link", Text(text, "bold red" if poor else ""))
     if live.prompt:
         table.add_row("answer", live.prompt)

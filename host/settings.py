@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
@@ -290,10 +290,46 @@ def _origin(path: Path | None, overrides: dict[str, Any]) -> Callable[[str], str
     return origin
 
 
+def unknown_environment(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One problem line per CEMENTGUARD_* variable that names no setting: a typo
+    (CEMENTGUARD_MQTT__PASWORD) is refused as an unknown key in the file is, not silently ignored."""
+    environ = os.environ if environ is None else environ
+    problems = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV:
+            continue
+        if not _names_a_setting(upper[len(ENV_PREFIX) :].lower().split("__")):
+            problems.append(
+                f"{name}: not a known setting; allowed {CONFIG_ENV}, or {ENV_PREFIX}<FIELD> and "
+                f"{ENV_PREFIX}<SECTION>__<FIELD> for the fields of the settings file "
+                f"({', '.join(sorted(HostSettings.model_fields))})"
+            )
+    return problems
+
+
+def _names_a_setting(parts: list[str]) -> bool:
+    model: type[BaseModel] = HostSettings
+    for i, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        nested = field.annotation
+        if i == len(parts) - 1:
+            return True
+        if not (isinstance(nested, type) and issubclass(nested, BaseModel)):
+            return False  # CEMENTGUARD_PORT__X: a plain field has no parts
+        model = nested
+    return False
+
+
 def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any) -> HostSettings:
     """Settings from `config` (or $CEMENTGUARD_CONFIG, or ./cementguard.toml), the environment and
     `overrides` (keyword arguments, e.g. from the command line), each over the one before.
-    Raises SettingsError with one line per problem."""
+    Raises SettingsError with one line per problem, an unknown CEMENTGUARD_* variable included."""
+    unknown = unknown_environment()
+    if unknown:
+        raise SettingsError(unknown)
     loaded = _read_config(config_path(config))
     token = _LOADED.set(loaded)
     try:
