@@ -241,7 +241,8 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
 
 
 def test_a_directory_is_not_a_plan(tmp_path: Path) -> None:
-    with pytest.raises(PlanError, match=rf"^{re.escape(str(tmp_path))}: cannot be read"):
+    refused = rf"^{re.escape(str(tmp_path))}: is a directory; allowed a regular file"
+    with pytest.raises(PlanError, match=refused):
         load_plan(tmp_path)
 
 
