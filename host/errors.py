@@ -196,16 +196,18 @@ def describe_nak(command: Command, nak: Nak) -> str:
         NakCode.UNKNOWN_COMMAND: "the device does not implement this command",
         NakCode.BAD_LENGTH: f"the device expects a {nak.detail}-byte body",
         NakCode.BAD_STATE: f"not allowed while the controller is {state}"
-        + (
-            ", or the fluoroscopy line is asserted" if nak.cmd_type in (MsgType.START, MsgType.RESUME) else ""
-        ),
+        + (", or the fluoroscopy line is asserted" if nak.cmd_type == MsgType.START else ""),
         NakCode.STOP_LATCHED: f"the controller is {state}: CLEAR first",
         NakCode.VERSION_MISMATCH: f"the device speaks protocol version {nak.detail}",
         NakCode.VISCOSITY_OUT_OF_WINDOW: "the last viscosity estimate is outside the plan's window",
         NakCode.SENSOR_FAULT: "the pressure sensor is faulty",
         NakCode.END_OF_TRAVEL: "the plunger has no travel left",
         NakCode.WORKING_TIME_EXCEEDED: "the cement is at or past its working time",
-        NakCode.BUSY: "pressure relief is still running: try again after RELIEF_DONE (a new command)",
+        NakCode.BUSY: (
+            "the plunger is still braking after a stop: try again in a moment (a new command)"
+            if nak.detail == 2  # BusyDetail.PLUNGER_MOVING, SPEC §6.5
+            else "pressure relief is still running: try again after RELIEF_DONE (a new command)"
+        ),
         NakCode.NO_SESSION: "no session on this link (the device's watchdog closed it): re-handshaking",
     }[code]
     return f"{name} refused: {code.name} ({explain})"
