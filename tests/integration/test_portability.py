@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 
-from firmware_sim.controller import Controller, TickOutput
+from firmware_sim.controller import Controller, ControllerConfig, TickOutput
 from firmware_sim.hal import SensorFrame
 from firmware_sim.plant import PlantConfig
 from firmware_sim.virtual_rig import VirtualRig
@@ -59,8 +60,14 @@ class Timer32:
         return self.controller.tick(now_us & MASK, sensors, received, host_connected)
 
 
-def _rig(start_us: int, real: Callable[[float], float], wrap: bool, **plant: Any) -> VirtualRig:
-    rig = VirtualRig(PlantConfig.model_validate(plant), real=real)
+def _rig(
+    start_us: int,
+    real: Callable[[float], float],
+    wrap: bool,
+    config: ControllerConfig | None = None,
+    **plant: Any,
+) -> VirtualRig:
+    rig = VirtualRig(PlantConfig.model_validate(plant), config or ControllerConfig(), real=real)
     rig.runtime.now_us = start_us
     if wrap:
         rig.runtime.controller = Timer32(rig.controller)  # type: ignore[assignment]
@@ -112,7 +119,8 @@ def _wrap_session(start_us: int, wrap: bool) -> tuple[list[Decision], int, dict[
     """Increments with relief and resumes, a cement that runs out of working time, then a host that
     goes silent: every kind of deadline the core keeps. Returns the decisions, the number of device
     heartbeats and when (from the start) each deadline phase began."""
-    rig = _rig(start_us, float, wrap)
+    # a relief that gives up after 40 ms, before the pressure is down: its deadline decides
+    rig = _rig(start_us, float, wrap, replace(ControllerConfig(), relief_timeout_ms=40))
     phases: dict[str, int] = {}
     plan = {"mode": Mode.INCREMENTAL, "increment_nl": 60_000, "volume_limit_nl": 180_000}
     assert isinstance(_arm_mixed(rig, start_us, plan_flags=PlanFlags.RELIEF, **plan), Ack)
@@ -144,13 +152,13 @@ def _reference_session() -> tuple[list[Decision], int, dict[str, int]]:
 
 @pytest.mark.parametrize("phase", ["start", "relief", "working_time", "watchdog"])
 def test_a_32_bit_timer_wrapping_mid_run_changes_no_decision(phase: str) -> None:
-    """The timer wraps 100 ms into the phase: during the first relief back-off, while a cement ages
+    """The timer wraps 20 ms into the phase: during the first relief back-off, while a cement ages
     towards its working time, while the watchdog waits for a silent host (and the device heartbeat,
     the throttle and the telemetry tick on throughout)."""
     reference, ref_beats, phases = _reference_session()
     reasons = [d[5].name for d in reference if d[0] == "event" and d[2].name == "STOP"]
     assert reasons == ["INCREMENT_DONE", "INCREMENT_DONE", "VOLUME_LIMIT", "WORKING_TIME", "HOST_LOST"]
-    wrap_at = 3_000_000 if phase == "start" else phases[phase] + 100_000
+    wrap_at = 3_000_000 if phase == "start" else phases[phase] + 20_000
     wrapped, beats, _ = _wrap_session((1 << 32) - wrap_at, wrap=True)
     assert wrapped == reference
     assert beats == ref_beats, "the device heartbeat kept its period across the wrap"
