@@ -122,6 +122,10 @@ class Mosquitto:
     """Mosquitto's `set_tcp_nodelay`; off (Nagle's algorithm on) is Mosquitto's own default, so the
     tests and benchmarks see what a lab broker installed as it comes does.
     bench/mqtt_stop_latency.py --broker-nodelay measures the difference."""
+    acl_file: Path | None = None
+    """Mosquitto ACL file (e.g. the repository's deploy/mosquitto/cementguard.acl); None: none."""
+    persistence: bool = False
+    """Keep retained messages and persistent sessions across `restart()` (in `workdir`)."""
     host: str = "127.0.0.1"
     binary: str = field(default_factory=lambda: find_binary("mosquitto"))
     proc: subprocess.Popen[bytes] | None = None
@@ -137,6 +141,8 @@ class Mosquitto:
         tls: TlsFiles | None = None,
         tcp_nodelay: bool = False,
         timeout_s: float = READY_TIMEOUT_S,
+        acl_file: str | os.PathLike[str] | None = None,
+        persistence: bool = False,
     ) -> Mosquitto:
         """Write the configuration into `workdir` and start the broker; `users` (name -> password)
         turns anonymous access off. Retries with another free port if the chosen one was taken."""
@@ -146,7 +152,15 @@ class Mosquitto:
         last: MosquittoError | None = None
         for _ in range(attempts):
             chosen = port if port is not None else free_port()
-            broker = cls(directory, chosen, dict(users or {}), tls, tcp_nodelay)
+            broker = cls(
+                directory,
+                chosen,
+                dict(users or {}),
+                tls,
+                tcp_nodelay,
+                Path(acl_file) if acl_file is not None else None,
+                persistence,
+            )
             try:
                 broker._write_config()
                 broker._launch(timeout_s)
@@ -208,7 +222,12 @@ class Mosquitto:
     def _write_config(self) -> None:
         lines = [
             f"listener {self.port} {self.host}",
-            "persistence false",
+            *(
+                ["persistence true", f"persistence_location {self.workdir}/", "autosave_interval 1"]
+                if self.persistence
+                else ["persistence false"]
+            ),
+            *([f"acl_file {self.acl_file}"] if self.acl_file is not None else []),
             f"log_dest file {self.log_path}",
             "log_type error",
             "log_type warning",
