@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from firmware_sim.plant.config import PlantConfig
 from firmware_sim.plant.events import (
     Disconnection,
+    EndSwitch,
     EventBase,
     FluoroStopLine,
     LeakOpen,
@@ -126,6 +127,7 @@ ScenarioEvent = Annotated[
     | SensorNoiseBurst
     | SensorDrift
     | MotorStall
+    | EndSwitch
     | FluoroStopLine
     | HostSilence
     | LinkCut
@@ -144,6 +146,7 @@ EventKindName = Literal[
     "sensor_noise_burst",
     "sensor_drift",
     "motor_stall",
+    "end_switch",
     "fluoro_stop_line",
     "host_silence",
     "link_cut",

@@ -9,6 +9,7 @@ from firmware_sim.plant.cement import PROFILES, CementProfile
 from firmware_sim.plant.config import SYRINGE_BORE_MM, PlantConfig
 from firmware_sim.plant.events import (
     Disconnection,
+    EndSwitch,
     FluoroStopLine,
     LeakOpen,
     MotorStall,
@@ -29,6 +30,7 @@ __all__ = [
     "CementProfile",
     "CementState",
     "Disconnection",
+    "EndSwitch",
     "FiredEvent",
     "FluoroStopLine",
     "LeakOpen",

@@ -129,6 +129,16 @@ class MotorStall(EventBase):
     duration_s: Duration | None = None
 
 
+class EndSwitch(EventBase):
+    """The forward limit switch closes before the plunger is at the end (misadjusted switch, a
+    foreign body): the controller must stop on END_OF_TRAVEL at once and refuse START while it is
+    closed. ARM never accepts a plan beyond the usable stroke, so this is how a scenario reaches that
+    stop."""
+
+    kind: Literal["end_switch"] = "end_switch"
+    duration_s: Duration | None = None
+
+
 class FluoroStopLine(EventBase):
     """The footswitch / imaging-system stop input is asserted (or released)."""
 
@@ -147,11 +157,13 @@ PlantEvent = Annotated[
     | SensorNoiseBurst
     | SensorDrift
     | MotorStall
+    | EndSwitch
     | FluoroStopLine,
     Field(discriminator="kind"),
 ]
 
-EVENT_ADAPTER: TypeAdapter[PlantEvent] = TypeAdapter(PlantEvent)
+# mypy reads an Annotated union of more than ten models as a UnionType value, not a type form
+EVENT_ADAPTER: TypeAdapter[PlantEvent] = TypeAdapter(PlantEvent)  # type: ignore[arg-type]
 
 
 def parse_event(data: object) -> PlantEvent:

@@ -37,6 +37,7 @@ from firmware_sim.plant.cement import NOMINAL_SHEAR_RATE_S, PROFILES, CementProf
 from firmware_sim.plant.config import PlantConfig
 from firmware_sim.plant.events import (
     Disconnection,
+    EndSwitch,
     FluoroStopLine,
     LeakOpen,
     MotorStall,
@@ -153,6 +154,8 @@ class Plant:
         self._leaks: list[tuple[float, float, float]] = []
         """(diameter m, length m, reference pressure Pa) of each open leak channel."""
         self._fluoro = False
+        self._end_switch = False
+        """An `end_switch` fault holds the limit switch closed."""
         self._q = 0.0
         """Flow through the power-law element at the end of the last tick (the Newton start)."""
         self._q_tip = 0.0
@@ -249,7 +252,10 @@ class Plant:
         """What the controller's peripherals latch now: ADC counts, encoder, end switch, stop line."""
         motor = self.motor
         return SensorFrame(
-            self.sensor.read(self._p, self._t), motor.encoder_counts, motor.at_end, self._fluoro
+            self.sensor.read(self._p, self._t),
+            motor.encoder_counts,
+            motor.at_end or self._end_switch,
+            self._fluoro,
         )
 
     # -- slow physics ---------------------------------------------------------------------------
@@ -331,6 +337,8 @@ class Plant:
             sensor.set_drift(event.rate_kpa_s * 1e3 if start else 0.0, self._t)
         elif isinstance(event, MotorStall):
             self.motor.stall_fault = start
+        elif isinstance(event, EndSwitch):
+            self._end_switch = start
         elif isinstance(event, FluoroStopLine):
             self._fluoro = event.asserted if start else not event.asserted
         self._fired.append(FiredEvent(self._t, self._delivered * 1e6, phase, event))
@@ -436,7 +444,8 @@ class Plant:
 
     @property
     def end_of_travel(self) -> bool:
-        return self.motor.at_end
+        """The limit switch: the plunger at the physical end, or an `end_switch` fault."""
+        return self.motor.at_end or self._end_switch
 
     @property
     def disconnected(self) -> bool:

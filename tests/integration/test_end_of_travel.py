@@ -12,6 +12,7 @@ from firmware_sim.plant import PlantConfig
 from firmware_sim.virtual_rig import VirtualRig
 from protocol import (
     Ack,
+    Clear,
     DeviceInfo,
     Flags,
     GetStatus,
@@ -23,6 +24,7 @@ from protocol import (
     Status,
     StopReason,
 )
+from protocol.messages import Arm
 
 
 def _rig(start_mm: float, *events: dict[str, object]) -> VirtualRig:
@@ -92,3 +94,25 @@ def test_just_before_the_usable_end_the_flag_is_clear_and_what_is_left_can_be_de
     rig.run(0.2)
     assert _status(rig).flags & Flags.END_OF_TRAVEL
     assert rig.controller.delivered_nl >= left
+
+
+def test_a_limit_switch_that_closes_early_stops_and_start_is_refused_while_it_is_closed() -> None:
+    rig = _rig(20.0, {"kind": "end_switch", "at_s": 0.5})
+    assert isinstance(rig.arm(volume_limit_nl=500_000), Ack)
+    assert isinstance(rig.start(), Ack)
+    assert rig.run(1.0, until=rig.state_is(State.STOPPED))
+    assert rig.stop_events()[-1].reason == StopReason.END_OF_TRAVEL
+    ids = rig.send_together(Clear, lambda i: Arm(cmd_id=i, **rig.plan_for_plant()), Start)
+    rig.run(0.002)
+    clear, arm, start = (rig.answer(i) for i in ids)
+    assert isinstance(clear, Nak)
+    assert clear.code == NakCode.BUSY, "braking: no CLEAR, so no START right after the stop"
+    assert isinstance(arm, Nak)
+    assert isinstance(start, Nak)
+    rig.run(0.3)
+    assert _status(rig).flags & Flags.END_OF_TRAVEL
+    assert isinstance(rig.command(Clear), Ack)
+    assert isinstance(rig.arm(volume_limit_nl=100_000), Ack)
+    answer = rig.command(Start)
+    assert isinstance(answer, Nak)
+    assert (answer.code, answer.state) == (NakCode.END_OF_TRAVEL, State.ARMED)
