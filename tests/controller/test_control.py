@@ -217,7 +217,9 @@ def test_telemetry_index_after_a_session_closes_counts_the_discarded_partial_bat
     rig.connected = True
     sent = len(rig.batches)
     rig.hello()
+    hello_us = rig.now_us - 1000
     rig.run(0.1)
     first = rig.batches[sent]
+    assert int(first.samples["t_us"][0]) == hello_us, "the first sample is taken in the HELLO's tick"
     assert first.first_index == last.first_index + len(last.samples) + taken_after_last
     assert int(first.samples["t_us"][0]) > lost.t_us + 300_000, "nothing was sampled between sessions"
