@@ -95,23 +95,38 @@ def _arm_mixed(rig: VirtualRig, start_us: int, **plan: Any) -> Ack | Nak:
     return rig.arm(mixed_ago_ms=mixed_ms, **plan)
 
 
-def _long_injection(real: Callable[[float], float]) -> tuple[list[Decision], VirtualRig]:
-    rig = _rig(0, real, False, syringe_bore_mm=8.66, plunger_start_mm=8.0, mixed_ago_s=120)
+def _long_injection(
+    real: Callable[[float], float], start_us: int = 0, wrap: bool = False
+) -> tuple[list[Decision], VirtualRig]:
+    rig = _rig(start_us, real, wrap, syringe_bore_mm=8.66, plunger_start_mm=8.0, mixed_ago_s=120)
     plan = {"flow_nl_s": 16_667, "volume_limit_nl": 2_900_000, "working_time_ms": 1_200_000}
-    assert isinstance(_arm_mixed(rig, 0, viscosity_min_pas=0.0, viscosity_max_pas=1e6, **plan), Ack)
+    assert isinstance(_arm_mixed(rig, start_us, viscosity_min_pas=0.0, viscosity_max_pas=1e6, **plan), Ack)
     assert isinstance(rig.start(), Ack)
     rig.run(200.0, until=rig.state_is(State.DONE, State.STOPPED))
     rig.run(0.5)
-    return _decisions(rig, 0), rig
+    return _decisions(rig, start_us), rig
+
+
+@functools.cache
+def _reference_injection() -> tuple[list[Decision], VirtualRig]:
+    return _long_injection(float)
 
 
 def test_single_precision_core_decides_as_the_reference_through_a_3_minute_injection() -> None:
-    reference, ref_rig = _long_injection(float)
+    reference, ref_rig = _reference_injection()
     single, rig = _long_injection(np.float32)
     assert isinstance(rig.controller.pressure_pa, np.float32), "the core really ran in float32"
     assert isinstance(rig.controller.step_rate_hz, np.float32)
     assert ref_rig.controller.state == State.DONE, "1 mL/min for 174 s on a 3 mL syringe, no stop"
     assert single == reference
+    assert rig.controller.delivered_nl == ref_rig.controller.delivered_nl
+
+
+def test_single_precision_and_a_32_bit_timer_wrapping_mid_injection_decide_as_the_reference() -> None:
+    """Both at once, as on the microcontroller: the timer wraps 90 s into the 174 s injection."""
+    reference, ref_rig = _reference_injection()
+    ported, rig = _long_injection(np.float32, start_us=(1 << 32) - 90_000_000, wrap=True)
+    assert ported == reference
     assert rig.controller.delivered_nl == ref_rig.controller.delivered_nl
 
 
