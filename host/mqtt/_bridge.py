@@ -45,6 +45,7 @@ from host.mqtt._payloads import (
     describe_request,
     enum_name,
     parse_stop_request,
+    stop_lateness,
 )
 from host.mqtt._topics import OFFLINE, Topics
 from host.pump import Consumer, ConsumerFailure, StreamPump
@@ -86,6 +87,9 @@ class BridgeCounters:
     stops_unsent: int = 0
     """Stop requests that could not be sent because the link was down (the controller had stopped
     itself: HOST_LOST)."""
+    late_stops: int = 0
+    """Stops that arrived more than LATE_STOP_S after their `sent_at` (queued by the broker while the
+    bridge was away): acted on, and recorded with "late" in their origin."""
     stale: int = 0
     """Retained messages on a stop topic (old requests replayed by the broker): logged, not acted on."""
     dropped_samples: int = 0
@@ -283,7 +287,8 @@ class MqttBridge:
             o.port,
             username=o.username,
             password=o.password.get_secret_value() if o.password is not None else None,
-            identifier=f"{o.client_id or f'cementguard-{o.rig}-{os.getpid()}'}-{role}",
+            identifier=self._identifier(role),
+            clean_session=not (role == "in" and o.persistent_session),
             queue_type=self._inbox_type if role == "in" else None,
             will=aiomqtt.Will(self.topics.state, OFFLINE, qos=1, retain=True) if role == "out" else None,
             transport=cast(Any, o.transport),
@@ -296,6 +301,15 @@ class MqttBridge:
             # telemetry message for the broker's delayed ACK (up to 40 ms), throttling the bridge.
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
+
+    def _identifier(self, role: str) -> str:
+        """The MQTT client id. The receiving connection's is fixed per rig (its persistent session holds
+        the stops published while the bridge is away); the publishing one's is unique per process."""
+        o = self.options
+        base = o.client_id or f"cementguard-{o.rig}"
+        if role == "in" and o.persistent_session:
+            return f"{base}-in"
+        return f"{base}-{os.getpid()}-{role}"
 
     async def _on_connected(self, out: aiomqtt.Client, inbound: aiomqtt.Client) -> None:
         for topic in (self.topics.fluoro_stop, self.topics.stop, self.topics.command):
@@ -365,6 +379,11 @@ class MqttBridge:
         self._stop_tasks.add(task)
         task.add_done_callback(self._stop_tasks.discard)
         origin = f"mqtt {topic}"
+        late_s = stop_lateness(message.payload, self.options.max_request_bytes)
+        if late_s is not None:  # queued by the broker during an outage: it stops all the same
+            self.counters.late_stops += 1
+            origin += f" (late: sent {late_s:.1f} s before it arrived)"
+            self._log(f"mqtt: late stop on {topic}: sent {late_s:.1f} s before it arrived", logging.WARNING)
         self._own_stops.requested(source, origin, t=t)
         if self._shared_stops is not None:
             self._shared_stops.requested(source, origin, t=t)

@@ -46,7 +46,12 @@ class MqttOptions:
     tls: TlsSettings = field(default_factory=TlsSettings)
     """CA, client certificate, insecure (host.settings.TlsSettings); used with mqtts:// and wss:// only."""
     client_id: str | None = None
-    """None: cementguard-<rig>-<pid>, unique per bridge process."""
+    """None: cementguard-<rig>. The receiving connection is `<client_id>-in` (fixed, so that its
+    persistent session is found again after a restart); the publishing one `<client_id>-<pid>-out`."""
+    persistent_session: bool = True
+    """The receiving connection asks for a persistent session (clean session off, QoS 1 subscriptions):
+    a broker that keeps sessions (persistence on, as deploy/mosquitto/cementguard.conf) queues the stops
+    published while the bridge is away and delivers them when it is back. False: a clean session."""
     queue_size: int = 256
     """Outgoing messages held while the broker is slow or away; beyond it the oldest are dropped
     (counted in BridgeCounters.dropped). The controller and the link never wait on this queue."""

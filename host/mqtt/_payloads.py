@@ -183,3 +183,24 @@ def describe_request(topic: str, payload: bytes, limit: int) -> str:
     if last != "command":
         return last[:200]
     return payload[:200].decode("utf-8", errors="replace") or "(empty)"
+
+
+LATE_STOP_S = 1.0
+"""A stop whose `sent_at` is older than this when it arrives was held up (queued by the broker while
+the bridge was away, or a sender's clock far off): it stops all the same and is recorded as late."""
+
+
+def stop_lateness(
+    payload: bytes | bytearray | str | Any, max_bytes: int, now: float | None = None
+) -> float | None:
+    """Seconds between a stop request's `sent_at` and now, when more than LATE_STOP_S; else None
+    (no `sent_at`, a malformed or oversized payload, or on time)."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+    if not isinstance(payload, bytes | bytearray) or len(payload) > max_bytes:
+        return None
+    request, _problem = parse_stop_request(bytes(payload))
+    if request is None or request.sent_at is None:
+        return None
+    late = (time.time() if now is None else now) - request.sent_at
+    return late if late > LATE_STOP_S else None

@@ -130,7 +130,7 @@ async def running_bridge(ctl: DeviceClient, url: str, **options: Any) -> AsyncIt
     """A bridge on `ctl` in this event loop, with a fast reconnect backoff; connected on entry unless
     `connect=False`."""
     connect = options.pop("connect", True)
-    opts = MqttOptions(url=url, rig=RIG, backoff_min_s=0.05, backoff_max_s=0.5, **options)
+    opts = MqttOptions(**{"url": url, "rig": RIG, "backoff_min_s": 0.05, "backoff_max_s": 0.5, **options})
     log: list[str] = []
     stops = StopRequests()
     bridge = MqttBridge(ctl, opts, stops=stops, log=log.append)

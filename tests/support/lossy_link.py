@@ -284,7 +284,7 @@ class LossyRun:
     @property
     def last_words(self) -> str:
         """The run's verdict lines (plan completed, safety stop, link lost, device: ...)."""
-        keys = ("plan completed", "safety stop", "stopped", "link lost", "device:", "refused", "device not")
+        keys = ("plan completed", "safety stop", "stopped", "link lost", "link failure", "device", "refused")
         return " | ".join(line.strip() for line in self.text.splitlines() if line.strip().startswith(keys))
 
     @property
