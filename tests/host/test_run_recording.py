@@ -286,3 +286,34 @@ async def test_after_ctrl_c_the_last_frame_shows_the_stopped_device(tmp_path: Pa
     assert "STOPPED" in last_state, text[-600:]
     last_flow = frames[-1].split("flow", 1)[1].split("mL/min", 1)[0]
     assert float(last_flow) <= 0.0 + 1e-9, f"the last frame shows the plunger still: flow {last_flow}"
+
+
+def test_the_command_line_refuses_a_small_disk_and_stops_when_it_fills(
+    full_disk: Path, tmp_path: Path
+) -> None:
+    """`cementguard run --record` on a 64 kB filesystem: refused before START by default (exit 2,
+    nothing armed); with the bound lowered it starts, the disk fills, and the injection is stopped
+    (exit 3) with the failure named."""
+    plan = _plan(tmp_path, CONTINUOUS.replace("volume_limit_ml = 0.2", "volume_limit_ml = 1.0"))
+    args = [
+        "run",
+        "--plan",
+        str(plan),
+        "--mixed-ago",
+        "240",
+        "--record",
+        str(full_disk),
+        "--record-tail",
+        "1",
+    ]
+    with simulator("--pty") as (_proc, port):
+        refused = _cli(*args, "--port", port)
+        started = _cli(*args, "--port", port, "--min-free-mb", "0")
+        status = _cli("status", "--port", port)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "MB free at" in refused.stdout
+    assert started.returncode == 3, started.stdout + started.stderr
+    assert "recording failed" in started.stdout
+    assert "injection stopped: the recording failed" in started.stdout
+    assert "No space left on device" in started.stdout
+    assert "OPERATOR_STOP" in status.stdout
