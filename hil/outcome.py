@@ -34,6 +34,8 @@ class Measured:
     increments_done: int = 0
     refused: str | None = None
     timed_out: bool = False
+    link_quality: str | None = None
+    """The host link's quality over the run (host.link_quality: damaged and lost frames and samples)."""
     final_t_s: float | None = None
     """Device time of the final STATUS; stops after it (teardown closing the port) are not the run's."""
     stops: list[tuple[float, str, str]] = field(default_factory=list)

@@ -33,6 +33,7 @@ MEASURED_FIELDS = (
     ("false_stops", "", "false stops"),
     ("increments_done", "", "increments"),
     ("refused", "", "refused"),
+    ("link_quality", "", "link"),
 )
 
 

@@ -32,6 +32,7 @@ from hil.simulator import Simulator, Trace, write_plant_file
 from host.client import DeviceClient, LinkOptions, LinkState
 from host.control import serve_control
 from host.errors import CementguardError, CommandRefused
+from host.link_quality import LinkQuality
 from host.plan import clamp_to_device
 from host.pump import Consumer, ConsumerFailure, StreamPump
 from host.recording import Recorder
@@ -435,6 +436,7 @@ async def _prepare_device(ctl: DeviceClient) -> None:
 async def _final(run: _Run, ctl: DeviceClient, options: LinkOptions) -> None:
     """The final STATUS: on the open session, after a reconnect, or from a new connection (cut)."""
     ctl.link.resume_heartbeats()
+    run.m.link_quality = LinkQuality.of(ctl.counters).short()
     status = None
     if run.cut:
         fresh = await DeviceClient.connect(run.url, options)

@@ -101,3 +101,18 @@ def test_the_index_page_has_the_table_the_messages_and_the_figures(tmp_path: Pat
     assert "rerun at time scale 1" in page
     assert page.count("<tr><td><a href=") == 4
     assert "<p>Reference run &lt;2 mL&gt;</p>" in page
+
+
+def test_the_link_quality_of_each_run_is_in_the_junit_and_the_page(tmp_path: Path) -> None:
+    """Issue 13 item 5: line errors are visible in the report, not only in the counter file."""
+    quality = "POOR: 3.2 % damaged, 1.5 % lost"
+    run = Outcome(
+        "q", "hil/scenarios/q.toml", "passed", measured=Measured(final_state="DONE", link_quality=quality)
+    )
+    path = write_junit([run], tmp_path / "junit.xml", setup_info(5.0, None, 1))
+    case = ET.parse(path).getroot().find("testcase")
+    assert case is not None
+    props = {p.get("name"): p.get("value") for p in case.find("properties") or []}
+    assert props["measured.link_quality"] == quality
+    page = write_index([run], tmp_path / "report", setup_info(5.0, None, 1)).read_text()
+    assert quality in page
