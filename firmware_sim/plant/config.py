@@ -17,10 +17,16 @@ from firmware_sim.plant.events import PlantEvent, in_range
 from firmware_sim.plant.hydraulics import DEFAULT_COMPLIANCE_ML_PER_MPA
 from firmware_sim.plant.motor import SEAL_FRICTION_N
 from firmware_sim.plant.sensor import DEFAULT_NOISE_FRACTION_OF_FULL_SCALE
+from firmware_sim.plant.spatial_config import SpatialConfig
 from firmware_sim.plant.vertebra import DEFAULT_VOID_VOLUME_M3, RESTING_PRESSURE_PA
 
 CementName = Literal["low_viscosity", "high_viscosity", "fast_setting"]
 BoneName = Literal["intact", "tumour", "void"]
+VertebraModel = Literal["lumped", "spatial"]
+WARMING_TIME_CONSTANT_S = 600.0
+"""How fast mixed cement in its bowl and syringe relaxes from its storage temperature to the room's:
+~40 g of cement (1.45 J/g/K, ~58 J/K) losing heat at ~0.1 W/K (still air, ~10 W/m^2/K over ~0.01 m^2
+of bowl and syringe) gives ~600 s. An order-of-magnitude estimate, not fitted; a parameter."""
 
 SYRINGE_BORE_MM: dict[str, float] = {"1ml": 4.65, "2.5ml": 7.29, "3ml": 8.66}
 """Bores of common small syringes (vendor tables, approximate; docs/references.md)."""
@@ -43,7 +49,18 @@ class PlantConfig(BaseModel):
     mixed_ago_s: Annotated[float, in_range(0.0, 7200.0, "s")] = 240.0
     """Seconds since the cement was mixed, at plant time 0."""
     temperature_c: Annotated[float, in_range(2.0, 45.0, "degC")] = 22.0
-    """Cement temperature (bench / operating room); pre-chilled cement is 2-6 degC."""
+    """Room (bench / operating room) temperature; the cement's too unless `storage_temperature_c`
+    is given. A cement held at 2-6 degC throughout is this set low."""
+    storage_temperature_c: Annotated[float, in_range(0.0, 45.0, "degC")] | None = None
+    """Temperature the cement was stored at (pre-chilled 2-6 degC, Koh 2015's 20-28 degC): it starts
+    there at mixing and relaxes to `temperature_c` with `warming_time_constant_s`. None: the cement
+    is at `temperature_c` throughout."""
+    warming_time_constant_s: Annotated[float, in_range(1.0, 7200.0, "s")] = WARMING_TIME_CONSTANT_S
+    vertebra: VertebraModel = "lumped"
+    """'lumped': the cloud and drainage resistances (the default, docs/simulator.md); 'spatial': the
+    vertebral body on a 3D grid with flow, leak paths and heat (`spatial`)."""
+    spatial: SpatialConfig = SpatialConfig()
+    """Parameters of the spatial body; used only when vertebra = 'spatial'."""
     cannula_gauge: Annotated[Literal[10, 11, 13], BeforeValidator(_gauge)] = 11
     cannula_length_mm: Annotated[float, in_range(30.0, 300.0, "mm")] = 125.0
     cannula_proximal_id_mm: Annotated[float, in_range(1.0, 10.0, "mm")] | None = None
@@ -71,6 +88,11 @@ class PlantConfig(BaseModel):
 
     @model_validator(mode="after")
     def _geometry(self) -> PlantConfig:
+        if self.vertebra == "spatial" and self.bone != "intact":
+            raise ValueError(
+                f"bone = {self.bone!r} with vertebra = 'spatial': allowed only 'intact'; a spatial body "
+                "places its tumour, cleft or cortical defect in [plant.spatial]"
+            )
         bore_mm = GAUGE_ID_M[self.cannula_gauge] * 1e3
         if self.cannula_proximal_id_mm is not None:
             if self.cannula_proximal_id_mm < bore_mm:

@@ -58,7 +58,8 @@ from firmware_sim.plant.hydraulics import (
 )
 from firmware_sim.plant.motor import Motor
 from firmware_sim.plant.sensor import NORMAL, OPEN, SHORT, PressureSensor
-from firmware_sim.plant.vertebra import Vertebra
+from firmware_sim.plant.spatial import SpatialVertebra
+from firmware_sim.plant.vertebra import DRAINAGE_RESISTANCE_PA_S_M3, Vertebra
 
 SLOW_PERIOD_S = 0.010
 """How often K(t), the cloud and the leak conductances are refreshed: K changes by well under 1 % in
@@ -140,7 +141,8 @@ class Plant:
         self._can_coef = self.cannula.coefficient(n)
         self._vent_coef = vent_coefficient(n)
         self._rate_factor = rate_factor(config.temperature_c)
-        self._theta = config.mixed_ago_s * self._rate_factor
+        self._warming = config.storage_temperature_c is not None
+        self._theta = self._initial_cure_clock()
         self._k = self.profile.consistency(self._theta)
         self._slow_acc = 0.0
         self._air = self.compliance.air_volume_m3
@@ -169,6 +171,20 @@ class Plant:
         self._v = self.compliance.stored_volume(p0)
         self._v0 = self._v
         self._inv_c = 1.0 / self.compliance.local(p0)
+
+        self._spatial: SpatialVertebra | None = None
+        self._spatial_fed = 0.0
+        self._spatial_leaked = 0.0
+        if config.vertebra == "spatial":
+            self._spatial = SpatialVertebra(
+                config.spatial,
+                self.profile,
+                resting_pressure_pa=self.vertebra.resting_pressure_pa,
+                drainage_resistance_pa_s_m3=DRAINAGE_RESISTANCE_PA_S_M3["intact"],
+                source_radius_m=self.cannula.inner_radius_m,
+                seed=config.seed,
+            )
+            self._spatial.start(self._theta, self.cement_temperature_c)
 
         self._a_can = self._a_cloud = self._g_path = self._g_vent = 0.0
         self._r_tip = self._p_tip_ref = self._leak_share = 0.0
@@ -259,19 +275,74 @@ class Plant:
         )
 
     # -- slow physics ---------------------------------------------------------------------------
+    def _initial_cure_clock(self) -> float:
+        """Reduced time at plant time 0: the cure clock integrated since mixing (1 s steps while the
+        cement warms from its storage temperature)."""
+        mixed = self.config.mixed_ago_s
+        if not self._warming:
+            return mixed * self._rate_factor
+        theta, t = 0.0, 0.0
+        while t < mixed:
+            dt = min(1.0, mixed - t)
+            theta += rate_factor(self._cement_temperature(t + dt / 2.0)) * dt
+            t += dt
+        return theta
+
+    def _cement_temperature(self, since_mixing_s: float) -> float:
+        config = self.config
+        if config.storage_temperature_c is None:
+            return config.temperature_c
+        decay = math.exp(-since_mixing_s / config.warming_time_constant_s)
+        return config.temperature_c + (config.storage_temperature_c - config.temperature_c) * decay
+
+    @property
+    def cement_temperature_c(self) -> float:
+        """Temperature of the cement in the syringe now (storage relaxing to the room's)."""
+        return self._cement_temperature(self.config.mixed_ago_s + self._t)
+
     def _advance_cure(self) -> None:
-        self._theta += self._rate_factor * self._slow_acc
+        dt = self._slow_acc
+        if self._warming:
+            mid = self.config.mixed_ago_s + self._t - dt / 2.0
+            self._theta += rate_factor(self._cement_temperature(mid)) * dt
+        else:
+            self._theta += self._rate_factor * dt
         self._slow_acc = 0.0
         self._k = self.profile.consistency(self._theta)
+        if self._spatial is not None:
+            self._feed_spatial(dt)
         self._refresh()
+
+    def _feed_spatial(self, dt: float) -> None:
+        """Hand the spatial body what entered it since the last call; book what it leaked."""
+        assert self._spatial is not None
+        into_body = self._bone_volume + self._spatial_leaked
+        volume = into_body - self._spatial_fed
+        if volume > 0.0:
+            self._spatial_fed = into_body
+        else:
+            volume = 0.0
+        leaks = self._spatial.feed(
+            dt, volume, self._q_tip - self._q_leak, self._theta, self.cement_temperature_c
+        )
+        if leaks:
+            out = sum(leaks.values())
+            self._spatial_leaked += out
+            self._leaked += out
+            self._bone_volume -= out
 
     def _refresh(self) -> None:
         """Recompute the coefficients that depend on K, the cloud, the occlusion and the leaks."""
         k, n, inv_n = self._k, self._n, self._inv_n
         self._a_can = k * self._can_coef * self._occlusion
-        self._a_cloud = k * self.vertebra.cloud_coefficient(n, self._bone_volume)
         self._g_vent = (k * self._vent_coef) ** -inv_n
-        r_drain = self.vertebra.drainage_resistance
+        if self._spatial is None:
+            self._a_cloud = k * self.vertebra.cloud_coefficient(n, self._bone_volume)
+            r_drain = self.vertebra.drainage_resistance
+        else:
+            # the spatial body is linear (Darcy at one pore shear rate): cloud and marrow in one R
+            self._a_cloud = 0.0
+            r_drain = self._spatial.resistance_pa_s_m3
         p_rest = self.vertebra.resting_pressure_pa
         share = 0.0
         if self._leaks:
@@ -375,12 +446,22 @@ class Plant:
         """Marrow pressure in the vertebral body (what Reidy and Li measured)."""
         if self._disconnected:
             return self.vertebra.resting_pressure_pa
+        if self._spatial is not None:
+            return self._spatial.marrow_pressure(self._q_tip - self._q_leak)
         return self.vertebra.marrow_pressure(self._q_tip - self._q_leak)
 
     @property
     def tip_pressure_pa(self) -> float:
         """Cement pressure at the cannula tip: marrow pressure plus the drop across the cement cloud."""
+        if self._spatial is not None:
+            q = self._q_tip - self._q_leak
+            return self.vertebra.resting_pressure_pa + self._spatial.resistance_pa_s_m3 * q
         return self.intravertebral_pressure_pa + self._power_drop(self._a_cloud)
+
+    @property
+    def spatial(self) -> SpatialVertebra | None:
+        """The spatial vertebral body (ground truth: cement per cell, front, leaks, heat), or None."""
+        return self._spatial
 
     @property
     def cannula_dp_pa(self) -> float:
@@ -469,7 +550,7 @@ class Plant:
             reduced_time_s=theta,
             consistency_k_pa_sn=self._k,
             flow_index_n=self._n,
-            cure_time_s=profile.cure_time_s(self.config.temperature_c),
+            cure_time_s=profile.cure_time_s(self.cement_temperature_c),
             shear_rate_s=shear,
             apparent_viscosity_pa_s=profile.apparent_viscosity(self._k, shear),
             newtonian_viscosity_pa_s=newtonian_viscosity(self.cannula_dp_pa, q, radius, self.cannula.length_m)

@@ -1,0 +1,159 @@
+"""The spatial vertebral body: geometry, two-phase Darcy flow, leak paths, outputs, coupling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from firmware_sim.plant import Plant, PlantConfig
+from firmware_sim.plant.body import build_body
+from firmware_sim.plant.darcy import DarcyFlow
+from firmware_sim.plant.spatial import POSTERIOR_QUARTER, SpatialVertebra
+from firmware_sim.plant.spatial_config import CorticalDefect, SpatialConfig
+from firmware_sim.plant.vertebra import DRAINAGE_RESISTANCE_PA_S_M3
+
+from ._util import ML_MIN, command_for, run
+
+R_DRAIN = DRAINAGE_RESISTANCE_PA_S_M3["intact"]
+Q3 = 3.0 * ML_MIN
+
+
+def spatial_plant(**spatial: object) -> Plant:
+    config = PlantConfig.model_validate(
+        {
+            "vertebra": "spatial",
+            "sensor_noise_kpa": 0.0,
+            "syringe_bore_mm": 8.66,
+            "mixed_ago_s": 240.0,
+            "spatial": {"grid_mm": 3.0, **spatial},
+        }
+    )
+    return Plant(config)
+
+
+def fill(mu_c: float, mu_m: float, volume_ml: float, **cfg: object) -> DarcyFlow:
+    """Inject at 3 mL/min straight into the flow model (no plant), 0.5 s per solve."""
+    body = build_body(SpatialConfig.model_validate({"grid_mm": 2.0, **cfg}), 667.0)
+    flow = DarcyFlow(body, R_DRAIN, 667.0, 1.194e-3)
+    dt = 0.5
+    for _ in range(round(volume_ml / 3.0 * 60.0 / dt)):
+        flow.advance(Q3 * dt, flow.solve(Q3, mu_c, mu_m))
+    return flow
+
+
+def compactness(s: np.ndarray) -> float:
+    filled = s >= 0.5
+    padded = np.pad(filled, 1)
+    faces = sum(int(np.count_nonzero(np.diff(padded, axis=a))) for a in range(3))
+    return faces / (4.836 * int(filled.sum()) ** (2.0 / 3.0))
+
+
+def test_the_lumped_vertebra_stays_the_default() -> None:
+    assert PlantConfig().vertebra == "lumped"
+    assert Plant().spatial is None
+
+
+def test_bad_spatial_parameters_name_the_field_the_value_and_the_range() -> None:
+    with pytest.raises(ValidationError, match=r"grid_mm = 0.5 mm is outside the allowed range 1..4 mm"):
+        PlantConfig.model_validate({"vertebra": "spatial", "spatial": {"grid_mm": 0.5}})
+    with pytest.raises(ValidationError, match=r"diameter_mm = 9.0 mm is outside the allowed range 0.2..8 mm"):
+        PlantConfig.model_validate({"spatial": {"cortical_defect": {"diameter_mm": 9.0}}})
+    with pytest.raises(ValidationError, match=r"bone = 'tumour' with vertebra = 'spatial'"):
+        PlantConfig.model_validate({"vertebra": "spatial", "bone": "tumour"})
+    with pytest.raises(ValidationError, match="approach"):
+        PlantConfig.model_validate({"spatial": {"approach": "transcostal"}})
+
+
+def test_the_body_has_its_shape_veins_and_a_transpedicular_tip() -> None:
+    cfg = SpatialConfig()
+    body = build_body(cfg, 667.0)
+    # a lumbar body of 45 x 33 x 27 mm holds ~25-40 mL
+    assert 25e-6 < body.body_volume_m3 < 40e-6
+    names = {o.name for o in body.outlets}
+    assert names == {"basivertebral", "segmental_left", "segmental_right"}
+    basivertebral = body.outlets_by_name["basivertebral"]
+    assert basivertebral.cell[1] == body.shape[1] - 1  # on the posterior wall
+    # unipedicular from the left ends near the midline, bipedicular stays in its own (left) half
+    uni = build_body(cfg, 667.0).tip_m[0]
+    bi = build_body(cfg.model_copy(update={"approach": "bipedicular"}), 667.0).tip_m[0]
+    assert abs(uni) < 4e-3
+    assert bi < -6e-3
+    assert body.tip_m[1] == pytest.approx(cfg.tip_depth_fraction * cfg.depth_mm * 1e-3)
+    defect = build_body(cfg.model_copy(update={"cortical_defect": CorticalDefect(site="anterior")}), 667.0)
+    assert defect.outlets_by_name["cortical_anterior"].cell[1] == 0
+
+
+def test_permeability_is_anisotropic_as_baroud_measured() -> None:
+    body = build_body(SpatialConfig(permeability_spread=0.0), 667.0)
+    inside = body.inside
+    assert np.all(body.k_z_m2[inside] == pytest.approx(4.45e-8))
+    assert np.all(body.k_xy_m2[inside] == pytest.approx(3.44e-8))
+
+
+def test_a_viscous_cement_fills_compactly_and_a_runny_one_fingers() -> None:
+    # the viscosity ratio cement / marrow decides: 4000 (a real cement) vs 0.1 (thinner than marrow)
+    compact = fill(400.0, 0.1, 2.0, permeability_spread=0.35)
+    fingers = fill(0.01, 0.1, 2.0, permeability_spread=0.35)
+    assert compactness(compact.s) < 1.75
+    assert compactness(fingers.s) > 1.2 * compactness(compact.s)
+    for flow in (compact, fingers):
+        assert flow.cement_volume_m3 + sum(flow.leaked_m3.values()) == pytest.approx(2e-6, rel=1e-9)
+
+
+def test_a_vein_takes_cement_only_above_its_opening_pressure_and_less_of_a_viscous_one() -> None:
+    # a bipedicular tip from the left: 4 mL reach the left segmental vein
+    shut = fill(100.0, 0.1, 4.0, vein_opening_pressure_kpa=50.0, approach="bipedicular")
+    assert sum(shut.leaked_m3.values()) == 0.0
+    runny = fill(100.0, 0.1, 4.0, approach="bipedicular")
+    thick = fill(400.0, 0.1, 4.0, approach="bipedicular")
+    assert runny.leaked_m3["segmental_left"] > 0.0
+    # the pressure that drives it is the marrow's, the same for both: 4x the viscosity, < 1/4 the leak
+    assert thick.leaked_m3["segmental_left"] < 0.25 * runny.leaked_m3["segmental_left"]
+
+
+def test_the_syringe_pressure_comes_out_of_the_spatial_model() -> None:
+    normal = spatial_plant()
+    tight = spatial_plant(permeability_si_m2=4.45e-9, permeability_ap_m2=3.44e-9)
+    for plant in (normal, tight):
+        run(plant, command_for(plant, Q3), 10.0)
+    body_drop = normal.tip_pressure_pa - normal.intravertebral_pressure_pa
+    body_drop_tight = tight.tip_pressure_pa - tight.intravertebral_pressure_pa
+    assert body_drop_tight > 5.0 * body_drop
+    # the extra drop in the bone is in the syringe pressure the controller reads
+    rise = tight.syringe_pressure_pa - normal.syringe_pressure_pa
+    assert rise == pytest.approx(body_drop_tight - body_drop, rel=0.1)
+    # intravertebral pressure keeps the calibrated drainage level (Reidy / Li, ~6 kPa at 3 mL/min)
+    assert 5e3 < normal.intravertebral_pressure_pa < 8e3
+
+
+def test_volume_is_conserved_between_syringe_grid_and_leaks() -> None:
+    plant = spatial_plant(cortical_defect={"site": "anterior", "diameter_mm": 3.0}, tip_depth_fraction=0.15)
+    run(plant, command_for(plant, Q3), 30.0)
+    sp = plant.spatial
+    assert sp is not None
+    leaked = sum(sp.leak_volumes_m3.values())
+    assert leaked > 0.0
+    assert plant.leaked_volume_m3 == pytest.approx(leaked)
+    pending = plant.delivered_volume_m3 - sp.cement_volume_m3 - leaked
+    # what is not yet in the grid is at most the last solve interval's worth
+    assert 0.0 <= pending <= Q3 * sp.config.flow_update_s + 1e-12
+    assert plant.bone_volume_m3 == pytest.approx(plant.delivered_volume_m3 - leaked)
+
+
+def test_outputs_front_depth_snapshots_and_the_posterior_quarter() -> None:
+    plant = spatial_plant(tip_depth_fraction=0.5)
+    sp = plant.spatial
+    assert isinstance(sp, SpatialVertebra)
+    depths = []
+    for _ in range(6):
+        run(plant, command_for(plant, 6.0 * ML_MIN), 10.0)
+        depths.append(sp.front_ap_fraction())
+    assert depths == sorted(depths)
+    assert sp.reached_posterior_quarter
+    assert depths[-1] >= POSTERIOR_QUARTER
+    assert len(sp.snapshots) >= 5
+    last = sp.snapshots[-1]
+    assert last.cement_fraction.shape == sp.body.shape
+    assert float((last.cement_fraction * sp.flow._pore).sum()) <= plant.delivered_volume_m3
+    assert sp.temperature_c.shape == sp.body.shape
