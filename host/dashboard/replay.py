@@ -43,12 +43,16 @@ class ReplaySource:
         self.stops = StopRequests()
         samples = recording.samples
         self._t_us = samples["t_us"].astype(np.int64) if len(samples) else np.zeros(0, np.int64)
-        self._t0_us = int(self._t_us[0]) if len(samples) else 0
         self._events = sorted(recording.events, key=lambda e: e.record.t_s)
         self._event_t_us = np.array([round(e.record.t_s * 1e6) for e in self._events], dtype=np.int64)
+        times = [t[i] for t in (self._t_us, self._event_t_us) if len(t) for i in (0, -1)]
+        self._t0_us = int(self._t_us[0]) if len(samples) else (min(times) if times else 0)
+        end_us = max(times) if times else self._t0_us
         self.view = ReplayView(
             position_s=0.0,
-            duration_s=recording.duration_s,
+            # to the last sample or the last event, whichever is later: an event after the last
+            # sample (a recording closed just after its STOP) is still reached and shown
+            duration_s=max(0.0, (end_us - self._t0_us) / 1e6),
             speed=speed,
             playing=playing,
             complete=recording.is_complete,

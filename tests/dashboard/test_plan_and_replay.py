@@ -8,6 +8,7 @@ import numpy as np
 from textual.widgets import Input, Static
 
 from host.dashboard.app import DashboardApp
+from host.dashboard.model import DashboardModel
 from host.dashboard.replay import ReplaySource
 from host.dashboard.widgets.banner import StateBanner
 from host.plan import load_plan
@@ -152,3 +153,32 @@ async def test_replay_plays_pauses_changes_speed_and_seeks(tmp_path: Path) -> No
         assert list(model.stops) == []
         assert model.state == State.INJECTING
         np.testing.assert_allclose(model.history.signal("delivered_ml")[-1], 11.0 * 3.0 / 60.0, atol=1e-6)
+
+
+async def test_replay_reaches_an_event_after_the_last_sample(tmp_path: Path) -> None:
+    """A recording closed just after its STOP holds the event after its last sample: the replay
+    used to end at the last sample and never show the stop."""
+    run = ramp(2.0, t0_s=50.0)
+    stop = Event(
+        t_us=52_004_000,  # 5 ms after the last sample
+        event_index=3,
+        kind=EventKind.STOP,
+        state=State.STOPPED,
+        prev_state=State.INJECTING,
+        reason=StopReason.OPERATOR_STOP,
+        source=StopSource.OPERATOR,
+        alarm=AlarmCode.NONE,
+        flags=Flags.HOST_LINK_OK,
+        pressure_pa=900_000,
+        delivered_nl=100_000,
+        plunger_um=2_000,
+        detail=0,
+    )
+    with Recorder.create(tmp_path / "rec", load_plan(EXAMPLE_PLAN), background=False) as rec:
+        rec.add_samples(run)
+        rec.add_event(stop)
+    source = ReplaySource(Recording.open(tmp_path / "rec"), playing=False)
+    model = DashboardModel()
+    source.step(model, 1e9)  # to the end
+    assert [e.reason for e in model.stops] == ["OPERATOR_STOP"]
+    assert source.view.position_s == source.view.duration_s
