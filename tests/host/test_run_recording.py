@@ -317,3 +317,47 @@ def test_the_command_line_refuses_a_small_disk_and_stops_when_it_fills(
     assert "injection stopped: the recording failed" in started.stdout
     assert "No space left on device" in started.stdout
     assert "OPERATOR_STOP" in status.stdout
+
+
+async def test_cancelling_a_run_whose_recording_failed_raises_the_cancellation_and_closes_the_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing a failed recorder used to raise RecorderError out of run_plan's `finally`, masking
+    the CancelledError and skipping the link's close."""
+
+    writes = 0
+    real = host.recording._write_all
+
+    def filling_up(fd: int, data: bytes) -> None:
+        nonlocal writes
+        writes += 1
+        if writes > 3:  # meta.json and the first flushes go through, then the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd, data)
+
+    monkeypatch.setattr(host.recording, "_write_all", filling_up)
+    screen = _Screen()
+    warned = screen.watch("UNRECORDED")
+    closes: list[str] = []
+    original = DeviceClient.close
+
+    async def counting_close(self: DeviceClient) -> None:
+        closes.append(self.url)
+        await original(self)
+
+    monkeypatch.setattr(DeviceClient, "close", counting_close)
+    plan = load_plan(_plan(tmp_path, CONTINUOUS.replace("flow_ml_min = 6.0", "flow_ml_min = 1.0")))
+    loop = asyncio.get_running_loop()
+    with simulator("--pty") as (_proc, port):
+        run = asyncio.ensure_future(
+            run_plan(
+                port, plan, mixed_ago_s=240.0, record_root=tmp_path / "rec", auto_resume_s=None,
+                console=Console(file=screen, width=120),
+                record=RecordPolicy(tail_s=1.0, on_error="continue", min_free_bytes=0),
+            )
+        )  # fmt: skip
+        assert await loop.run_in_executor(None, warned.wait, 20.0)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(run, RUN_TIMEOUT_S)
+    assert closes == [port]
