@@ -113,6 +113,27 @@ def _command_name(argv: list[str]) -> str | None:
     return None
 
 
+def _hoist_log_level(argv: list[str]) -> list[str]:
+    """`--log-level X` is the launcher's option, but operators type it anywhere
+    (`cementguard run ... --log-level INFO`): move it in front of the subcommand."""
+    hoisted: list[str] = []
+    rest: list[str] = []
+    seen_command = False
+    args = iter(argv)
+    for arg in args:
+        if seen_command and arg == "--log-level":
+            hoisted += [arg, next(args, "")]
+        elif seen_command and arg.startswith("--log-level="):
+            hoisted.append(arg)
+        else:
+            if not seen_command and arg in OPTIONS_WITH_VALUE:
+                rest += [arg, next(args, "")]
+                continue
+            seen_command = seen_command or not arg.startswith("-")
+            rest.append(arg)
+    return hoisted + rest
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser for `argv`: the named subcommand's module is imported and registers its full
     parser; every other subcommand is listed by name and help only. `argv` None: the whole parser,
@@ -146,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     from host.safe_output import protect_stdio
 
     protect_stdio()  # a closed pipe or an ASCII-only terminal never ends a command (host/safe_output.py)
-    args_in = sys.argv[1:] if argv is None else argv
+    args_in = _hoist_log_level(sys.argv[1:] if argv is None else argv)
     parser = build_parser(args_in)
     args = parser.parse_args(args_in)
     from host.logs import configure
