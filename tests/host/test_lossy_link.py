@@ -56,3 +56,31 @@ def test_link_quality_counts_since_the_start_and_warns_above_the_threshold() -> 
     assert warning is not None
     assert "400 lost samples (2.0 %)" in warning
     assert lossy.short() == "POOR: 0.7 % damaged, 2.0 % lost"
+
+
+def _batch(states: list[int], plunger_um: list[int], t0_us: int = 0) -> bytes:
+    import numpy as np
+
+    from protocol import TelemetryBatch, encode_frame
+    from protocol.telemetry import SAMPLE_DTYPE
+
+    samples = np.zeros(len(states), dtype=SAMPLE_DTYPE)
+    samples["state"] = states
+    samples["plunger_um"] = plunger_um
+    samples["t_us"] = [t0_us + 1000 * i for i in range(len(states))]
+    return encode_frame(TelemetryBatch(first_index=0, period_us=1000, samples=samples), 0)
+
+
+def test_the_truth_flags_forward_motion_outside_injecting_after_the_brake() -> None:
+    """The harness's own check can fail: a plunger creeping forward while PAUSED, 0.2 s after the stop."""
+    from protocol import State
+    from tests.support.lossy_link import Truth
+
+    moving, paused = int(State.INJECTING), int(State.PAUSED)
+    truth = Truth()
+    truth.feed(_batch([moving] * 10 + [paused] * 10, [1000 + i for i in range(10)] + [1010] * 10))
+    for k in range(1, 16):  # 300 ms at rest, in batches of 20 samples
+        truth.feed(_batch([paused] * 20, [1010] * 20, t0_us=k * 20_000))
+    assert truth.violations == []  # still, after braking
+    truth.feed(_batch([paused] * 20, [1010 + 50 + i for i in range(20)], t0_us=320_000))
+    assert truth.violations  # 50 um forward while PAUSED
