@@ -271,7 +271,7 @@ class _Display(Consumer):
     async def settled(self, timeout_s: float) -> None:
         """Until the display shows an ended state (STOPPED, DONE, FAULT) with the plunger no longer
         moving forward, or a lost link, at most `timeout_s`: the last frame after a stop must show
-        the stop, not the injection before it."""
+        the stop, not the injection before it. Called only for a run that ended in a stop."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 while not self.live.state.startswith("LINK") and (
@@ -449,7 +449,7 @@ async def _inject(
                 )
                 if sink is not None and sink.failed is None and not link_lost.is_set():
                     await _keep_tail(sink, ctl, interrupted)
-                if not link_lost.is_set():
+                if not link_lost.is_set() and code in (EXIT_COMPLETED, EXIT_SAFETY_STOP):
                     await display.settled(SETTLE_TIMEOUT_S)
             finally:
                 refresher.cancel()
