@@ -99,16 +99,21 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     v = sub.add_parser(
         "validate",
         help="check the simulator against the published figures (exits 1 on a FAIL)",
-        description="Print each validation target of the physics references: published, simulated, "
-        "tolerance, PASS/FAIL.",
+        description="Print each validation target (sources in docs/references.md): published, simulated, "
+        "tolerance, basis, PASS / FAIL / MISS (known).",
     )
+    v.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    v.add_argument("--lumped-only", action="store_true", help="only targets 1-5 (the lumped body)")
     v.set_defaults(func=_validate)
 
 
 def _validate(args: argparse.Namespace) -> int:
     from firmware_sim.plant.validate import main
 
-    return main([])
+    argv = ["--markdown"] if args.markdown else []
+    if args.lumped_only:
+        argv.append("--lumped-only")
+    return main(argv)
 
 
 MAX_SCENARIO_BYTES = 1 << 20

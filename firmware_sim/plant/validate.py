@@ -59,10 +59,20 @@ class ValidationRow:
     high: float
     basis: Basis
     source: str
+    known_miss: str | None = None
+    """Why the model misses this published figure, when it is known to: the row stays in the table,
+    shown as MISS, and does not fail the run. A known miss that starts to pass fails the tests, so the
+    mark is removed when the model improves."""
 
     @property
     def passed(self) -> bool:
         return self.low <= self.simulated <= self.high
+
+    @property
+    def result(self) -> str:
+        if self.passed:
+            return "PASS"
+        return "MISS (known)" if self.known_miss is not None else "FAIL"
 
     @property
     def tolerance(self) -> str:
@@ -356,9 +366,15 @@ def _target_5() -> list[ValidationRow]:
     return rows
 
 
-def run_validation(dt_s: float = 5e-3) -> list[ValidationRow]:
-    """Every validation target of docs/references.md, computed from the model (~3 s)."""
-    return [*_target_1(), *_target_2(dt_s), *_target_3(), *_target_4(), *_target_5()]
+def run_validation(dt_s: float = 5e-3, *, spatial: bool = True) -> list[ValidationRow]:
+    """Every validation target of docs/references.md, computed from the model (~3 s lumped, ~10 s
+    more for the spatial body and heat, targets 6-11)."""
+    rows = [*_target_1(), *_target_2(dt_s), *_target_3(), *_target_4(), *_target_5()]
+    if spatial:
+        from firmware_sim.plant.validate_spatial import spatial_rows
+
+        rows += spatial_rows()
+    return rows
 
 
 def _format(value: float) -> str:
@@ -372,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         "--dt", type=float, default=5e-3, help="time step of the Krebs runs, s (default 5 ms)"
     )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table (for docs, reports)")
+    parser.add_argument("--lumped-only", action="store_true", help="only targets 1-5 (the lumped body), ~3 s")
     args = parser.parse_args(argv)
 
     import sys
@@ -379,22 +396,29 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    rows = run_validation(args.dt)
-    failed = [r for r in rows if not r.passed]
+    rows = run_validation(args.dt, spatial=not args.lumped_only)
+    failed = [r for r in rows if r.result == "FAIL"]
+    misses = [r for r in rows if r.result == "MISS (known)"]
     if args.markdown:
         print("| # | quantity | published | simulated | tolerance | basis | source | result |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for row in rows:
             print(
                 f"| {row.target} | {row.quantity} | {row.published} | {_format(row.simulated)} {row.unit} "
-                f"| {row.tolerance} | {row.basis} | {row.source} | {'PASS' if row.passed else 'FAIL'} |"
+                f"| {row.tolerance} | {row.basis} | {row.source} | {row.result} |"
             )
+        for row in misses:
+            print(f"\nKnown miss, target {row.target} ({row.quantity}): {row.known_miss}")
         return 1 if failed else 0
     table = Table(title="cementguard simulator vs published figures (sources: docs/references.md)")
     for column in ("#", "quantity", "published", "simulated", "tolerance", "basis", "source", "result"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        result = "[green]PASS[/green]" if row.passed else "[bold red]FAIL[/bold red]"
+        result = {
+            "PASS": "[green]PASS[/green]",
+            "FAIL": "[bold red]FAIL[/bold red]",
+            "MISS (known)": "[yellow]MISS (known)[/yellow]",
+        }[row.result]
         table.add_row(
             str(row.target),
             row.quantity,
@@ -407,7 +431,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     console = Console() if sys.stdout.isatty() else Console(width=200)
     console.print(table)
-    console.print(f"{len(rows) - len(failed)}/{len(rows)} PASS" + (f", {len(failed)} FAIL" if failed else ""))
+    for row in misses:
+        console.print(f"known miss, target {row.target} ({row.quantity}): {row.known_miss}")
+    predicted = sum(1 for r in rows if r.basis == "predicted" and r.passed)
+    passed = sum(1 for r in rows if r.passed)
+    console.print(
+        f"{passed}/{len(rows)} PASS ({predicted} of them predictions)"
+        + (f", {len(misses)} known MISS" if misses else "")
+        + (f", {len(failed)} FAIL" if failed else "")
+    )
     return 1 if failed else 0
 
 

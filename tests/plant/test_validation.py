@@ -19,15 +19,38 @@ def test_every_validation_target_passes(rows: list[ValidationRow]) -> None:
     failed = [
         f"{r.target} {r.quantity}: {r.simulated:.4g} {r.unit} not in {r.tolerance}"
         for r in rows
-        if not r.passed
+        if r.result == "FAIL"
     ]
     assert not failed, "\n".join(failed)
 
 
-def test_all_five_targets_are_covered(rows: list[ValidationRow]) -> None:
-    assert {r.target for r in rows} == {1, 2, 3, 4, 5}
+def test_all_targets_are_covered(rows: list[ValidationRow]) -> None:
+    assert {r.target for r in rows} == set(range(1, 12))
 
 
+def test_a_known_miss_really_misses_and_says_why(rows: list[ValidationRow]) -> None:
+    # when the model improves and a known miss starts to pass, drop its mark
+    for row in rows:
+        if row.known_miss is not None:
+            assert not row.passed, f"{row.quantity} passes now: remove known_miss"
+            assert row.result == "MISS (known)"
+            assert len(row.known_miss) > 20
+
+
+def test_at_least_eight_rows_are_passing_predictions_beyond_the_lumped_ones(
+    rows: list[ValidationRow],
+) -> None:
+    new = [r for r in rows if r.target >= 6 and r.basis == "predicted" and r.passed]
+    assert len(new) >= 8, [r.quantity for r in new]
+
+
+@pytest.fixture
+def quick(monkeypatch: pytest.MonkeyPatch, rows: list[ValidationRow]) -> None:
+    """main() prints the rows already computed (the computation is tested above)."""
+    monkeypatch.setattr(validate, "run_validation", lambda dt_s=5e-3, spatial=True: rows)
+
+
+@pytest.mark.usefixtures("quick")
 def test_main_prints_the_table_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 0
     out = capsys.readouterr().out
@@ -40,16 +63,39 @@ def test_main_exits_1_when_a_row_fails(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = ValidationRow(9, "a figure the model misses", "1", 2.0, "x", 0.9, 1.1, "predicted", "nobody")
-    monkeypatch.setattr(validate, "run_validation", lambda dt_s=5e-3: [bad])
+    monkeypatch.setattr(validate, "run_validation", lambda dt_s=5e-3, spatial=True: [bad])
     assert main([]) == 1
     assert "FAIL" in capsys.readouterr().out
 
 
+def test_a_known_miss_does_not_fail_the_run_but_is_shown(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    miss = ValidationRow(
+        9,
+        "a figure the model is known to miss",
+        "1",
+        2.0,
+        "x",
+        0.9,
+        1.1,
+        "predicted",
+        "nobody",
+        "reason given",
+    )
+    monkeypatch.setattr(validate, "run_validation", lambda dt_s=5e-3, spatial=True: [miss])
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "MISS (known)" in out
+    assert "reason given" in out
+
+
+@pytest.mark.usefixtures("quick")
 def test_main_can_print_markdown(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--markdown"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
     assert lines[0].startswith("| # | quantity")
-    assert all(line.endswith("| PASS |") for line in lines[2:])
+    assert all(line.endswith(("| PASS |", "| MISS (known) |")) for line in lines[2:])
 
 
 REPO = Path(__file__).resolve().parents[2]
