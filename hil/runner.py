@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import time
@@ -33,6 +34,7 @@ from host.client import DeviceClient, LinkOptions, LinkState
 from host.control import serve_control
 from host.errors import CementguardError, CommandRefused
 from host.link_quality import LinkQuality
+from host.logs import LOG_FILE, attach_log_file, detach_log_file
 from host.plan import clamp_to_device
 from host.pump import Consumer, ConsumerFailure, StreamPump
 from host.recording import Recorder
@@ -318,6 +320,7 @@ async def _drive(run: _Run, out_dir: Path) -> None:
         ctl = await DeviceClient.connect(run.url, options)
         tasks: list[asyncio.Task[Any]] = []
         pump: StreamPump | None = None
+        log_file: logging.Handler | None = None
         control = serve_control(ctl)  # `cementguard stop/status/clear` from another terminal
         await control.__aenter__()
         try:
@@ -332,6 +335,7 @@ async def _drive(run: _Run, out_dir: Path) -> None:
                 extra={"scenario": s.name, "port": run.url, "time_scale": scale},
                 counters_source=lambda: ctl.counters,
             )
+            log_file = attach_log_file(run.recorder.path / LOG_FILE)
             pump = StreamPump(
                 ctl, [_JudgeFeed(run), _HilRecording(run.recorder)], on_failure=run.failed, name="hil"
             )
@@ -409,6 +413,8 @@ async def _drive(run: _Run, out_dir: Path) -> None:
                         run.failure = f"recording failed on close: {failed}"
                 await control.__aexit__(None, None, None)
             finally:
+                if log_file is not None:
+                    detach_log_file(log_file)
                 await ctl.close()  # always, whatever failed above
             if run.failure is not None:
                 raise RuntimeError(f"the harness lost part of the run: {run.failure}")
