@@ -67,10 +67,16 @@ def _sim_speed(doc: dict[str, Any]) -> list[Line]:
             f"controller + plant, {name}",
             ">= 100x real time",
             f"{rows[name]['x_real_time']:.0f}x ({rows[name]['us_per_tick']:.2f} us/tick)"
-            + (f", direct/(plant+ctrl) {ratio:.2f}" if name == "direct" else ""),
+            + (f", direct/(plant+ctrl) {ratio:.2f}" if name == "direct" else "")
+            + (
+                f", {doc['ratios']['spatial_direct_over_direct']:.2f}x the lumped direct loop"
+                if name == "direct_spatial"
+                else ""
+            ),
             rows[name]["meets_goal"],
         )
-        for name in ("direct", "rig")
+        for name in ("direct", "rig", "direct_spatial")
+        if name in rows
     ]
 
 

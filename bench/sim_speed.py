@@ -18,6 +18,10 @@ Paths measured (best of --repeats, same run):
 - rig: `VirtualRig.run`: the runtime plus the host side, which decodes every frame and keeps the
   telemetry (what integration tests and sweeps use).
 
+Spatial body (issue 14): the same direct loop and plant-alone loop with ``vertebra = "spatial"``
+(the grid body with flow, leaks and heat at its default rates), recorded and checked the same way;
+`spatial_direct_over_direct` is its cost relative to today's lumped plant in the same run.
+
 Baselines, same run, same ticks: plant alone (`sense` + `step` fed the motor commands recorded from
 the direct loop) and controller alone (`tick` fed the recorded sensor frames). Their sum is what the
 direct loop should cost; direct / (plant + controller) is the ratio to compare across noisy runs.
@@ -50,8 +54,9 @@ WARMUP_S = 2.0
 HB_EVERY = HEARTBEAT_PERIOD_US // TICK_US
 
 
-def fresh_rig(seed: int) -> VirtualRig:
-    rig = _common.injecting_rig(PlantConfig(seed=seed), ControllerConfig())
+def fresh_rig(seed: int, spatial: bool = False) -> VirtualRig:
+    config = PlantConfig(seed=seed, vertebra="spatial" if spatial else "lumped")
+    rig = _common.injecting_rig(config, ControllerConfig())
     rig.run(WARMUP_S)
     if rig.controller.state != State.INJECTING:
         raise RuntimeError(f"nominal run left INJECTING during warm-up: {rig.controller.state.name}")
@@ -68,14 +73,15 @@ class Recording:
     motors: list[MotorCommand]
     final: tuple[float, float, float]
     """(controller volume, controller pressure, plant delivered volume) at the end."""
+    spatial: bool = False
 
 
 def _final(ctrl: Controller, plant: Plant) -> tuple[float, float, float]:
     return (ctrl.volume_m3, ctrl.pressure_pa, plant.delivered_volume_m3)
 
 
-def record(seed: int, ticks: int) -> Recording:
-    rig = fresh_rig(seed)
+def record(seed: int, ticks: int, spatial: bool = False) -> Recording:
+    rig = fresh_rig(seed, spatial)
     ctrl, plant, now = rig.controller, rig.plant, rig.now_us
     hb: list[Frame | Rejected] = heartbeat_frame()
     none: list[Frame | Rejected] = []
@@ -90,7 +96,7 @@ def record(seed: int, ticks: int) -> Recording:
         now += TICK_US
     if ctrl.state != State.INJECTING:
         raise RuntimeError(f"the timed stretch left INJECTING: {ctrl.state.name}; shorten --seconds")
-    return Recording(sensors, motors, _final(ctrl, plant))
+    return Recording(sensors, motors, _final(ctrl, plant), spatial)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,7 +107,7 @@ Pass = Callable[[int, Recording], tuple[float, tuple[float, float, float] | None
 
 
 def pass_direct(seed: int, rec: Recording) -> tuple[float, tuple[float, float, float] | None]:
-    rig = fresh_rig(seed)
+    rig = fresh_rig(seed, rec.spatial)
     ctrl, plant, now = rig.controller, rig.plant, rig.now_us
     tick, sense, step = ctrl.tick, plant.sense, plant.step
     hb: list[Frame | Rejected] = heartbeat_frame()
@@ -117,7 +123,7 @@ def pass_direct(seed: int, rec: Recording) -> tuple[float, tuple[float, float, f
 
 
 def pass_controller(seed: int, rec: Recording) -> tuple[float, tuple[float, float, float] | None]:
-    rig = fresh_rig(seed)
+    rig = fresh_rig(seed, rec.spatial)
     ctrl, now = rig.controller, rig.now_us
     tick = ctrl.tick
     hb: list[Frame | Rejected] = heartbeat_frame()
@@ -131,7 +137,7 @@ def pass_controller(seed: int, rec: Recording) -> tuple[float, tuple[float, floa
 
 
 def pass_plant(seed: int, rec: Recording) -> tuple[float, tuple[float, float, float] | None]:
-    rig = fresh_rig(seed)
+    rig = fresh_rig(seed, rec.spatial)
     plant = rig.plant
     sense, step = plant.sense, plant.step
     t0 = time.perf_counter()
@@ -143,7 +149,7 @@ def pass_plant(seed: int, rec: Recording) -> tuple[float, tuple[float, float, fl
 
 
 def pass_runtime(seed: int, rec: Recording) -> tuple[float, tuple[float, float, float] | None]:
-    rig = fresh_rig(seed)
+    rig = fresh_rig(seed, rec.spatial)
     runtime, link = rig.runtime, rig.link
     hb_bytes = encode_frame(Heartbeat(uptime_ms=0), 0)
     n = len(rec.motors)
@@ -159,7 +165,7 @@ def pass_runtime(seed: int, rec: Recording) -> tuple[float, tuple[float, float, 
 
 
 def pass_rig(seed: int, rec: Recording) -> tuple[float, tuple[float, float, float] | None]:
-    rig = fresh_rig(seed)
+    rig = fresh_rig(seed, rec.spatial)
     seconds = len(rec.motors) * TICK_US / 1e6
     t0 = time.perf_counter()
     rig.run(seconds)
@@ -208,7 +214,27 @@ def measure(seconds: float, repeats: int, seed: int) -> tuple[list[Row], dict[st
         x = seconds / dt
         goal = x >= GOAL_X_REAL_TIME if name in ("direct", "runtime", "rig") else None
         rows.append(Row(name, what, dt, dt / ticks * 1e6, x, goal))
+    spatial_rec = record(seed, ticks, spatial=True)
+    for name, fn, what in (
+        ("direct_spatial", pass_direct, "controller.tick + plant.sense/step, spatial body"),
+        ("plant_spatial", pass_plant, "plant alone with the spatial body, recorded motor commands"),
+    ):
+        dt = best_of(fn, seed, spatial_rec, repeats)
+        best[name] = dt
+        x = seconds / dt
+        rows.append(
+            Row(
+                name,
+                what,
+                dt,
+                dt / ticks * 1e6,
+                x,
+                x >= GOAL_X_REAL_TIME if name == "direct_spatial" else None,
+            )
+        )
     ratios = {
+        "spatial_direct_over_direct": best["direct_spatial"] / best["direct"],
+        "spatial_plant_over_plant": best["plant_spatial"] / best["plant"],
         "direct_over_plant_plus_controller": best["direct"] / (best["plant"] + best["controller"]),
         "runtime_over_direct": best["runtime"] / best["direct"],
         "rig_over_direct": best["rig"] / best["direct"],
@@ -260,10 +286,10 @@ def main(argv: list[str] | None = None) -> int:
         f"controller + plant in virtual time, 1 kHz tick, nominal injection, {args.seconds:g} s simulated, "
         f"best of {args.repeats}; goal >= {GOAL_X_REAL_TIME:.0f}x real time"
     )
-    print(f"{'path':<11} {'us/tick':>8} {'x real time':>12} {'goal':>5}  what")
+    print(f"{'path':<15} {'us/tick':>8} {'x real time':>12} {'goal':>5}  what")
     for r in rows:
         goal = "" if r.meets_goal is None else _common.VERDICT[r.meets_goal]
-        print(f"{r.path:<11} {r.us_per_tick:>8.2f} {r.x_real_time:>12.0f} {goal:>5}  {r.what}")
+        print(f"{r.path:<15} {r.us_per_tick:>8.2f} {r.x_real_time:>12.0f} {goal:>5}  {r.what}")
     print()
     print(f"direct / (plant + controller) = {ratios['direct_over_plant_plus_controller']:.2f}")
     print(
@@ -271,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
         f"rig / direct = {ratios['rig_over_direct']:.2f}"
     )
     print(f"controller share of plant + controller = {ratios['controller_share_of_parts']:.0%}")
+    print(
+        f"spatial body: direct_spatial / direct = {ratios['spatial_direct_over_direct']:.2f}, "
+        f"plant_spatial / plant = {ratios['spatial_plant_over_plant']:.2f}"
+    )
     return 0
 
 
