@@ -328,4 +328,5 @@ def test_the_launcher_imports_no_subcommand_to_list_them(env: dict[str, str]) ->
     assert done.returncode == 0, done.stderr
     assert "clear a latched stop" in done.stdout, "the help lists the subcommands"
     ours = set(done.stdout.strip().splitlines()[-1].split())
-    assert ours <= {"host", "host.cli", "host.logs"}, ours
+    # host.safe_output (stdlib only) guards stdout for every command, --help included
+    assert ours <= {"host", "host.cli", "host.logs", "host.safe_output"}, ours
