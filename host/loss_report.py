@@ -92,11 +92,19 @@ async def report_after_loss(
         )
         return None
     console.print(f"[bold]{describe(status, seen)}[/]", highlight=False)
-    stop = seen.last_stop
-    recorded = stop is not None and (stop.reason, stop.source) == (status.stop_reason, status.stop_source)
-    if record is not None and status.stop_reason != StopReason.NONE and not recorded:
-        event = PlanStop.of_status(status).as_event(status.event_count)
-        record(
-            event, {"read_from": "STATUS after reconnect", "note": "the STOP event never reached the host"}
-        )
+    missed = missed_stop(status, seen)
+    if record is not None and missed is not None:
+        record(*missed)
     return status
+
+
+def missed_stop(status: Status, seen: SeenEvents) -> tuple[Event, dict[str, Any]] | None:
+    """The stop latched in `status` as an event to record, with its annotations, when its EVENT never
+    reached the host (`seen` has no stop of that reason and source); None if there is none to add."""
+    if status.stop_reason == StopReason.NONE:
+        return None
+    stop = seen.last_stop
+    if stop is not None and (stop.reason, stop.source) == (status.stop_reason, status.stop_source):
+        return None
+    event = PlanStop.of_status(status).as_event(status.event_count)
+    return event, {"read_from": "STATUS after reconnect", "note": "the STOP event never reached the host"}

@@ -25,6 +25,7 @@ from host.client import DeviceClient, LinkChange, LinkOptions, LinkState
 from host.control import serve_control
 from host.dashboard.model import DashboardModel
 from host.errors import CementguardError, LinkLost
+from host.loss_report import SeenEvents, describe, missed_stop
 from host.plan import InjectionPlan, clamp_to_device
 from host.pump import Consumer, ConsumerFailure, StreamPump
 from host.recording import Recorder
@@ -105,11 +106,15 @@ class _ModelFeed(Consumer):
     def __init__(self, source: LiveSource, model: DashboardModel) -> None:
         self.source = source
         self.model = model
+        self.seen = SeenEvents()
+        """Events received: after a reconnect, whether the device's latched stop reached us."""
+        self.lost = False
 
     def on_samples(self, batch: TelemetryBatch, received_at: float | None) -> None:
         self.model.on_samples(batch.samples)
 
     def on_event(self, event: Event, notes: dict[str, Any], received_at: float | None) -> None:
+        self.seen.saw(event)
         feed_event(self.model, event, notes, received_at)
         self.source._status_due.set()  # increments done, limits in force: read STATUS soon
 
@@ -120,6 +125,28 @@ class _ModelFeed(Consumer):
             self.model.on_status(record)
         log.info("link %s: %s", change.state.value, change.reason)
         self.source._log(f"link {change.state.value}: {change.reason}")
+        if change.state in (LinkState.LOST, LinkState.FAILED):
+            self.lost = True
+        elif change.state is LinkState.CONNECTED and self.lost and change.status is not None:
+            self.lost = False
+            self._after_reconnect(change.status)
+
+    def _after_reconnect(self, status: Status) -> None:
+        """What the device did while the link was down: said in the log, and its latched stop
+        recorded (and shown in the stop log) when the STOP event never reached the dashboard."""
+        self.source._log(describe(status, self.seen))
+        missed = missed_stop(status, self.seen)
+        if missed is None:
+            return
+        event, notes = missed
+        self.seen.saw(event)
+        feed_event(self.model, event, notes, None)
+        sink = self.source.sink
+        if sink is not None and sink.failed is None:
+            try:
+                sink.on_event(event, notes, None)
+            except Exception as exc:  # a recording failure is reported by the sink; the display goes on
+                log.error("recording the stop read after the reconnect failed: %s", exc)
 
 
 class LiveSource:
