@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 QUICK: dict[str, list[str]] = {
     "telemetry_decode": ["--samples", "50000", "--repeats", "3"],
     "sim_speed": ["--seconds", "5", "--repeats", "3"],
+    "spatial_convergence": ["--grids", "3", "2", "--volume-ml", "1"],
     "tick_jitter": ["--seconds", "5"],
     "occlusion": ["--quick"],
     "afterflow": ["--quick"],

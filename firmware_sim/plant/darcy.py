@@ -27,8 +27,9 @@ the cells that stick out furthest get the most flux and grow faster still: finge
 mechanism, seeded by the permeability scatter). No rule about shape is written into the scheme.
 
 Near the tip the field is singular (a point source); the tip cell carries the analytic spherical
-drop from the cannula bore r0 to the cell's equivalent radius (a Peaceman-style well index), so the
-tip pressure does not depend on the grid size.
+drop from the cannula bore r0 to the cell's equivalent radius r_eq = 0.315 h (the radius at which a
+continuum point source has the pressure the grid gives its source cell: Peaceman's well index in 3D),
+so the tip pressure does not depend on the grid size (bench/spatial_convergence.py).
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ FULL = 1.0 - 1e-9
 """A cell whose cement fraction reaches this is full: its outflow is cement."""
 CG_RTOL = 1e-5
 CG_MAX_ITER = 2000
+LATTICE_GREEN_ORIGIN = 0.2527310098
+"""Green's function of the 7-point Laplacian at its source (Watson's integral / 6): a unit source in
+a cell of an infinite grid raises that cell by this / (k h / mu). The continuum point source reaches
+the same pressure at r_eq = h / (4 pi x this) = 0.315 h: the tip cell's equivalent radius (Peaceman's
+argument, in 3D)."""
 NOMINAL_Q_M3_S = 3e-6 / 60.0
 """Flow at which the bone's resistance is evaluated while nothing flows (3 mL/min)."""
 
@@ -93,7 +99,7 @@ class DarcyFlow:
         self.leaked_m3: dict[str, float] = {o.name: 0.0 for o in body.outlets}
         k_tip = (body.k_xy_m2[body.tip] ** 2 * body.k_z_m2[body.tip]) ** (1.0 / 3.0)
         self._k_tip = float(k_tip)
-        self._r_eq = body.h_m * (3.0 / (4.0 * math.pi)) ** (1.0 / 3.0)
+        self._r_eq = body.h_m / (4.0 * math.pi * LATTICE_GREEN_ORIGIN)
 
     # -- the linear system ----------------------------------------------------------------------
     def _mobility(self, mu_c: FloatArray, mu_m: float) -> tuple[FloatArray, FloatArray]:
@@ -208,7 +214,7 @@ class DarcyFlow:
             float(mu_cells[body.tip])
             * q
             / (4.0 * math.pi * self._k_tip)
-            * max(1.0 / self._r0 - 1.0 / self._r_eq, 0.0)
+            * (1.0 / self._r0 - 1.0 / self._r_eq)
         )
         return Solution(
             q_m3_s=q,
