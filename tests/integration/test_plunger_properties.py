@@ -7,8 +7,8 @@ accelerating, braking after a stop, backing off for relief, at rest. Checked aft
 - outside INJECTING the plunger's forward speed only falls, and only within the brake time after
   it left INJECTING; in IDLE and ARMED it does not move at all;
 - the delivered volume never decreases between two ARMs (telemetry shows the same value);
-- at rest after VOLUME_LIMIT the delivered volume is within the specified accuracy (SPEC §8.5): at
-  least the target, at most max(1 %, 2 uL) above it.
+- at rest after VOLUME_LIMIT (and after each INCREMENT_DONE) the delivered volume is within the
+  specified accuracy (SPEC §8.5): at least the target, at most max(1 %, 2 uL) above it.
 
 The CI profile derandomizes hypothesis (tests/conftest.py).
 """
@@ -87,6 +87,7 @@ class PlungerMachine(RuleBasedStateMachine):
         self.left_injecting_us: int | None = None
         self.delivered = 0
         self.target_nl: int | None = None
+        self.increment_nl = 0
         self.pending: dict[int, dict[str, Any]] = {}
         """The plan of every ARM sent, by command id."""
         self.seen_replies = len(self.rig.replies)
@@ -112,7 +113,9 @@ class PlungerMachine(RuleBasedStateMachine):
         replies = rig.replies
         for reply in replies[self.seen_replies :]:
             if isinstance(reply, Ack) and reply.cmd_type == MsgType.ARM:
-                self.target_nl = self.pending[reply.cmd_id]["volume_limit_nl"]
+                plan = self.pending[reply.cmd_id]
+                self.target_nl = plan["volume_limit_nl"]
+                self.increment_nl = plan["increment_nl"] if plan["mode"] == Mode.INCREMENTAL else 0
                 self.delivered = 0  # a new plan: delivered restarts at 0
         self.seen_replies = len(replies)
         delivered = c.delivered_nl
@@ -126,6 +129,14 @@ class PlungerMachine(RuleBasedStateMachine):
         ):
             target = self.target_nl
             assert target <= delivered <= target + max(target // 100, 2_000), (target, delivered)
+        if (
+            self.increment_nl
+            and state == State.PAUSED
+            and c.stop_reason == StopReason.INCREMENT_DONE
+            and c.step_rate_hz <= 0.0
+        ):
+            mark = c.increments_done * self.increment_nl  # the last increment mark passed
+            assert mark <= delivered <= mark + max(mark // 100, 2_000), (mark, delivered)
         return False
 
     # -- rules ----------------------------------------------------------------------------------
