@@ -16,7 +16,8 @@ truncated by a flat posterior wall (the bean shape of a lumbar body); the end pl
 - Cannula tip: from a transpedicular trajectory. The pedicle enters the posterior wall at +-30 % of
   the width; unipedicular aims 25 degrees medially so the tip ends near the midline, bipedicular
   10 degrees so it stays in its own half. The tip is where the trajectory reaches
-  `tip_depth_fraction` of the depth; the cells the cannula crosses are recorded (it occupies them).
+  `tip_depth_fraction` of the depth; the cells the cannula crosses are recorded (`cannula_cells`, for
+  the imaging work) but not blocked: cement flowing back along the cannula track is not modelled.
 """
 
 from __future__ import annotations
