@@ -171,3 +171,28 @@ def test_the_tip_pressure_does_not_depend_on_the_grid() -> None:
         sol = flow.solve(Q3, 300.0, 0.1)
         drops.append(sol.tip_pressure_pa - sol.marrow_pressure_pa)
     assert drops[0] == pytest.approx(drops[1], rel=0.02)
+
+
+def test_a_cleft_carries_the_cement_along_it_and_a_tumour_at_the_tip_resists_it() -> None:
+    plain = fill(300.0, 0.1, 1.5, permeability_spread=0.0)
+    cleft = fill(
+        300.0, 0.1, 1.5, permeability_spread=0.0, cleft={"height_fraction": 0.5, "thickness_mm": 2.0}
+    )
+
+    # the cleft is a horizontal gap at the tip's height: the fill spreads flat along it
+    def flatness(flow: DarcyFlow) -> float:
+        filled = np.argwhere(flow.s >= 0.5)
+        return float(np.ptp(filled[:, 0]) + 1) / float(np.ptp(filled[:, 2]) + 1)
+
+    assert flatness(cleft) > 1.5 * flatness(plain)
+    body = build_body(SpatialConfig(permeability_spread=0.0), 667.0)
+    tumour_cfg = SpatialConfig(
+        permeability_spread=0.0,
+        tumour={"centre_fraction": (0.5 + body.tip_m[0] / 0.045, 0.35, 0.5), "radius_mm": 6.0},
+    )
+    tumour = DarcyFlow(build_body(tumour_cfg, 667.0), R_DRAIN, 667.0, 1.194e-3)
+    healthy = DarcyFlow(body, R_DRAIN, 667.0, 1.194e-3)
+    for flow in (tumour, healthy):
+        for _ in range(10):
+            flow.advance(Q3 * 0.5, flow.solve(Q3, 300.0, 0.1))
+    assert tumour.solve(Q3, 300.0, 0.1).tip_pressure_pa > 5.0 * healthy.solve(Q3, 300.0, 0.1).tip_pressure_pa
