@@ -217,6 +217,7 @@ def measure(seconds: float, repeats: int, seed: int) -> tuple[list[Row], dict[st
     spatial_rec = record(seed, ticks, spatial=True)
     for name, fn, what in (
         ("direct_spatial", pass_direct, "controller.tick + plant.sense/step, spatial body"),
+        ("rig_spatial", pass_rig, "VirtualRig.run with the spatial body: runtime + host decode"),
         ("plant_spatial", pass_plant, "plant alone with the spatial body, recorded motor commands"),
     ):
         dt = best_of(fn, seed, spatial_rec, repeats)
@@ -229,7 +230,7 @@ def measure(seconds: float, repeats: int, seed: int) -> tuple[list[Row], dict[st
                 dt,
                 dt / ticks * 1e6,
                 x,
-                x >= GOAL_X_REAL_TIME if name == "direct_spatial" else None,
+                x >= GOAL_X_REAL_TIME if name in ("direct_spatial", "rig_spatial") else None,
             )
         )
     ratios = {
