@@ -23,10 +23,11 @@ dashboard restarting, a HIL runner handing the port over). Whoever decides that 
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
 from typing import Any, Protocol
 
-from host.errors import StatusUnavailable
+from host.errors import CommandRefused, StatusUnavailable
 from host.link import (
     CommandLike,
     Link,
@@ -44,6 +45,7 @@ from protocol import (
     DeviceInfo,
     Event,
     GetStatus,
+    NakCode,
     Pause,
     Resume,
     SetLimits,
@@ -57,6 +59,8 @@ from protocol import (
 )
 
 __all__ = [
+    "BUSY_RETRY_S",
+    "CLEAR_SETTLE_S",
     "DeviceClient",
     "LinkChange",
     "LinkCounters",
@@ -66,6 +70,12 @@ __all__ = [
     "PlanStop",
     "Subscription",
 ]
+
+BUSY_RETRY_S = 0.05
+"""How often a CLEAR refused with BUSY is asked again (`DeviceClient.clear`)."""
+CLEAR_SETTLE_S = 5.0
+"""How long an operator's CLEAR waits for the plunger to come to rest: the reference rig's relief
+timeout (3 s, docs/controller.md) plus its brake time (80 ms), with margin."""
 
 
 class PlanLike(Protocol):
@@ -200,9 +210,25 @@ class DeviceClient:
         """Latch a stop. Always accepted by the device; sent at once, even while another command waits."""
         return await self._link.command(Stop(cmd_id=0, source=source))
 
-    async def clear(self) -> Ack:
-        """Release a latched stop or a finished run (-> IDLE, plan dropped). NAK BUSY while relief runs."""
-        return await self._link.command(Clear)
+    async def clear(self, *, settle_s: float = 0.0) -> Ack:
+        """Release a latched stop or a finished run (-> IDLE, plan dropped).
+
+        The device refuses CLEAR with NAK BUSY while the plunger is not at rest: braking after a stop
+        (up to the brake time, SPEC §9.1) or backing off for relief (SPEC §6.5). An operator who
+        presses clear right after a stop means "as soon as it is safe", so with `settle_s` > 0 a BUSY
+        is answered by asking again, each time with a new command id as SPEC §6.5 requires, every
+        `BUSY_RETRY_S`, for at most `settle_s` seconds; then the last refusal is raised. Any other
+        refusal is raised at once. The device alone decides when the plunger is at rest."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settle_s
+        while True:
+            try:
+                return await self._link.command(Clear)
+            except CommandRefused as refused:
+                left = deadline - loop.time()
+                if refused.code != NakCode.BUSY or left <= 0.0:
+                    raise
+            await asyncio.sleep(min(BUSY_RETRY_S, left))
 
     async def get_status(self) -> Status:
         return await self._with_status(GetStatus, "GET_STATUS")

@@ -260,7 +260,9 @@ class ControlServer:
 
     async def _clear(self) -> dict[str, Any]:
         try:
-            ack = await self.ctl.clear()
+            from host.client import CLEAR_SETTLE_S
+
+            ack = await self.ctl.clear(settle_s=CLEAR_SETTLE_S)
         except CementguardError as exc:
             return _error(str(exc), exc)
         log.warning("CLEAR from the control endpoint (another terminal): state %s", _name(ack.state))

@@ -281,8 +281,11 @@ def _print_status(device: dict[str, Any], s: Any, header: str | None) -> None:
 
 
 async def clear(port: str) -> int:
+    """CLEAR, waiting up to CLEAR_SETTLE_S while the device answers BUSY (plunger not yet at rest)."""
+    from host.client import CLEAR_SETTLE_S
+
     try:
-        answer = await control.request(port, "clear")
+        answer = await control.request(port, "clear", timeout_s=CLEAR_SETTLE_S + control.ANSWER_TIMEOUT_S)
     except control.NoEndpoint:
         answer = None
     except control.ControlError as exc:
@@ -299,7 +302,7 @@ async def clear(port: str) -> int:
 
     try:
         async with DeviceClient.open(port) as ctl:
-            ack = await ctl.clear()
+            ack = await ctl.clear(settle_s=CLEAR_SETTLE_S)
     except CommandRefused as exc:
         _fail(str(exc))
         return EXIT_REFUSED

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from host.client import DeviceClient, LinkChange, LinkOptions, LinkState
+from host.client import CLEAR_SETTLE_S, DeviceClient, LinkChange, LinkOptions, LinkState
 from host.control import serve_control
 from host.dashboard.model import DashboardModel
 from host.errors import CementguardError, LinkLost
@@ -299,7 +299,7 @@ class LiveSource:
         await self._ctl().stop(source)
 
     async def clear(self) -> None:
-        await self._ctl().clear()
+        await self._ctl().clear(settle_s=CLEAR_SETTLE_S)
         if self._model is not None:
             with contextlib.suppress(CementguardError):
                 record = status_record(await self._ctl().get_status())

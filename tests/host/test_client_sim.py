@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from host.client import DeviceClient
+from host.client import CLEAR_SETTLE_S, DeviceClient
 from host.errors import CommandRefused, LinkLost, PortNotFound
 from host.link import LinkOptions, LinkState
 from protocol import (
@@ -18,7 +18,9 @@ from protocol import (
     Capabilities,
     Event,
     EventKind,
+    Flags,
     NakCode,
+    PlanFlags,
     State,
     StopReason,
     StopSource,
@@ -126,3 +128,49 @@ async def test_simulator_killed_mid_injection_is_reported_as_link_lost(sim_pty: 
         assert ctl.counters.link_losses == 1
     proc.wait(timeout=5)
     assert ctl.link_state is LinkState.CLOSED
+
+
+async def test_a_clear_right_after_a_stop_waits_for_the_plunger_to_rest(sim_pty: SimPty):
+    """The device refuses CLEAR (BUSY) while the plunger brakes or backs off for relief; an operator's
+    clear with `settle_s` asks again with new commands until the device accepts it, and never
+    clears over a moving plunger."""
+    _proc, path = sim_pty
+    async with DeviceClient.open(path) as ctl:
+        telemetry = ctl.telemetry()
+        await ctl.arm(continuous_arm(plan_flags=PlanFlags.RELIEF))
+        await ctl.start()
+        # under way at full flow, with pressure built up for the relief to back off
+        await next_matching(telemetry, lambda b: int(b.samples["delivered_nl"].max(initial=0)) > 50_000, 15)
+        await ctl.stop()
+        with pytest.raises(CommandRefused) as refused:
+            await ctl.clear()  # at once, without settling: the device's own refusal
+        assert refused.value.code == NakCode.BUSY
+
+        ack = await ctl.clear(settle_s=CLEAR_SETTLE_S)
+        assert ack.state == State.IDLE
+        status = await ctl.get_status()
+        assert status.state == State.IDLE
+        assert not status.flags & (Flags.MOTOR_MOVING | Flags.RELIEF_ACTIVE)
+
+
+async def test_a_clear_refused_for_another_reason_is_not_retried(
+    sim_pty: SimPty, monkeypatch: pytest.MonkeyPatch
+):
+    _proc, path = sim_pty
+    async with DeviceClient.open(path) as ctl:
+        await ctl.arm(continuous_arm())
+        await ctl.start()
+        sent: list[object] = []
+        command = ctl._link.command
+
+        async def counted(make: object) -> object:
+            sent.append(make)
+            return await command(make)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(ctl._link, "command", counted)
+        with pytest.raises(CommandRefused) as refused:
+            await ctl.clear(settle_s=CLEAR_SETTLE_S)
+        assert refused.value.code == NakCode.BAD_STATE
+        assert len(sent) == 1, "BAD_STATE is final: CLEAR is not asked again"
+        monkeypatch.undo()
+        await ctl.stop()

@@ -190,11 +190,17 @@ async def test_stop_through_the_endpoint_reaches_the_device_at_once(fake_device:
 
 
 async def test_clear_refused_by_the_device_is_reported_with_its_reason(
-    fake_device: Callable[..., FakeDevice], capsys: pytest.CaptureFixture[str]
+    fake_device: Callable[..., FakeDevice],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ):
+    """A device that stays BUSY: the clear is asked again for CLEAR_SETTLE_S (shortened here), then the
+    refusal is reported with its reason, through the endpoint and directly."""
+    monkeypatch.setattr("host.client.CLEAR_SETTLE_S", 0.3)
     dev = fake_device(refuse={MsgType.CLEAR: (NakCode.BUSY, 0xFF, 0)})
     async with dev, DeviceClient.open(dev.path, FAST) as ctl, serve_control(ctl):
         answer = await control.request(dev.path, "clear")
+        assert len(dev.commands(MsgType.CLEAR)) > 1, "BUSY is transient: asked again with new commands"
         assert not answer["ok"]
         assert answer["code"] == "BUSY"
         assert answer["session"] == f"{holder_program()} (PID {os.getpid()})"
