@@ -7,9 +7,10 @@ the bone's resistance at the tip (so the syringe pressure the controller reads c
 model) and the cement that left through the leak paths.
 
 Why these rates. At 3 mL/min a 2 mm grid fills ~7 cells a second out of a front of ~50-150 cells:
-solving every 0.25 s moves the front by a fraction of a cell between solves, and the bone's
-resistance is ~3-8 % of the syringe pressure, so the 0.25 s lag moves the syringe pressure by well
-under the sensor noise. Heat diffuses over a 2 mm cell in ~10 s: once a second is plenty. Nothing is
+solving every 1 s moves 5-14 % of the front between solves, and the bone's resistance is 2-5 % of
+the syringe pressure, so the lag moves the syringe pressure by well under the sensor noise; a solve
+every 0.5 s changed the validation figures by < 1 % but cost the whole rig its 100x real time.
+Heat diffuses over a 2 mm cell in ~10 s: once a second is plenty. Nothing is
 solved while no cement moves (the field is unchanged), only the heat.
 
 Everything here is ground truth for tests, HIL reports and the imaging work: none of it reaches the

@@ -105,8 +105,8 @@ class SpatialConfig(BaseModel):
     tumour: Tumour | None = None
     body_temperature_c: Annotated[float, in_range(15.0, 42.0, "degC")] = 37.0
     """37 degC in a patient; the bath temperature of a bench phantom."""
-    flow_update_s: Annotated[float, in_range(0.01, 2.0, "s")] = 0.5
-    """How often the pressure field is solved and the front advanced (docs/simulator.md: why 0.5 s)."""
+    flow_update_s: Annotated[float, in_range(0.01, 2.0, "s")] = 1.0
+    """How often the pressure field is solved and the front advanced (docs/simulator.md: why 1 s)."""
     heat_update_s: Annotated[float, in_range(0.1, 5.0, "s")] = 1.0
     snapshot_every_s: Annotated[float, in_range(0.1, 60.0, "s")] = 1.0
     """How often the cement fraction per cell is kept for the outputs (while cement moves)."""
