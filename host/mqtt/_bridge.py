@@ -31,6 +31,8 @@ from typing import Any, cast
 
 import aiomqtt
 import numpy as np
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from pydantic import BaseModel
 
 from host.client import DeviceClient, LinkChange, LinkState
@@ -285,10 +287,14 @@ class MqttBridge:
         return aiomqtt.Client(
             o.host,
             o.port,
+            # "out" speaks MQTT 5 for the retained state's message expiry (_state_properties); "in"
+            # stays on 3.1.1, whose clean-session flag alone keeps its session (MQTT 5 would also need
+            # a session expiry interval, and the stop path is not to change for this).
+            protocol=aiomqtt.ProtocolVersion.V5 if role == "out" else aiomqtt.ProtocolVersion.V311,
             username=o.username,
             password=o.password.get_secret_value() if o.password is not None else None,
             identifier=self._identifier(role),
-            clean_session=not (role == "in" and o.persistent_session),
+            clean_session=None if role == "out" else not o.persistent_session,
             queue_type=self._inbox_type if role == "in" else None,
             will=aiomqtt.Will(self.topics.state, OFFLINE, qos=1, retain=True) if role == "out" else None,
             transport=cast(Any, o.transport),
@@ -315,7 +321,9 @@ class MqttBridge:
         for topic in (self.topics.fluoro_stop, self.topics.stop, self.topics.command):
             await inbound.subscribe(topic, qos=1)
         # The retained state first: it replaces `offline` (the will of the previous connection).
-        await out.publish(self.topics.state, self._state_payload(), qos=1, retain=True)
+        await out.publish(
+            self.topics.state, self._state_payload(), qos=1, retain=True, properties=self._state_properties()
+        )
         self.counters.published += 1
         self._set_connected(True)
         self._log(f"mqtt: connected to {self.options.describe()}")
@@ -331,6 +339,7 @@ class MqttBridge:
         tasks = {
             asyncio.create_task(self._publish_loop(out), name="mqtt-publish"),
             asyncio.create_task(self._receive_loop(inbound), name="mqtt-receive"),
+            asyncio.create_task(self._state_heartbeat(), name="mqtt-state-heartbeat"),
         }
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -346,13 +355,37 @@ class MqttBridge:
             received_at, message = cast(tuple[float, aiomqtt.Message], item)
             self._handle(message, received_at)
 
+    async def _state_heartbeat(self) -> None:
+        """Publish the retained state again every `state_heartbeat_s`, changed or not, so that it never
+        expires while the bridge is connected, and does soon after it is gone (_state_properties)."""
+        while True:
+            await asyncio.sleep(self.options.state_heartbeat_s)  # a period, not synchronisation
+            self._publish_state()
+
+    def _state_properties(self) -> Properties:
+        """The retained state's MQTT 5 message expiry. The bridge's last will (`offline`) is retained
+        without one; but a broker that restarts from its database never fires the will of a bridge
+        it lost when it died, and would serve the last `online` state until the bridge is back, or
+        for ever if the bridge died with it. With the expiry it drops the state `state_expiry_s`
+        after the bridge last published it: a retained `online` is then at most that old."""
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho is untyped here
+        properties.MessageExpiryInterval = self.options.state_expiry_s
+        return properties
+
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         me = asyncio.current_task()
         while True:
             item = await self._outbox.get()
             topic, payload, qos, retain = item
+            expiring = retain and topic == self.topics.state and payload != OFFLINE
             try:
-                await client.publish(topic, payload, qos=qos, retain=retain)
+                await client.publish(
+                    topic,
+                    payload,
+                    qos=qos,
+                    retain=retain,
+                    properties=self._state_properties() if expiring else None,
+                )
             except BaseException:
                 self._outbox.put_back(item)
                 raise
@@ -517,6 +550,7 @@ class MqttBridge:
             delivered_ml=self._delivered_ml,
             plunger_mm=self._plunger_mm,
             host_time_s=time.time(),
+            valid_for_s=float(self.options.state_expiry_s),
             bridge_failures=[f"{name}: {error}" for name, error in self.failures.items()],
         )
         return _json(payload)

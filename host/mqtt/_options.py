@@ -7,6 +7,7 @@ a repr, a log line or an error message.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -66,6 +67,14 @@ class MqttOptions:
     backoff_max_s: float = 5.0
     keepalive_s: int = 10
     """MQTT keepalive: the broker publishes the last will this long (x1.5) after a silent half-open link."""
+    state_heartbeat_s: float = 1.0
+    """The retained `state` is published again this often while the broker is connected, changed or
+    not: its heartbeat, which keeps it from expiring (state_expiry_s)."""
+    state_expiry_s: int = 3
+    """The retained `state` is published with this MQTT 5 message expiry (whole seconds, at least twice
+    the heartbeat): a broker that restarts from its database (or outlives a bridge that could not say
+    goodbye) drops it this long after the bridge last published it, instead of serving a stale
+    `online` for ever. Also in the payload as `valid_for_s`."""
 
     def __post_init__(self) -> None:
         _check_url(self.url)
@@ -86,6 +95,12 @@ class MqttOptions:
         _positive("backoff_min_s", self.backoff_min_s, 0.001, 60.0)
         _positive("backoff_max_s", self.backoff_max_s, self.backoff_min_s, 600.0)
         _positive("keepalive_s", self.keepalive_s, 1, 3600)
+        _positive("state_heartbeat_s", self.state_heartbeat_s, 0.1, 60.0)
+        if not isinstance(self.state_expiry_s, int) or isinstance(self.state_expiry_s, bool):
+            raise MqttOptionsError(
+                "state_expiry_s", self.state_expiry_s, "not a whole number", "whole seconds"
+            )
+        _positive("state_expiry_s", self.state_expiry_s, math.ceil(2 * self.state_heartbeat_s), 3600)
 
     @classmethod
     def from_settings(

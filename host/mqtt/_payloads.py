@@ -66,6 +66,12 @@ class StatePayload(_Out):
     plunger_mm: float | None
     """Plunger position from home at the last event or STATUS."""
     host_time_s: float = Field(description="host wall clock, Unix time, s")
+    valid_for_s: float | None = Field(
+        default=None,
+        description="the bridge publishes this state again (its heartbeat) well within this many seconds, "
+        "and the broker drops it this long after it was published (MQTT 5 message expiry): a state not "
+        "renewed within valid_for_s is not current (the bridge, or the broker, went away)",
+    )
     bridge_failures: list[str] = Field(
         default_factory=list,
         description="the bridge's own workers that failed (e.g. 'mqtt: events'): what they published "
