@@ -36,6 +36,8 @@ class Measured:
     timed_out: bool = False
     link_quality: str | None = None
     """The host link's quality over the run (host.link_quality: damaged and lost frames and samples)."""
+    stops_read_from_status: int = 0
+    """Stops the runner took from the device's STATUS because their STOP event was lost on the line."""
     final_t_s: float | None = None
     """Device time of the final STATUS; stops after it (teardown closing the port) are not the run's."""
     stops: list[tuple[float, str, str]] = field(default_factory=list)

@@ -36,6 +36,7 @@ from host.errors import CementguardError, CommandRefused
 from host.link_quality import LinkQuality
 from host.logs import LOG_FILE, attach_log_file, detach_log_file
 from host.plan import clamp_to_device
+from host.plan_stop import wait_for_plan_stop
 from host.pump import Consumer, ConsumerFailure, StreamPump
 from host.recording import Recorder
 from host.recording_sink import RecordingSink, close_recorder, open_recorder
@@ -71,7 +72,10 @@ class _HilRecording(RecordingSink):
 
     def on_event(self, event: Event, notes: dict[str, Any], received_at: float | None) -> None:
         marks = {"stop_source": _name(StopSource, event.source)} if event.kind == EventKind.STOP else {}
-        super().on_event(event, marks, received_at)
+        # the pump's notes are not the runner's to keep (they would change every recording); a stop
+        # the runner read from STATUS says so (`read_from`, `note`)
+        kept = {k: v for k, v in notes.items() if k in ("read_from", "note")}
+        super().on_event(event, {**kept, **marks}, received_at)
 
 
 def _name(enum: Any, value: int) -> str:
@@ -144,6 +148,9 @@ class _Run:
         self.stop_events: list[tuple[Event, float]] = []
         self.cut = False
         self.recorder: Recorder | None = None
+        self.recording: _HilRecording | None = None
+        self.seen_stops: set[int] = set()
+        """Event indexes of the STOP events the driver has taken (from the queue or reconciled)."""
         self.failure: str | None = None
         """A consumer or worker of the stream pump that failed (the scenario then errors)."""
 
@@ -336,9 +343,8 @@ async def _drive(run: _Run, out_dir: Path) -> None:
                 counters_source=lambda: ctl.counters,
             )
             log_file = attach_log_file(run.recorder.path / LOG_FILE)
-            pump = StreamPump(
-                ctl, [_JudgeFeed(run), _HilRecording(run.recorder)], on_failure=run.failed, name="hil"
-            )
+            run.recording = _HilRecording(run.recorder)
+            pump = StreamPump(ctl, [_JudgeFeed(run), run.recording], on_failure=run.failed, name="hil")
             await pump.__aenter__()
             pump.supervisor.spawn(run.watch_loop_lag(), "hil: loop lag")
             await ctl.set_telemetry(run.options.telemetry_divider, 20)
@@ -366,7 +372,7 @@ async def _drive(run: _Run, out_dir: Path) -> None:
                     break
                 else:
                     try:
-                        item = await asyncio.wait_for(run.stops.get(), left)
+                        item = await asyncio.wait_for(_next_stop(run, ctl), left)
                     except TimeoutError:
                         run.m.timed_out = True
                         break
@@ -418,6 +424,53 @@ async def _drive(run: _Run, out_dir: Path) -> None:
                 await ctl.close()  # always, whatever failed above
             if run.failure is not None:
                 raise RuntimeError(f"the harness lost part of the run: {run.failure}")
+
+
+async def _next_stop(run: _Run, ctl: DeviceClient) -> tuple[Event, float] | str:
+    """The plan's next stop while the device injects: never an event alone (issue 13 item 2).
+
+    The STOP event from the driver's queue, or, when that frame was damaged on the line, the stop
+    the device's state and STATUS show (`host.plan_stop.wait_for_plan_stop`, the reconciliation
+    `run` uses). A stop read from STATUS goes into the recording and the judge's stop list as an
+    EVENT-shaped record marked `read_from: STATUS`; a STOP event taken once is never taken again
+    (the reconciliation may see it before the queue does). "cut" and "failed" come from the queue."""
+    while True:
+        queued = asyncio.ensure_future(run.stops.get())
+        reconciled = asyncio.ensure_future(wait_for_plan_stop(ctl))
+        try:
+            done, _ = await asyncio.wait({queued, reconciled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            reconciled.cancel()
+            if not queued.done():
+                queued.cancel()  # a cancelled Queue.get takes nothing from the queue
+            with contextlib.suppress(asyncio.CancelledError, CementguardError):
+                await reconciled  # its LinkLost after a cut: the queue says "cut"
+        if queued in done:
+            item = queued.result()
+            if isinstance(item, str):
+                return item
+            if item[0].event_index in run.seen_stops:
+                continue  # already taken through the reconciliation
+            run.seen_stops.add(item[0].event_index)
+            return item
+        if reconciled.cancelled() or reconciled.exception() is not None:
+            return await run.stops.get()  # the link is gone: "cut", "failed", or the deadline
+        stop = reconciled.result()
+        now = time.perf_counter()
+        if stop.event is not None:
+            if stop.event.event_index in run.seen_stops:
+                continue
+            run.seen_stops.add(stop.event.event_index)
+            return stop.event, now
+        status = ctl.status
+        event = stop.as_event(status.event_count if status is not None else 0)
+        run.m.stops_read_from_status += 1
+        run.stop_events.append((event, now))
+        if run.recording is not None:
+            run.recording.on_event(
+                event, {"read_from": "STATUS", "note": "the STOP event was lost on the line"}, None
+            )
+        return event, now
 
 
 async def _prepare_device(ctl: DeviceClient) -> None:
