@@ -33,6 +33,23 @@ host.cli_types.TIME_SCALE; the simulator does not import the host, docs/design.m
 _TIME_SCALE_ALLOWED = f"allowed {TIME_SCALE_RANGE[0]:g}..{TIME_SCALE_RANGE[1]:g} x"
 
 
+_SEED_MAX = 2**63 - 1
+"""The plant's seed range (PlantConfig.seed)."""
+
+
+def _seed(text: str) -> int:
+    """argparse type of --seed: a whole number in 0..2**63-1, else a usage error naming it (not a
+    validation error blamed on the scenario file)."""
+    allowed = f"allowed 0..{_SEED_MAX}"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; {allowed}") from None
+    if not 0 <= value <= _SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{text} is outside the range; {allowed}")
+    return value
+
+
 def _time_scale(text: str) -> float:
     """argparse type of --time-scale: a finite number in TIME_SCALE_RANGE, else a usage error."""
     try:
@@ -63,7 +80,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="serve on TCP for pyserial socket:// URLs; port 0 picks a free port (loopback by default)",
     )
     p.add_argument("--scenario", type=Path, help="TOML file with plant parameters and scheduled events")
-    p.add_argument("--seed", type=int, default=None, help="override the scenario's random seed")
+    p.add_argument("--seed", type=_seed, default=None, help="override the scenario's random seed")
     p.add_argument(
         "--time-scale",
         type=_time_scale,

@@ -76,6 +76,8 @@ def test_float_options_refuse_non_finite_and_out_of_range_values(
         (["hil", "sweep", "--n", "5", "--report-dir", "r", "--jobs", "-2"], "--jobs", "1..256"),
         (["plot", "rec", "--out", "x.png", "--dpi", "0"], "--dpi", "20..600"),
         (["plot", "rec", "--out", "x.png", "--max-points", "nan"], "--max-points", "100..1000000"),
+        (["sim", "--seed", "-1"], "--seed", "0..9223372036854775807"),
+        (["sim", "--seed", "1e300"], "--seed", "0..9223372036854775807"),
     ],
 )
 def test_count_options_are_bounded_too(
