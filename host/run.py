@@ -681,27 +681,30 @@ def _read_in_daemon_thread(reader: Callable[[str], str], prompt: str) -> asyncio
 
 
 async def _safe_stop(ctl: DeviceClient, console: Console, requests: StopRequests, origin: str) -> int:
+    """STOP, then tell the operator and the log. STOP goes first: the terminal may block (paused with
+    Ctrl-S, or gone after SIGHUP) and the log file lives on the recording's disk, which may stall;
+    neither may delay the STOP (tests/host/test_run_stop_first.py)."""
     requests.requested(StopSource.OPERATOR, f"cementguard run {origin}")
-    log.info("STOP requested: %s", origin)
-    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone: STOP all the same
-        console.print("[bold]stopping[/] (STOP sent, waiting for the acknowledgement)", highlight=False)
     try:
         ack = await asyncio.wait_for(ctl.stop(StopSource.OPERATOR), timeout=SAFE_STOP_TIMEOUT_S)
     except (TimeoutError, CementguardError) as exc:
-        console.print(
-            f"[bold red]STOP not acknowledged[/] ({exc or 'timeout'}): the controller's watchdog stops "
-            "the pump when this host goes away",
-            highlight=False,
-        )
+        log.error("STOP (%s) not acknowledged: %s", origin, exc or "timeout")
+        with contextlib.suppress(OSError):
+            console.print(
+                f"[bold red]STOP not acknowledged[/] ({exc or 'timeout'}): the controller's watchdog stops "
+                "the pump when this host goes away",
+                highlight=False,
+            )
         return EXIT_LINK
-    if ack.state == State.DONE:  # STOP leaves DONE as it is: the device had finished the plan
-        console.print("[bold green]plan completed[/] by the device before the stop", highlight=False)
-        return EXIT_COMPLETED
-    if origin == RECORDING_FAILED:
-        console.print("[bold red]injection stopped: the recording failed[/]", highlight=False)
-    else:
-        console.print("[bold]stopped by the operator[/]", highlight=False)
-    return EXIT_SAFETY_STOP
+    log.info("STOP (%s) acknowledged: state %s", origin, _name(State, ack.state))
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+        if ack.state == State.DONE:  # STOP leaves DONE as it is: the device had finished the plan
+            console.print("[bold green]plan completed[/] by the device before the stop", highlight=False)
+        elif origin == RECORDING_FAILED:
+            console.print("[bold red]injection stopped: the recording failed[/]", highlight=False)
+        else:
+            console.print("[bold]stopped by the operator[/]", highlight=False)
+    return EXIT_COMPLETED if ack.state == State.DONE else EXIT_SAFETY_STOP
 
 
 async def _refresh(view: Live, live: _Live, plan: InjectionPlan) -> None:
