@@ -40,6 +40,7 @@ QUICK: dict[str, list[str]] = {
     "dashboard_stop_latency": ["--presses", "200", "--baseline", "30"],
     "mqtt_stop_latency": ["--cycles", "50"],
     "stop_first": ["--stops", "5"],
+    "export_scale": ["--minutes", "1", "10"],
 }
 
 Line = tuple[str, str, str, bool | None]
@@ -222,6 +223,31 @@ def _mqtt_stop(doc: dict[str, Any]) -> list[Line]:
     ]
 
 
+def _export_scale(doc: dict[str, Any]) -> list[Line]:
+    results = doc["results"]
+    longest = max(results, key=float)
+    row = results[longest]
+    raw = row.get("raw_read", {})
+    out: list[Line] = []
+    for task in ("csv", "parquet", "report", "load"):
+        if task not in row:
+            continue
+        r = row[task]
+        streamed = task != "load"
+        linear = doc.get("time_per_sample_longest_vs_shortest", {}).get(task)
+        out.append(
+            (
+                f"{task} of a {longest}-min 1 kHz recording",
+                f"peak RSS < {doc['goal_peak_rss_mb']:g} MB, time linear" if streamed else "-",
+                f"{r['seconds']:.1f} s (x{r.get('time_vs_raw_read', float('nan')):.0f} raw read "
+                f"{raw.get('seconds', float('nan')):.2f} s), peak {r['peak_rss_mb']:.0f} MB"
+                + (f", time/sample x{linear:.2f}" if linear else ""),
+                (r["peak_rss_mb"] < doc["goal_peak_rss_mb"]) if streamed else None,
+            )
+        )
+    return out
+
+
 def _generic(name: str) -> Callable[[dict[str, Any]], list[Line]]:
     def extract(doc: dict[str, Any]) -> list[Line]:
         goals = ", ".join(f"{k}={v}" for k, v in doc.items() if k.startswith("goal"))
@@ -243,6 +269,7 @@ EXTRACT: dict[str, Callable[[dict[str, Any]], list[Line]]] = {
     "dashboard_stop_latency": _dashboard_stop,
     "mqtt_stop_latency": _mqtt_stop,
     "stop_first": _stop_first,
+    "export_scale": _export_scale,
 }
 
 

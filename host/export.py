@@ -16,21 +16,38 @@ integer bit set (protocol.enums.Flags); state and stop_reason are names.
 
 Events CSV, one row per event: the EventRecord fields with enum names, then the host annotations
 (host_time_unix_s first, then any others, alphabetically).
+
+With `metadata_header=True` (`export --metadata`) the samples CSV starts with `# `-prefixed lines
+(the recording's name, creation time, device, host, run metadata and plan, one `# key: value`
+each) before the column header; `pandas.read_csv(path, comment="#")` skips them. Without it the
+first line is the column header, as spreadsheets and older scripts expect.
+
+Parquet (`export --parquet FILE`, `export_parquet`): the same columns, typed (float64 for measured
+values with null where the CSV cell is empty, uint16 flags, state and stop_reason as dictionary-
+encoded strings), and the recording's meta.json in the file's key-value metadata under
+"cementguard.meta". Both formats are written in chunks of samples (`DEFAULT_CHUNK_SAMPLES`), so the
+memory an export needs does not grow with the recording's length.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from host.recording import Recording, RecordingError
+from host.recording import DEFAULT_CHUNK_SAMPLES, Recording, RecordingError
 from protocol.enums import Flags
+from protocol.telemetry import SampleArray
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SAMPLE_COLUMNS = (
     "t_s",
@@ -81,9 +98,10 @@ def _names(recording: Recording, enum: str, values: np.ndarray[Any, Any]) -> lis
     return list(names[inverse.reshape(-1)])
 
 
-def sample_columns(recording: Recording) -> dict[str, list[Any]]:
-    """The samples CSV as columns of Python values ('' for no valid value)."""
-    s = recording.samples
+def sample_columns(recording: Recording, chunk: SampleArray | None = None) -> dict[str, list[Any]]:
+    """The samples CSV as columns of Python values ('' for no valid value): of `chunk` if given (a
+    slice of the recording's samples), else of every sample."""
+    s = recording.samples if chunk is None else chunk
     pressure: list[Any] = np.round(s["pressure_pa"] / 1e3, 3).tolist()
     for i in np.flatnonzero(s["flags"] & int(Flags.SENSOR_FAULT)).tolist():
         pressure[i] = ""
@@ -107,21 +125,165 @@ def sample_columns(recording: Recording) -> dict[str, list[Any]]:
     }
 
 
+def edge_arrays(
+    recording: Recording, chunk: SampleArray, columns: Iterable[str] = SAMPLE_COLUMNS
+) -> dict[str, np.ndarray[Any, Any]]:
+    """A chunk of samples as typed columns in edge units (the CSV's values and names; only `columns`
+    are computed): float64 with NaN where the CSV cell is empty (pressure while SENSOR_FAULT,
+    viscosity not valid, a column the recording never had), flags as uint16, state and stop_reason
+    as the raw enum integers (uint8)."""
+    s = chunk
+    missing = set(recording.missing_columns)
+    out: dict[str, np.ndarray[Any, Any]] = {}
+    for name in columns:
+        if name == "pressure_kpa":
+            values = np.round(s["pressure_pa"] / 1e3, 3)
+            values[(s["flags"] & int(Flags.SENSOR_FAULT)) != 0] = np.nan
+        elif name == "viscosity_pa_s":
+            values = s["viscosity_pas"].astype(np.float64)
+        elif name in ("flags", "state", "stop_reason"):
+            values = s[name].astype(np.uint16 if name == "flags" else np.uint8)
+        else:
+            field, divisor, multiplier, decimals = _SCALED[name]
+            if field in missing:
+                values = np.full(len(s), np.nan)
+            else:  # rounded back to the exact decimal of the wire integer
+                values = np.round(s[field] / divisor * multiplier, decimals)
+        out[name] = values
+    return out
+
+
+_SCALED: dict[str, tuple[str, float, float, int]] = {
+    "t_s": ("t_us", 1e6, 1.0, 6),
+    "delivered_ml": ("delivered_nl", 1e6, 1.0, 6),
+    "plunger_mm": ("plunger_um", 1e3, 1.0, 3),
+    "flow_ml_min": ("flow_nl_s", 1.0, 6e-5, 5),
+    "flow_setpoint_ml_min": ("flow_setpoint_nl_s", 1.0, 6e-5, 5),
+    "motor_mm_s": ("motor_um_s", 1e3, 1.0, 3),
+}
+"""Edge column: (sample field, divisor, multiplier, decimals of the exact decimal value): the same
+expressions as the CSV's, so every export gives the same numbers."""
+
+
+def enum_names(recording: Recording, enum: str) -> list[str]:
+    """Names for every value 0..255 of a one-byte enum column, by the recording's own tables."""
+    return [recording.enum_name(enum, v) for v in range(256)]
+
+
+def metadata_lines(recording: Recording) -> list[str]:
+    """`key: value` lines describing the run, for the CSV's metadata header and the report."""
+    rec = recording
+    device = rec.meta.get("device") or {}
+    host = rec.meta.get("host") or {}
+    lines = [
+        f"recording: {rec.path.name}",
+        f"format: {rec.meta.get('format')} {rec.meta.get('format_version')}",
+        f"created_utc: {rec.created_utc}",
+        f"complete: {'yes' if rec.is_complete else 'no (the host stopped without closing it)'}",
+        f"samples: {rec.sample_count}",
+        f"events: {len(rec.events)}",
+    ]
+    if device:
+        lines.append(
+            f"device: serial {device.get('serial')}, firmware {device.get('firmware_version')}, "
+            f"protocol {device.get('protocol_version')}"
+        )
+    if host:
+        lines.append(f"host: cementguard {host.get('cementguard_version')}, python {host.get('python')}")
+    run_meta = rec.meta.get("run_metadata")
+    if isinstance(run_meta, dict):
+        lines.extend(f"{key}: {value}" for key, value in run_meta.items() if value not in (None, ""))
+    lines.append("plan: " + json.dumps(rec.plan, sort_keys=True))
+    lines.append("units: t_s controller time (s); pressure kPa; volume mL; flow mL/min; speed mm/s")
+    return [line.replace("\r", " ").replace("\n", " ") for line in lines]
+
+
 def export_csv(
     recording: Recording | str | os.PathLike[str],
     path: str | os.PathLike[str],
     events_path: str | os.PathLike[str] | None = None,
+    *,
+    metadata_header: bool = False,
+    chunk_samples: int = DEFAULT_CHUNK_SAMPLES,
 ) -> int:
-    """Write the samples CSV (and, if `events_path` is given, the events CSV); returns the sample rows."""
+    """Write the samples CSV (and, if `events_path` is given, the events CSV); returns the sample rows.
+    The samples are read and written `chunk_samples` at a time: memory does not grow with the length."""
     rec = _as_recording(recording)
-    columns = sample_columns(rec)
+    rows = 0
     with open(path, "w", newline="") as f:
+        if metadata_header:
+            f.writelines(f"# {line}\n" for line in metadata_lines(rec))
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(SAMPLE_COLUMNS)
-        writer.writerows(zip(*(columns[c] for c in SAMPLE_COLUMNS), strict=True))
+        for chunk in rec.iter_samples(chunk_samples):
+            columns = sample_columns(rec, chunk)
+            writer.writerows(zip(*(columns[c] for c in SAMPLE_COLUMNS), strict=True))
+            rows += len(chunk)
     if events_path is not None:
         export_events_csv(rec, events_path)
-    return len(rec.samples)
+    return rows
+
+
+def arrow_schema(recording: Recording) -> pa.Schema:
+    """The Parquet schema: typed columns, and meta.json under the key "cementguard.meta"."""
+    import pyarrow as pa
+
+    fields = [
+        pa.field(name, pa.float64())
+        for name in SAMPLE_COLUMNS
+        if name not in ("flags", "state", "stop_reason")
+    ]
+    fields += [
+        pa.field("flags", pa.uint16()),
+        pa.field("state", pa.dictionary(pa.uint8(), pa.string())),
+        pa.field("stop_reason", pa.dictionary(pa.uint8(), pa.string())),
+    ]
+    return pa.schema(fields, metadata={"cementguard.meta": json.dumps(recording.meta)})
+
+
+def arrow_batches(
+    recording: Recording, chunk_samples: int = DEFAULT_CHUNK_SAMPLES
+) -> Iterator[pa.RecordBatch]:
+    """The samples as Arrow record batches of at most `chunk_samples` rows, in `arrow_schema`."""
+    import pyarrow as pa
+
+    schema = arrow_schema(recording)
+    names = {
+        "state": pa.array(enum_names(recording, "State"), pa.string()),
+        "stop_reason": pa.array(enum_names(recording, "StopReason"), pa.string()),
+    }
+    for chunk in recording.iter_samples(chunk_samples):
+        arrays = edge_arrays(recording, chunk)
+        columns: list[pa.Array] = []
+        for field in schema:
+            values = arrays[field.name]
+            if field.name in names:
+                columns.append(
+                    pa.DictionaryArray.from_arrays(pa.array(values, pa.uint8()), names[field.name])
+                )
+            elif field.type == pa.float64():
+                columns.append(pa.array(values, pa.float64(), mask=np.isnan(values)))
+            else:
+                columns.append(pa.array(values, field.type))
+        yield pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def export_parquet(
+    recording: Recording | str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    *,
+    chunk_samples: int = DEFAULT_CHUNK_SAMPLES,
+) -> int:
+    """Write the samples as Parquet, one row group per chunk; returns the rows written."""
+    import pyarrow.parquet as pq
+
+    rec = _as_recording(recording)
+    rows = 0
+    with pq.ParquetWriter(path, arrow_schema(rec), compression="zstd") as writer:
+        for batch in arrow_batches(rec, chunk_samples):
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    return rows
 
 
 def export_events_csv(recording: Recording | str | os.PathLike[str], path: str | os.PathLike[str]) -> int:
@@ -162,24 +324,48 @@ def warn_if_damaged(rec: Recording) -> None:
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "export",
-        help="export a recording to CSV (edge units: s, kPa, mL, mm, mL/min)",
-        description="Write a recording's telemetry (and optionally its events) as CSV, units in the header.",
+        help="export a recording to CSV or Parquet (edge units: s, kPa, mL, mm, mL/min)",
+        description="Write a recording's telemetry (and optionally its events) as CSV and/or Parquet, "
+        "units in the column names. Streams the recording: memory does not grow with its length.",
     )
     p.add_argument("recording", metavar="REC", type=Path, help="recording directory")
-    p.add_argument("--csv", required=True, type=Path, metavar="FILE", help="samples CSV to write")
+    p.add_argument("--csv", type=Path, metavar="FILE", help="samples CSV to write")
+    p.add_argument(
+        "--metadata",
+        action="store_true",
+        help="start the CSV with '# key: value' lines describing the run (read with comment='#')",
+    )
+    p.add_argument("--parquet", type=Path, metavar="FILE", help="samples Parquet file to write")
     p.add_argument("--events-csv", type=Path, metavar="FILE", help="also write the events to this CSV")
     p.set_defaults(func=_export)
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.csv is None and args.parquet is None and args.events_csv is None:
+        print("cementguard export: nothing to write: give --csv FILE and/or --parquet FILE", file=sys.stderr)
+        return 2
+    if args.metadata and args.csv is None:
+        print(
+            "cementguard export: --metadata is a header of the samples CSV: give --csv FILE", file=sys.stderr
+        )
+        return 2
     try:
         rec = Recording.open(args.recording)
     except RecordingError as exc:
         print(f"cementguard export: {exc}", file=sys.stderr)
         return 1
     warn_if_damaged(rec)
-    rows = export_csv(rec, args.csv, args.events_csv)
-    print(f"wrote {rows} samples to {args.csv}")
-    if args.events_csv is not None:
-        print(f"wrote {len(rec.events)} events to {args.events_csv}")
+    try:
+        if args.csv is not None:
+            rows = export_csv(rec, args.csv, metadata_header=args.metadata)
+            print(f"wrote {rows} samples to {args.csv}")
+        if args.parquet is not None:
+            rows = export_parquet(rec, args.parquet)
+            print(f"wrote {rows} samples to {args.parquet}")
+        if args.events_csv is not None:
+            export_events_csv(rec, args.events_csv)
+            print(f"wrote {len(rec.events)} events to {args.events_csv}")
+    except OSError as exc:
+        print(f"cementguard export: cannot write: {exc}", file=sys.stderr)
+        return 1
     return 0

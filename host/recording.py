@@ -55,7 +55,7 @@ import os
 import platform
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from enum import IntEnum, IntFlag
 from pathlib import Path
@@ -833,15 +833,32 @@ def _read_jsonl(path: Path, name: str, problems: list[str]) -> tuple[list[Any], 
     return [obj for _, obj in parsed], len(bad) - len(middle)
 
 
+DEFAULT_CHUNK_SAMPLES = 65_536
+"""Samples per chunk when streaming a recording (`Recording.iter_samples`): 2.6 MB of 40-byte records."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _SampleFile:
+    """Where a recording's readable samples are: the file, its record layout, and how many records to
+    read (a torn tail and trailing zeros of a crashed recording already excluded)."""
+
+    path: Path
+    dtype: np.dtype[Any]
+    count: int
+    major: int
+
+
 class Recording:
-    """A recording read back. `Recording.open(directory)`; everything is loaded into memory (a 10-min
-    1 kHz run is 19 MB of samples)."""
+    """A recording read back. `Recording.open(directory)` reads the metadata, events and counters;
+    the samples are read on first use of `samples` (all of them, into memory: a 10-min 1 kHz run is
+    24 MB) or streamed in bounded chunks by `iter_samples` (exports, reports and `cementguard.load`
+    do that, so a 2-hour recording never needs to fit in memory twice)."""
 
     def __init__(
         self,
         path: Path,
         meta: dict[str, Any],
-        samples: SampleArray,
+        samples: SampleArray | _SampleFile,
         events: list[RecordedEvent],
         counters: list[CounterSnapshot],
         closed: dict[str, Any] | None,
@@ -851,7 +868,8 @@ class Recording:
     ) -> None:
         self.path = path
         self.meta = meta
-        self.samples = samples
+        self._samples: SampleArray | None = None if isinstance(samples, _SampleFile) else samples
+        self._sample_file = samples if isinstance(samples, _SampleFile) else None
         self.events = events
         self.counters = counters
         self.closed = closed
@@ -906,8 +924,8 @@ class Recording:
         complete = closed is not None
 
         dtype = dtype_from_meta(meta.get("telemetry", {}))
-        samples, tail_bytes, zero_records = _read_samples(
-            path / meta.get("telemetry", {}).get("file", TELEMETRY_FILE), dtype, complete
+        sample_file, tail_bytes, zero_records = _sample_extent(
+            path / meta.get("telemetry", {}).get("file", TELEMETRY_FILE), dtype, complete, version[0]
         )
         dropped = {"telemetry_bytes": tail_bytes, "telemetry_zero_records": zero_records}
         if tail_bytes:
@@ -916,7 +934,7 @@ class Recording:
             problems.append(f"{TELEMETRY_FILE}: dropped {zero_records} all-zero records at the end")
         missing: tuple[str, ...] = ()
         if version[0] == 1:
-            samples, missing = upgrade_v1_samples(samples)
+            missing = upgrade_v1_samples(np.zeros(0, dtype=dtype))[1]
 
         raw_events, dropped["events_lines"] = _read_jsonl(path / EVENTS_FILE, EVENTS_FILE, problems)
         events: list[RecordedEvent] = []
@@ -939,11 +957,48 @@ class Recording:
                 )
 
         if closed is not None:
-            expected = {"samples": len(samples), "events": len(events), "counters": len(counters)}
+            expected = {"samples": sample_file.count, "events": len(events), "counters": len(counters)}
             for key, have in expected.items():
                 if isinstance(closed.get(key), int) and closed[key] != have:
                     problems.append(f"closed cleanly with {closed[key]} {key}, but {have} are readable")
-        return cls(path, meta, samples, events, counters, closed, problems, dropped, missing)
+        return cls(path, meta, sample_file, events, counters, closed, problems, dropped, missing)
+
+    # -- samples -----------------------------------------------------------------------------------
+    @property
+    def samples(self) -> SampleArray:
+        """Every sample, in `SAMPLE_DTYPE` (format 1 upgraded), read into memory on first use and kept.
+        For a long recording prefer `iter_samples`, which holds one chunk at a time."""
+        if self._samples is None:
+            self._samples = np.concatenate([np.zeros(0, dtype=SAMPLE_DTYPE), *self.iter_samples(1 << 22)])
+        return self._samples
+
+    @property
+    def sample_count(self) -> int:
+        """How many samples the recording holds, without reading them."""
+        if self._samples is not None:
+            return len(self._samples)
+        return self._sample_file.count if self._sample_file is not None else 0
+
+    def iter_samples(self, chunk_samples: int = DEFAULT_CHUNK_SAMPLES) -> Iterator[SampleArray]:
+        """The samples in order, in chunks of at most `chunk_samples` (`SAMPLE_DTYPE`, format 1
+        upgraded), read from the file one chunk at a time: memory stays bounded whatever the length."""
+        if chunk_samples < 1:
+            raise ValueError(f"chunk_samples must be >= 1, got {chunk_samples}")
+        if self._samples is not None:
+            for start in range(0, len(self._samples), chunk_samples):
+                yield self._samples[start : start + chunk_samples]
+            return
+        source = self._sample_file
+        if source is None or source.count == 0:
+            return
+        with open(source.path, "rb") as f:
+            left = source.count
+            while left > 0:
+                chunk = np.fromfile(f, dtype=source.dtype, count=min(chunk_samples, left))
+                if not len(chunk):  # the file shrank under us: stop at what is there
+                    return
+                left -= len(chunk)
+                yield upgrade_v1_samples(chunk)[0] if source.major == 1 else chunk
 
     # -- what it is ------------------------------------------------------------------------------
     @property
@@ -1008,33 +1063,42 @@ class Recording:
     def __repr__(self) -> str:
         state = "complete" if self.is_complete else "INCOMPLETE"
         return (
-            f"<Recording {self.path} {state} samples={len(self.samples)} events={len(self.events)} "
+            f"<Recording {self.path} {state} samples={self.sample_count} events={len(self.events)} "
             f"counters={len(self.counters)}>"
         )
 
 
-def _read_samples(path: Path, dtype: np.dtype[Any], complete: bool) -> tuple[SampleArray, int, int]:
-    """(samples, torn tail bytes, trailing all-zero records dropped). A crash can leave a partial last
-    record; a power cut after the size was committed but before the data can leave zeros at the end:
-    both are dropped from an incomplete recording."""
+def _sample_extent(
+    path: Path, dtype: np.dtype[Any], complete: bool, major: int
+) -> tuple[_SampleFile, int, int]:
+    """(where the readable samples are, torn tail bytes, trailing all-zero records dropped). A crash
+    can leave a partial last record; a power cut after the size was committed but before the data can
+    leave zeros at the end: both are excluded from an incomplete recording. Only the file's end is
+    read (backwards, a chunk at a time, until a non-zero record), never the whole file."""
     try:
         size = check_regular(path, MAX_TELEMETRY_BYTES)
     except FileNotFoundError:
-        return np.zeros(0, dtype=dtype), 0, 0
+        return _SampleFile(path, dtype, 0, major), 0, 0
     except FileRejectedError as exc:
         raise RecordingError(str(exc)) from None
     count = size // dtype.itemsize
-    samples = np.fromfile(path, dtype=dtype, count=count)
     tail = size - count * dtype.itemsize
     zeros = 0
     if not complete and count:
-        raw = samples.view(np.uint8).reshape(count, dtype.itemsize)
-        nonzero = np.flatnonzero(raw.any(axis=1))
-        keep = int(nonzero[-1]) + 1 if len(nonzero) else 0
+        keep, end = 0, count
+        with open(path, "rb") as f:
+            while end > 0 and not keep:
+                start = max(0, end - DEFAULT_CHUNK_SAMPLES)
+                f.seek(start * dtype.itemsize)
+                raw = np.fromfile(f, dtype=np.uint8, count=(end - start) * dtype.itemsize)
+                nonzero = np.flatnonzero(raw.reshape(-1, dtype.itemsize).any(axis=1))
+                if len(nonzero):
+                    keep = start + int(nonzero[-1]) + 1
+                end = start
         if keep and keep < count:  # only after a real sample: an all-zero first sample is possible
             zeros = count - keep
-            samples = samples[:keep]
-    return samples, tail, zeros
+            count = keep
+    return _SampleFile(path, dtype, count, major), tail, zeros
 
 
 def upgrade_v1_samples(samples: SampleArray) -> tuple[SampleArray, tuple[str, ...]]:

@@ -307,6 +307,7 @@ def test_stop_loads_neither_simulator_nor_harness_nor_ui(env: dict[str, str]) ->
     loaded = set(done.stdout.strip().splitlines()[-1].split())
     assert {"host", "serial"} <= loaded, "the probe did run the stop path"
     forbidden = {"firmware_sim", "hil", "textual", "matplotlib", "plotext", "aiomqtt", "rich", "pydantic"}
+    forbidden |= {"pandas", "pyarrow"}  # issue 16: analysis and exports only
     assert loaded & forbidden == set()
 
 
