@@ -24,6 +24,23 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _console: logging.Handler | None = None
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the moment of each line, not the one of start-up: `run`'s
+    live view (rich Live) replaces sys.stderr while it shows, so that log lines land above the view
+    instead of being written into the middle of its lines."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass  # always the current sys.stderr
+
+
 def configure(level: str = "WARNING") -> None:
     """Log to stderr at `level` (one of LEVELS). Idempotent: a second call changes the level."""
     global _console
@@ -31,7 +48,7 @@ def configure(level: str = "WARNING") -> None:
         raise ValueError(f"--log-level {level!r} is not one of {', '.join(LEVELS)}")
     root = logging.getLogger()
     if _console is None:
-        _console = logging.StreamHandler(sys.stderr)
+        _console = _StderrHandler()
         _console.setFormatter(logging.Formatter(FORMAT))
         root.addHandler(_console)
     _console.setLevel(level.upper())

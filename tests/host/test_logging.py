@@ -26,3 +26,28 @@ def test_a_bad_log_level_is_a_usage_error_naming_the_choices() -> None:
     assert done.returncode == 2
     assert "--log-level" in done.stderr
     assert "WARNING" in done.stderr
+
+
+def test_console_log_lines_go_to_the_current_stderr(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`run`'s live view (rich Live) replaces sys.stderr while it shows, so that a log line lands
+    above the view instead of inside it. A handler that kept the stderr of start-up wrote straight
+    into the view's lines ("link ok: 0.0 % lost2026-12-05 ... WARNING host.control: STOP ...")."""
+    import io
+    import sys
+
+    from host import logs
+
+    monkeypatch.setattr(logs, "_console", None)
+    root = logging.getLogger()
+    before = list(root.handlers), root.level
+    try:
+        logs.configure("WARNING")
+        now = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", now)
+        logging.getLogger("host.test").warning("a line for the live view")
+        assert "a line for the live view" in now.getvalue()
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in before[0]:
+                root.removeHandler(handler)
+        root.setLevel(before[1])
