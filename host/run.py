@@ -400,6 +400,8 @@ async def _inject(
     stops: StopRequests | None = None,
 ) -> int:
     live = _Live()
+    if ctl.state is not None:  # the handshake said what the device is doing: show it before any sample
+        live.state, live.seen_state = _name(State, ctl.state), ctl.state
     link_lost = _LinkLoss()
     display = _Display(live, link_lost, ctl)
     requests = stops if stops is not None else StopRequests()
