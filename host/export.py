@@ -190,9 +190,7 @@ def metadata_lines(recording: Recording) -> list[str]:
         )
     if host:
         lines.append(f"host: cementguard {host.get('cementguard_version')}, python {host.get('python')}")
-    run_meta = rec.meta.get("run_metadata")
-    if isinstance(run_meta, dict):
-        lines.extend(f"{key}: {value}" for key, value in run_meta.items() if value not in (None, ""))
+    lines.extend(f"{key}: {value}" for key, value in rec.run_metadata.items() if value not in (None, ""))
     lines.append("plan: " + json.dumps(rec.plan, sort_keys=True))
     lines.append("units: t_s controller time (s); pressure kPa; volume mL; flow mL/min; speed mm/s")
     return [line.replace("\r", " ").replace("\n", " ") for line in lines]

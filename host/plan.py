@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from host.config_file import Problem, Raw, RulesBrokenError, Unit, describe, read_toml, show
+from host.run_metadata import RunMetadata
 from protocol.enums import Capabilities, Mode, PlanFlags
 from protocol.messages import Arm, DeviceInfo
 
@@ -166,6 +167,8 @@ class InjectionPlan(_Model):
     cement: Cement
     cannula: CannulaSection
     syringe: Syringe
+    metadata: RunMetadata = RunMetadata()
+    """For the lab notebook (specimen, operator, ...): recorded with the run, never sent to the device."""
 
     @model_validator(mode="after")
     def _rules(self) -> InjectionPlan:

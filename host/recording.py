@@ -1026,6 +1026,14 @@ class Recording:
             return DeviceInfoRecord.model_construct(**device)
 
     @property
+    def run_metadata(self) -> dict[str, Any]:
+        """The run's metadata for the lab notebook (specimen, operator, cement product and lot, ...:
+        `host.run_metadata`), from meta.json `extra.run_metadata`; {} for a recording without it."""
+        extra = self.meta.get("extra")
+        found = extra.get("run_metadata") if isinstance(extra, dict) else None
+        return dict(found) if isinstance(found, dict) else {}
+
+    @property
     def created_utc(self) -> str:
         return str(self.meta.get("created_utc", ""))
 

@@ -47,6 +47,9 @@ from host.recording_sink import (
     free_space_problem,
     open_recorder,
 )
+from host.run_metadata import add_arguments as add_metadata_arguments
+from host.run_metadata import folder_label
+from host.run_metadata import merge as merge_metadata
 from host.stops import StopRequests
 from protocol import Event, Flags, NakCode, State, StopReason, StopSource, TelemetryBatch
 from protocol.models import DeviceInfoRecord, kpa, ml, ml_min
@@ -151,6 +154,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="with --record, refuse to start with less free space than this "
         f"(default %(default).0f MB; {MIN_FREE_MB.allowed})",
     )
+    add_metadata_arguments(p)
     p.set_defaults(func=_main)
 
 
@@ -163,6 +167,7 @@ def _main(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         mixed_ago_s = _mixed_ago(args.mixed_ago, args.mixed_at, plan)
+        plan = plan.model_copy(update={"metadata": merge_metadata(plan.metadata, args)})
     except ValueError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_USAGE
@@ -341,10 +346,14 @@ async def run_plan(
                     return code
                 try:
                     recorder = await open_recorder(
-                        new_run_dir(record_root, _label(plan)),
+                        new_run_dir(record_root, folder_label(plan.metadata, plan.name)),
                         clamped,
                         DeviceInfoRecord.from_message(info),
-                        extra={"port": url, "mixed_ago_s_at_arm": mixed_ago_s},
+                        extra={
+                            "port": url,
+                            "mixed_ago_s_at_arm": mixed_ago_s,
+                            "run_metadata": plan.metadata.record(),
+                        },
                         counters_source=lambda: ctl.counters,
                     )
                 except OSError as exc:
@@ -381,10 +390,6 @@ async def run_plan(
                 detach_log_file(log_handler)
     finally:
         await ctl.close()
-
-
-def _label(plan: InjectionPlan) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in plan.name)[:40]
 
 
 async def _inject(

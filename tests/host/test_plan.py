@@ -219,6 +219,7 @@ def test_the_readme_documents_every_field() -> None:
         "cement": InjectionPlan.model_fields["cement"].annotation,
         "cannula": InjectionPlan.model_fields["cannula"].annotation,
         "syringe": InjectionPlan.model_fields["syringe"].annotation,
+        "metadata": InjectionPlan.model_fields["metadata"].annotation,
     }
     for table, model in sections.items():
         if table:
@@ -292,7 +293,7 @@ size = "2.5ml"
         f"{path}: cement.working_time_s: 0 is too small; allowed [1, 7200] (s)",
         f"{path}: cannula.gauge: 12 is not one of the choices; allowed 10, 11 or 13 (gauge)",
         f"{path}: pump_speed: 7 is not a known field; allowed name, description, mode, flow_ml_min, "
-        "increment_ml, volume_limit_ml, pressure, relief, cement, cannula, syringe (field names)",
+        "increment_ml, volume_limit_ml, pressure, relief, cement, cannula, syringe, metadata (field names)",
     )
 
 
