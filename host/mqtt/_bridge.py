@@ -408,23 +408,24 @@ class MqttBridge:
             self.counters.stale += 1
             return
         self.counters.stops_received += 1
-        task = asyncio.get_running_loop().create_task(self._forward_stop(source, topic))
-        self._stop_tasks.add(task)
-        task.add_done_callback(self._stop_tasks.discard)
         origin = f"mqtt {topic}"
         late_s = stop_lateness(message.payload, self.options.max_request_bytes)
         if late_s is not None:  # queued by the broker during an outage: it stops all the same
             self.counters.late_stops += 1
             origin += f" (late: sent {late_s:.1f} s before it arrived)"
-            self._log(f"mqtt: late stop on {topic}: sent {late_s:.1f} s before it arrived", logging.WARNING)
+        task = asyncio.get_running_loop().create_task(self._forward_stop(source, topic, late_s))
+        self._stop_tasks.add(task)
+        task.add_done_callback(self._stop_tasks.discard)
         self._own_stops.requested(source, origin, t=t)
         if self._shared_stops is not None:
             self._shared_stops.requested(source, origin, t=t)
 
-    async def _forward_stop(self, source: StopSource, topic: str) -> None:
+    async def _forward_stop(self, source: StopSource, topic: str, late_s: float | None = None) -> None:
+        """The STOP first; then the log lines (a STOP never waits behind the log)."""
         try:
             await self._ctl.stop(source)
         except CementguardError as exc:
+            self._log_late(topic, late_s)
             self.counters.stops_unsent += 1
             self._log(
                 f"mqtt: stop request on {topic} not sent, the link to the controller is down ({exc}): "
@@ -433,6 +434,11 @@ class MqttBridge:
             )
             return
         self.counters.stops_forwarded += 1
+        self._log_late(topic, late_s)
+
+    def _log_late(self, topic: str, late_s: float | None) -> None:
+        if late_s is not None:
+            self._log(f"mqtt: late stop on {topic}: sent {late_s:.1f} s before it arrived", logging.WARNING)
 
     def _handle(self, message: aiomqtt.Message, received_at: float) -> None:
         """After the fact: log stop requests (their STOP is already on its way), refuse the rest."""
