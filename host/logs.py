@@ -11,7 +11,10 @@ trace with the run they belong to.
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import queue
 import sys
+import threading
 from pathlib import Path
 
 __all__ = ["LEVELS", "LOG_FILE", "attach_log_file", "configure", "detach_log_file"]
@@ -55,13 +58,42 @@ def configure(level: str = "WARNING") -> None:
     root.setLevel(min(logging.INFO, logging.getLevelName(level.upper())))
 
 
+class _LogFile(logging.handlers.QueueHandler):
+    """A log file written by a thread of its own. The file lives on the recording's disk, and log
+    calls are made on the event loop: a call that waited for a stalled disk would hold up the link,
+    a STOP included. A call only hands the line over (`QueueHandler` formats it, traceback included);
+    the thread writes it."""
+
+    def __init__(self, path: Path, level: int) -> None:
+        super().__init__(queue.SimpleQueue())
+        self.setLevel(level)
+        self.file = logging.FileHandler(path, encoding="utf-8", delay=False)
+        self.file.setFormatter(logging.Formatter(FORMAT))
+        self._thread = threading.Thread(target=self._write, name=f"log file {path}", daemon=True)
+        self._thread.start()
+
+    def _write(self) -> None:
+        while (record := self.queue.get()) is not None:
+            self.file.handle(record)  # a write error is reported by logging's handleError, on stderr
+
+    def close(self) -> None:
+        """Write what is queued, then close; at most CLOSE_WAIT_S (a stalled disk keeps the rest)."""
+        self.queue.put_nowait(None)
+        self._thread.join(CLOSE_WAIT_S)
+        if not self._thread.is_alive():
+            self.file.close()
+        super().close()
+
+
+CLOSE_WAIT_S = 2.0
+"""How long detaching a log file waits for its last lines to be written."""
+
+
 def attach_log_file(path: Path, level: int = logging.INFO) -> logging.Handler:
     """Also log to `path` (at `level` or above) until `detach_log_file`: every logger, the
     libraries' too (a broker error from aiomqtt belongs to the run's record). The console keeps its
-    own level (`configure`)."""
-    handler = logging.FileHandler(path, encoding="utf-8", delay=False)
-    handler.setFormatter(logging.Formatter(FORMAT))
-    handler.setLevel(level)
+    own level (`configure`). The file is written by a thread of its own (`_LogFile`)."""
+    handler = _LogFile(path, level)
     root = logging.getLogger()
     root.addHandler(handler)
     if root.getEffectiveLevel() > level:

@@ -51,3 +51,36 @@ def test_console_log_lines_go_to_the_current_stderr(monkeypatch) -> None:  # typ
             if handler not in before[0]:
                 root.removeHandler(handler)
         root.setLevel(before[1])
+
+
+def test_a_stalled_disk_under_the_log_file_never_blocks_the_caller(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The recording's host.log lives on the recording's disk. A log call on the event loop that
+    waited for that disk (stalled, an NFS mount gone away) would hold up everything behind it, a STOP
+    included: the file is written by a thread of its own, and a log call only hands it the line."""
+    import threading
+
+    from host import logs
+
+    gate = threading.Event()
+    real_emit = logging.FileHandler.emit
+
+    path = tmp_path / logs.LOG_FILE
+
+    def stalled(self: logging.FileHandler, record: logging.LogRecord) -> None:
+        if self.baseFilename == str(path):  # not pytest's own log file, if any
+            gate.wait(10.0)
+        real_emit(self, record)
+
+    monkeypatch.setattr(logging.FileHandler, "emit", stalled)
+    handler = logs.attach_log_file(path)
+    returned = threading.Event()
+    try:
+        caller = threading.Thread(
+            target=lambda: (logging.getLogger("host.test").warning("STOP requested"), returned.set())
+        )
+        caller.start()
+        assert returned.wait(5.0), "the log call waited for the disk"
+    finally:
+        gate.set()
+        logs.detach_log_file(handler)
+    assert "WARNING host.test: STOP requested" in path.read_text()
