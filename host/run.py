@@ -35,7 +35,7 @@ from host.control import serve_control
 from host.errors import CementguardError, CommandRefused, LinkLost, StatusUnavailable
 from host.link_quality import LinkQuality
 from host.logs import LOG_FILE, attach_log_file, detach_log_file
-from host.loss_report import SeenEvents, report_after_loss
+from host.loss_report import SeenEvents, missed_stop, report_after_loss
 from host.plan import InjectionPlan, PlanError, clamp_to_device, load_plan
 from host.pump import Consumer, ConsumerFailure, StreamPump
 from host.recording import Recorder, new_run_dir
@@ -545,12 +545,42 @@ async def _drive(
             return await _link_failure(ctl, str(exc), seen, sink, console)
         log.warning("refused: %s", exc)
         console.print(f"[bold red]refused:[/] {exc}", highlight=False)
-        return EXIT_SAFETY_STOP if ctl.state in ENDED else EXIT_USAGE
+        if ctl.state in ENDED:  # a stop latched meanwhile (its event may have been lost): say which
+            await _report_latched(ctl, seen, sink, console)
+            return EXIT_SAFETY_STOP
+        return EXIT_USAGE
     except LinkLost as exc:
         return await _link_failure(ctl, link_lost.reason or exc.reason, seen, sink, console)
     except StatusUnavailable as exc:  # the line is too poor to read the device back: nothing started
         console.print(f"[bold red]link failure:[/] {exc}", highlight=False)
         return EXIT_LINK
+
+
+async def _report_latched(
+    ctl: DeviceClient, seen: SeenEvents, sink: RecordingSink | None, console: Console
+) -> None:
+    """A command was refused because the device had latched a stop (RESUME after a stop during the
+    imaging pause): re-read STATUS and say which stop, as if its event had come, and record it when
+    its event never reached the host (damaged on the line). The operator is never left with only
+    "STOP_LATCHED"."""
+    try:
+        status = await ctl.get_status()
+    except CementguardError as exc:
+        console.print(f"[bold red]device state unknown:[/] {exc}", highlight=False)
+        return
+    stop = PlanStop.of_status(status)
+    reason, source = _name(StopReason, stop.reason), _name(StopSource, stop.source)
+    at = f"at {_event_pressure(stop)}, {stop.delivered_nl / 1e6:.3f} mL delivered"
+    log.warning("safety stop: %s (source %s) %s", reason, source, at)
+    console.print(f"[bold red]safety stop: {reason}[/] (source {source}) {at}", highlight=False)
+    missed = missed_stop(status, seen)
+    if missed is not None and sink is not None and sink.failed is None:
+        event, notes = missed
+        console.print(f"[yellow]note:[/] the {reason} event never reached the host; read from STATUS")
+        try:
+            sink.on_event(event, {**notes, "read_from": "STATUS"}, None)
+        except Exception as exc:  # reported like any recording failure
+            log.error("recording the stop read from STATUS failed: %s", exc)
 
 
 async def _link_failure(
