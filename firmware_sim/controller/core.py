@@ -485,6 +485,9 @@ class Controller:
         if self._plan is not None and enc - self._origin > self._high_counts:
             self._high_counts = enc - self._origin
         self._end_switch = sensors.end_of_travel
+        # every tick, before the detectors: a STOP END_OF_TRAVEL taken this tick, and this tick's sample,
+        # carry the flag (flag, stop and START refusal agree from the same tick, SPEC §8.5)
+        self._set_flag(_F_EOT, self._at_end())
         line_in = sensors.fluoro_stop_line
         if line_in and not self._fluoro_raw:
             self._fluoro_raw_us = (
@@ -609,7 +612,6 @@ class Controller:
         if self._stall.update(lag) and st == INJECTING:
             self._latch(StopReason.MOTOR_STALL)
         self._set_flag(_F_STALL, self._stall.suspect)
-        self._set_flag(_F_EOT, self._at_end())
         if self._sensor.suspect is not bool(self._alarms >> AlarmCode.SENSOR_SUSPECT & 1):
             self._alarm(AlarmCode.SENSOR_SUSPECT, self._sensor.suspect)
 

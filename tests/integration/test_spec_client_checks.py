@@ -29,6 +29,7 @@ from protocol import (
     State,
     Status,
     Stop,
+    StopReason,
     StopSource,
 )
 from protocol.messages import Arm, GetStatus, Resume, TelemetryBatch
@@ -139,3 +140,32 @@ def test_a_hello_reopening_an_open_session_keeps_the_telemetry_index_contiguous(
     assert len(seen) > before + 2
     for (a, n), (b, _m) in itertools.pairwise(seen):
         assert b == a + n, seen
+
+
+def test_the_end_of_travel_stop_of_a_closed_limit_switch_carries_the_flag() -> None:
+    """SPEC §8.5 / §6.11 / §5.12: the flag END_OF_TRAVEL means "limit switch closed, or the plunger on
+    or past travel_um", and an EVENT's flags are those once the event has taken effect. So the STOP
+    that a closing switch causes carries the flag, as does every sample from that tick on while the
+    switch stays closed: flag, stop and START refusal agree from the first tick (the flag used to
+    follow only at the next 10 ms block)."""
+    rig = VirtualRig(
+        PlantConfig.model_validate(
+            {"plunger_start_mm": 20.0, "events": [{"kind": "end_switch", "at_s": 0.5}]}
+        )
+    )
+    rig.connect()
+    assert isinstance(rig.arm(volume_limit_nl=500_000), Ack)
+    assert isinstance(rig.start(), Ack)
+    assert rig.run(1.0, until=rig.state_is(State.STOPPED))
+    rig.run(0.05)
+    stop = rig.stop_events()[-1]
+    assert stop.reason == StopReason.END_OF_TRAVEL
+    assert stop.flags & Flags.END_OF_TRAVEL, f"STOP END_OF_TRAVEL without the flag: {stop.flags!r}"
+    s = rig.samples
+    after = s[s["t_us"] >= stop.t_us]
+    assert len(after) >= 40
+    assert bool(((after["flags"] & int(Flags.END_OF_TRAVEL)) != 0).all())
+    before = s[s["t_us"] < stop.t_us]
+    assert not bool(((before["flags"] & int(Flags.END_OF_TRAVEL)) != 0).any()), (
+        "set only once the switch closed"
+    )
