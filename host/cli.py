@@ -49,10 +49,13 @@ COMMANDS: dict[str, Subcommand] = {
         "the dashboard on the simulator with the example plan (no hardware, no broker)",
     ),
     "export": Subcommand(
-        "host.export", "add_parser", "export a recording to CSV (edge units: s, kPa, mL, mL/min)"
+        "host.export", "add_parser", "export a recording to CSV or Parquet (edge units: s, kPa, mL, mL/min)"
     ),
     "plot": Subcommand(
         "host.plot", "add_parser", "plot a recording to a PNG (pressure, volume, flow with limits and stops)"
+    ),
+    "report": Subcommand(
+        "host.report", "add_parser", "write a run report (self-contained HTML and PDF) for the lab notebook"
     ),
     "dashboard": Subcommand(
         "host.dashboard.cli",
