@@ -82,3 +82,4 @@ def test_a_stop_through_a_session_loads_no_simulator_harness_or_ui(env: dict[str
     serving.join(5.0)
     assert "STOP acknowledged through probe" in said, said
     assert loaded & FORBIDDEN == set()
+    assert loaded & {"protocol", "numpy", "serial"} == set(), "docs/design.md: the endpoint's client alone"
