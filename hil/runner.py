@@ -392,7 +392,7 @@ async def _drive(run: _Run, out_dir: Path) -> None:
                     # The imaging pause, in device time. A stop during it (a fault while PAUSED, a
                     # cut link) ends the run instead of the RESUME.
                     with contextlib.suppress(TimeoutError):
-                        pending = await asyncio.wait_for(run.stops.get(), s.resume_after_s / scale)
+                        pending = await asyncio.wait_for(_queued_stop(run), s.resume_after_s / scale)
                     if pending is not None:
                         continue
                     try:
@@ -454,7 +454,7 @@ async def _next_stop(run: _Run, ctl: DeviceClient) -> tuple[Event, float] | str:
             run.seen_stops.add(item[0].event_index)
             return item
         if reconciled.cancelled() or reconciled.exception() is not None:
-            return await run.stops.get()  # the link is gone: "cut", "failed", or the deadline
+            return await _queued_stop(run)  # the link is gone: "cut", "failed", or the deadline
         stop = reconciled.result()
         now = time.perf_counter()
         if stop.event is not None:
@@ -464,6 +464,11 @@ async def _next_stop(run: _Run, ctl: DeviceClient) -> tuple[Event, float] | str:
             return stop.event, now
         status = ctl.status
         event = stop.as_event(status.event_count if status is not None else 0)
+        if event.event_index in run.seen_stops:
+            # the device still shows a stop the driver has taken (a RESUME that failed on the line):
+            # nothing new to reconcile; what comes next comes through the queue (or the deadline)
+            return await _queued_stop(run)
+        run.seen_stops.add(event.event_index)
         run.m.stops_read_from_status += 1
         run.stop_events.append((event, now))
         if run.recording is not None:
@@ -471,6 +476,17 @@ async def _next_stop(run: _Run, ctl: DeviceClient) -> tuple[Event, float] | str:
                 event, {"read_from": "STATUS", "note": "the STOP event was lost on the line"}, None
             )
         return event, now
+
+
+async def _queued_stop(run: _Run) -> tuple[Event, float] | str:
+    """The next item of the driver's queue that is not a STOP event taken already."""
+    while True:
+        item = await run.stops.get()
+        if isinstance(item, str):
+            return item
+        if item[0].event_index not in run.seen_stops:
+            run.seen_stops.add(item[0].event_index)
+            return item
 
 
 async def _prepare_device(ctl: DeviceClient) -> None:

@@ -59,3 +59,28 @@ async def test_a_lost_increment_done_event_is_read_from_status_and_the_plan_goes
     stops = {e.record.reason: e for e in rec.stop_events()}
     assert stops[StopReason.INCREMENT_DONE].annotations["read_from"] == "STATUS"
     assert "read_from" not in stops[StopReason.VOLUME_LIMIT].annotations
+
+
+async def test_a_stop_event_taken_through_the_reconciliation_is_not_taken_again_from_the_queue() -> None:
+    """The reconciliation may see a STOP event before the driver's queue does; the queue's copy must
+    not count a second INCREMENT_DONE (and a second imaging pause and RESUME)."""
+    from types import SimpleNamespace
+
+    from hil.runner import _queued_stop
+    from protocol import AlarmCode, Flags, State, StopSource
+
+    def stop(index: int) -> Event:
+        return Event(
+            t_us=1, event_index=index, kind=EventKind.STOP, state=State.PAUSED, prev_state=State.INJECTING,
+            reason=StopReason.INCREMENT_DONE, source=StopSource.CONTROLLER, alarm=AlarmCode.NONE,
+            flags=Flags(0), pressure_pa=0, delivered_nl=0, plunger_um=0, detail=0,
+        )  # fmt: skip
+
+    run = SimpleNamespace(stops=asyncio.Queue(), seen_stops={7})  # 7 was taken through the reconciliation
+    for item in ((stop(7), 0.0), (stop(8), 0.0), "cut"):
+        run.stops.put_nowait(item)
+    first = await _queued_stop(run)  # type: ignore[arg-type]
+    assert not isinstance(first, str)
+    assert first[0].event_index == 8
+    assert await _queued_stop(run) == "cut"  # type: ignore[arg-type]
+    assert run.seen_stops == {7, 8}
