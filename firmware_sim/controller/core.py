@@ -764,11 +764,18 @@ class Controller:
             self._stop_reason = StopReason.NONE
             self._stop_source = StopSource.NONE
         kind = EventKind.STOP if reason else EventKind.STATE_CHANGE
+        at = len(self._out)
         self._event(kind, prev=prev, reason=reason, source=source, detail=detail)
         if prev == INJECTING:
             self._leave_injecting()
         if new == INJECTING:
             self._enter_injecting()
+        # The event goes out first (an ALARM_CLEARED or RELIEF_DONE these cause follows it), but its
+        # flags are those once the transition has taken effect (SPEC §5.12): relief started or cut
+        # short, viscosity estimate and throttling ended.
+        event = self._out[at]
+        if isinstance(event, Event) and event.flags != self._flags:
+            self._out[at] = dataclasses.replace(event, flags=Flags(self._flags))
 
     def _enter_injecting(self) -> None:
         if self._relief.active:  # RESUME during a relief: the back-off is cut short

@@ -21,6 +21,7 @@ from protocol import (
     Ack,
     BusyDetail,
     Clear,
+    EventKind,
     Flags,
     Hello,
     Nak,
@@ -32,7 +33,7 @@ from protocol import (
     StopReason,
     StopSource,
 )
-from protocol.messages import Arm, GetStatus, Resume, TelemetryBatch
+from protocol.messages import Arm, GetStatus, Pause, Resume, TelemetryBatch
 
 
 def _rig() -> VirtualRig:
@@ -169,3 +170,32 @@ def test_the_end_of_travel_stop_of_a_closed_limit_switch_carries_the_flag() -> N
     assert not bool(((before["flags"] & int(Flags.END_OF_TRAVEL)) != 0).any()), (
         "set only once the switch closed"
     )
+
+
+def test_a_transition_event_carries_the_flags_once_it_has_taken_effect() -> None:
+    """SPEC §5.12: EVENT `flags` are the status bits once the event has taken effect. A STOP out of
+    INJECTING on a RELIEF plan starts the relief (RELIEF_ACTIVE, §6.11) and ends the viscosity
+    estimate (VISCOSITY_VALID clear: no steady forward flow); a RESUME that cuts the relief short
+    clears RELIEF_ACTIVE. The events used to carry the flags from before the transition."""
+    rig = _rig()
+    assert isinstance(rig.arm(plan_flags=PlanFlags.RELIEF), Ack)
+    assert isinstance(rig.start(), Ack)
+    assert rig.run(3.0, until=lambda r: bool(r.controller.flags & Flags.VISCOSITY_VALID))
+    pause = rig.command(lambda i: Pause(i))
+    assert isinstance(pause, Ack)
+    rig.run(0.02)
+    assert rig.controller.relief_active
+    assert isinstance(rig.command(Resume), Ack)
+    rig.run(1.0)
+    assert isinstance(rig.command(lambda i: Stop(i, StopSource.OPERATOR)), Ack)
+    rig.run(0.05)
+    transitions = [e for e in rig.events if e.kind in (EventKind.STATE_CHANGE, EventKind.STOP)]
+    paused, resumed, stopped = transitions[-3:]
+    assert (paused.state, resumed.state, stopped.state) == (State.PAUSED, State.INJECTING, State.STOPPED)
+    for event in (paused, stopped):
+        assert event.flags & Flags.RELIEF_ACTIVE, f"{event.state!r}: the relief runs from the transition on"
+        assert not event.flags & Flags.VISCOSITY_VALID, f"{event.state!r}: no estimate outside INJECTING"
+    assert not resumed.flags & Flags.RELIEF_ACTIVE, "RESUME cut the relief short"
+    relief_done = [e for e in rig.events if e.kind == EventKind.RELIEF_DONE]
+    assert relief_done
+    assert relief_done[0].event_index == resumed.event_index + 1, "RELIEF_DONE still follows the STATE_CHANGE"
