@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES := mosquitto mosquitto-clients socat
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test demo lint typecheck pytest hil venv system-deps bench clean
+.PHONY: test demo install lint typecheck pytest hil venv system-deps bench clean
 
 venv: $(STAMP)
 
@@ -48,7 +48,15 @@ hil: venv system-deps
 test: venv system-deps lint typecheck pytest hil
 
 demo: venv
+	@echo "the cementguard command is $(CURDIR)/$(VENV)/bin/cementguard$$(c=$$(command -v cementguard) \
+		&& echo "; on your PATH: $$c" || echo "; not on your PATH: 'make install' puts it there")"
 	$(VENV)/bin/cementguard demo
+
+# The `cementguard` command on this user's PATH: pipx if installed, else uv, else a private venv in
+# ~/.local/share/cementguard with the command linked into ~/.local/bin (scripts/install.sh; README).
+# INSTALL_ARGS, e.g. "--method venv --prefix /opt/cg", are passed to the script.
+install:
+	PYTHON=$(PYTHON) scripts/install.sh $(INSTALL_ARGS)
 
 bench: venv
 	$(PY) bench/run_all.py
