@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from dataclasses import dataclass
 
@@ -180,6 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
+    if any(name.upper().startswith("CEMENTGUARD_") for name in os.environ):
+        # every command, not only those that read the settings: a typo in a CEMENTGUARD_* variable is
+        # refused as an unknown key in cementguard.toml is (issue 13 item 8), never silently ignored
+        from host.settings import unknown_environment
+
+        unknown = unknown_environment()
+        if unknown:
+            for line in unknown:
+                print(f"error: {line}", file=sys.stderr)
+            return 2
     return int(func(args))
 
 
