@@ -24,7 +24,7 @@ from typing import Any
 
 from host import control_client as control
 from host.errors import CementguardError, CommandRefused, CommandTimeout
-from host.port_lock import PortBusy, lock_path, read_holder
+from host.port_lock import PortBusy, RuntimeDirError, lock_path, read_holder
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -113,6 +113,11 @@ async def stop(port: str, source: str, answer_timeout_s: float = control.ANSWER_
         answer = await control.request(port, "stop", timeout_s=answer_timeout_s, source=source)
     except control.NoEndpoint:
         return await _stop_directly(port, source)
+    except RuntimeDirError as exc:
+        # No lock and no endpoint can be used there, but a stop must never be refused over a
+        # file-permission problem: the STOP goes onto the port all the same.
+        _fail(f"{exc}. {_write_beside(port, source, 'the program holding the port, if any')}")
+        return EXIT_LINK
     except control.ControlError as exc:
         _fail(f"{exc}. {_write_beside(port, source, _holder_name(port))}")
         return EXIT_LINK
