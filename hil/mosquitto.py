@@ -126,6 +126,8 @@ class Mosquitto:
     """Mosquitto ACL file (e.g. the repository's deploy/mosquitto/cementguard.acl); None: none."""
     persistence: bool = False
     """Keep retained messages and persistent sessions across `restart()` (in `workdir`)."""
+    max_packet_size: int | None = None
+    """Mosquitto's `max_packet_size` (bytes): a client sending a bigger packet is disconnected."""
     host: str = "127.0.0.1"
     binary: str = field(default_factory=lambda: find_binary("mosquitto"))
     proc: subprocess.Popen[bytes] | None = None
@@ -143,6 +145,7 @@ class Mosquitto:
         timeout_s: float = READY_TIMEOUT_S,
         acl_file: str | os.PathLike[str] | None = None,
         persistence: bool = False,
+        max_packet_size: int | None = None,
     ) -> Mosquitto:
         """Write the configuration into `workdir` and start the broker; `users` (name -> password)
         turns anonymous access off. Retries with another free port if the chosen one was taken."""
@@ -160,6 +163,7 @@ class Mosquitto:
                 tcp_nodelay,
                 Path(acl_file) if acl_file is not None else None,
                 persistence,
+                max_packet_size,
             )
             try:
                 broker._write_config()
@@ -228,6 +232,7 @@ class Mosquitto:
                 else ["persistence false"]
             ),
             *([f"acl_file {self.acl_file}"] if self.acl_file is not None else []),
+            *([f"max_packet_size {self.max_packet_size}"] if self.max_packet_size is not None else []),
             f"log_dest file {self.log_path}",
             "log_type error",
             "log_type warning",

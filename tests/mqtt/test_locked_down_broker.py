@@ -38,11 +38,17 @@ def test_the_example_config_is_locked_down() -> None:
     assert conf["password_file"].endswith("cementguard.passwd")
     assert conf["acl_file"].endswith("cementguard.acl")
     assert conf["persistence"] == "true"  # the bridge's persistent session survives a restart
+    assert 1 << 20 <= int(conf["max_packet_size"]) <= 16 << 20  # bounded, above the bridge's own messages
 
 
 @pytest.fixture
 def locked(tmp_path: Path) -> Mosquitto:
-    broker = Mosquitto.start(tmp_path / "broker", users=USERS, acl_file=DEPLOY / "cementguard.acl")
+    broker = Mosquitto.start(
+        tmp_path / "broker",
+        users=USERS,
+        acl_file=DEPLOY / "cementguard.acl",
+        max_packet_size=int(_conf_directives()["max_packet_size"]),
+    )
     yield broker  # type: ignore[misc]
     broker.kill()
 
@@ -78,6 +84,28 @@ async def test_only_the_rigs_bridge_publishes_its_state_and_only_stops_come_from
         assert not any("by viewer" in line for line in rb.log)
         await ctl.get_status()  # the forged messages had every chance to arrive meanwhile
     assert not any(b"forged" in bytes(m.payload) for m in seen.messages)
+
+
+async def test_a_huge_publish_is_refused_by_the_broker_not_held_by_the_bridge(
+    locked: Mosquitto, sim_pty: tuple[object, str]
+) -> None:
+    """A 256 MB publish on a stop topic used to reach the bridge, which held it several times over;
+    the example config's max_packet_size disconnects the sender instead, and stops go on working."""
+    _proc, port = sim_pty
+    limit = int(_conf_directives()["max_packet_size"])
+    assert limit >= 1 << 20  # the bridge's own largest message (telemetry at its cap) is ~0.6 MB
+    async with (
+        DeviceClient.open(port) as ctl,
+        running_bridge(ctl, locked.url, username="cementguard-rig1", password="bridge-pw") as rb,
+    ):
+        with pytest.raises(aiomqtt.MqttError):  # disconnected: the publish never completes
+            async with _client(locked, "imaging") as imaging:
+                await imaging.publish(f"cementguard/{RIG}/fluoro/stop", b"x" * (limit + 1), qos=1, timeout=5)
+        async with _client(locked, "imaging") as imaging:
+            await imaging.publish(f"cementguard/{RIG}/fluoro/stop", '{"by": "after"}', qos=1)
+        await until(lambda: any("by after" in line for line in rb.log), what="the next stop")
+        assert not any("oversized" in line for line in rb.log)  # the huge one never reached it
+        assert rb.bridge.connected
 
 
 async def test_an_anonymous_client_cannot_connect(locked: Mosquitto) -> None:
