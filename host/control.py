@@ -226,10 +226,17 @@ class ControlServer:
                                 break
         finally:
             events.close()
-        status = ctl.status
-        if answer["event"] is None and status is not None and ack.state == State.STOPPED:
-            answer["stop_reason"] = _name(status.stop_reason)
-            answer["stop_source"] = _name(status.stop_source)
+        if answer["event"] is None and ack.state == State.STOPPED:
+            # Which stop holds it: a fresh STATUS, read after the STOP went out. The session's last
+            # STATUS may be from before the stop that latched it (it said NONE).
+            try:
+                status: Status | None = await ctl.get_status()
+            except CementguardError as exc:
+                status = None
+                answer["warning"] = f"which stop holds the pump is unknown: no STATUS ({exc})"
+            if status is not None:
+                answer["stop_reason"] = _name(status.stop_reason)
+                answer["stop_source"] = _name(status.stop_source)
         return answer
 
     async def _status(self) -> dict[str, Any]:
