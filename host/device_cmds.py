@@ -279,10 +279,30 @@ def _print_status(device: dict[str, Any], s: Any, header: str | None) -> None:
     lines.append(f"state     {s.state.name}")
     if s.stop_reason:
         lines.append(f"stop      {s.stop_reason.name} (source {s.stop_source.name})")
-    lines.append(f"pressure  {s.pressure_kpa:.0f} kPa")
-    lines.append(f"delivered {s.delivered_ml:.3f} / {s.volume_limit_ml:.3f} mL")
+    lines.append(f"pressure  {_pressure_text(s)}")
+    lines.append(f"delivered {_delivered_text(s)}")
+    lines.append(f"plunger   {s.plunger_mm:.2f} mm from home")
     lines.append(f"limits    soft {s.soft_limit_kpa:.0f} kPa, hard {s.hard_limit_kpa:.0f} kPa")
     _say("\n".join(lines))
+
+
+def _pressure_text(s: Any) -> str:
+    """A faulty sensor's reading is not a pressure (SPEC §6.11): never show it as one."""
+    from protocol import Flags
+
+    if s.flags & Flags.SENSOR_FAULT:
+        return "invalid (sensor fault)"
+    return f"{s.pressure_kpa:.0f} kPa".replace("-0 kPa", "0 kPa")
+
+
+def _delivered_text(s: Any) -> str:
+    """Delivered since the last ARM; after CLEAR the plan (and its limit) is gone but the volume of
+    the last run is kept until the next ARM (SPEC §5.15), so it is labelled as the last run's."""
+    if s.volume_limit_ml > 0:
+        return f"{s.delivered_ml:.3f} of {s.volume_limit_ml:.3f} mL planned"
+    if s.delivered_ml > 0:
+        return f"{s.delivered_ml:.3f} mL (last run; no plan loaded)"
+    return "0.000 mL (no plan loaded)"
 
 
 async def clear(port: str) -> int:
