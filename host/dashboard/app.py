@@ -70,6 +70,7 @@ is gone, and must not keep the process (and its serial port) alive. The recordin
 its tail then."""
 STOP_KEYS = ("x", "f")
 """Letters that stop: typed as text while a text field has the focus (Escape always stops)."""
+STOP_ACTIONS = frozenset({"stop", "fluoro_stop"})
 LINK_ACTIONS = frozenset({"arm", "start", "space", "clear"})
 REPLAY_ACTIONS = frozenset({"seek", "seek_to", "speed"})
 WIDE_FROM = 120
@@ -245,7 +246,9 @@ class DashboardApp(App[int]):
             self._linked = linked
             self.refresh_bindings()
         for button in main.query(".control").results(Button):
-            allowed = self.check_action(button.name or "", ())
+            name = button.name or ""
+            # A button is pressed, not typed: the stop buttons are shown and live in every focus.
+            allowed = self.check_action(name, ("button",) if name in STOP_ACTIONS else ())
             button.disabled = not allowed
             button.display = allowed is not False
 
@@ -257,7 +260,7 @@ class DashboardApp(App[int]):
     # -- which controls are live ----------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("stop", "fluoro_stop"):
+        if action in STOP_ACTIONS:
             key = parameters[0] if parameters else "f"
             return not (key in STOP_KEYS and isinstance(self.focused, Input))
         if action in REPLAY_ACTIONS:

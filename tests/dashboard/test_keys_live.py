@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import Button
+from textual.widgets import Button, Input
+from textual.widgets._footer import FooterKey
 
 from host.client import DeviceClient
 from host.dashboard.source import LiveSource
@@ -187,3 +188,39 @@ async def test_q_while_injecting_stops_before_quitting(live_dashboard, sim, cont
         assert status.state == State.STOPPED
         assert status.stop_reason == StopReason.OPERATOR_STOP
         assert status.stop_source == StopSource.OPERATOR
+
+
+def footer_stop_keys(app) -> set[str]:  # type: ignore[no-untyped-def]
+    """The keys the footer shows for STOP."""
+    return {key.key for key in app.screen.query(FooterKey) if key.description == "STOP"}
+
+
+async def test_stop_stays_in_view_while_a_plan_field_has_focus_and_letters_are_text(live_dashboard) -> None:
+    async with live_dashboard() as (app, pilot):
+        buttons = {b.name: b for b in app.query(Button)}
+        flow = app.query_one("#field-flow_ml_min", Input)
+        before = flow.value
+        flow.focus()
+        await pilot.pause()
+        app.refresh_view()
+        await pilot.pause()
+        for name in ("stop", "fluoro_stop"):
+            assert buttons[name].display, f"the {name} button is shown while a field has focus"
+            assert not buttons[name].disabled, name
+        # the footer names the stop key that works in a field (it is rebuilt after the focus moves)
+        await until(pilot, lambda: footer_stop_keys(app) == {"escape"}, 2.0)
+        await pilot.press("a")  # the arm key typed into a field is text: it neither arms nor replaces
+        await until(pilot, lambda: flow.value != before, 2.0)
+        assert flow.value == before + "a", "focus did not select the value: a letter adds, never overwrites"
+        await pilot.press("s")
+        await pilot.pause(0.3)
+        assert ctl_state(app) == State.IDLE, "a and s typed in a field neither arm nor start"
+        await pilot.press("tab")  # Tab lands in the next field without selecting its text
+        await pilot.pause()
+        nxt = app.focused
+        assert isinstance(nxt, Input)
+        assert nxt.selection.is_empty
+        app.query_one("#stop-log").focus()
+        await until(pilot, lambda: footer_stop_keys(app) == {"x"}, 2.0)
+        flow.focus()
+        await until(pilot, lambda: footer_stop_keys(app) == {"escape"}, 2.0)

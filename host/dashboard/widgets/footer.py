@@ -1,5 +1,9 @@
 """The key footer, wrapped onto two rows in a narrow terminal: at 80 columns the dashboard's keys
-(94 columns in one row) would otherwise run off the right edge, quit first."""
+(94 columns in one row) would otherwise run off the right edge, quit first.
+
+STOP is named in every focus: while a text field has the focus, the letter keys are typed there
+(Textual leaves their bindings out, x's is off), and the footer names Escape, which stops there as
+everywhere."""
 
 from __future__ import annotations
 
@@ -7,16 +11,25 @@ import math
 
 from textual.app import ComposeResult
 from textual.widgets import Footer
+from textual.widgets._footer import FooterKey
+
+ESCAPE_STOP = "stop('escape')"
+"""The app's Escape binding (shown only where x is not)."""
 
 
 class KeyFooter(Footer):
-    """Textual's footer, with a grid of two rows ready for a narrow screen.
+    """Textual's footer, with a grid of two rows ready for a narrow screen, and a STOP key always.
 
     Footer sets its grid to one column per key; this halves that. The grid is used only where
     dashboard.tcss gives the footer the grid layout and two rows (`Screen.-narrow KeyFooter`):
     elsewhere it keeps Footer's one horizontal row."""
 
     def compose(self) -> ComposeResult:
-        yield from super().compose()
-        keys = self.styles.grid_size_columns or 1  # what Footer just set: one column per key
-        self.styles.grid_size_columns = math.ceil(keys / 2)
+        keys = list(super().compose())
+        columns = self.styles.grid_size_columns or 1  # what Footer just set: one column per key
+        stop_shown = any(isinstance(key, FooterKey) and key.description == "STOP" for key in keys)
+        if self._bindings_ready and not stop_shown:
+            keys.insert(0, FooterKey("escape", "Esc", "STOP", ESCAPE_STOP).data_bind(compact=Footer.compact))
+            columns += 1
+        self.styles.grid_size_columns = math.ceil(columns / 2)
+        yield from keys

@@ -1,5 +1,8 @@
 """The plan panel: load a plan file, edit flow, increment, volume and pressure limits, and the
-cement's age, with each field's validation message shown under it as it is typed."""
+cement's age, with each field's validation message shown under it as it is typed.
+
+A field does not select its text when it takes the focus (Tab): a key pressed there out of habit
+(a to arm) then adds a letter the validation flags, it never replaces the value."""
 
 from __future__ import annotations
 
@@ -42,18 +45,20 @@ class PlanPanel(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(classes="row"):
             path = str(self.plan_path or "")
-            yield Input(path, placeholder="plan file (TOML)", id="plan-file", compact=True)
+            yield Input(
+                path, placeholder="plan file (TOML)", id="plan-file", compact=True, select_on_focus=False
+            )
             yield Button("Load", id="plan-load", compact=True)
         yield Static(id="plan-title")
         for path, (label, unit) in EDITABLE.items():
             with Horizontal(classes="row"):
                 yield Label(f"{label} ({unit})", classes="field-label")
-                yield Input(id=f"field-{_key(path)}", compact=True)
+                yield Input(id=f"field-{_key(path)}", compact=True, select_on_focus=False)
             yield Static(id=f"error-{_key(path)}", classes="field-error")
         with Horizontal(classes="row"):
             yield Label("mixed ago (s)", classes="field-label")
             age = "" if self.mixed_ago_s is None else show(float(self.mixed_ago_s))
-            yield Input(age, id="field-mixed-ago", compact=True)
+            yield Input(age, id="field-mixed-ago", compact=True, select_on_focus=False)
         yield Static(id="error-mixed-ago", classes="field-error")
         yield Static(id="plan-general", classes="field-error")
 
