@@ -36,10 +36,11 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input
 from textual.widgets.button import ButtonVariant
 
+from host.dashboard.exit_report import ExitNotes, exit_report
 from host.dashboard.model import DashboardModel
 from host.dashboard.source import DashboardSource, LiveSource
 from host.dashboard.widgets.banner import StateBanner
-from host.dashboard.widgets.dialogs import ConfirmClear
+from host.dashboard.widgets.dialogs import ConfirmClear, ConfirmQuit
 from host.dashboard.widgets.footer import KeyFooter
 from host.dashboard.widgets.panels import ConnectionPanel, Readouts, RecordingIndicator, state_name
 from host.dashboard.widgets.plan_panel import PlanPanel
@@ -62,6 +63,8 @@ RECORD_STOPS = (State.ARMED, State.INJECTING, State.PAUSED)
 GIL_SWITCH_S = 0.001
 QUIT_STOP_TIMEOUT_S = 2.0
 """How long q waits for the STOP acknowledgement before leaving anyway (the watchdog then stops)."""
+MOVING_STATES = (State.INJECTING, State.PAUSED)
+"""States in which quitting sends STOP first (and q asks before it does)."""
 QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 """Signals that quit as q does (STOP first while injecting or paused)."""
 HANGUP_EXIT_S = QUIT_STOP_TIMEOUT_S + 3.0
@@ -149,6 +152,8 @@ class DashboardApp(App[int]):
         self._hung_up = False
         self._signal_handlers: dict[signal.Signals, Any] = {}
         self.recorder: Recorder | None = None
+        self.exit_notes = ExitNotes()
+        """What quitting did, for the lines printed after the app exits (`exit_report`)."""
         self._log_file: logging.Handler | None = None
         self._switch_interval = sys.getswitchinterval()
 
@@ -379,8 +384,23 @@ class DashboardApp(App[int]):
         self.action_quit_safely("ctrl+q")
 
     def action_quit_safely(self, key: str = "q") -> None:
-        """q: STOP first when the plunger is (or may be about to be) moving, then quit."""
-        self.quit_safely(f"dashboard key {key}")
+        """q: while the plunger may move, ask first (quitting stops the injection); then STOP
+        first and quit. The STOP keys work inside the question too."""
+        if self._quitting or isinstance(self.screen, ConfirmQuit):
+            return
+        if not (self.source.commands is not None and self.model.linked and self.model.state in MOVING_STATES):
+            self.quit_safely(f"dashboard key {key}")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.quit_safely(f"dashboard key {key}")
+
+        self.push_screen(ConfirmQuit(f"The controller is {state_name(self.model)}."), answered)
+
+    def exit_report(self) -> str:
+        """What the session ended with, for the terminal once the app has exited."""
+        return exit_report(self.model, self.exit_notes)
 
     def quit_safely(self, origin: str) -> None:
         """STOP (noted with `origin`) first when the plunger is (or may be about to be) moving,
@@ -389,12 +409,20 @@ class DashboardApp(App[int]):
             return
         self._quitting = True
         commands = self.source.commands
-        if commands is not None and self.model.linked and self.model.state in (State.INJECTING, State.PAUSED):
+        if commands is not None and self.model.linked and self.model.state in MOVING_STATES:
             self.source.stops.requested(StopSource.OPERATOR, origin)
 
             async def stop_then_quit() -> None:
-                with contextlib.suppress(TimeoutError, CementguardError):
+                try:
                     await asyncio.wait_for(commands.stop(StopSource.OPERATOR), QUIT_STOP_TIMEOUT_S)
+                    self.exit_notes.stop = "acknowledged"
+                except TimeoutError:
+                    self.exit_notes.stop = (
+                        f"not acknowledged within {QUIT_STOP_TIMEOUT_S:g} s"
+                        " (the controller stops by itself when its host is gone: HOST_LOST)"
+                    )
+                except CementguardError as exc:
+                    self.exit_notes.stop = f"not sent: {exc} (the controller stops by itself: HOST_LOST)"
                 await self._close_recorder(tail=not self._hung_up)
                 self._leave()
 
@@ -517,6 +545,8 @@ class DashboardApp(App[int]):
         self.model.recording = None
         self.model.touch()
         failed = await close_recorder(recorder)
+        self.exit_notes.recording = str(recorder.path)
+        self.exit_notes.recording_problem = None if failed is None else str(failed)
         if failed is not None:
             self.notify(f"{recorder.path}: {failed}", title="recording failed", severity="error", timeout=30)
         else:
@@ -536,6 +566,7 @@ class DashboardApp(App[int]):
         self.model.touch()
         if recorder is not None:
             self._spawn(close_recorder(recorder, f"failed: {exc!r}"), "recording")
+            self.exit_notes.recording, self.exit_notes.recording_problem = str(recorder.path), str(exc)
         self._detach_log_file()
         commands = self.source.commands
         stopping = commands is not None and self.model.linked and self.model.state in RECORD_STOPS

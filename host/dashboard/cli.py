@@ -151,7 +151,9 @@ def run_dashboard(
         record_root=record_root,
         background=background,
     )
-    return app.run() or EXIT_OK
+    code = app.run() or EXIT_OK
+    print(app.exit_report())  # the alternate screen is gone: say what the session ended with
+    return code
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from textual.widgets._footer import FooterKey
 from host.client import DeviceClient
 from host.dashboard.source import LiveSource
 from host.dashboard.widgets.banner import StateBanner
-from host.dashboard.widgets.dialogs import ConfirmClear
+from host.dashboard.widgets.dialogs import ConfirmClear, ConfirmQuit
 from host.recording import Recording
 from protocol import State, StopReason, StopSource
 from protocol.enums import Flags
@@ -180,8 +180,17 @@ async def test_q_while_injecting_stops_before_quitting(live_dashboard, sim, cont
         await until(pilot, lambda: ctl_state(app) == State.ARMED)
         await pilot.press("s")
         await until(pilot, lambda: ctl_state(app) == State.INJECTING)
-        await pilot.press("q")
+        await pilot.press("q")  # asks first: quitting stops the injection
+        await until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
+        assert ctl_state(app) == State.INJECTING, "q alone neither stops nor quits"
+        await pilot.press("y")
         await until(pilot, lambda: not app.is_running, 5.0)
+    report = app.exit_report()
+    assert "STOP sent before quitting: acknowledged" in report
+    assert "controller: STOPPED, OPERATOR_STOP (source: operator)" in report, report
+    delivered = float(report.split("delivered: ")[1].split(" mL")[0])
+    assert 0 < delivered < 1.5, report
+    assert "recording: none" in report
     # the controller latched the operator's STOP, not the HOST_LOST of a host that just went away
     async with DeviceClient.open(port) as ctl:
         status = await ctl.get_status()
@@ -224,3 +233,35 @@ async def test_stop_stays_in_view_while_a_plan_field_has_focus_and_letters_are_t
         await until(pilot, lambda: footer_stop_keys(app) == {"x"}, 2.0)
         flow.focus()
         await until(pilot, lambda: footer_stop_keys(app) == {"escape"}, 2.0)
+
+
+async def test_q_while_injecting_asks_and_stop_works_inside_the_question(
+    live_dashboard, continuous_plan: Path
+) -> None:
+    async with live_dashboard(continuous_plan) as (app, pilot):
+        await pilot.press("r")
+        await until(pilot, lambda: app.model.recording is not None)
+        path = app.model.recording
+        await pilot.press("a")
+        await until(pilot, lambda: ctl_state(app) == State.ARMED)
+        await pilot.press("s")
+        await until(pilot, lambda: ctl_state(app) == State.INJECTING)
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
+        await pilot.press("n")  # cancel: nothing sent, still injecting
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmQuit))
+        assert app.is_running
+        assert ctl_state(app) == State.INJECTING
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
+        await pilot.press("a")  # other command keys do nothing behind the question
+        await pilot.press("x")  # STOP, one key away inside the question, which stays
+        await until(pilot, lambda: ctl_state(app) == State.STOPPED)
+        assert app.model.stops[-1].origin == "dashboard key x"
+        assert isinstance(app.screen, ConfirmQuit)
+        await pilot.press("y")
+        await until(pilot, lambda: not app.is_running, 8.0)
+    report = app.exit_report()
+    assert "STOP sent" not in report, "stopped already: quitting sent no STOP"
+    assert "controller: STOPPED, OPERATOR_STOP (source: operator)" in report, report
+    assert f"recording: {path}" in report, report

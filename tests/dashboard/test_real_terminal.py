@@ -309,7 +309,16 @@ def test_quitting_while_injecting_stops_first(
     STOP, not the HOST_LOST its watchdog would raise some time after a host that just went away."""
     with simulator("--pty", "--serial", "PTY-E2E") as (_sim, port):
         term = injecting(tmp_path, port, terminal)
-        quit_and_check_the_terminal(term, key)
+        term.wait_for(b"Stop and quit (y)", term.press(key))  # asked first
+        at = term.press(b"y")
+        assert term.proc.wait(timeout=10) == 0
+        check_the_terminal_is_restored(term, at)
+        # said on the terminal after the app has left it: what was done, and where the run is
+        after = bytes(term.output)[bytes(term.output).rfind(ALT_SCREEN_OFF) :].decode(errors="replace")
+        assert "STOP sent before quitting: acknowledged" in after, after
+        assert "controller: STOPPED, OPERATOR_STOP (source: operator)" in after, after
+        assert f"recording: {tmp_path / 'rec'}" in after, after
+        assert "delivered: 0." in after, after
         assert status_of(port) == (State.STOPPED, StopReason.OPERATOR_STOP, StopSource.OPERATOR)
     stops = only_recording(tmp_path / "rec").stop_events()
     assert [(s.record.reason, s.annotations.get("stop_origin")) for s in stops] == [
