@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import gc
 import logging
@@ -42,6 +43,7 @@ from host.dashboard.source import DashboardSource, LiveSource
 from host.dashboard.widgets.banner import StateBanner
 from host.dashboard.widgets.dialogs import ConfirmClear, ConfirmQuit
 from host.dashboard.widgets.footer import KeyFooter
+from host.dashboard.widgets.help import HelpScreen, key_rows
 from host.dashboard.widgets.panels import ConnectionPanel, Readouts, RecordingIndicator, state_name
 from host.dashboard.widgets.plan_panel import PlanPanel
 from host.dashboard.widgets.plots import PressurePlot, VolumePlot
@@ -81,6 +83,18 @@ WIDE_FROM = 120
 TALL_FROM = 40
 """Rows from which the connection panel shows its counters and the stop log its full height."""
 T = TypeVar("T")
+HELP = {
+    "stop": "STOP (source OPERATOR), latched until c clears it; Escape in every focus",
+    "fluoro_stop": "fluoroscopy STOP (source FLUORO_OPERATOR)",
+    "arm": "ARM the plan in the plan panel (a valid plan, the cement's age)",
+    "start": "START the armed plan",
+    "space": "PAUSE while injecting; RESUME while paused (after an increment)",
+    "clear": "CLEAR a latched stop or fault (asks first; drops the plan)",
+    "record": "recording on / off (a new folder each time)",
+    "quit_safely": "quit; while injecting or paused: asks, then STOP before leaving",
+    "help": "this help",
+}
+"""What each key does, for the help screen (? or F1) and the footer's tooltips."""
 
 
 def terminal_hung_up() -> bool:
@@ -108,20 +122,22 @@ class DashboardApp(App[int]):
     """The screen's size classes (dashboard.tcss): a narrow or short terminal (80x24) gets narrower
     side and plan panels, a shorter stop log, a two-row footer and the compact connection panel."""
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("x", "stop('x')", "STOP", key_display="x/Esc", priority=True),
-        Binding("escape", "stop('escape')", "STOP", show=False, priority=True),
-        Binding("f", "fluoro_stop", "fluoro stop", priority=True),
-        Binding("a", "arm", "arm"),
-        Binding("s", "start", "start"),
-        Binding("space", "space", "pause/resume"),
-        Binding("c", "clear", "clear"),
-        Binding("r", "record", "rec on/off"),
-        Binding("q", "quit_safely", "quit"),
-        Binding("left", "seek(-5)", "-5 s"),
-        Binding("right", "seek(5)", "+5 s"),
-        Binding("home", "seek_to(0)", "start", show=False),
-        Binding("minus", "speed(0.5)", "slower"),
-        Binding("plus,equals_sign", "speed(2)", "faster"),
+        Binding("x", "stop('x')", "STOP", key_display="x/Esc", priority=True, tooltip=HELP["stop"]),
+        Binding("escape", "stop('escape')", "STOP", show=False, priority=True, tooltip=HELP["stop"]),
+        Binding("f", "fluoro_stop", "fluoro stop", priority=True, tooltip=HELP["fluoro_stop"]),
+        Binding("a", "arm", "arm", tooltip=HELP["arm"]),
+        Binding("s", "start", "start", tooltip=HELP["start"]),
+        Binding("space", "space", "pause/resume", tooltip=HELP["space"]),
+        Binding("c", "clear", "clear", tooltip=HELP["clear"]),
+        Binding("r", "record", "rec on/off", tooltip=HELP["record"]),
+        Binding("q", "quit_safely", "quit", tooltip=HELP["quit_safely"]),
+        Binding("question_mark", "help", "help", key_display="?", tooltip=HELP["help"]),
+        Binding("f1", "help", "help", show=False, tooltip=HELP["help"]),
+        Binding("left", "seek(-5)", "-5 s", tooltip="replay: back 5 s"),
+        Binding("right", "seek(5)", "+5 s", tooltip="replay: forward 5 s"),
+        Binding("home", "seek_to(0)", "start", show=False, tooltip="replay: back to the start"),
+        Binding("minus", "speed(0.5)", "slower", tooltip="replay: half the speed"),
+        Binding("plus,equals_sign", "speed(2)", "faster", tooltip="replay: twice the speed"),
     ]
 
     def __init__(
@@ -275,6 +291,31 @@ class DashboardApp(App[int]):
         if action in LINK_ACTIONS:
             return True if self.model.linked else None
         return True
+
+    # -- help -----------------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        """? or F1: every key of this dashboard (live or replay) and what it does, stops first."""
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.help_rows()))
+
+    def help_rows(self) -> list[tuple[str, str]]:
+        """(keys, what) for each action this dashboard has (replay keys only in a replay, command
+        keys only live), from the bindings themselves."""
+        triples = []
+        for binding in Binding.make_bindings(self.BINDINGS):
+            name = binding.action.split("(")[0]
+            live_only = name in (*LINK_ACTIONS, *STOP_ACTIONS, "record") and name != "space"
+            if live_only if self.replaying else name in REPLAY_ACTIONS:
+                continue
+            key = self.get_key_display(dataclasses.replace(binding, key_display=None))
+            key = {"esc": "Escape", "f1": "F1"}.get(key, key)
+            what = "replay: play / pause" if self.replaying and name == "space" else binding.tooltip
+            triples.append((key, binding.action, what or binding.description))
+            if name == "quit_safely":
+                triples.append(("ctrl+q", binding.action, what or binding.description))
+        return key_rows(triples)
 
     # -- stops ----------------------------------------------------------------------------------
 

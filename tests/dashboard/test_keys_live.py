@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import Button, Input
+from textual.widgets import Button, Input, Static
 from textual.widgets._footer import FooterKey
 
 from host.client import DeviceClient
 from host.dashboard.source import LiveSource
 from host.dashboard.widgets.banner import StateBanner
 from host.dashboard.widgets.dialogs import ConfirmClear, ConfirmQuit
+from host.dashboard.widgets.help import HelpScreen
 from host.recording import Recording
 from protocol import State, StopReason, StopSource
 from protocol.enums import Flags
@@ -265,3 +266,43 @@ async def test_q_while_injecting_asks_and_stop_works_inside_the_question(
     assert "STOP sent" not in report, "stopped already: quitting sent no STOP"
     assert "controller: STOPPED, OPERATOR_STOP (source: operator)" in report, report
     assert f"recording: {path}" in report, report
+
+
+async def test_help_lists_every_key_stops_first_and_stop_works_over_it(
+    live_dashboard, continuous_plan: Path
+) -> None:
+    async with live_dashboard(continuous_plan) as (app, pilot):
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        shown = [
+            (str(k.render()), str(w.render()))
+            for k, w in zip(
+                app.screen.query(".help-key").results(Static),
+                app.screen.query(".help-what").results(Static),
+                strict=True,
+            )
+        ]
+        assert shown[0][0] == "x, Escape", shown
+        assert "STOP" in shown[0][1], shown
+        assert shown[1][0] == "f", shown
+        assert "fluoroscopy STOP" in shown[1][1], shown
+        keys = {key for row, _what in shown for key in row.split(", ")}
+        assert {"a", "s", "space", "c", "r", "q", "ctrl+q", "?", "F1"} <= keys, keys
+        assert not keys & {"left", "right", "-", "+"}, "replay keys only in a replay"
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, HelpScreen))
+        await pilot.press("a")
+        await until(pilot, lambda: ctl_state(app) == State.ARMED)
+        await pilot.press("s")
+        await until(pilot, lambda: ctl_state(app) == State.INJECTING)
+        flow = app.query_one("#field-flow_ml_min", Input)
+        flow.focus()  # F1 opens it from a text field, where ? is text
+        await pilot.pause()
+        await pilot.press("f1")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("x")  # STOP over the help, which stays
+        await until(pilot, lambda: ctl_state(app) == State.STOPPED)
+        assert app.model.stops[-1].origin == "dashboard key x"
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("f1")
+        await until(pilot, lambda: not isinstance(app.screen, HelpScreen))

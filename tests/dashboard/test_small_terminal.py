@@ -23,9 +23,9 @@ from tests.dashboard.conftest import SMALL, until
 from tests.dashboard.test_snapshots import make_app, stopped_by_the_operator
 
 LARGE = (160, 48)
-FOOTER_KEYS = {"x", "f", "a", "s", "space", "c", "r", "q"}
+FOOTER_KEYS = {"x", "f", "a", "s", "space", "c", "r", "q", "question_mark"}
 """Every key of the live dashboard's footer (STOP, fluoro stop, arm, start, pause/resume, clear,
-record, quit)."""
+record, quit, help)."""
 
 
 def drawn(widget: Widget) -> str:
@@ -79,6 +79,7 @@ def assert_a_glance_shows_it_all(app: DashboardApp) -> None:
     assert {key.key for key in keys} == FOOTER_KEYS
     for key in keys:
         assert_in_view(app, key)
+        assert key.description in drawn(key), f"{key.key}: {drawn(key)!r} cut short"
 
 
 SIZES = [SMALL, LARGE, (80, 48), (160, 24), (119, 39), (120, 40)]
