@@ -4,8 +4,11 @@ controls, q stops before quitting, a refused command is a notification."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pytest
+from textual.geometry import Region
 from textual.widgets import Button, Input, Static
 from textual.widgets._footer import FooterKey
 
@@ -14,6 +17,7 @@ from host.dashboard.source import LiveSource
 from host.dashboard.widgets.banner import StateBanner
 from host.dashboard.widgets.dialogs import ConfirmClear, ConfirmQuit
 from host.dashboard.widgets.help import HelpScreen
+from host.dashboard.widgets.panels import Readouts
 from host.recording import Recording
 from protocol import State, StopReason, StopSource
 from protocol.enums import Flags
@@ -306,3 +310,42 @@ async def test_help_lists_every_key_stops_first_and_stop_works_over_it(
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("f1")
         await until(pilot, lambda: not isinstance(app.screen, HelpScreen))
+
+
+def readout(app, name: str) -> str:  # type: ignore[no-untyped-def]
+    """The text of one row of the readouts panel, as drawn."""
+    app.refresh_view()
+    panel = app.query_one(Readouts)
+    lines = panel.render_lines(Region(0, 0, panel.size.width, panel.size.height))
+    rows = [line.text.rstrip() for line in lines]
+    return next(row[len(name) :].strip() for row in rows if row.startswith(name + " "))
+
+
+async def test_readouts_label_the_relief_back_off_and_never_show_minus_zero(
+    live_dashboard, quick_increments: Path
+) -> None:
+    async with live_dashboard(quick_increments) as (app, pilot):
+        await pilot.press("a")
+        await until(pilot, lambda: ctl_state(app) == State.ARMED)
+        await pilot.press("s")
+        await until(pilot, lambda: ctl_state(app) == State.INJECTING)
+
+        def backing_off() -> bool:
+            flow = app.model.latest.flow_ml_min
+            return flow < -0.5 and bool(app.model.latest.flags & Flags.RELIEF_ACTIVE)
+
+        await until(pilot, backing_off, 10.0)  # the relief after the first increment
+        assert ctl_state(app) == State.PAUSED
+        flow = readout(app, "flow")
+        assert flow.startswith("relief back-off "), flow
+        assert not re.search(r"-\d", flow), f"no negative flow: {flow}"
+        assert float(flow.split()[2]) == pytest.approx(-app.model.latest.flow_ml_min, abs=0.006)
+        await until(pilot, lambda: relief_over(app) or not app.model.latest.flags & Flags.RELIEF_ACTIVE, 10.0)
+        # the volume readout is the delivered volume: it does not fall back with the plunger
+        history = app.model.history.downsampled("delivered_ml", 500).y
+        assert (history[1:] >= history[:-1] - 1e-9).all(), "delivered volume fell"
+        delivered = readout(app, "delivered")
+        assert float(delivered.split()[0]) >= 0.05 * 0.95, delivered
+        for value in (-0.0004, -0.4):
+            app.model.latest.pressure_kpa = value
+            assert readout(app, "pressure") == "0 kPa"

@@ -16,9 +16,23 @@ LINK_STYLES = {"connected": "bold green", "replay": "bold cyan", "connecting": "
 
 
 def _num(value: float | None, fmt: str, unit: str) -> str:
+    """`value` formatted with its unit; never "-0": a reading that rounds to zero reads 0."""
     if value is None or not math.isfinite(value):
         return "-"
-    return f"{value:{fmt}} {unit}"
+    text = f"{value:{fmt}}"
+    if text.startswith("-") and float(text) == 0:
+        text = text[1:]
+    return f"{text} {unit}"
+
+
+def flow_text(flow_ml_min: float, flags: int) -> Text:
+    """The flow readout. The plunger backing off (the relief after a stop or an increment) is a
+    negative flow on the wire; read as "-12.50 mL/min" it looks like cement flowing back. It is
+    shown as what it is, labelled, at its own (positive) speed: "relief back-off 12.50 mL/min"."""
+    if math.isfinite(flow_ml_min) and flow_ml_min < 0 and f"{-flow_ml_min:.2f}" != "0.00":
+        what = "relief back-off" if flags & Flags.RELIEF_ACTIVE else "back-off"
+        return Text(f"{what} {-flow_ml_min:.2f} mL/min", style="yellow")
+    return Text(_num(flow_ml_min, ".2f", "mL/min"))
 
 
 def _mmss(seconds: float | None) -> str:
@@ -51,9 +65,9 @@ class Readouts(Static):
             total = math.ceil(round((limits["volume_ml"] or 0) / limits["increment_ml"], 6))
             size = limits["increment_ml"]
             table.add_row("increments", f"{status.increments_done} of {total} x {size:g} mL")
-        flow = _num(latest.flow_ml_min, ".2f", "mL/min")
+        flow = flow_text(latest.flow_ml_min, latest.flags)
         if status is not None and status.flow_setpoint_ml_min:
-            flow += f" (set {status.flow_setpoint_ml_min:.2f})"
+            flow.append(f" (set {status.flow_setpoint_ml_min:.2f})")
         table.add_row("flow", flow)
         valid = bool(latest.flags & Flags.VISCOSITY_VALID) and math.isfinite(latest.viscosity_pa_s)
         table.add_row("viscosity", _num(latest.viscosity_pa_s if valid else None, ".0f", "Pa s"))
