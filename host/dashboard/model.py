@@ -23,6 +23,8 @@ from protocol.models import DeviceInfoRecord, StatusRecord
 from protocol.telemetry import SampleArray
 
 STOP_LOG_SIZE = 500
+PLANNED_STOPS = frozenset({StopReason.INCREMENT_DONE, StopReason.VOLUME_LIMIT})
+"""STOP events the plan asked for: the pause after each increment, the end at the target volume."""
 LINKED_STATES = ("connected",)
 
 
@@ -107,7 +109,11 @@ class DashboardModel:
         self.stops_epoch = 0
         """Increases when the log is cleared (a replay seek), so views rebuild it."""
         self.stop_marks_s: deque[float] = deque(maxlen=STOP_LOG_SIZE)
-        """Times (plot axis, s since the first sample) of the STOP events, for the plots."""
+        """Times (plot axis, s since the first sample) of the STOP events that stopped the plan, for
+        the plots (red)."""
+        self.pause_marks_s: deque[float] = deque(maxlen=STOP_LOG_SIZE)
+        """Times of the planned ones (`PLANNED_STOPS`: an increment's end, the target reached): drawn
+        apart from the stops, which an operator must notice."""
         self.plan: InjectionPlan | None = None
         self.plan_source = ""
         self.link = LinkView()
@@ -205,7 +211,8 @@ class DashboardModel:
             self.stops.append(entry)
             self.stops_total += 1
             t0 = self.history.t0_s
-            self.stop_marks_s.append(t_s - t0 if t0 is not None else 0.0)
+            marks = self.pause_marks_s if reason in PLANNED_STOPS else self.stop_marks_s
+            marks.append(t_s - t0 if t0 is not None else 0.0)
         self.touch()
         if entry is not None:
             self._urgent()
@@ -234,6 +241,7 @@ class DashboardModel:
         self.stops.clear()
         self.stops_epoch += 1
         self.stop_marks_s.clear()
+        self.pause_marks_s.clear()
         self.touch()
 
     # -- derived values -----------------------------------------------------------------------------

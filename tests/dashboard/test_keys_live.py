@@ -4,6 +4,7 @@ controls, q stops before quitting, a refused command is a notification."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from host.dashboard.widgets.banner import StateBanner
 from host.dashboard.widgets.dialogs import ConfirmClear, ConfirmQuit
 from host.dashboard.widgets.help import HelpScreen
 from host.dashboard.widgets.panels import Readouts
+from host.dashboard.widgets.plots import PressurePlot, draw
 from host.recording import Recording
 from protocol import State, StopReason, StopSource
 from protocol.enums import Flags
@@ -349,3 +351,37 @@ async def test_readouts_label_the_relief_back_off_and_never_show_minus_zero(
         for value in (-0.0004, -0.4):
             app.model.latest.pressure_kpa = value
             assert readout(app, "pressure") == "0 kPa"
+
+
+def red_cells(strips) -> int:  # type: ignore[no-untyped-def]
+    """How many drawn cells are red (plotext's red is ANSI colour 1)."""
+    return sum(
+        len(seg.text.strip())
+        for strip in strips
+        for seg in strip
+        if seg.style is not None
+        and seg.style.color is not None
+        and seg.style.color.name in ("red", "color(1)")
+    )
+
+
+async def test_planned_pauses_are_not_drawn_as_red_stops(live_dashboard, quick_increments: Path) -> None:
+    async with live_dashboard(quick_increments) as (app, pilot):
+        await pilot.press("a")
+        await until(pilot, lambda: ctl_state(app) == State.ARMED)
+        await pilot.press("s")
+        await until(pilot, lambda: ctl_state(app) == State.PAUSED, 10.0)
+        assert app.model.stops[-1].reason == "INCREMENT_DONE"
+        plot = app.query_one(PressurePlot)
+        spec = plot.spec(app.model)
+        bare = dataclasses.replace(spec, hlines=[], yticks=[])  # the hard limit line is red too
+        assert red_cells(draw(bare)) == 0, "the planned pause is drawn in red"
+        assert spec.vlines == [], "a planned pause is not a stop"
+        assert len(spec.pauses) == 1
+        await pilot.press("space")
+        await until(pilot, lambda: ctl_state(app) == State.INJECTING)
+        await pilot.press("x")
+        await until(pilot, lambda: ctl_state(app) == State.STOPPED)
+        await until(pilot, lambda: len(plot.spec(app.model).vlines) == 1)
+        bare = dataclasses.replace(plot.spec(app.model), hlines=[], yticks=[])
+        assert red_cells(draw(bare)) > 0, "the operator's stop is a red line"

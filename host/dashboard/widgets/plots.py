@@ -55,6 +55,13 @@ class PlotSpec:
     ylim: tuple[float, float]
     yticks: list[float]
     """Tick labels at the reference lines (and 0), so a limit line is read at its own value."""
+    pauses: tuple[float, ...] = ()
+    """x of the planned pauses (an increment's end, the target reached): drawn in PAUSE_COLOR, not
+    in the red of the stops (`vlines`)."""
+
+
+PAUSE_COLOR = "gray"
+STOP_COLOR = "red"
 
 
 def figure(spec: PlotSpec) -> Plot:
@@ -69,8 +76,10 @@ def figure(spec: PlotSpec) -> Plot:
         plt.plot(spec.x, spec.y, marker=MARKER, color=spec.color)
     for y, color in spec.hlines:
         plt.hline(y, color)
-    for x in spec.vlines:
-        plt.vline(x, "red")
+    for x in spec.pauses:
+        plt.vline(x, PAUSE_COLOR)
+    for x in spec.vlines:  # drawn last: a stop at a pause's time shows red
+        plt.vline(x, STOP_COLOR)
     plt.xlim(*spec.xlim)
     plt.ylim(*spec.ylim)
     if spec.yticks:
@@ -181,6 +190,7 @@ class SignalPlot(PlotextPlot):
             y=series.y.tolist(),
             hlines=hlines,
             vlines=list(model.stop_marks_s),
+            pauses=tuple(model.pause_marks_s),
             xlim=(0.0, max(span, 1.0)),
             ylim=(0.0, top * 1.08 if top > 0 else 1.0),
             yticks=sorted({0.0, *(y for y, _c in hlines)}) if hlines else [],
@@ -188,7 +198,13 @@ class SignalPlot(PlotextPlot):
 
     def redraw(self, model: DashboardModel, *, force: bool = False) -> bool:
         """Start a new drawing if the history, the marks or the size changed; True if it did."""
-        key = (model.history.version, model.version, *self.size, len(model.stop_marks_s))
+        key = (
+            model.history.version,
+            model.version,
+            *self.size,
+            len(model.stop_marks_s),
+            len(model.pause_marks_s),
+        )
         if (not force and key == self._drawn) or not self.size.width or not self.size.height:
             return False
         self._drawn = key
