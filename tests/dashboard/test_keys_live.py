@@ -385,3 +385,22 @@ async def test_planned_pauses_are_not_drawn_as_red_stops(live_dashboard, quick_i
         await until(pilot, lambda: len(plot.spec(app.model).vlines) == 1)
         bare = dataclasses.replace(plot.spec(app.model), hlines=[], yticks=[])
         assert red_cells(draw(bare)) > 0, "the operator's stop is a red line"
+
+
+async def test_the_pressure_axis_has_a_tick_near_the_plateau(live_dashboard, continuous_plan: Path) -> None:
+    async with live_dashboard(continuous_plan) as (app, pilot):
+        await pilot.press("a")
+        await until(pilot, lambda: ctl_state(app) == State.ARMED)
+        await pilot.press("s")
+        await until(
+            pilot, lambda: ctl_state(app) == State.INJECTING and app.model.latest.delivered_ml > 0.1, 10.0
+        )
+        plot = app.query_one(PressurePlot)
+        spec = plot.spec(app.model)
+        row = spec.ylim[1] / max(3, plot.size.height - 4)  # the value of one data row
+        level = app.model.latest.pressure_kpa
+        assert level > row, (level, row)  # off the 0 tick: the test can tell
+        near = [tick for tick in spec.yticks if abs(tick - level) <= row]
+        assert near, f"no tick within a row ({row:.0f} kPa) of {level:.0f} kPa: {spec.yticks}"
+        await pilot.press("x")
+        await until(pilot, lambda: ctl_state(app) == State.STOPPED)

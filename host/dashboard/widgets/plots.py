@@ -171,6 +171,13 @@ class SignalPlot(PlotextPlot):
         """(y, colour, label) reference lines; subclasses say which."""
         return []
 
+    level_tick = False
+    """Whether the y axis also gets a tick at the signal's recent level (`level_tick_at`)."""
+
+    def data_rows(self) -> int:
+        """Rows plotext gives the data (the title and the x axis take the rest)."""
+        return max(3, self.size.height - 4)
+
     def spec(self, model: DashboardModel) -> PlotSpec:
         series = model.history.downsampled(self.signal, self.data_columns())
         top = 0.0
@@ -180,6 +187,12 @@ class SignalPlot(PlotextPlot):
         hlines = [(y, color) for y, color, _label in self.lines(model)]
         top = max([top, *(y for y, _c in hlines)])
         span = float(series.x[-1]) if len(series.x) else 1.0
+        ylim = (0.0, top * 1.08 if top > 0 else 1.0)
+        yticks = sorted({0.0, *(y for y, _c in hlines)}) if hlines else []
+        if yticks and self.level_tick:
+            level = level_tick_at(series.y, yticks, ylim[1] / self.data_rows())
+            if level is not None:
+                yticks = sorted({*yticks, level})
         return PlotSpec(
             width=self.size.width,
             height=self.size.height,
@@ -192,8 +205,8 @@ class SignalPlot(PlotextPlot):
             vlines=list(model.stop_marks_s),
             pauses=tuple(model.pause_marks_s),
             xlim=(0.0, max(span, 1.0)),
-            ylim=(0.0, top * 1.08 if top > 0 else 1.0),
-            yticks=sorted({0.0, *(y for y, _c in hlines)}) if hlines else [],
+            ylim=ylim,
+            yticks=yticks,
         )
 
     def redraw(self, model: DashboardModel, *, force: bool = False) -> bool:
@@ -241,7 +254,26 @@ class SignalPlot(PlotextPlot):
         return Strip.blank(self.size.width)
 
 
+def level_tick_at(y: np.ndarray, ticks: list[float], row: float) -> float | None:
+    """A tick at the signal's recent level (the median of its last tenth: the plateau while
+    injecting), rounded to two significant digits, so the plateau is read off the axis, not guessed
+    between 0 and a limit far above it. None when there is no data, or when an existing tick is
+    within a row (`row`: the value of one row) and already reads it."""
+    finite = y[np.isfinite(y)]
+    if not len(finite) or row <= 0:
+        return None
+    level = float(np.median(finite[-max(1, len(finite) // 10) :]))
+    if level <= 0:
+        return None
+    rounded = float(f"{level:.2g}")
+    if any(abs(rounded - tick) < row for tick in ticks):
+        return None
+    return rounded
+
+
 class PressurePlot(SignalPlot):
+    level_tick = True
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("pressure_kpa", "syringe pressure, kPa (soft / hard limit)", "cyan", id=id)
 
