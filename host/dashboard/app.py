@@ -46,7 +46,7 @@ from host.dashboard.widgets.footer import KeyFooter
 from host.dashboard.widgets.help import HelpScreen, key_rows
 from host.dashboard.widgets.panels import ConnectionPanel, Readouts, RecordingIndicator, state_name
 from host.dashboard.widgets.plan_panel import PlanPanel
-from host.dashboard.widgets.plots import PressurePlot, VolumePlot
+from host.dashboard.widgets.plots import PressurePlot, PressureVolumePlot, VolumePlot
 from host.dashboard.widgets.stoplog import StopLog
 from host.errors import CementguardError, CommandRefused, LinkLost
 from host.logs import LOG_FILE, attach_log_file, detach_log_file
@@ -93,6 +93,7 @@ HELP = {
     "record": "recording on / off (a new folder each time)",
     "quit_safely": "quit; while injecting or paused: asks, then STOP before leaving",
     "help": "this help",
+    "pv_plot": "plot: pressure against delivered volume / delivered volume against time",
 }
 """What each key does, for the help screen (? or F1) and the footer's tooltips."""
 
@@ -133,6 +134,7 @@ class DashboardApp(App[int]):
         Binding("q", "quit_safely", "quit", tooltip=HELP["quit_safely"]),
         Binding("question_mark", "help", "help", key_display="?", tooltip=HELP["help"]),
         Binding("f1", "help", "help", show=False, tooltip=HELP["help"]),
+        Binding("v", "pv_plot", "P-V plot", show=False, tooltip=HELP["pv_plot"]),
         Binding("left", "seek(-5)", "-5 s", tooltip="replay: back 5 s"),
         Binding("right", "seek(5)", "+5 s", tooltip="replay: forward 5 s"),
         Binding("home", "seek_to(0)", "start", show=False, tooltip="replay: back to the start"),
@@ -168,6 +170,8 @@ class DashboardApp(App[int]):
         self._hung_up = False
         self._signal_handlers: dict[signal.Signals, Any] = {}
         self.recorder: Recorder | None = None
+        self.pv_plot = False
+        """Whether the lower plot is pressure against delivered volume (v), not volume over time."""
         self.exit_notes = ExitNotes()
         """What quitting did, for the lines printed after the app exits (`exit_report`)."""
         self._log_file: logging.Handler | None = None
@@ -185,6 +189,7 @@ class DashboardApp(App[int]):
             with Vertical(id="plots"):
                 yield PressurePlot(id="pressure-plot")
                 yield VolumePlot(id="volume-plot")
+                yield PressureVolumePlot(id="pv-plot")
             with Vertical(id="side"):
                 yield Readouts(id="readouts")
                 yield ConnectionPanel(id="connection")
@@ -261,7 +266,9 @@ class DashboardApp(App[int]):
         main.query_one(RecordingIndicator).show(m)
         main.query_one(StopLog).show(m)
         main.query_one(PressurePlot).redraw(m)
-        main.query_one(VolumePlot).redraw(m)
+        volume, pv = main.query_one(VolumePlot), main.query_one(PressureVolumePlot)
+        volume.display, pv.display = not self.pv_plot, self.pv_plot
+        (pv if self.pv_plot else volume).redraw(m)
         linked = m.linked
         if linked != self._linked:
             self._linked = linked
@@ -292,7 +299,12 @@ class DashboardApp(App[int]):
             return True if self.model.linked else None
         return True
 
-    # -- help -----------------------------------------------------------------------------------
+    # -- help and views ------------------------------------------------------------------------
+
+    def action_pv_plot(self) -> None:
+        """v: swap the lower plot between volume over time and pressure against delivered volume."""
+        self.pv_plot = not self.pv_plot
+        self.refresh_view()
 
     def action_help(self) -> None:
         """? or F1: every key of this dashboard (live or replay) and what it does, stops first."""

@@ -107,9 +107,10 @@ class History:
     def signal(self, name: str) -> FloatArray:
         return self._ordered(self._cols[name])
 
-    def downsampled(self, name: str, columns: int) -> Series:
+    def downsampled(self, name: str, columns: int, against: str | None = None) -> Series:
         """`name` reduced to at most 2 x `columns` points: each bucket's minimum and maximum, in time
-        order (`host.plot.minmax_downsample`).
+        order (`host.plot.minmax_downsample`). x is the time, or the signal `against` at the same
+        samples (pressure against delivered volume).
 
         A long history is first cut to about 8 x `columns` blocks, keeping each block's minimum and
         maximum sample in time order (one argmin/argmax pass over float32, no copies), so the NaN-aware
@@ -117,6 +118,8 @@ class History:
         survive both stages: every spike is still drawn."""
         target = max(2, 2 * columns)
         t, y = self._ordered(self._t), self._ordered(self._cols[name])
+        if against is not None:
+            t = self._ordered(self._cols[against]).astype(np.float64)
         n = len(y)
         if n > PRESTAGE * target:
             k = n // (PRESTAGE // 2 * target)
@@ -127,5 +130,6 @@ class History:
             idx = np.stack((base + np.minimum(lo, hi), base + np.maximum(lo, hi)), axis=1).ravel()
             idx = np.concatenate((idx, np.arange(m * k, n)))
             t, y = t[idx], y[idx]
-        x, yy = minmax_downsample(t - (self.t0_s or 0.0), y, target)
+        origin = (self.t0_s or 0.0) if against is None else 0.0
+        x, yy = minmax_downsample(t - origin, y, target)
         return Series(x, yy)

@@ -8,6 +8,7 @@ import dataclasses
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from textual.geometry import Region
 from textual.widgets import Button, Input, Static
@@ -19,7 +20,7 @@ from host.dashboard.widgets.banner import StateBanner
 from host.dashboard.widgets.dialogs import ConfirmClear, ConfirmQuit
 from host.dashboard.widgets.help import HelpScreen
 from host.dashboard.widgets.panels import Readouts
-from host.dashboard.widgets.plots import PressurePlot, draw
+from host.dashboard.widgets.plots import PressurePlot, SignalPlot, draw
 from host.recording import Recording
 from protocol import State, StopReason, StopSource
 from protocol.enums import Flags
@@ -404,3 +405,27 @@ async def test_the_pressure_axis_has_a_tick_near_the_plateau(live_dashboard, con
         assert near, f"no tick within a row ({row:.0f} kPa) of {level:.0f} kPa: {spec.yticks}"
         await pilot.press("x")
         await until(pilot, lambda: ctl_state(app) == State.STOPPED)
+
+
+async def test_v_shows_pressure_against_delivered_volume(live_dashboard, continuous_plan: Path) -> None:
+    async with live_dashboard(continuous_plan) as (app, pilot):
+        await pilot.press("a")
+        await until(pilot, lambda: ctl_state(app) == State.ARMED)
+        await pilot.press("s")
+        await until(pilot, lambda: app.model.latest.delivered_ml > 0.1, 10.0)
+        await pilot.press("x")
+        await until(pilot, lambda: ctl_state(app) == State.STOPPED)
+        await pilot.press("v")
+        pv = app.query_one("#pv-plot", SignalPlot)
+        volume = app.query_one("#volume-plot", SignalPlot)
+        await until(pilot, lambda: pv.display and not volume.display and pv.builds > 0)
+        spec = pv.spec(app.model)
+        assert spec.xlabel == "mL"
+        x, y = np.array(spec.x), np.array(spec.y)
+        delivered = app.model.history.signal("delivered_ml")
+        assert x.max() == pytest.approx(float(delivered.max()), abs=1e-6), "x is the delivered volume"
+        assert spec.xlim[1] >= 1.5, "the axis runs to the plan's target"
+        assert y.max() == pytest.approx(float(app.model.history.signal("pressure_kpa").max()), rel=1e-6)
+        assert {y for y, _c in spec.hlines} == {2500.0, 4000.0}, "the pressure limits are drawn"
+        await pilot.press("v")
+        await until(pilot, lambda: volume.display and not pv.display)

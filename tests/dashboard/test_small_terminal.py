@@ -94,7 +94,9 @@ async def test_the_state_readouts_link_and_recording_are_in_view(size: tuple[int
         connection = drawn(app.query_one(ConnectionPanel))
         # The counters are for a closer look: only where there is room for them.
         assert ("frames" in connection) == (size[1] >= TALL_FROM), connection
-        for plot in app.query(SignalPlot):
+        shown = [plot for plot in app.query(SignalPlot) if plot.display]  # v swaps the lower plot
+        assert [plot.id for plot in shown] == ["pressure-plot", "volume-plot"]
+        for plot in shown:
             assert_in_view(app, plot)
 
 

@@ -40,7 +40,7 @@ def fed(source: ScriptedSource) -> Any:
         await source.fed.wait()
         assert isinstance(pilot.app, DashboardApp)
         pilot.app.refresh_view()
-        plots = list(pilot.app.query(SignalPlot))
+        plots = [p for p in pilot.app.query(SignalPlot) if p.display]  # v swaps two of them
         await until(pilot, lambda: all(p.builds and p.idle for p in plots))
         await pilot.pause()
 

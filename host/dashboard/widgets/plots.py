@@ -10,6 +10,7 @@ plot: the interpreter hands it the GIL every few milliseconds while a plot is be
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import math
@@ -55,6 +56,7 @@ class PlotSpec:
     ylim: tuple[float, float]
     yticks: list[float]
     """Tick labels at the reference lines (and 0), so a limit line is read at its own value."""
+    xlabel: str = "s"
     pauses: tuple[float, ...] = ()
     """x of the planned pauses (an increment's end, the target reached): drawn in PAUSE_COLOR, not
     in the red of the stops (`vlines`)."""
@@ -71,7 +73,7 @@ def figure(spec: PlotSpec) -> Plot:
     set_size(plt, spec.width, spec.height)  # as textual-plotext's own render does (its issue #5)
     plt.theme(spec.theme)
     plt.title(spec.title)
-    plt.xlabel("s")
+    plt.xlabel(spec.xlabel)
     if spec.x:
         plt.plot(spec.x, spec.y, marker=MARKER, color=spec.color)
     for y, color in spec.hlines:
@@ -305,3 +307,30 @@ class VolumePlot(SignalPlot):
 
 def _steps(increment: float, target: float) -> Iterable[int]:
     return range(1, min(math.ceil(target / increment - 1e-9), 50))
+
+
+class PressureVolumePlot(SignalPlot):
+    """Syringe pressure against delivered volume (v toggles it with the volume plot): how hard the
+    cement is to push at each point of the delivery, with the pressure limits; the x axis runs to
+    the plan's target."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("pressure_kpa", "pressure, kPa, against delivered volume, mL", "cyan", id=id)
+
+    level_tick = True
+    lines = PressurePlot.lines
+
+    def spec(self, model: DashboardModel) -> PlotSpec:
+        by_time = super().spec(model)
+        series = model.history.downsampled(self.signal, self.data_columns(), against="delivered_ml")
+        finite = series.x[np.isfinite(series.x)]
+        right = max([float(finite.max()) if len(finite) else 0.0, model.limits()["volume_ml"] or 0.0])
+        return dataclasses.replace(
+            by_time,
+            x=series.x.tolist(),
+            y=series.y.tolist(),
+            xlim=(0.0, right * 1.02 if right > 0 else 1.0),
+            vlines=[],
+            pauses=(),
+            xlabel="mL",
+        )
