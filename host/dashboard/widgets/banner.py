@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from host.dashboard.model import DashboardModel, enum_name
+from host.dashboard.numbers import fixed
 from host.stops import source_label
 from protocol.enums import State, StopReason
 
@@ -46,8 +47,10 @@ def banner_text(model: DashboardModel) -> tuple[str, str, str]:
             detail += f"  (source: {source_label(model.stop_source)})"
         last = model.stops[-1] if model.stops else None
         if last is not None and last.reason == enum_name(StopReason, reason):
-            pressure = "pressure invalid" if math.isnan(last.pressure_kpa) else f"{last.pressure_kpa:.0f} kPa"
-            detail += f"  at {pressure}, {last.delivered_ml:.3f} mL"
+            pressure = (
+                "pressure invalid" if math.isnan(last.pressure_kpa) else f"{fixed(last.pressure_kpa, 0)} kPa"
+            )
+            detail += f"  at {pressure}, {fixed(last.delivered_ml, 3)} mL"
     if state == State.PAUSED and reason == StopReason.INCREMENT_DONE:
         detail += "  -  check the image, then space resumes"
     elif state in (State.STOPPED, State.FAULT):

@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from host.dashboard.model import DashboardModel, enum_name
+from host.dashboard.numbers import fixed
 from host.link_quality import LinkQuality
 from protocol.enums import Flags, State
 
@@ -19,10 +20,7 @@ def _num(value: float | None, fmt: str, unit: str) -> str:
     """`value` formatted with its unit; never "-0": a reading that rounds to zero reads 0."""
     if value is None or not math.isfinite(value):
         return "-"
-    text = f"{value:{fmt}}"
-    if text.startswith("-") and float(text) == 0:
-        text = text[1:]
-    return f"{text} {unit}"
+    return f"{fixed(value, int(fmt.strip('.f')))} {unit}"
 
 
 def flow_text(flow_ml_min: float, flags: int) -> Text:

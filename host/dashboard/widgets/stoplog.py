@@ -5,11 +5,12 @@ from __future__ import annotations
 from textual.widgets import DataTable
 
 from host.dashboard.model import DashboardModel
+from host.dashboard.numbers import fixed
 
 
 def _kpa(value: float) -> str:
     """The pressure at a stop; '-' where the event marked it invalid (sensor fault)."""
-    return "-" if value != value else f"{value:.0f}"
+    return "-" if value != value else fixed(value, 0)
 
 
 COLUMNS = ("t (s)", "reason", "source", "kPa", "mL", "latency")
@@ -35,7 +36,7 @@ class StopLog(DataTable[str]):
         for e in list(model.stops)[len(model.stops) - new :]:
             latency = f"{e.latency_ms:.1f} ms" if e.latency_ms is not None else "-"
             self.add_row(
-                f"{e.t_s:.3f}", e.reason, e.source, _kpa(e.pressure_kpa), f"{e.delivered_ml:.3f}", latency
+                f"{e.t_s:.3f}", e.reason, e.source, _kpa(e.pressure_kpa), fixed(e.delivered_ml, 3), latency
             )
         self._shown = model.stops_total
         self.move_cursor(row=self.row_count - 1)
