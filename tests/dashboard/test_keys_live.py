@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from textual.geometry import Region
 from textual.widgets import Button, Input, Static
-from textual.widgets._footer import FooterKey
 
 from host.client import DeviceClient
+from host.dashboard._textual_adapter import FooterKey
 from host.dashboard.source import LiveSource
 from host.dashboard.widgets.banner import StateBanner
 from host.dashboard.widgets.dialogs import ConfirmClear, ConfirmQuit

@@ -13,8 +13,8 @@ import pytest
 from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.widget import Widget
-from textual.widgets._footer import FooterKey
 
+from host.dashboard._textual_adapter import FooterKey
 from host.dashboard.app import TALL_FROM, DashboardApp
 from host.dashboard.widgets.banner import StateBanner
 from host.dashboard.widgets.panels import ConnectionPanel, Readouts, RecordingIndicator

@@ -11,7 +11,8 @@ import math
 
 from textual.app import ComposeResult
 from textual.widgets import Footer
-from textual.widgets._footer import FooterKey
+
+from host.dashboard._textual_adapter import FooterKey
 
 ESCAPE_STOP = "stop('escape')"
 """The app's Escape binding (shown only where x is not)."""
