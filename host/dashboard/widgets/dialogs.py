@@ -10,27 +10,32 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
+from textual.widgets.button import ButtonVariant
 
 
-class ConfirmClear(ModalScreen[bool]):
-    """Clearing releases a latched stop and drops the plan: asked before it is sent."""
+class YesNoDialog(ModalScreen[bool]):
+    """A question answered with y (or its button) or n; dismissed with the answer. Subclasses give
+    the screen id, the question (`{what}` stands for the situation it is asked in) and the yes
+    button."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "answer(True)", "Yes, clear"),
+        Binding("y", "answer(True)", "Yes"),
         Binding("n", "answer(False)", "No"),
     ]
+    SCREEN_ID: ClassVar[str]
+    QUESTION: ClassVar[str]
+    YES_LABEL: ClassVar[str]
+    YES_VARIANT: ClassVar[ButtonVariant]
 
     def __init__(self, what: str) -> None:
-        super().__init__(id="confirm-clear")
+        super().__init__(id=self.SCREEN_ID)
         self.what = what
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(
-                f"Clear the controller?\n{self.what}\nThis releases the latched stop and drops the plan."
-            )
+            yield Label(self.QUESTION.format(what=self.what))
             with Horizontal(id="dialog-buttons"):
-                yield Button("Clear (y)", id="yes", variant="warning")
+                yield Button(f"{self.YES_LABEL} (y)", id="yes", variant=self.YES_VARIANT)
                 yield Button("Cancel (n)", id="no", variant="primary")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -41,7 +46,20 @@ class ConfirmClear(ModalScreen[bool]):
         self.dismiss(yes)
 
 
-class ConfirmQuit(ModalScreen[bool]):
+class ConfirmClear(YesNoDialog):
+    """Clearing releases a latched stop and drops the plan: asked before it is sent."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes, clear"),
+        Binding("n", "answer(False)", "No"),
+    ]
+    SCREEN_ID = "confirm-clear"
+    YES_LABEL = "Clear"
+    QUESTION = "Clear the controller?\n{what}\nThis releases the latched stop and drops the plan."
+    YES_VARIANT = "warning"
+
+
+class ConfirmQuit(YesNoDialog):
     """q while the plunger may move (INJECTING or PAUSED): quitting stops the injection, so it is
     asked first. The app's STOP keys (x, Escape, f) stop from here too, without answering."""
 
@@ -49,24 +67,10 @@ class ConfirmQuit(ModalScreen[bool]):
         Binding("y", "answer(True)", "Stop and quit"),
         Binding("n", "answer(False)", "Cancel"),
     ]
-
-    def __init__(self, what: str) -> None:
-        super().__init__(id="confirm-quit")
-        self.what = what
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
-            yield Label(
-                f"Quit the dashboard?\n{self.what}\nQuitting sends STOP first (latched: c clears it).\n"
-                "x or Escape: STOP now, and stay."
-            )
-            with Horizontal(id="dialog-buttons"):
-                yield Button("Stop and quit (y)", id="yes", variant="error")
-                yield Button("Cancel (n)", id="no", variant="primary")
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.dismiss(event.button.id == "yes")
-
-    def action_answer(self, yes: bool) -> None:
-        self.dismiss(yes)
+    SCREEN_ID = "confirm-quit"
+    YES_LABEL = "Stop and quit"
+    QUESTION = (
+        "Quit the dashboard?\n{what}\nQuitting sends STOP first (latched: c clears it).\n"
+        "x or Escape: STOP now, and stay."
+    )
+    YES_VARIANT = "error"
