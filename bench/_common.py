@@ -24,6 +24,28 @@ from firmware_sim.virtual_rig import VirtualRig
 from host.errors import CommandRefused
 from protocol import Ack, Event, NakCode, State, StopDetail, StopReason
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def start_simulator(serial: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
+    """`cementguard sim --pty` in a child process: (process, pty path from its PORT line). Its
+    stderr (attach/detach log) is discarded so that it never interleaves with a bench's table."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "host.cli", "sim", "--pty", "--serial", serial],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env if env is not None else dict(os.environ, PYTHONPATH=str(REPO)),
+        cwd=REPO,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("PORT "):
+        proc.kill()
+        raise SystemExit(f"the simulator did not print its PORT line: {line!r}")
+    return proc, line.split(" ", 1)[1].strip()
+
+
 ENDED = (State.STOPPED, State.DONE, State.FAULT, State.PAUSED)
 """States in which an injection phase is over (PAUSED: an increment is done)."""
 

@@ -68,23 +68,6 @@ def _cementguard() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "host.cli"]
 
 
-def start_simulator(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "host.cli", "sim", "--pty", "--serial", "BENCH-STOP-FIRST"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("PORT "):
-        proc.kill()
-        raise SystemExit(f"the simulator did not print its PORT line: {line!r}")
-    return proc, line.split(" ", 1)[1].strip()
-
-
 async def _clear(ctl: DeviceClient) -> None:
     while True:
         state = (await ctl.get_status()).state
@@ -165,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["XDG_RUNTIME_DIR"] = runtime  # locks and sockets of this run only, for us and the children
     env = dict(os.environ, PYTHONPATH=str(REPO))
     load_before = os.getloadavg()[0]
-    sim, port = start_simulator(env)
+    sim, port = _common.start_simulator("BENCH-STOP-FIRST", env)
     try:
         results = {"baseline_import_serial": baseline(args.stops, env)}
         results.update(asyncio.run(through_endpoint(port, args.stops, env)))

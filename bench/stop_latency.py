@@ -75,21 +75,7 @@ PLAN = Arm(
 
 
 def start_simulator() -> tuple[subprocess.Popen[str], str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "host.cli", "sim", "--pty", "--serial", "BENCH-STOP"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,  # its attach/detach log would interleave with the table
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("PORT "):
-        proc.kill()
-        raise SystemExit(f"the simulator did not print its PORT line: {line!r}")
-    return proc, line.split(" ", 1)[1].strip()
+    return _common.start_simulator("BENCH-STOP")
 
 
 def stop_process(proc: subprocess.Popen[Any]) -> None:

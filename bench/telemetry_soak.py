@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import resource
 import subprocess
 import sys
@@ -47,21 +46,7 @@ def _cpu_s() -> float:
 
 
 def start_simulator() -> tuple[subprocess.Popen[str], str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "host.cli", "sim", "--pty", "--serial", "BENCH-SOAK"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("PORT "):
-        proc.kill()
-        raise SystemExit(f"the simulator did not print its PORT line: {line!r}")
-    return proc, line.split(" ", 1)[1].strip()
+    return _common.start_simulator("BENCH-SOAK")
 
 
 async def soak(port: str, seconds: float, baseline_s: float, directory: Path) -> dict[str, Any]:
