@@ -55,7 +55,9 @@ ReasonName = Literal[
     "WORKING_TIME",
     "VISCOSITY_WINDOW",
 ]
-SourceName = Literal["OPERATOR", "FLUORO_OPERATOR", "FLUORO_REMOTE", "REMOTE", "FLUORO_LINE", "CONTROLLER"]
+SourceName = Literal[
+    "OPERATOR", "FLUORO_OPERATOR", "FLUORO_REMOTE", "REMOTE", "FLUORO_LINE", "CONTROLLER", "FLUORO_IMAGE"
+]
 RefusalName = Literal[
     "BAD_STATE",
     "STOP_LATCHED",

@@ -31,6 +31,7 @@ _SOURCE_LABELS = {
     StopSource.REMOTE: "remote (MQTT)",
     StopSource.FLUORO_LINE: "fluoroscopy (footswitch line)",
     StopSource.CONTROLLER: "controller",
+    StopSource.FLUORO_IMAGE: "fluoroscopy (image guard)",
 }
 
 

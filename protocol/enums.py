@@ -66,6 +66,15 @@ class StopDetail(IntEnum):
     SESSION_TAKEN = 2
     """HOST_LOST: a HELLO opened a new session while INJECTING or PAUSED; the device stops before it
     answers, so a moving plunger is never handed to a host that did not start it (SPEC §7.6)."""
+    POSTERIOR_QUARTER = 3
+    """FLUORO_STOP from FLUORO_IMAGE: the cement front crossed the posterior-quarter line (lateral view)."""
+    EXTRAVASATION = 4
+    """FLUORO_STOP from FLUORO_IMAGE: cement outside the vertebral body's outline."""
+    VENOUS_FILLING = 5
+    """FLUORO_STOP from FLUORO_IMAGE: a thin elongated opacity grew (a vein fills)."""
+    IMAGE_LOST = 6
+    """FLUORO_STOP from FLUORO_IMAGE: the guard went blind (no, frozen, black or saturated frames, or
+    the outline lost) while configured to stop."""
 
 
 class StopSource(IntEnum):
@@ -84,6 +93,8 @@ class StopSource(IntEnum):
     """The controller's own footswitch / imaging input line."""
     CONTROLLER = 6
     """A controller detector or the watchdog."""
+    FLUORO_IMAGE = 7
+    """The host's fluoroscopic guard: a rule on the image tripped; STOP.detail names it (SPEC §5.6)."""
 
 
 class NakCode(IntEnum):

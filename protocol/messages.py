@@ -310,12 +310,16 @@ class Resume(Command):
 @_message
 class Stop(Command):
     """Always honoured, in every state, with or without a session: latches a stop in ARMED,
-    INJECTING and PAUSED. A STOP whose source byte is undefined still stops (source OPERATOR)."""
+    INJECTING and PAUSED. A STOP whose source byte is undefined still stops (source OPERATOR).
+
+    `detail` was a reserved-zero pad byte (SPEC §5.6, §11.2): the fluoroscopic guard names its rule
+    there (a StopDetail). A plain int, never rejected, so no detail value can keep a STOP back."""
 
     TYPE = MsgType.STOP
-    FORMAT = "<HBx"
+    FORMAT = "<HBB"
     cmd_id: int
     source: StopSource = StopSource.OPERATOR
+    detail: int = 0
 
 
 @_message

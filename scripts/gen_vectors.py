@@ -37,6 +37,7 @@ from protocol.enums import (
     PlanFlags,
     ResetCause,
     State,
+    StopDetail,
     StopReason,
     StopSource,
 )
@@ -278,6 +279,16 @@ def positive_vectors() -> list[tuple[str, int, Message]]:
     add(("resume", 6, Resume(cmd_id=6)))
     for i, source in enumerate(StopSource):
         add((f"stop_{source.name.lower()}", 10 + i, Stop(cmd_id=10 + i, source=source)))
+    # The fluoroscopic guard names its rule in the former pad byte (SPEC §5.6).
+    for rule in (
+        StopDetail.POSTERIOR_QUARTER,
+        StopDetail.EXTRAVASATION,
+        StopDetail.VENOUS_FILLING,
+        StopDetail.IMAGE_LOST,
+    ):
+        seq = 0x70 + int(rule)
+        stop = Stop(cmd_id=seq, source=StopSource.FLUORO_IMAGE, detail=int(rule))
+        add((f"stop_fluoro_image_{rule.name.lower()}", seq, stop))
     add(("clear", 20, Clear(cmd_id=20)))
     add(
         (

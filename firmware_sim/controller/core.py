@@ -128,9 +128,19 @@ _F_STALL = int(Flags.STALL_SUSPECT)
 _SESSIONLESS = frozenset({MsgType.HELLO, MsgType.GET_STATUS, MsgType.STOP})
 """Commands accepted before a HELLO (HEARTBEAT is not a command: it is never answered)."""
 _HOST_SOURCES = frozenset(
-    {StopSource.OPERATOR, StopSource.FLUORO_OPERATOR, StopSource.FLUORO_REMOTE, StopSource.REMOTE}
+    {
+        StopSource.OPERATOR,
+        StopSource.FLUORO_OPERATOR,
+        StopSource.FLUORO_REMOTE,
+        StopSource.REMOTE,
+        StopSource.FLUORO_IMAGE,
+    }
 )
-_FLUORO_SOURCES = frozenset({StopSource.FLUORO_OPERATOR, StopSource.FLUORO_REMOTE})
+_FLUORO_SOURCES = frozenset({StopSource.FLUORO_OPERATOR, StopSource.FLUORO_REMOTE, StopSource.FLUORO_IMAGE})
+_IMAGE_DETAILS = frozenset(
+    {StopDetail.POSTERIOR_QUARTER, StopDetail.EXTRAVASATION, StopDetail.VENOUS_FILLING, StopDetail.IMAGE_LOST}
+)
+"""The STOP details a host may name, and only with source FLUORO_IMAGE (SPEC §5.6)."""
 
 
 def _enum_maxima() -> dict[tuple[int, int], int]:
@@ -1138,11 +1148,14 @@ class Controller:
         return self._ack(msg)
 
     def _on_stop(self, msg: Stop) -> Answer:
-        """Always ACKed; latches in ARMED / INJECTING / PAUSED. Sources 1-4 are kept as given, any
-        other (NONE, the device-only FLUORO_LINE and CONTROLLER) is recorded as OPERATOR."""
+        """Always ACKed; latches in ARMED / INJECTING / PAUSED. Sources 1-4 and 7 are kept as given,
+        any other (NONE, the device-only FLUORO_LINE and CONTROLLER) is recorded as OPERATOR. The
+        detail byte is kept only where it names an image rule of a FLUORO_IMAGE stop, else 0: a host
+        never makes the device report a signature it has no business naming."""
         source = msg.source if msg.source in _HOST_SOURCES else StopSource.OPERATOR
         reason = StopReason.FLUORO_STOP if source in _FLUORO_SOURCES else StopReason.OPERATOR_STOP
-        self._latch(reason, source)
+        image = source == StopSource.FLUORO_IMAGE and msg.detail in _IMAGE_DETAILS
+        self._latch(reason, source, detail=msg.detail if image else 0)
         return self._ack(msg)
 
     def _busy(self) -> int:

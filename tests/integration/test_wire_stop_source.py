@@ -1,7 +1,7 @@
 """Three SPEC contradictions of issue 11, settled on the wire (SPEC §5.6, §5.11, §5.12).
 
-- STOP.source: one rule. 1-4 are kept; every other value (0 NONE, 5 FLUORO_LINE, 6 CONTROLLER, which
-  decode, and 7-255, which the codec rejects as bad_value) stops as OPERATOR / OPERATOR_STOP and is
+- STOP.source: one rule. 1-4 and 7 are kept; every other value (0 NONE, 5 FLUORO_LINE, 6 CONTROLLER, which
+  decode, and 8-255, which the codec rejects as bad_value) stops as OPERATOR / OPERATOR_STOP and is
   ACKed, exactly as the golden vectors `stop_*` and `undefined_stop_source` say.
 - The STOP event of a SENSOR_FAULT carries flags SENSOR_FAULT, so its stale pressure is marked invalid.
 - The telemetry index after a session closes: only the discarded partial batch is skipped.
@@ -71,16 +71,17 @@ def test_every_defined_stop_source_stops_and_only_host_sources_are_kept(source: 
         StopSource.FLUORO_OPERATOR,
         StopSource.FLUORO_REMOTE,
         StopSource.REMOTE,
+        StopSource.FLUORO_IMAGE,
     }
     expected = source if source in host_sources else StopSource.OPERATOR
-    fluoro = expected in (StopSource.FLUORO_OPERATOR, StopSource.FLUORO_REMOTE)
+    fluoro = expected in (StopSource.FLUORO_OPERATOR, StopSource.FLUORO_REMOTE, StopSource.FLUORO_IMAGE)
     assert status.stop_source == expected
     assert status.stop_reason == (StopReason.FLUORO_STOP if fluoro else StopReason.OPERATOR_STOP)
     (stop,) = rig.stop_events()
     assert (stop.source, stop.reason) == (status.stop_source, status.stop_reason)
 
 
-@pytest.mark.parametrize("source_byte", [7, 0x20, 0xFF])
+@pytest.mark.parametrize("source_byte", [8, 0x20, 0xFF])
 def test_an_undefined_stop_source_still_stops_as_operator_and_is_acked(source_byte: int) -> None:
     rig = _armed()
     ack = _send_raw_stop(rig, 0x4242, source_byte)
