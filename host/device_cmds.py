@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import os
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -201,7 +202,7 @@ def _write_beside(port: str, source: str, who: str) -> str:
 
     frame = b"\x00" + encode_frame(Stop(cmd_id=0, source=STOP_SOURCES[source]), 0)
     try:
-        fd = os.open(port, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        fd = _open_beside(port)
         try:
             written = os.write(fd, frame)
         finally:
@@ -217,6 +218,36 @@ def _write_beside(port: str, source: str, who: str) -> str:
         f"to {who}, so it is NOT confirmed here. Check the pump; `cementguard status` once that "
         "program has ended"
     )
+
+
+def _open_beside(port: str) -> int:
+    """A descriptor to write STOP onto `port` beside its holder. The holder marks the tty exclusive
+    (TIOCEXCL: open() fails with EBUSY), so the holder's own descriptor is borrowed then
+    (host.tty_exclusive), after checking that it still is this device."""
+    try:
+        return os.open(port, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno != errno.EBUSY:
+            raise
+        busy = exc
+    from host import tty_exclusive
+
+    holder = read_holder(lock_path(port))
+    if holder is None or holder.tty_fd is None:
+        raise busy
+    try:
+        fd = tty_exclusive.borrow_fd(holder.pid, holder.tty_fd)
+    except OSError as exc:
+        why = f"{busy.strerror}; borrowing the holder's descriptor failed: {exc}"
+        raise OSError(busy.errno, why) from exc
+    try:
+        same = os.fstat(fd).st_rdev == os.stat(port).st_rdev
+    except OSError:
+        same = False
+    if not same:
+        os.close(fd)
+        raise OSError(busy.errno, f"{busy.strerror}; the holder's descriptor {holder.tty_fd} is not {port}")
+    return fd
 
 
 def _stop(args: argparse.Namespace) -> int:

@@ -12,8 +12,9 @@ What the link does (protocol/SPEC.md section in brackets):
   (bounded queues, oldest dropped and counted when a consumer falls behind), and to the latest STATUS
   and device state.
 - **Connect** [§2, §10.1, §10.7]: take the port's lock (host.port_lock: one session per port; a
-  second opener gets PortBusy naming the holder), open the port (pyserial ``exclusive=True``), write
-  a single 0x00 (ends whatever partial frame the device's receiver holds), HELLO -> DEVICE_INFO +
+  second opener gets PortBusy naming the holder), open the port (pyserial ``exclusive=True``, and
+  TIOCEXCL: host.tty_exclusive, so that no other program opens it), write a single 0x00 (ends
+  whatever partial frame the device's receiver holds), HELLO -> DEVICE_INFO +
   ACK (re-sent with the command retry policy when no answer came or the DEVICE_INFO was damaged;
   the final error says what arrived), GET_STATUS -> STATUS. `open(handshake=False)` skips the
   session: only STOP and GET_STATUS, for `cementguard stop`. A device of another
@@ -59,6 +60,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import serial
 import serial_asyncio_fast
 
+from host import tty_exclusive
 from host.errors import (
     CementguardError,
     CommandRefused,
@@ -426,6 +428,8 @@ class _Connection:
     protocol: _PortProtocol
     gen: int
     keeper: asyncio.Task[None] | None = None
+    exclusive_fd: int | None = None
+    """The tty's descriptor while it is marked exclusive (host.tty_exclusive), None otherwise."""
 
     def write(self, data: bytes) -> None:
         self.transport.write(data)  # type: ignore[attr-defined]
@@ -765,9 +769,22 @@ class Link:
         self._gen += 1
         conn = _Connection(transport, protocol, self._gen)
         protocol.conn = conn
+        self._claim_exclusive(conn)
         self._closing_ports.add(closed)
         closed.add_done_callback(self._closing_ports.discard)
         return conn
+
+    def _claim_exclusive(self, conn: _Connection) -> None:
+        """Mark the opened tty exclusive (TIOCEXCL: no other program opens it) and record its
+        descriptor in the lock, for `cementguard stop`'s emergency path (host.tty_exclusive)."""
+        port = conn.transport.get_extra_info("serial")
+        fd = getattr(port, "fd", None)
+        if not isinstance(fd, int) or fd < 0 or not tty_exclusive.claim(fd):
+            return
+        conn.exclusive_fd = fd
+        tty_exclusive.allow_borrowing()
+        if self._port_lock is not None:
+            self._port_lock.set_tty_fd(fd)
 
     async def _connect(self) -> None:
         """Open the port and handshake; on success the link is CONNECTED. On failure the port is
@@ -951,6 +968,11 @@ class Link:
             keeper.cancel()
         conn.protocol.link = None
         conn.protocol.conn = None
+        fd, conn.exclusive_fd = conn.exclusive_fd, None
+        if fd is not None and not conn.transport.is_closing():
+            tty_exclusive.release(fd)  # a pty keeps the mark past the close otherwise
+            if self._port_lock is not None:
+                self._port_lock.set_tty_fd(None)
         if not conn.transport.is_closing():
             conn.transport.abort()  # type: ignore[attr-defined]
 
@@ -1222,6 +1244,13 @@ def _port_error(url: str, exc: BaseException) -> PortError:
     text = str(exc)
     if "No such file or directory" in text:
         return PortNotFound(url)
+    if code == errno.EBUSY:  # TIOCEXCL (host.tty_exclusive): the kernel refuses every other open
+        return PortUnavailable(
+            url,
+            "the device is open exclusively (TIOCEXCL) in another program (not a cementguard session: "
+            "those name themselves); a simulator's pty stays so after a cementguard session was "
+            "killed: restart the simulator",
+        )
     if "exclusively lock" in text:  # pyserial's exclusive=True: another program flock()ed the device
         return PortUnavailable(
             url, "another program holds the device locked (not a cementguard session: those name themselves)"

@@ -8,8 +8,8 @@ named after the port; the file holds who took it (program, PID, command line, st
 control endpoint's socket) so that a second opener is told exactly which program and process to go
 to. The kernel releases a `flock` when its holder dies, so a lock left behind by a crashed process
 is simply taken over (its old holder is named in the log). The serial port itself is also opened
-with pyserial's ``exclusive=True`` (a `flock` on the device), which keeps out other programs that
-honour it.
+with pyserial's ``exclusive=True`` (a `flock` on the device, honoured by few programs) and marked
+exclusive with TIOCEXCL (host.tty_exclusive), which keeps out every other opener but root.
 
 The runtime directory is ``$XDG_RUNTIME_DIR/cementguard`` (or ``<tmp>/cementguard-<uid>``), mode
 0700 and owned by the user; anything else is refused: the control socket beside the lock accepts
@@ -67,6 +67,9 @@ class Holder:
     port: str
     socket: str | None = None
     """The holder's control endpoint (a Unix socket), None while it serves none."""
+    tty_fd: int | None = None
+    """The holder's descriptor of the port while it is marked exclusive (host.tty_exclusive), so
+    that `cementguard stop` can borrow it to write STOP beside a holder that does not answer."""
 
     @classmethod
     def of_this_process(cls, port: str, socket: str | None = None) -> Holder:
@@ -184,6 +187,11 @@ class PortLock:
         """Record (or forget) the control endpoint this holder serves."""
         if self._fd is not None and self.holder is not None:
             self._write(Holder(**{**asdict(self.holder), "socket": socket}))
+
+    def set_tty_fd(self, fd: int | None) -> None:
+        """Record (or forget) the descriptor of the exclusive tty this holder has open."""
+        if self._fd is not None and self.holder is not None:
+            self._write(Holder(**{**asdict(self.holder), "tty_fd": fd}))
 
     def _write(self, holder: Holder) -> None:
         assert self._fd is not None
