@@ -74,6 +74,10 @@ class Body:
     tip: tuple[int, int, int]
     tip_m: tuple[float, float, float]
     cannula_cells: tuple[tuple[int, int, int], ...]
+    cleft_cells: BoolArray | None = None
+    """Cells of the fracture cleft (None: no cleft)."""
+    tumour_cells: BoolArray | None = None
+    """Cells of the tumour (None: no tumour)."""
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -142,10 +146,13 @@ def build_body(
     k_z = config.permeability_si_m2 * scatter
     porosity = np.full(inside.shape, config.porosity)
 
+    in_cleft: BoolArray | None = None
+    in_tumour: BoolArray | None = None
     if config.cleft is not None:
         c = config.cleft
         zc = c.height_fraction * height
         in_cleft = (np.abs(zz - zc) <= max(c.thickness_mm * 1e-3, h) / 2.0) & (yy <= c.depth_fraction * depth)
+        in_cleft &= inside
         k_xy = np.where(in_cleft, k_xy * c.permeability_factor, k_xy)
         k_z = np.where(in_cleft, k_z * c.permeability_factor, k_z)
         porosity = np.where(in_cleft, 1.0, porosity)
@@ -155,6 +162,7 @@ def build_body(
         centre = ((fx - 0.5) * width, fy * depth, fz * height)
         r = t.radius_mm * 1e-3
         in_tumour = (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (zz - centre[2]) ** 2 <= r * r
+        in_tumour &= inside
         k_xy = np.where(in_tumour, k_xy * t.permeability_factor, k_xy)
         k_z = np.where(in_tumour, k_z * t.permeability_factor, k_z)
 
@@ -239,4 +247,6 @@ def build_body(
         tip=tip,
         tip_m=tip_m,
         cannula_cells=tuple(crossed),
+        cleft_cells=in_cleft,
+        tumour_cells=in_tumour,
     )

@@ -29,9 +29,9 @@ from firmware_sim.plant.cement import CementProfile
 from firmware_sim.plant.darcy import DarcyFlow, Solution
 from firmware_sim.plant.heat import HeatField
 from firmware_sim.plant.spatial_config import SpatialConfig
+from firmware_sim.plant.spatial_outputs import POSTERIOR_QUARTER, OutputLayout, SpatialEvents, SpatialFrame
 
-POSTERIOR_QUARTER = 0.75
-"""The clinical stop line: cement nearing the posterior quarter of the body (0 anterior, 1 posterior)."""
+__all__ = ["POSTERIOR_QUARTER", "Snapshot", "SpatialVertebra"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +81,9 @@ class SpatialVertebra:
         self._resistance = 0.0
         self._marrow_slope = 0.0
         self.solve_count = 0
+        self._layout: OutputLayout | None = None
+        self._quarter_t: float | None = None
+        self._onset_t: dict[str, float] = {}
 
     # -- coupling -------------------------------------------------------------------------------
     def viscosity(self, theta_s: float | FloatArray) -> FloatArray:
@@ -132,6 +135,11 @@ class SpatialVertebra:
         s_old = self.flow.s.copy()
         leaks = self.flow.advance(volume_m3, self.solution)
         self.heat.receive(s_old, self.flow.s, self._theta_in, self._temp_in)
+        for name, v in leaks.items():
+            if v > 0.0 and name not in self._onset_t:
+                self._onset_t[name] = self._t
+        if self._quarter_t is None and self.front_ap_fraction() >= POSTERIOR_QUARTER:
+            self._quarter_t = self._t
         return leaks
 
     def _solve(self, q_m3_s: float = 0.0) -> None:
@@ -156,6 +164,29 @@ class SpatialVertebra:
         return self._p_rest + self._marrow_slope * max(q_m3_s, 0.0)
 
     # -- outputs --------------------------------------------------------------------------------
+    def frame(self) -> SpatialFrame:
+        """The ground truth now on the output grid, with the events so far (`spatial_outputs.py`).
+
+        The stable API for the imaging work and HIL: labels, bone fraction, cement fraction per cell,
+        temperature, the front's antero-posterior depth, each leak path's cells and volume, and the
+        device times of the posterior-quarter crossing and of each leak's onset. Copies throughout."""
+        if self._layout is None:
+            self._layout = OutputLayout(self.body)
+        return self._layout.frame(
+            self._t,
+            self.flow.s,
+            self.heat.temperature_c,
+            self.heat.t_body,
+            self.front_ap_fraction(),
+            self.flow.leaked_m3,
+            self.events,
+        )
+
+    @property
+    def events(self) -> SpatialEvents:
+        """Ground-truth events so far, in device time (resolution: `flow_update_s`)."""
+        return SpatialEvents(self._quarter_t, dict(self._onset_t))
+
     @property
     def cement_fraction(self) -> FloatArray:
         """Fraction of each cell's pore volume that holds cement (a copy)."""
@@ -178,14 +209,18 @@ class SpatialVertebra:
     def cement_volume_m3(self) -> float:
         return self.flow.cement_volume_m3
 
-    def front_ap_fraction(self, threshold: float = 0.5) -> float:
-        """How far back the cement reaches: the most posterior cell at least `threshold` full, as a
-        fraction of the body's depth (0 anterior cortex, 1 posterior wall; 0 when there is none)."""
-        filled = self.flow.s >= threshold
-        if not filled.any():
+    def front_ap_fraction(self) -> float:
+        """How far back the cement reaches, as a fraction of the body's depth on the grid (0 anterior
+        cortex, 1 posterior wall; 0 when there is none): the largest ``(j + s) / ny`` over the cells,
+        a cell a fraction s full being taken as filled from its anterior face (a sharp front), so the
+        depth moves continuously rather than a cell (1/16 of the default body) at a time."""
+        s = self.flow.s
+        cement = s > 0.0
+        if not cement.any():
             return 0.0
-        j = np.nonzero(filled)[1]
-        return float((j.max() + 1) * self.body.h_m / (self.config.depth_mm * 1e-3))
+        ny = int(s.shape[1])
+        depth = np.arange(ny, dtype=float)[None, :, None] + s
+        return float(depth[cement].max()) / ny
 
     @property
     def reached_posterior_quarter(self) -> bool:
