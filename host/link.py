@@ -774,6 +774,21 @@ class Link:
         closed.add_done_callback(self._closing_ports.discard)
         return conn
 
+    def _follow_device(self) -> None:
+        """Before a reconnect opens the port: when another device now answers to its name (a new
+        simulator's pty took the dead one's number), take that device's lock, or fail this attempt
+        with PortBusy when another session holds it (host.port_lock.port_key)."""
+        old = self._port_lock
+        if old is None or old.current:
+            return
+        new = PortLock(self.url)
+        new.acquire()
+        socket = old.holder.socket if old.holder is not None else None
+        old.release()
+        self._port_lock = new
+        new.set_socket(socket)
+        log.info("%s is another device now (a new pty at that path): took its lock", self.url)
+
     def _claim_exclusive(self, conn: _Connection) -> None:
         """Mark the opened tty exclusive (TIOCEXCL: no other program opens it) and record its
         descriptor in the lock, for `cementguard stop`'s emergency path (host.tty_exclusive)."""
@@ -791,6 +806,7 @@ class Link:
         dropped again and the exception propagates (the caller sets the link state)."""
         self._set_link_state(LinkState.CONNECTING, f"opening {self.url}")
         await self._await_closing_ports()
+        self._follow_device()
         self._conn = await self._open_port()
         gen = self._conn.gen
         if self._closed_by_host:

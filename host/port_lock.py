@@ -122,12 +122,26 @@ def runtime_dir() -> Path:
     return base
 
 
+PTY_DIR = "/dev/pts/"
+"""Where Linux's pseudo-terminal slaves live (devpts): their numbers are reused."""
+
+
 def port_key(port: str) -> str:
     """A file name for a port: the same for every spelling of one device (symlinks such as
-    /dev/serial/by-id/... resolve to the device), readable, and short enough for a socket path."""
+    /dev/serial/by-id/... resolve to the device), readable, and short enough for a socket path.
+
+    A pty is named by its instance as well: the kernel gives a freed pty's number to the next one, so
+    a session still holding (reconnecting to) a dead simulator's /dev/pts/3 must not hold a new
+    simulator's /dev/pts/3. devpts creates a new inode for every pty, stamped with its creation time
+    (st_ctime_ns; nothing the link does to a tty changes it). A real serial device keeps its name's
+    key across a USB re-enumeration, so a session holds it while it reconnects."""
     canonical = port.strip().lower() if "://" in port else os.path.realpath(port)
     readable = re.sub(r"[^A-Za-z0-9]+", "-", canonical).strip("-")[-40:]
-    digest = hashlib.sha256(canonical.encode()).hexdigest()[:10]
+    instance = canonical
+    if canonical.startswith(PTY_DIR):
+        with contextlib.suppress(OSError):
+            instance = f"{canonical}@{os.stat(canonical).st_ctime_ns}"
+    digest = hashlib.sha256(instance.encode()).hexdigest()[:10]
     return f"{readable}-{digest}"
 
 
@@ -155,13 +169,20 @@ class PortLock:
 
     def __init__(self, port: str) -> None:
         self.port = port
-        self.path = lock_path(port)
+        self.key = port_key(port)
+        self.path = runtime_dir() / f"{self.key}.lock"
         self._fd: int | None = None
         self.holder: Holder | None = None
 
     @property
     def held(self) -> bool:
         return self._fd is not None
+
+    @property
+    def current(self) -> bool:
+        """Whether the device at the port's name is still the one this lock was taken for (False
+        once a pty was replaced by another at the same path: `port_key`)."""
+        return port_key(self.port) == self.key
 
     def acquire(self) -> None:
         """Take the lock, or raise PortBusy naming the holder. A lock whose holder died is free."""
