@@ -5,6 +5,7 @@ when a source that needs them is opened."""
 
 from host.frames.frame import (
     VIEWS,
+    FluoroFrame,
     Frame,
     FrameError,
     FrameRejected,
@@ -17,6 +18,7 @@ from host.frames.frame import (
 
 __all__ = [
     "VIEWS",
+    "FluoroFrame",
     "Frame",
     "FrameError",
     "FrameRejected",

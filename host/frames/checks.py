@@ -21,7 +21,7 @@ from host.frames.frame import (
     MIN_BIT_DEPTH,
     MIN_FRAME_SIDE,
     VIEWS,
-    Frame,
+    FluoroFrame,
     FrameRejected,
 )
 
@@ -119,7 +119,7 @@ class FrameChecks:
         self._min_gap_us = None if options.max_fps is None else math.floor(1e6 / options.max_fps * 0.8)
         self.rejected = 0
 
-    def check(self, frame: Frame) -> Frame:
+    def check(self, frame: FluoroFrame) -> FluoroFrame:
         """`frame` if it keeps every promise; FrameRejected naming the first it breaks."""
         try:
             self._check(frame)
@@ -130,7 +130,7 @@ class FrameChecks:
         self._last_t_us = frame.t_us
         return frame
 
-    def _check(self, frame: Frame) -> None:
+    def _check(self, frame: FluoroFrame) -> None:
         opts = self.options
 
         def bad(field: str, value: object, allowed: str) -> FrameRejected:

@@ -9,7 +9,7 @@ is allowed, or reports the source lost (`FrameSourceLost`) so that the guard goe
 never silent about a fault.
 
 Ground truth from the simulator (front depth, leak onset, the true body outline) is never in a
-`Frame`: it travels beside the frames in a separate truth record keyed by frame index, for scoring
+`FluoroFrame`: it travels beside the frames in a separate truth record keyed by frame index, for scoring
 only (docs/fluoroscopy.md).
 """
 
@@ -29,6 +29,7 @@ __all__ = [
     "MIN_BIT_DEPTH",
     "MIN_FRAME_SIDE",
     "VIEWS",
+    "FluoroFrame",
     "Frame",
     "FrameError",
     "FrameRejected",
@@ -96,11 +97,11 @@ class FrameStreamEnded(FrameSourceLost):
 
 
 @dataclass(frozen=True, slots=True)
-class Frame:
+class FluoroFrame:
     """One detector frame. Pixels are detector intensity: BRIGHT = more X-rays through, so bone and
     cement are DARK (a MONOCHROME1 DICOM is inverted on reading to match).
 
-    Construction checks the fields (FrameRejected names the first one wrong), so that a `Frame` the
+    Construction checks the fields (FrameRejected names the first one wrong), so that a frame the
     guard receives is always well-formed: 2-D, uint8/uint16, values below 2**bit_depth."""
 
     index: int
@@ -159,6 +160,11 @@ class Frame:
         return (1 << self.bit_depth) - 1
 
 
+Frame = FluoroFrame
+"""The contract's first name (issue 15). `FluoroFrame` is the class: `protocol.Frame` is the wire
+frame, and no two classes share a name. New code should say `FluoroFrame`."""
+
+
 @runtime_checkable
 class FrameSource(Protocol):
     """Where frames come from. One interface for every source, chosen by URL.
@@ -168,7 +174,7 @@ class FrameSource(Protocol):
     frame that breaks the source's promises (the next read goes on), `FrameSourceLost` when no more
     frames can come (`FrameStreamEnded` at a clean end). `close()` is idempotent."""
 
-    def read(self, timeout_s: float) -> Frame | None: ...
+    def read(self, timeout_s: float) -> FluoroFrame | None: ...
 
     def close(self) -> None: ...
 

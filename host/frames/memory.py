@@ -12,7 +12,7 @@ import queue
 from typing import Any
 
 from host.frames.checks import FrameChecks, SourceOptions
-from host.frames.frame import Frame, FrameSourceLost, FrameStreamEnded
+from host.frames.frame import FluoroFrame, FrameSourceLost, FrameStreamEnded
 
 __all__ = ["PushFrameSource"]
 
@@ -34,12 +34,12 @@ class PushFrameSource:
             raise ValueError(f"capacity: {capacity} is outside the range; allowed 1..10000")
         self.url = url
         self.checks = FrameChecks(url, SourceOptions.parse(options))
-        self._queue: queue.Queue[Frame | _End] = queue.Queue()
+        self._queue: queue.Queue[FluoroFrame | _End] = queue.Queue()
         self._capacity = capacity
         self._ended: FrameSourceLost | None = None
         self.dropped = 0
 
-    def push(self, frame: Frame) -> None:
+    def push(self, frame: FluoroFrame) -> None:
         while self._queue.qsize() >= self._capacity:
             try:
                 old = self._queue.get_nowait()
@@ -58,7 +58,7 @@ class PushFrameSource:
     def end(self) -> None:
         self._queue.put(_End(FrameStreamEnded(self.url, "the producer ended the stream")))
 
-    def read(self, timeout_s: float) -> Frame | None:
+    def read(self, timeout_s: float) -> FluoroFrame | None:
         if self._ended is not None:
             raise self._ended
         try:

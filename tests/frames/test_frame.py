@@ -1,4 +1,4 @@
-"""The frame contract: a `Frame` is always well-formed, and every source holds its frames to the
+"""The frame contract: a `FluoroFrame` is always well-formed, and every source holds its frames to the
 same promises (size, depth, rate, strictly increasing index and time) with messages that name the
 field, the value and what is allowed."""
 
@@ -11,7 +11,7 @@ import pytest
 
 from host.errors import CementguardError
 from host.frames import (
-    Frame,
+    FluoroFrame,
     FrameRejected,
     FrameSource,
     FrameSourceError,
@@ -24,7 +24,7 @@ from host.frames.memory import PushFrameSource
 
 def frame(
     index: int = 0, t_us: int = 0, shape: tuple[int, int] = (64, 64), depth: int = 12, **kw: object
-) -> Frame:
+) -> FluoroFrame:
     dtype = np.uint8 if depth == 8 else np.uint16
     fields: dict[str, object] = {
         "index": index,
@@ -36,7 +36,7 @@ def frame(
         "source": "mem://t",
     }
     fields.update(kw)
-    return Frame(**fields)  # type: ignore[arg-type]
+    return FluoroFrame(**fields)  # type: ignore[arg-type]
 
 
 def test_a_good_frame_is_accepted_and_reports_its_range() -> None:
