@@ -84,6 +84,15 @@ class BoundedInt:
             raise argparse.ArgumentTypeError(f"{value} is outside the range; {self.allowed}")
         return value
 
+    def check(self, value: int) -> int:
+        """The same test for a value given in code: ValueError naming the option, value and range
+        (a bool or a float is not an integer here, even 3.0)."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{self.name}: {value!r} is not an integer; {self.allowed}")
+        if not self.minimum <= value <= self.maximum:
+            raise ValueError(f"{self.name}: {value} is outside the range; {self.allowed}")
+        return value
+
 
 def finite_float(name: str, minimum: float, maximum: float, unit: str = "") -> FiniteFloat:
     """The argparse type for option `name`: finite floats in [minimum, maximum]."""

@@ -1,0 +1,199 @@
+"""From a frame to the cement: baseline subtraction, noise-normalised difference, hysteresis
+segmentation, and the three measurements the rules read (front, cement outside, thin opacities).
+
+Pure functions of arrays: no state, no clock, no I/O (the state lives in host/guard/guard.py).
+
+Why log intensity. The detector counts what the body lets through, I = I0 exp(-sum mu t): cement adds
+its attenuation to the bone's, so in log(I) it is a subtraction that does not depend on how much bone
+lies in front of it. Why a per-pixel noise map. Quantum noise grows where fewer photons arrive (behind
+bone), so one global threshold would either miss cement in bright soft tissue or see noise behind the
+cortex; the baseline frames give the noise of every pixel, measured rather than modelled (any mix of
+quantum, electronic and quantisation noise the source has).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from host.guard.config import GuardConfig
+from host.guard.region import BodyRegion
+
+__all__ = ["Baseline", "CementImage", "Measures", "measure", "segment"]
+
+NOISE_MAP_SIGMA_PX = 4.0
+"""The per-pixel noise variance from a handful of frames is itself noisy: smoothed over ~4 px it has
+hundreds of degrees of freedom, and the noise level changes only with the anatomy (slowly)."""
+
+
+def log_image(pixels: np.ndarray, smooth_px: float) -> np.ndarray:
+    """log(1 + I) as float32, Gaussian-smoothed with sigma `smooth_px` (0 = not smoothed)."""
+    out = np.log1p(pixels.astype(np.float32))
+    if smooth_px > 0:
+        out = cv2.GaussianBlur(out, (0, 0), smooth_px)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """The pre-injection image: its smoothed log intensity and the noise of a frame's difference."""
+
+    log_mean: np.ndarray
+    """Mean smoothed log intensity of the baseline frames (float32)."""
+    sigma: np.ndarray
+    """Standard deviation of (log_mean - a new frame's smoothed log), per pixel (float32, > 0)."""
+    shape: tuple[int, int]
+    bit_depth: int
+    smooth_px: float
+
+    @classmethod
+    def from_frames(cls, frames: list[np.ndarray], bit_depth: int, smooth_px: float) -> Baseline:
+        if len(frames) < 2:
+            raise ValueError(f"baseline: {len(frames)} frames; allowed at least 2")
+        logs = np.stack([log_image(f, smooth_px) for f in frames])
+        n = len(frames)
+        mean = logs.mean(axis=0)
+        var = ((logs - mean) ** 2).sum(axis=0) / (n - 1)
+        # A new frame differs from the mean by its own noise plus the mean's: (1 + 1/n) var.
+        var = cv2.GaussianBlur(var.astype(np.float32), (0, 0), NOISE_MAP_SIGMA_PX) * (1.0 + 1.0 / n)
+        floor = np.float32(1e-6)
+        sigma = np.sqrt(np.maximum(var, floor * floor)).astype(np.float32)
+        h, w = frames[0].shape
+        return cls(mean.astype(np.float32), sigma, (int(h), int(w)), bit_depth, smooth_px)
+
+    def z(self, pixels: np.ndarray) -> np.ndarray:
+        """How many noise sigmas darker than the baseline each pixel is (cement: large positive)."""
+        z: np.ndarray = (self.log_mean - log_image(pixels, self.smooth_px)) / self.sigma
+        return z
+
+
+def segment(z: np.ndarray, config: GuardConfig, pixel_mm: float) -> np.ndarray:
+    """The cement: connected regions of z >= z_low that hold a pixel with z >= z_high and cover at
+    least min_area_mm2 (hysteresis: a weak pixel counts only when attached to a strong one)."""
+    low = (z >= config.z_low).astype(np.uint8)
+    n, labels, stats, _c = cv2.connectedComponentsWithStats(low, connectivity=8)
+    if n <= 1:
+        return np.zeros(z.shape, bool)
+    strong = np.zeros(n, bool)
+    strong[np.unique(labels[z >= config.z_high])] = True
+    min_px = config.min_area_mm2 / (pixel_mm * pixel_mm)
+    keep = strong & (stats[:, cv2.CC_STAT_AREA] >= min_px)
+    keep[0] = False
+    cement: np.ndarray = keep[labels]
+    return cement
+
+
+@dataclass(frozen=True, slots=True)
+class Measures:
+    """What the rules read from one frame. Lengths in mm, areas in mm2."""
+
+    cement_mm2: float
+    front_fraction: float | None
+    """The posterior-most cement inside the body, as a fraction of the AP depth (None: no cement)."""
+    front_x: float | None
+    """Its image column."""
+    outside_mm2: float
+    """Cement beyond the outline grown by `outline_margin_mm`."""
+    vein_length_mm: float
+    """The longest thin, elongated opacity (0: none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CementImage:
+    """The segmentation of one frame, kept for drawing (the dashboard's frame view)."""
+
+    mask: np.ndarray
+    measures: Measures
+
+
+def _half_maximum_core(z: np.ndarray, mask: np.ndarray, window_px: float) -> np.ndarray:
+    """Mask pixels at least half as dark as the darkest pixel within `window_px` of them."""
+    k = max(3, math.ceil(window_px) | 1)
+    local_max = cv2.dilate(z, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    return mask & (z >= HALF_MAXIMUM * local_max)
+
+
+def _thin_parts(mask: np.ndarray, width_px: float) -> np.ndarray:
+    """What is left of the mask after an opening with a disc wider than a vein: the thin parts."""
+    d = max(3, math.ceil(width_px) | 1)  # odd, wider than the widest vein
+    opened = cv2.morphologyEx(
+        mask.astype(np.uint8), cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (d, d))
+    )
+    thin: np.ndarray = mask & (opened == 0)
+    return thin
+
+
+def _longest_vein_px(thin: np.ndarray, min_len_px: float, elongation: float) -> float:
+    """Length (px) of the longest thin component that is at least `min_len_px` long and `elongation`
+    times longer than wide, from the second moments of its pixels (a uniform bar of length L has
+    variance L**2 / 12 along it)."""
+    n, labels, _stats, _c = cv2.connectedComponentsWithStats(thin.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return 0.0
+    ys, xs = np.nonzero(labels)
+    lab = labels[ys, xs]
+    cnt = np.bincount(lab, minlength=n).astype(np.float64)
+    cnt[0] = 1.0
+    xf, yf = xs.astype(np.float64), ys.astype(np.float64)
+    mx = np.bincount(lab, xf, n) / cnt
+    my = np.bincount(lab, yf, n) / cnt
+    sxx = np.bincount(lab, xf * xf, n) / cnt - mx * mx
+    syy = np.bincount(lab, yf * yf, n) / cnt - my * my
+    sxy = np.bincount(lab, xf * yf, n) / cnt - mx * my
+    half_tr = (sxx + syy) / 2
+    root = np.sqrt(np.maximum(half_tr * half_tr - (sxx * syy - sxy * sxy), 0.0))
+    length = np.sqrt(12.0 * np.maximum(half_tr + root, 0.0))
+    width = np.sqrt(12.0 * np.maximum(half_tr - root, 0.0)) + 1.0  # a 1-px line has width ~1 px
+    ok = (length >= min_len_px) & (length >= elongation * width)
+    ok[0] = False
+    return float(length[ok].max()) if ok.any() else 0.0
+
+
+HALF_MAXIMUM = 0.5
+"""The front is where the cement's signal falls to half its plateau: blur (the detector's and the
+guard's own filter) spreads an edge symmetrically, so the half-maximum point stays on the true edge,
+whereas the hysteresis boundary (3 sigma) moves outwards as the contrast grows."""
+
+
+def measure(
+    z: np.ndarray,
+    mask: np.ndarray,
+    body: np.ndarray,
+    grown: np.ndarray,
+    region: BodyRegion,
+    config: GuardConfig,
+    pixel_mm: float,
+) -> Measures:
+    """The rules' inputs. `body` is the outline's mask, `grown` the outline grown by the margin."""
+    px_mm2 = pixel_mm * pixel_mm
+    inside = mask & body
+    if inside.any():
+        plateau = float(np.percentile(z[inside], 90))
+        inside = inside & (z >= HALF_MAXIMUM * plateau)
+    cols = np.nonzero(inside.any(axis=0))[0]
+    front_x: float | None = None
+    front: float | None = None
+    if cols.size:
+        front_x = float(cols.max() if region.posterior == "right" else cols.min())
+        front = float(region.ap_fraction(front_x))
+    outside = mask & ~grown
+    vein_px = 0.0
+    if "venous" in config.rules:
+        # Judged on the local half-maximum core, whose width does not grow with the dose (the
+        # hysteresis mask does: at high dose the blur's tails rise above z_low). The filter widens
+        # a line to about sqrt(w**2 + (2.355 sigma)**2) at half maximum.
+        width_px = config.vein_width_mm / pixel_mm
+        smooth_px = config.smooth_mm / pixel_mm
+        core = _half_maximum_core(z, mask, width_px + 4.0 * smooth_px)
+        thin = _thin_parts(core, math.hypot(width_px, 2.355 * smooth_px) + 2.0)
+        vein_px = _longest_vein_px(thin, config.vein_min_length_mm / pixel_mm, config.vein_elongation)
+    return Measures(
+        cement_mm2=float(mask.sum()) * px_mm2,
+        front_fraction=front,
+        front_x=front_x,
+        outside_mm2=float(outside.sum()) * px_mm2,
+        vein_length_mm=vein_px * pixel_mm,
+    )
