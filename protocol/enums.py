@@ -19,10 +19,16 @@ class MsgType(IntEnum):
     SET_LIMITS = 0x16
     GET_STATUS = 0x17
     SET_TELEMETRY = 0x18
+    PRIME = 0x28
+    JOG = 0x29
+    WITHDRAW = 0x2A
+    HOME = 0x2B
+    GET_MOTION = 0x2C
     DEVICE_INFO = 0x40
     STATUS = 0x41
     TELEMETRY_BATCH = 0x42
     EVENT = 0x43
+    MOTION_STATUS = 0x48
     ACK = 0x7E
     NAK = 0x7F
 
@@ -35,6 +41,14 @@ class State(IntEnum):
     STOPPED = 4
     DONE = 5
     FAULT = 6
+    PRIMING = 7
+    """PRIME: forward at the prime's flow until its volume, every forward detector active."""
+    JOGGING = 8
+    """JOG: hold-to-move, forward or backward, only while the host keeps sending JOG."""
+    WITHDRAWING = 9
+    """WITHDRAW (also refill): backward at a set flow until a set volume, never behind home."""
+    HOMING = 10
+    """HOME: backward to the home position."""
 
 
 class StopReason(IntEnum):
@@ -119,6 +133,8 @@ class NakCode(IntEnum):
     """Transient: e.g. pressure relief still running. Retry later with a new command id."""
     NO_SESSION = 12
     """No HELLO yet on this link: the handshake must come first."""
+    AT_HOME = 15
+    """A backward movement (JOG backward, WITHDRAW, HOME) refused: the plunger is at home."""
 
 
 class BusyDetail(IntEnum):
@@ -142,6 +158,11 @@ class EventKind(IntEnum):
     ALARM_CLEARED = 5
     RELIEF_DONE = 6
     """Post-stop pressure relief finished; detail = plunger back-off in um."""
+    MOTION_DONE = 9
+    """A movement (PRIMING, JOGGING, WITHDRAWING, HOMING = prev_state) ended normally, plunger at
+    rest, state IDLE: the transition's one EVENT. detail = the volume it moved in nL for PRIMING
+    (primed, positive) and WITHDRAWING (withdrawn, negative), its travel in um for JOGGING and
+    HOMING (forward positive)."""
 
 
 class AlarmCode(IntEnum):
@@ -192,6 +213,8 @@ class Flags(IntFlag):
     WORKING_TIME_WARNING = 0x0100
     SIMULATED = 0x0200
     STALL_SUSPECT = 0x0400
+    AT_HOME = 0x1000
+    """The plunger is on or behind the home position: backward movements are refused (AT_HOME)."""
 
 
 class Capabilities(IntFlag):
@@ -202,6 +225,8 @@ class Capabilities(IntFlag):
     VISCOSITY_ESTIMATE = 0x08
     SIMULATOR = 0x10
     TELEMETRY_CONFIG = 0x20
+    MOTION = 0x80
+    """PRIME, JOG, WITHDRAW, HOME and GET_MOTION are implemented (else UNKNOWN_COMMAND)."""
 
 
 COMMAND_TYPES: frozenset[MsgType] = frozenset(

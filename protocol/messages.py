@@ -365,6 +365,67 @@ class SetTelemetry(Command):
     batch_samples: int = 20
 
 
+@_message
+class Prime(Command):
+    """Prime / purge: IDLE -> PRIMING, forward at `flow_nl_s` until `volume_nl` has left the syringe
+    or a stop. Every forward limit and detector is active; the volume is counted apart from any
+    injection (MOTION_STATUS.primed_nl, EVENT MOTION_DONE), never in `delivered_nl`. Answered by
+    MOTION_STATUS, then ACK."""
+
+    TYPE = MsgType.PRIME
+    FORMAT = "<HHII"
+    cmd_id: int
+    syringe_bore_um: int
+    flow_nl_s: int
+    volume_nl: int
+
+
+@_message
+class Jog(Command):
+    """Hold-to-move: grants motion at `speed_um_s` (forward positive) for `hold_ms` (1 .. the
+    watchdog period) from its arrival; the host repeats it while the operator holds the key. IDLE ->
+    JOGGING, or renews the grant in JOGGING. Forward jog obeys every limit. ACK or NAK, no reply."""
+
+    TYPE = MsgType.JOG
+    FORMAT = "<HHi"
+    cmd_id: int
+    hold_ms: int
+    speed_um_s: int
+
+
+@_message
+class Withdraw(Command):
+    """Withdraw / refill: IDLE -> WITHDRAWING, backward at `flow_nl_s` until `volume_nl` has been
+    drawn back, never behind home. Answered by MOTION_STATUS, then ACK."""
+
+    TYPE = MsgType.WITHDRAW
+    FORMAT = "<HHII"
+    cmd_id: int
+    syringe_bore_um: int
+    flow_nl_s: int
+    volume_nl: int
+
+
+@_message
+class Home(Command):
+    """IDLE -> HOMING: backward at `speed_um_s` to the home position (MOTION_STATUS.home_um).
+    Answered by MOTION_STATUS, then ACK."""
+
+    TYPE = MsgType.HOME
+    FORMAT = "<H2xI"
+    cmd_id: int
+    speed_um_s: int
+
+
+@_message
+class GetMotion(Command):
+    """Answered by MOTION_STATUS (same cmd_id), then ACK, in every state."""
+
+    TYPE = MsgType.GET_MOTION
+    FORMAT = "<H2x"
+    cmd_id: int
+
+
 # ---------------------------------------------------------------------------------------------
 # Device -> host.
 # ---------------------------------------------------------------------------------------------
@@ -452,6 +513,40 @@ class Event(Message):
     delivered_nl: int
     plunger_um: int
     detail: int
+
+
+@_message
+class MotionStatus(Message):
+    """The movements' side of the controller: reply to PRIME, WITHDRAW, HOME and GET_MOTION.
+
+    `moved_um`, `primed_nl` and `withdrawn_nl` describe the current movement, or the last one
+    until the next starts (0 since power-up). None of them is ever part of STATUS.delivered_nl."""
+
+    TYPE = MsgType.MOTION_STATUS
+    FORMAT = "<HBBHHQiiiiIIiH2x"
+    cmd_id: int
+    state: State
+    last_motion: State
+    """State of the current or last movement (PRIMING .. HOMING); IDLE if none since power-up."""
+    flags: Flags
+    grant_ms: int
+    """JOGGING: ms of motion the last JOG still grants; else 0."""
+    t_us: int
+    plunger_um: int
+    home_um: int
+    """The home position: backward movements come to rest on or in front of it."""
+    travel_um: int
+    """End of the usable stroke (DEVICE_INFO.travel_um)."""
+    moved_um: int
+    """Plunger travel of the movement since it started, um, forward positive."""
+    primed_nl: int
+    """Volume of the current or last PRIME: its farthest forward travel x its bore area."""
+    withdrawn_nl: int
+    """Volume of the current or last WITHDRAW: its farthest backward travel x its bore area."""
+    speed_um_s: int
+    """Plunger speed commanded now, um/s, forward positive."""
+    syringe_bore_um: int
+    """Bore of the current or last PRIME / WITHDRAW; 0 if none."""
 
 
 @_message
@@ -553,12 +648,17 @@ __all__ = [
     "EventKind",
     "FieldValueError",
     "Flags",
+    "GetMotion",
     "GetStatus",
     "Heartbeat",
     "Hello",
+    "Home",
+    "Jog",
     "Message",
+    "MotionStatus",
     "Nak",
     "Pause",
+    "Prime",
     "Resume",
     "SetLimits",
     "SetTelemetry",
@@ -566,4 +666,5 @@ __all__ = [
     "Status",
     "Stop",
     "TelemetryBatch",
+    "Withdraw",
 ]

@@ -48,12 +48,17 @@ from protocol.messages import (
     Clear,
     DeviceInfo,
     Event,
+    GetMotion,
     GetStatus,
     Heartbeat,
     Hello,
+    Home,
+    Jog,
     Message,
+    MotionStatus,
     Nak,
     Pause,
+    Prime,
     Resume,
     SetLimits,
     SetTelemetry,
@@ -61,6 +66,7 @@ from protocol.messages import (
     Status,
     Stop,
     TelemetryBatch,
+    Withdraw,
 )
 from protocol.telemetry import BATCH_HEADER, MAX_BATCH_SAMPLES, SAMPLE_DTYPE, SAMPLE_SIZE, SampleArray
 
@@ -595,7 +601,110 @@ def positive_vectors() -> list[tuple[str, int, Message]]:
             ),
         )
     )
+    v.extend(motion_vectors())
     return v
+
+
+def motion_vectors() -> list[tuple[str, int, Message]]:
+    """The movements (SPEC §5.16-§5.18): PRIME, JOG both ways, WITHDRAW, HOME, GET_MOTION, their
+    MOTION_STATUS, the EVENT MOTION_DONE and the NAK AT_HOME."""
+    moving = Flags.HOST_LINK_OK | Flags.MOTOR_MOVING
+    return [
+        ("prime", 80, Prime(cmd_id=80, syringe_bore_um=14_500, flow_nl_s=16_667, volume_nl=300_000)),
+        ("jog_forward", 81, Jog(cmd_id=81, hold_ms=250, speed_um_s=200)),
+        ("jog_backward", 82, Jog(cmd_id=0xFFFF, hold_ms=500, speed_um_s=-1_000)),
+        ("withdraw", 83, Withdraw(cmd_id=83, syringe_bore_um=65_535, flow_nl_s=166_667, volume_nl=1)),
+        ("home", 84, Home(cmd_id=84, speed_um_s=2_000)),
+        ("get_motion", 85, GetMotion(cmd_id=85)),
+        (
+            "motion_status_priming",
+            86,
+            MotionStatus(
+                cmd_id=80,
+                state=State.PRIMING,
+                last_motion=State.PRIMING,
+                flags=moving | Flags.THROTTLING,
+                grant_ms=0,
+                t_us=6_000_000_123,
+                plunger_um=12_345,
+                home_um=200,
+                travel_um=59_500,
+                moved_um=1_817,
+                primed_nl=300_041,
+                withdrawn_nl=0,
+                speed_um_s=101,
+                syringe_bore_um=14_500,
+            ),
+        ),
+        (
+            "motion_status_jogging_backward_at_home",
+            87,
+            MotionStatus(
+                cmd_id=85,
+                state=State.JOGGING,
+                last_motion=State.JOGGING,
+                flags=moving | Flags.AT_HOME,
+                grant_ms=499,
+                t_us=0xFFFF_FFFF_FFFF_FFFF,
+                plunger_um=-2_147_483_648,
+                home_um=200,
+                travel_um=59_500,
+                moved_um=-2_147_483_648,
+                primed_nl=4_294_967_295,
+                withdrawn_nl=4_294_967_295,
+                speed_um_s=-5_000,
+                syringe_bore_um=0,
+            ),
+        ),
+        (
+            "event_motion_done_prime",
+            88,
+            Event(
+                t_us=7_000_000_000,
+                event_index=99,
+                kind=EventKind.MOTION_DONE,
+                state=State.IDLE,
+                prev_state=State.PRIMING,
+                reason=StopReason.NONE,
+                source=StopSource.NONE,
+                alarm=AlarmCode.NONE,
+                flags=Flags.HOST_LINK_OK,
+                pressure_pa=12_000,
+                delivered_nl=0,
+                plunger_um=14_162,
+                detail=300_041,
+            ),
+        ),
+        (
+            "event_motion_done_withdraw",
+            89,
+            Event(
+                t_us=7_000_500_000,
+                event_index=100,
+                kind=EventKind.MOTION_DONE,
+                state=State.IDLE,
+                prev_state=State.WITHDRAWING,
+                reason=StopReason.NONE,
+                source=StopSource.NONE,
+                alarm=AlarmCode.NONE,
+                flags=Flags.HOST_LINK_OK | Flags.AT_HOME,
+                pressure_pa=-3_000,
+                delivered_nl=2_000_000,
+                plunger_um=200,
+                detail=-1_000_000,
+            ),
+        ),
+        (
+            "ack_jog",
+            90,
+            Ack(cmd_id=81, cmd_type=MsgType.JOG, state=State.JOGGING),
+        ),
+        (
+            "nak_withdraw_at_home",
+            91,
+            Nak(cmd_id=83, cmd_type=MsgType.WITHDRAW, code=NakCode.AT_HOME, state=State.IDLE),
+        ),
+    ]
 
 
 def vector_json(name: str, seq: int, message: Message) -> dict[str, Any]:

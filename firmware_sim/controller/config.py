@@ -19,6 +19,7 @@ ALL_CAPABILITIES = (
     | Capabilities.FLUORO_LINE
     | Capabilities.VISCOSITY_ESTIMATE
     | Capabilities.TELEMETRY_CONFIG
+    | Capabilities.MOTION
 )
 
 
@@ -172,7 +173,14 @@ class ControllerConfig:
     """END_OF_TRAVEL when the plunger would stop (at the braking deceleration) within this of the
     forward end; the limit switch trips it at once as well."""
     home_margin_m: float = 0.2e-3
-    """Relief never backs the plunger off to within this of home."""
+    """Relief never backs the plunger off to within this of home; it is also the home position
+    that HOME, WITHDRAW and a backward JOG come to rest on or in front of (SPEC §8.6)."""
+    home_band_m: float = 20e-6
+    """AT_HOME within this in front of home: a backward movement anticipates its end by one
+    period's travel (5 um at top speed) plus a count, so it rests inside this band."""
+    jog_forward_max_um_s: int = 250
+    """Top forward JOG speed: the device's max_flow_nl_s (10 mL/min) through a 29 mm bore, the
+    largest cement syringe; a JOG carries no bore, so the speed bounds its flow."""
 
     # -- FLUORO_STOP ---------------------------------------------------------------------------------
     fluoro_debounce_samples: int = 3
@@ -263,6 +271,7 @@ class ControllerConfig:
             "fluoro_release_samples",
             "viscosity_window_blocks",
             "relief_timeout_ms",
+            "jog_forward_max_um_s",
         )
         for name in positive_ints:
             if getattr(self, name) <= 0:

@@ -65,6 +65,20 @@ from firmware_sim.controller.detectors import (
     elapsed_us,
 )
 from firmware_sim.controller.loops import PressureThrottle, Relief, ViscosityEstimator
+from firmware_sim.controller.motion import (
+    JOGGING,
+    MOVING,
+    PRIMING,
+    WITHDRAWING,
+    Movement,
+    MoveRequest,
+    at_home_counts,
+    check_home,
+    check_jog,
+    check_prime,
+    check_withdraw,
+    home_counts,
+)
 from firmware_sim.controller.telemetry import TelemetryBuffer
 from firmware_sim.hal import REFERENCE_RIG, Hardware, MotorCommand, SensorFrame
 from protocol.codec import PROTOCOL_VERSION, Frame, Rejected, RejectReason, is_command_type
@@ -91,27 +105,36 @@ from protocol.messages import (
     Command,
     DeviceInfo,
     Event,
+    GetMotion,
     GetStatus,
     Heartbeat,
     Hello,
+    Home,
+    Jog,
     Message,
+    MotionStatus,
     Nak,
     Pause,
+    Prime,
     Resume,
     SetLimits,
     SetTelemetry,
     Start,
     Status,
     Stop,
+    Withdraw,
 )
 from protocol.telemetry import MAX_BATCH_SAMPLES, MAX_DIVIDER
 
 # States as plain ints on the hot path; the enum members only at the message boundary.
-IDLE, ARMED, INJECTING, PAUSED, STOPPED, DONE, FAULT = (int(s) for s in State)
+IDLE, ARMED, INJECTING, PAUSED, STOPPED, DONE, FAULT = tuple(int(s) for s in State)[:7]
 _STATE = tuple(State)
 _LATCHED = (STOPPED, FAULT)
-_RUNNING = (ARMED, INJECTING, PAUSED)
+_RUNNING = (ARMED, INJECTING, PAUSED, *MOVING)
 """States that a latched stop moves to STOPPED."""
+_TAKEN = (INJECTING, PAUSED, *MOVING)
+"""States a HELLO stops first (SESSION_TAKEN): a new session never inherits a moving plunger."""
+_MOTION_TYPES = frozenset({MsgType.PRIME, MsgType.JOG, MsgType.WITHDRAW, MsgType.HOME, MsgType.GET_MOTION})
 
 _F_THROTTLING = int(Flags.THROTTLING)
 _F_RELIEF = int(Flags.RELIEF_ACTIVE)
@@ -124,6 +147,7 @@ _F_VISC = int(Flags.VISCOSITY_VALID)
 _F_WT = int(Flags.WORKING_TIME_WARNING)
 _F_SIM = int(Flags.SIMULATED)
 _F_STALL = int(Flags.STALL_SUSPECT)
+_F_HOME = int(Flags.AT_HOME)
 
 _SESSIONLESS = frozenset({MsgType.HELLO, MsgType.GET_STATUS, MsgType.STOP})
 """Commands accepted before a HELLO (HEARTBEAT is not a command: it is never answered)."""
@@ -224,6 +248,10 @@ class Controller:
         self._end_counts = usable_stroke_counts(cfg, hw)
         """End of the usable stroke, encoder counts from home: END_OF_TRAVEL brings the plunger to
         rest on or just past it; DEVICE_INFO reports it as `travel_um`."""
+        self._home_counts = home_counts(cfg, hw)
+        """Home position, counts: backward movements come to rest on or in front of it."""
+        self._at_home_counts = at_home_counts(cfg, hw)
+        """On or behind this the plunger is AT_HOME (flag; backward movements refused)."""
         self._block_n = cfg.block_samples
         self._block_s = real(cfg.block_samples * dt)
         self._alpha = cfg.pressure_filter_alpha
@@ -354,6 +382,9 @@ class Controller:
         self._throttle_quiet_us = 0
         self._throttle_clear_us = cfg.throttle_clear_ms * 1000
 
+        self._move: Movement | None = None
+        """The movement in force (states PRIMING .. HOMING), or the last one, for MOTION_STATUS."""
+
         self._session = False
         self._hb_period_us = cfg.watchdog_ms * 500
         self._hb_last_us = 0
@@ -372,6 +403,11 @@ class Controller:
             SetLimits: self._on_set_limits,
             GetStatus: self._on_get_status,
             SetTelemetry: self._on_set_telemetry,
+            Prime: self._on_prime,
+            Jog: self._on_jog,
+            Withdraw: self._on_withdraw,
+            Home: self._on_home,
+            GetMotion: self._on_get_motion,
         }
         self._apply_limits()
 
@@ -498,6 +534,7 @@ class Controller:
         # every tick, before the detectors: a STOP END_OF_TRAVEL taken this tick, and this tick's sample,
         # carry the flag (flag, stop and START refusal agree from the same tick, SPEC §8.5)
         self._set_flag(_F_EOT, self._at_end())
+        self._set_flag(_F_HOME, enc <= self._at_home_counts)
         line_in = sensors.fluoro_stop_line
         if line_in and not self._fluoro_raw:
             self._fluoro_raw_us = (
@@ -533,6 +570,8 @@ class Controller:
                     self._latch(StopReason.END_OF_TRAVEL)
         elif st == PAUSED and self._overpressure.update(pf, self._hard):
             self._latch(StopReason.OVERPRESSURE)
+        elif st in MOVING:
+            self._motion_checks(pf, enc, rate, sensors.end_of_travel)
 
         # 4. motion ----------------------------------------------------------------------------
         st = self._state
@@ -541,6 +580,8 @@ class Controller:
             throttle = self._throttle
             if pf > throttle.band_low_pa or throttle.integral or self._flags & _F_THROTTLING:
                 target *= self._throttle_step(pf)
+        elif st in MOVING:
+            target = self._motion_target(pf)
         elif self._relief.active:
             target = self._relief_step(enc, rate)
         else:
@@ -566,6 +607,8 @@ class Controller:
         if new == 0.0:
             self._cmd_nsteps = 0
             self._rest_enc = enc
+            if st in MOVING and self._move is not None and self._move.ending:
+                self._end_motion(enc)
         else:
             self._cmd_nsteps += round(new * 1000.0) * self._tick_us
 
@@ -619,7 +662,7 @@ class Controller:
             self._flow_meas_nl_s = _i32((enc - hist.encoder[then]) * m3_per_count * 1e12 / (wl * block_s))
 
         lag = self._cmd_nsteps * self._counts_per_nstep - (enc - self._rest_enc)
-        if self._stall.update(lag) and st == INJECTING:
+        if self._stall.update(lag) and (st == INJECTING or st in MOVING):
             self._latch(StopReason.MOTOR_STALL)
         self._set_flag(_F_STALL, self._stall.suspect)
         if self._sensor.suspect is not bool(self._alarms >> AlarmCode.SENSOR_SUSPECT & 1):
@@ -635,9 +678,12 @@ class Controller:
                 left = self._age.working_time_ms - self._age.age_ms(self._now_us)
                 self._alarm(AlarmCode.WORKING_TIME_WARNING, True, left)
 
-        if self._state != INJECTING:
+        st = self._state
+        forward_move = st in MOVING and self._move is not None and self._move.forward
+        if st != INJECTING and not forward_move:
             return
         setpoint = self._setpoint_rate
+        injecting = st == INJECTING
         if rate >= cfg.loss_flow_frac * setpoint and rate > 0.0:
             self._loss_blocks += 1
         else:
@@ -651,7 +697,7 @@ class Controller:
             if self._rise.update(slope, pmean, rising):
                 self._rise_stop()
                 return
-        if cfg.loss_enabled and hist.full(wl):
+        if injecting and cfg.loss_enabled and hist.full(wl):
             then = hist.ago(wl)
             if self._loss.update(hist.pressure[then], pmean, self._loss_blocks > wl):
                 self._latch(StopReason.PRESSURE_LOSS)
@@ -664,7 +710,7 @@ class Controller:
                     return
             else:
                 self._ceiling_blocks = 0
-        if cfg.viscosity_enabled:
+        if injecting and cfg.viscosity_enabled:
             self._viscosity_block(pmean, enc, rate)
 
     def _rise_stop(self) -> None:
@@ -754,6 +800,221 @@ class Controller:
         return 0.0
 
     # =====================================================================================
+    # movements: PRIME, JOG, WITHDRAW, HOME (SPEC §8.6; command checks in motion.py)
+    # =====================================================================================
+    def _motion_checks(self, pf: float, enc: int, rate: float, switch: bool) -> None:
+        """Per-sample limits of a movement, in the order of SPEC §8.6: OVERPRESSURE in every
+        movement; forward: the limit switch (END_OF_TRAVEL), then, anticipated as in §8.5, the
+        prime's mark (its end), the usable end (END_OF_TRAVEL; a forward JOG ends there);
+        backward: home, anticipated one period early so the plunger never rests behind it, and
+        the withdraw's mark; JOG: the grant, anticipated by the braking time."""
+        move = self._move
+        assert move is not None
+        if self._overpressure.update(pf, self._hard):
+            self._latch(StopReason.OVERPRESSURE)
+            return
+        move.track(enc)
+        if move.forward:
+            if switch:
+                self._latch(StopReason.END_OF_TRAVEL)
+                return
+            if move.ending:
+                return
+            rest = enc + self._braking_counts(rate)
+            if move.kind == PRIMING and rest - move.origin >= move.target_counts:
+                move.ending = True
+            elif rest >= self._end_counts:
+                if move.kind != JOGGING:
+                    self._latch(StopReason.END_OF_TRAVEL)
+                    return
+                move.ending = move.at_limit = True
+        elif not move.ending:
+            speed = -rate
+            rest = enc - self._braking_counts(speed)
+            early = rest - speed * self._counts_per_step_tick - 1
+            target = move.target_counts
+            if early <= self._home_counts or (target > self._home_counts and rest <= target):
+                move.ending = True
+                move.at_limit = move.kind == JOGGING
+        if move.kind == JOGGING and not move.ending:
+            brake_us = math.ceil(abs(rate) / self._dv) * self._tick_us
+            if elapsed_us(self._now_us, move.granted_at_us) + brake_us >= move.grant_us:
+                move.ending = True
+
+    def _motion_target(self, pf: float) -> float:
+        """Step rate a movement asks for: 0 once it has reached its end; forward, the pressure loop
+        throttles it at the soft limit exactly as an injection."""
+        move = self._move
+        assert move is not None
+        if move.ending:
+            return 0.0
+        target = move.rate
+        if target > 0.0:
+            throttle = self._throttle
+            if pf > throttle.band_low_pa or throttle.integral or self._flags & _F_THROTTLING:
+                target *= self._throttle_step(pf)
+        return target
+
+    def _end_motion(self, enc: int) -> None:
+        """The movement's normal end, plunger at rest: -> IDLE with EVENT MOTION_DONE."""
+        move = self._move
+        assert move is not None
+        move.track(enc)
+        if move.kind == PRIMING:
+            detail = move.volume_nl()
+        elif move.kind == WITHDRAWING:
+            detail = -move.volume_nl()
+        else:
+            detail = (enc - move.origin) * self._um_per_count_q >> 16
+        self._transition(IDLE, kind=EventKind.MOTION_DONE, detail=detail)
+
+    def _enter_motion(self) -> None:
+        move = self._move
+        assert move is not None
+        self._rise.reset(0.0)
+        self._loss.reset()
+        self._overpressure.reset()
+        self._throttle.reset()
+        self._stall.reset()
+        self._steady_blocks = 0
+        self._loss_blocks = 0
+        self._ceiling_blocks = 0
+        if move.forward:
+            self._setpoint_rate = self._real(move.rate)
+            self._flow_plan_nl_s = move.flow_nl_s
+            self._ceiling_stall_nl_s = self.config.ceiling_stall_flow_frac * move.flow_nl_s
+        if move.fl_per_count:
+            self._m3_per_count = self._real(move.fl_per_count * 1e-18)
+
+    def _leave_motion(self) -> None:
+        self._throttle.reset()
+        self._throttle_clear()
+        self._setpoint_rate = 0.0
+        self._flow_plan_nl_s = 0
+        self._ceiling_stall_nl_s = 0.0
+
+    def _motion_refusal(self, msg: Command) -> Answer | None:
+        """The state checks every movement command shares (SPEC §8.6): from IDLE only, at rest."""
+        st = self._state
+        if st in _LATCHED:
+            return self._refuse(msg, NakCode.STOP_LATCHED)
+        if st != IDLE:
+            return self._refuse(msg, NakCode.BAD_STATE)
+        busy = self._busy()
+        if busy:
+            return self._refuse(msg, NakCode.BUSY, detail=busy)
+        return None
+
+    def _start_motion(self, msg: Command, request: MoveRequest, reply: bool) -> Answer:
+        if self._fluoro_line:  # a stop request is held: nothing moves
+            return self._refuse(msg, NakCode.BAD_STATE)
+        self._move = Movement.start(request, self._enc, self._now_us & 0xFFFF_FFFF)
+        for value in request.clamped:
+            self._alarm(AlarmCode.LIMIT_CLAMPED, True, value)
+        self._transition(request.kind)
+        return self._ack(msg, self._motion_status(msg.cmd_id) if reply else None)
+
+    def _on_prime(self, msg: Prime) -> Answer:
+        refused = self._motion_refusal(msg)
+        if refused is not None:
+            return refused
+        if self._at_end():
+            return self._refuse(msg, NakCode.END_OF_TRAVEL)
+        request = check_prime(
+            msg, self.config, self.hardware, self._limits.max_flow_nl_s, self._end_counts - self._enc
+        )
+        if isinstance(request, BadParam):
+            return self._refuse(msg, NakCode.BAD_PARAM, request.field, request.detail)
+        return self._start_motion(msg, request, True)
+
+    def _on_withdraw(self, msg: Withdraw) -> Answer:
+        refused = self._motion_refusal(msg)
+        if refused is not None:
+            return refused
+        if self._enc <= self._at_home_counts:
+            return self._refuse(msg, NakCode.AT_HOME)
+        request = check_withdraw(msg, self.config, self.hardware, self._limits.max_flow_nl_s, self._enc)
+        if isinstance(request, BadParam):
+            return self._refuse(msg, NakCode.BAD_PARAM, request.field, request.detail)
+        return self._start_motion(msg, request, True)
+
+    def _on_home(self, msg: Home) -> Answer:
+        refused = self._motion_refusal(msg)
+        if refused is not None:
+            return refused
+        if self._enc <= self._at_home_counts:
+            return self._refuse(msg, NakCode.AT_HOME)
+        request = check_home(msg, self.config, self.hardware)
+        if isinstance(request, BadParam):
+            return self._refuse(msg, NakCode.BAD_PARAM, request.field, request.detail)
+        return self._start_motion(msg, request, True)
+
+    def _on_jog(self, msg: Jog) -> Answer:
+        """IDLE -> JOGGING; in JOGGING a JOG the same way renews the grant (and may change the
+        speed), the other way gets BUSY PLUNGER_MOVING until the jog has ended."""
+        st = self._state
+        move = self._move
+        jogging = st == JOGGING and move is not None
+        if not jogging:
+            refused = self._motion_refusal(msg)
+            if refused is not None:
+                return refused
+        request = check_jog(msg, self.config, self.hardware)
+        if isinstance(request, BadParam):
+            return self._refuse(msg, NakCode.BAD_PARAM, request.field, request.detail)
+        forward = request.rate > 0.0
+        if jogging and move is not None and (move.forward != forward):
+            return self._refuse(msg, NakCode.BUSY, detail=int(BusyDetail.PLUNGER_MOVING))
+        if forward and (self._at_end() or (jogging and move is not None and move.at_limit)):
+            return self._refuse(msg, NakCode.END_OF_TRAVEL)
+        if not forward and (
+            self._enc <= self._at_home_counts or (jogging and move is not None and move.at_limit)
+        ):
+            return self._refuse(msg, NakCode.AT_HOME)
+        if jogging and move is not None:
+            if self._fluoro_line:
+                return self._refuse(msg, NakCode.BAD_STATE)
+            move.rate = request.rate
+            move.grant_us = request.grant_us
+            move.granted_at_us = self._now_us & 0xFFFF_FFFF
+            move.ending = False
+            if forward:
+                self._setpoint_rate = self._real(request.rate)
+            return self._ack(msg)
+        return self._start_motion(msg, request, False)
+
+    def _on_get_motion(self, msg: GetMotion) -> Answer:
+        return self._ack(msg, self._motion_status(msg.cmd_id))
+
+    def _motion_status(self, cmd_id: int) -> MotionStatus:
+        move = self._move
+        enc = self._enc
+        st = self._state
+        grant_ms = 0
+        if move is not None and st == JOGGING and not move.ending:
+            left = move.grant_us - elapsed_us(self._now_us, move.granted_at_us)
+            grant_ms = max(0, left) // 1000
+        q = self._um_per_count_q
+        return MotionStatus(
+            cmd_id=cmd_id,
+            state=_STATE[st],
+            last_motion=_STATE[move.kind] if move is not None else State.IDLE,
+            flags=Flags(self._flags),
+            grant_ms=min(grant_ms, 0xFFFF),
+            t_us=self._now_us,
+            plunger_um=_i32(self.plunger_um),
+            home_um=_i32(self._home_counts * q >> 16),
+            travel_um=_i32(self._end_counts * q >> 16),
+            moved_um=_i32((enc - move.origin) * q >> 16) if move is not None else 0,
+            primed_nl=move.volume_nl() & 0xFFFF_FFFF if move is not None and move.kind == PRIMING else 0,
+            withdrawn_nl=(
+                move.volume_nl() & 0xFFFF_FFFF if move is not None and move.kind == WITHDRAWING else 0
+            ),
+            speed_um_s=self._motor_um_s,
+            syringe_bore_um=move.bore_um if move is not None else 0,
+        )
+
+    # =====================================================================================
     # state machine
     # =====================================================================================
     def _transition(
@@ -762,6 +1023,7 @@ class Controller:
         reason: StopReason = StopReason.NONE,
         source: StopSource = StopSource.NONE,
         detail: int = 0,
+        kind: EventKind | None = None,
     ) -> None:
         prev = self._state
         if prev == new:
@@ -773,13 +1035,18 @@ class Controller:
         else:
             self._stop_reason = StopReason.NONE
             self._stop_source = StopSource.NONE
-        kind = EventKind.STOP if reason else EventKind.STATE_CHANGE
+        if kind is None:
+            kind = EventKind.STOP if reason else EventKind.STATE_CHANGE
         at = len(self._out)
         self._event(kind, prev=prev, reason=reason, source=source, detail=detail)
         if prev == INJECTING:
             self._leave_injecting()
+        elif prev in MOVING:
+            self._leave_motion()
         if new == INJECTING:
             self._enter_injecting()
+        elif new in MOVING:
+            self._enter_motion()
         # The event goes out first (an ALARM_CLEARED or RELIEF_DONE these cause follows it), but its
         # flags are those once the transition has taken effect (SPEC §5.12): relief started or cut
         # short, viscosity estimate and throttling ended.
@@ -935,11 +1202,15 @@ class Controller:
             self._cache.put(cmd_id, msg_type, answer, reply is not None)
 
     def _implements(self, msg_type: int) -> bool:
-        """SET_TELEMETRY exists only with capability TELEMETRY_CONFIG; without it the type is
-        unknown to this device and answered as such at SPEC §7.7 step 3, before anything else."""
-        return msg_type != MsgType.SET_TELEMETRY or bool(
-            self.identity.capabilities & Capabilities.TELEMETRY_CONFIG
-        )
+        """SET_TELEMETRY exists only with capability TELEMETRY_CONFIG, the movements only with
+        MOTION; without it the type is unknown to this device and answered as such at SPEC §7.7
+        step 3, before anything else."""
+        caps = self.identity.capabilities
+        if msg_type == MsgType.SET_TELEMETRY:
+            return bool(caps & Capabilities.TELEMETRY_CONFIG)
+        if msg_type in _MOTION_TYPES:
+            return bool(caps & Capabilities.MOTION)
+        return True
 
     def _unknown(self, cmd_id: int, msg_type: int) -> None:
         nak = self._make_nak(cmd_id, msg_type, NakCode.UNKNOWN_COMMAND, _NO_FIELD, 0)
@@ -1000,7 +1271,7 @@ class Controller:
     def _on_hello(self, msg: Hello) -> Answer:
         if msg.protocol_version != PROTOCOL_VERSION:
             return self._refuse(msg, NakCode.VERSION_MISMATCH, detail=PROTOCOL_VERSION)
-        if self._state in (INJECTING, PAUSED):
+        if self._state in _TAKEN:
             # A new session must never inherit a moving (or resumable) plunger: the host that started
             # it may be gone from the screen. Latched before DEVICE_INFO is queued (SPEC §7.6).
             self._latch(StopReason.HOST_LOST, detail=StopDetail.SESSION_TAKEN)
@@ -1171,7 +1442,7 @@ class Controller:
 
     def _on_clear(self, msg: Clear) -> Answer:
         st = self._state
-        if st in (INJECTING, PAUSED):
+        if st in (INJECTING, PAUSED) or st in MOVING:
             return self._refuse(msg, NakCode.BAD_STATE)
         busy = self._busy()
         if busy:  # IDLE means a still plunger: no CLEAR while it brakes or backs off
@@ -1244,8 +1515,10 @@ class Controller:
         )
 
     def _commanded_flow_nl_s(self) -> int:
-        """The flow the controller commands now: the setpoint in force, throttled; 0 outside INJECTING."""
-        if self._state != INJECTING:
+        """The flow the controller commands now: the setpoint in force, throttled; 0 outside INJECTING
+        and PRIMING (0 too once the prime has reached its volume and brakes)."""
+        st = self._state
+        if st != INJECTING and (st != PRIMING or self._move is None or self._move.ending):
             return 0
         return int(self._flow_plan_nl_s * self._throttle.fraction)
 

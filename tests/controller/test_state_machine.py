@@ -37,7 +37,8 @@ from protocol import (
 from tests.controller.fakeplant import AREA_M2, FakePlant
 from tests.controller.harness import Rig, arm_msg, with_config
 
-IDLE, ARMED, INJECTING, PAUSED, STOPPED, DONE, FAULT = State
+CORE_STATES = (IDLE, ARMED, INJECTING, PAUSED, STOPPED, DONE, FAULT) = tuple(State)[:7]
+"""The injection's states; the movement states (PRIMING .. HOMING): test_motion_states.py."""
 
 
 def rig_in(state: State, **arm: object) -> Rig:
@@ -139,7 +140,7 @@ TABLE: dict[str, dict[State, tuple[str | NakCode, State]]] = {
         DONE: (ACK, IDLE),
         FAULT: (ACK, IDLE),
     },
-    "SET_LIMITS": {state: (ACK, state) for state in State},
+    "SET_LIMITS": {state: (ACK, state) for state in CORE_STATES},
 }
 CELLS = [(cmd, state) for cmd, row in TABLE.items() for state in row]
 
@@ -174,7 +175,7 @@ def test_commands_by_state(command: str, state: State) -> None:
         assert outgoing[i - 1].cmd_id == answer.cmd_id
 
 
-@pytest.mark.parametrize("state", list(State), ids=[s.name for s in State])
+@pytest.mark.parametrize("state", CORE_STATES, ids=[s.name for s in CORE_STATES])
 @pytest.mark.parametrize(
     "make",
     [lambda i: Hello(i, PROTOCOL_VERSION), GetStatus, lambda i: SetTelemetry(i, 1, 20)],

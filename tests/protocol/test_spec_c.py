@@ -26,8 +26,12 @@ from protocol.messages import (
     Event,
     Heartbeat,
     Hello,
+    Home,
+    Jog,
     Message,
+    MotionStatus,
     Nak,
+    Prime,
     SetLimits,
     SetTelemetry,
     Start,
@@ -52,6 +56,10 @@ C_STRUCTS: dict[str, type[Message]] = {
     "cg_event_t": Event,
     "cg_ack_t": Ack,
     "cg_nak_t": Nak,
+    "cg_volume_move_t": Prime,
+    "cg_jog_t": Jog,
+    "cg_home_t": Home,
+    "cg_motion_status_t": MotionStatus,
 }
 
 
