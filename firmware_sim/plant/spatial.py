@@ -64,7 +64,8 @@ class SpatialVertebra:
             resting_pressure_pa=resting_pressure_pa,
             source_radius_m=source_radius_m,
         )
-        self.heat = HeatField(self.body, config.body_temperature_c, profile.cure_time_25c_s)
+        self._layout = OutputLayout(self.body)
+        self.heat = HeatField(self.body, config.body_temperature_c, profile.cure_time_25c_s, self._layout)
         self._p_rest = resting_pressure_pa
         self._mu_m = config.marrow_viscosity_pa_s
         self._shear_factor = config.pore_shear_rate_s ** (profile.flow_index_n - 1.0)
@@ -81,7 +82,6 @@ class SpatialVertebra:
         self._resistance = 0.0
         self._marrow_slope = 0.0
         self.solve_count = 0
-        self._layout: OutputLayout | None = None
         self._quarter_t: float | None = None
         self._onset_t: dict[str, float] = {}
 
@@ -170,12 +170,11 @@ class SpatialVertebra:
         The stable API for the imaging work and HIL: labels, bone fraction, cement fraction per cell,
         temperature, the front's antero-posterior depth, each leak path's cells and volume, and the
         device times of the posterior-quarter crossing and of each leak's onset. Copies throughout."""
-        if self._layout is None:
-            self._layout = OutputLayout(self.body)
         return self._layout.frame(
             self._t,
             self.flow.s,
-            self.heat.temperature_c,
+            self.heat.window,
+            self.heat.window_temperature_c,
             self.heat.t_body,
             self.front_ap_fraction(),
             self.flow.leaked_m3,

@@ -169,7 +169,8 @@ class SpatialFrame:
     """Cement volume per cell volume, 0..1: pore saturation x porosity in the body, the painted leak
     in leak-path cells."""
     temperature_c: FloatArray
-    """Temperature per cell; cells outside the body are at the body (or bath) temperature."""
+    """Temperature per cell: computed in the body, its cortex, the canal and a few mm of tissue
+    around it (`heat.py`); further out at the body (or bath) temperature."""
     front_ap_fraction: float
     """How far back the cement reaches (cells at least half full): 0 anterior cortex, 1 posterior
     wall; compare with `POSTERIOR_QUARTER`."""
@@ -335,7 +336,8 @@ class OutputLayout:
         self,
         t_s: float,
         saturation: FloatArray,
-        temperature_c: FloatArray,
+        window: tuple[slice, slice, slice],
+        window_temperature_c: FloatArray,
         t_body_c: float,
         front_ap_fraction: float,
         leaked_m3: dict[str, float],
@@ -359,13 +361,15 @@ class OutputLayout:
             cells_copy = cells.copy()
             cells_copy.setflags(write=False)
             paths.append(LeakPath(name, kind, cells_copy, volume, events.leak_onset_t_s.get(name)))
+        temperature = np.full(g.shape, t_body_c)
+        temperature[window] = window_temperature_c
         return SpatialFrame(
             t_s=t_s,
             grid=g,
             labels=self.labels,
             bone_volume_fraction=self.bone_volume_fraction,
             cement_fraction=cement,
-            temperature_c=g.embed(temperature_c, fill=t_body_c),
+            temperature_c=temperature,
             front_ap_fraction=front_ap_fraction,
             leak_paths=tuple(paths),
             events=events,

@@ -71,3 +71,26 @@ def test_the_exotherm_peaks_where_belkoff_and_molloy_measured_and_lower_in_a_coo
     assert bath.peak_c.max() < body.peak_c.max()
     # after 15 min the heat has gone into the surroundings
     assert body.temperature_c.max() < 45.0
+
+
+def test_cement_near_the_posterior_wall_heats_the_canal_behind_it() -> None:
+    """The canal is tissue with its own heat capacity, not a 37 degC sink at the wall: cement that
+    reaches the posterior wall heats the canal's face well above the body temperature, cement far
+    from it barely."""
+
+    def canal_peak(ball_centre_fraction: float) -> float:
+        body = build_body(SpatialConfig(), 667.0)
+        heat = HeatField(body, 37.0, LOW_VISCOSITY.cure_time_25c_s)
+        x, y, z = body.centres()
+        xx, yy, zz = np.meshgrid(x, y, z, indexing="ij")
+        depth = body.shape[1] * body.h_m
+        d2 = xx**2 + (yy - ball_centre_fraction * depth) ** 2 + (zz - body.config.height_mm * 5e-4) ** 2
+        s = ((d2 <= 0.008**2) & body.inside).astype(float)
+        heat.receive(np.zeros(body.shape), s, LOW_VISCOSITY.cure_time_25c_s - 200.0, 22.0)
+        for _ in range(600):
+            heat.advance(1.0, s)
+        return heat.canal_peak_c
+
+    near, far = canal_peak(0.75), canal_peak(0.3)
+    assert near > 45.0
+    assert 37.0 <= far < 39.0
