@@ -172,7 +172,7 @@ class ControlServer:
         op = request.get("op")
         self.requests += 1
         if op == "stop":
-            return await self._stop(request.get("source", "operator"), arrived)
+            return await self._stop(request.get("source", "operator"), arrived, writer)
         if op == "status":
             return await self._status()
         if op == "clear":
@@ -180,7 +180,9 @@ class ControlServer:
         self.refused += 1
         return _error(f"unknown request op={op!r}: expected 'stop', 'status' or 'clear'")
 
-    async def _stop(self, source_name: Any, arrived: float) -> dict[str, Any]:
+    async def _stop(
+        self, source_name: Any, arrived: float, writer: asyncio.StreamWriter | None = None
+    ) -> dict[str, Any]:
         source = STOP_SOURCES.get(source_name, StopSource.OPERATOR) if isinstance(source_name, str) else None
         ctl = self.ctl
         before = ctl.state
@@ -206,6 +208,10 @@ class ControlServer:
                 return _error(text, exc)
             log.warning("STOP from the control endpoint (another terminal): state %s", _name(ack.state))
             answer: dict[str, Any] = {"ok": True, "op": "stop", "state": _name(ack.state), "event": None}
+            if writer is not None:  # the device has it: `stop` need not write it beside us
+                _progress(
+                    writer, {"ok": True, "op": "stop", "progress": "acknowledged", "state": answer["state"]}
+                )
             if source is None or source_name not in STOP_SOURCES:
                 answer["warning"] = f"unknown stop source {source_name!r}: stopped as OPERATOR"
             if before in _ACTIVE:
@@ -300,6 +306,13 @@ def _same_user(writer: asyncio.StreamWriter) -> bool:
     except OSError:
         return False
     return bool(uid == os.getuid())
+
+
+def _progress(writer: asyncio.StreamWriter, line: dict[str, Any]) -> None:
+    """An interim answer line (host.control_client.request passes it to its `progress` callback):
+    written at once, never awaited, so that a client gone away cannot stall the request."""
+    with contextlib.suppress(Exception):
+        writer.write(json.dumps(line).encode() + b"\n")
 
 
 @contextlib.asynccontextmanager

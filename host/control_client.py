@@ -9,15 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from host.errors import CementguardError
 from host.port_lock import socket_path
 
-__all__ = ["ANSWER_TIMEOUT_S", "STOP_SOURCE_NAMES", "ControlError", "NoEndpoint", "request"]
+__all__ = [
+    "ANSWER_TIMEOUT_S",
+    "STOP_DEADLINE_S",
+    "STOP_SOURCE_NAMES",
+    "ControlError",
+    "NoEndpoint",
+    "request",
+]
 
 ANSWER_TIMEOUT_S = 3.0
 """The whole exchange with a session (its STOP, the ACK, the event; a reconnect it waits for)."""
+STOP_DEADLINE_S = 0.2
+"""How long `cementguard stop` waits for the session to say that the device acknowledged its STOP
+before it writes STOP onto the port beside it (a frozen, hung or reconnecting session): with the
+process's start-up (~100-150 ms on a loaded machine) inside the device's watchdog period (500 ms), so
+that the operator's STOP, not HOST_LOST, stops the pump (docs/performance.md, "Stop beside a frozen
+session"). A live session's STOP is acknowledged in milliseconds; one that answers later costs only
+a second STOP on the line, which the device executes as a no-op."""
 STOP_SOURCE_NAMES = ("fluoro", "operator")
 """`--source` of `cementguard stop`: OPERATOR, or FLUORO_OPERATOR (host.control.STOP_SOURCES)."""
 
@@ -30,9 +45,17 @@ class NoEndpoint(ControlError):  # noqa: N818 - names of the host API
     """No session serves a control endpoint for this port."""
 
 
-async def request(port: str, op: str, timeout_s: float = ANSWER_TIMEOUT_S, **fields: Any) -> dict[str, Any]:
+async def request(
+    port: str,
+    op: str,
+    timeout_s: float = ANSWER_TIMEOUT_S,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
     """Send one request to the session holding `port`; its answer. NoEndpoint when no session
-    serves one (no socket, or a dead session's socket); ControlError when it does not answer."""
+    serves one (no socket, or a dead session's socket); ControlError when it does not answer.
+    Interim lines (a "progress" key: the STOP was acknowledged by the device, the event is awaited)
+    go to `progress` as they arrive."""
     path = socket_path(port)
     try:
         reader, writer = await asyncio.open_unix_connection(str(path), limit=1 << 20)
@@ -44,7 +67,13 @@ async def request(port: str, op: str, timeout_s: float = ANSWER_TIMEOUT_S, **fie
         async with asyncio.timeout(timeout_s):
             writer.write(json.dumps({"op": op, **fields}).encode() + b"\n")
             await writer.drain()
-            line = await reader.readline()
+            while True:
+                line = await reader.readline()
+                interim = _interim(line)
+                if interim is None:
+                    break
+                if progress is not None:
+                    progress(interim)
     except TimeoutError:
         raise ControlError(
             f"the session holding {port} accepted the request but did not answer within {timeout_s:g} s"
@@ -60,3 +89,12 @@ async def request(port: str, op: str, timeout_s: float = ANSWER_TIMEOUT_S, **fie
     if not isinstance(answer, dict):
         raise ControlError(f"the control endpoint of {port} answered {line[:80]!r}, not a JSON object")
     return answer
+
+
+def _interim(line: bytes) -> dict[str, Any] | None:
+    """The interim answer on `line`, None for a final one (or anything else: judged by the caller)."""
+    try:
+        answer = json.loads(line)
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) and "progress" in answer else None

@@ -107,21 +107,46 @@ def _busy(exc: PortBusy, what: str) -> str:  # status and clear: nothing to forc
 # -- stop --------------------------------------------------------------------------------------------
 
 
-async def stop(port: str, source: str, answer_timeout_s: float = control.ANSWER_TIMEOUT_S) -> int:
-    """`cementguard stop`: through the session's endpoint, else directly; when the port is held and
-    nothing answers, STOP written onto the port beside the holder. Returns the exit code."""
+async def stop(
+    port: str,
+    source: str,
+    answer_timeout_s: float = control.ANSWER_TIMEOUT_S,
+    deadline_s: float = control.STOP_DEADLINE_S,
+) -> int:
+    """`cementguard stop`: through the session's endpoint, else directly. When the port is held and
+    the session has not said within `deadline_s` that the device acknowledged its STOP (its interim
+    answer), STOP is written onto the port beside it at once: a frozen or reconnecting session must not
+    hold the STOP back (the device must have it within its watchdog period); the session's answer is
+    still awaited for the rest of `answer_timeout_s`. Returns the exit code."""
+    acknowledged = asyncio.Event()
+    asking = asyncio.ensure_future(
+        control.request(
+            port, "stop", timeout_s=answer_timeout_s, progress=lambda _: acknowledged.set(), source=source
+        )
+    )
+    heard = asyncio.ensure_future(acknowledged.wait())
+    wrote: str | None = None
     try:
-        answer = await control.request(port, "stop", timeout_s=answer_timeout_s, source=source)
+        done, _ = await asyncio.wait({asking, heard}, timeout=deadline_s, return_when=asyncio.FIRST_COMPLETED)
+        if not done:
+            wrote = _write_beside(port, _stop_frame(source), _holder_name(port))
+            _fail(f"the session holding {port} did not answer within {deadline_s:g} s: {wrote}")
+        answer = await asking
     except control.NoEndpoint:
         return await _stop_directly(port, source)
     except RuntimeDirError as exc:
         # No lock and no endpoint can be used there, but a stop must never be refused over a
         # file-permission problem: the STOP goes onto the port all the same.
-        _fail(f"{exc}. {_write_beside(port, source, 'the program holding the port, if any')}")
+        _fail(f"{exc}. {_write_beside(port, _stop_frame(source), 'the program holding the port, if any')}")
         return EXIT_LINK
     except control.ControlError as exc:
-        _fail(f"{exc}. {_write_beside(port, source, _holder_name(port))}")
+        if wrote is None:
+            wrote = _write_beside(port, _stop_frame(source), _holder_name(port))
+        _fail(f"{exc}. {wrote}")
         return EXIT_LINK
+    finally:
+        asking.cancel()
+        heard.cancel()
     who = _session_name(port, answer)
     if not answer.get("ok"):
         _fail(f"STOP through {who} failed: {answer.get('error')}")
@@ -149,9 +174,8 @@ async def _stop_directly(port: str, source: str) -> int:
         await link.open(handshake=False)
     except PortBusy as exc:
         who = exc.holder.describe() if exc.holder is not None else "another process"
-        _fail(
-            f"{port} is held by {who}, which serves no control endpoint. {_write_beside(port, source, who)}"
-        )
+        wrote = _write_beside(port, _stop_frame(source), who)
+        _fail(f"{port} is held by {who}, which serves no control endpoint. {wrote}")
         return EXIT_LINK
     except CementguardError as exc:
         _fail(f"STOP not sent: {exc}")
@@ -187,20 +211,24 @@ def _holder_name(port: str) -> str:
     return holder.describe() if holder is not None else "the session holding the port"
 
 
-def _write_beside(port: str, source: str, who: str) -> str:
-    """The last resort when the program holding the port does not answer: write one STOP frame onto
-    the port beside it, without reading (its bytes are the holder's). STOP with cmd_id 0 is executed
-    and never refused by the device (SPEC §7.3, §7.6) and cannot collide with the holder's commands;
-    its ACK goes to the holder. Returns what happened, in words."""
+def _stop_frame(source: str) -> bytes:
+    """The STOP written beside a holder: a delimiter, then STOP with cmd_id 0 (see `_write_beside`)."""
+    from host.control import STOP_SOURCES
+    from protocol import Stop, encode_frame
+
+    return b"\x00" + encode_frame(Stop(cmd_id=0, source=STOP_SOURCES[source]), 0)
+
+
+def _write_beside(port: str, frame: bytes, who: str) -> str:
+    """The last resort when the program holding the port does not answer: write one STOP frame
+    (`_stop_frame`) onto the port beside it, without reading (its bytes are the holder's). STOP with
+    cmd_id 0 is executed and never refused by the device (SPEC §7.3, §7.6) and cannot collide with the
+    holder's commands; its ACK goes to the holder. Returns what happened, in words."""
     if "://" in port:
         return (
             f"STOP not sent: {port} is not a device file that can be written beside its holder; stop it "
             f"from {who}, or end that program (the controller then stops by itself: HOST_LOST)"
         )
-    from host.control import STOP_SOURCES
-    from protocol import Stop, encode_frame
-
-    frame = b"\x00" + encode_frame(Stop(cmd_id=0, source=STOP_SOURCES[source]), 0)
     try:
         fd = _open_beside(port)
         try:

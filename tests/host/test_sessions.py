@@ -259,6 +259,25 @@ async def test_a_hung_endpoint_is_stopped_beside(
         await dev.until(lambda: dev.state == State.STOPPED)
 
 
+async def test_a_frozen_endpoint_does_not_hold_the_stop_back_until_the_answer_timeout(
+    fake_device: Callable[..., FakeDevice], capsys: pytest.CaptureFixture[str], runtime: Path
+):
+    """A frozen session (its socket accepts, nothing answers): the STOP reaches the device after the
+    short deadline, while `stop` still waits for the session's answer (30 s here)."""
+    async with fake_device() as dev, DeviceClient.open(dev.path, FAST):
+        hung = await asyncio.start_unix_server(lambda r, w: None, path=str(socket_path(dev.path)))
+        stopping = asyncio.create_task(device_cmds.stop(dev.path, "operator", answer_timeout_s=30.0))
+        try:
+            await dev.until(lambda: dev.state == State.STOPPED)
+            assert not stopping.done(), "the STOP went out before the answer timeout, not after it"
+            said = capsys.readouterr().out
+            assert f"did not answer within {device_cmds.control.STOP_DEADLINE_S:g} s" in said
+        finally:
+            hung.close()
+            stopping.cancel()
+            await asyncio.gather(stopping, return_exceptions=True)
+
+
 async def test_stop_on_a_port_that_does_not_exist(capsys: pytest.CaptureFixture[str]):
     assert await device_cmds.stop("/dev/cementguard-no-such-port", "operator") == device_cmds.EXIT_LINK
     assert "no such port /dev/cementguard-no-such-port" in capsys.readouterr().out
