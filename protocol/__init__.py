@@ -3,6 +3,9 @@
 See `protocol/SPEC.md` for the byte-level specification and `protocol/vectors.json` for golden frames.
 """
 
+from typing import TYPE_CHECKING
+
+from protocol.batch_layout import MAX_BATCH_SAMPLES, SAMPLE_SIZE
 from protocol.codec import (
     HEADER_SIZE,
     PROTOCOL_VERSION,
@@ -60,7 +63,19 @@ from protocol.messages import (
     Stop,
     TelemetryBatch,
 )
-from protocol.telemetry import MAX_BATCH_SAMPLES, SAMPLE_DTYPE, SAMPLE_SIZE
+
+if TYPE_CHECKING:
+    from protocol.telemetry import SAMPLE_DTYPE
+
+
+def __getattr__(name: str) -> object:
+    """SAMPLE_DTYPE is numpy's: imported on first use, so that a STOP's path never loads numpy."""
+    if name == "SAMPLE_DTYPE":
+        from protocol.telemetry import SAMPLE_DTYPE
+
+        return SAMPLE_DTYPE
+    raise AttributeError(f"module 'protocol' has no attribute {name!r}")
+
 
 __all__ = [
     "COMMAND_TYPES",

@@ -13,8 +13,7 @@ from dataclasses import dataclass, fields
 from enum import IntEnum, IntFlag
 from typing import Any, ClassVar, Self
 
-import numpy as np
-
+from protocol.batch_layout import BATCH_HEADER, MAX_BATCH_SAMPLES, SAMPLE_SIZE
 from protocol.enums import (
     AlarmCode,
     Capabilities,
@@ -28,7 +27,9 @@ from protocol.enums import (
     StopReason,
     StopSource,
 )
-from protocol.telemetry import BATCH_HEADER, MAX_BATCH_SAMPLES, SAMPLE_DTYPE, SAMPLE_SIZE, SampleArray
+
+if typing.TYPE_CHECKING:  # numpy is imported with the first telemetry batch: a STOP needs none
+    from protocol.telemetry import SampleArray
 
 
 class EncodeError(ValueError):
@@ -594,6 +595,8 @@ class TelemetryBatch(Message):
         n = len(self.samples)
         if n > MAX_BATCH_SAMPLES:
             raise EncodeError(f"TelemetryBatch.samples has {n} samples, at most {MAX_BATCH_SAMPLES}")
+        from protocol.telemetry import SAMPLE_DTYPE
+
         if self.samples.dtype != SAMPLE_DTYPE:
             raise EncodeError("TelemetryBatch.samples must have protocol.telemetry.SAMPLE_DTYPE")
         for name, code, value in (("first_index", "I", self.first_index), ("period_us", "I", self.period_us)):
@@ -611,6 +614,10 @@ class TelemetryBatch(Message):
         expected = BATCH_HEADER.size + count * SAMPLE_SIZE
         if len(body) != expected or count > MAX_BATCH_SAMPLES:
             raise BodyError(cls.TYPE, expected, len(body))
+        import numpy as np
+
+        from protocol.telemetry import SAMPLE_DTYPE
+
         samples = np.frombuffer(body, dtype=SAMPLE_DTYPE, count=count, offset=BATCH_HEADER.size)
         return cls(first_index, period_us, samples)
 

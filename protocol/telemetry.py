@@ -13,7 +13,20 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from protocol.framing import MAX_PAYLOAD
+from protocol.batch_layout import BATCH_HEADER, MAX_BATCH_SAMPLES, SAMPLE_SIZE
+
+__all__ = [
+    "BATCH_HEADER",
+    "MAX_BATCH_SAMPLES",
+    "MAX_DIVIDER",
+    "SAMPLE_DTYPE",
+    "SAMPLE_SIZE",
+    "SAMPLE_STRUCT",
+    "SampleArray",
+    "concat_samples",
+    "empty_samples",
+    "pack_sample",
+]
 
 SAMPLE_DTYPE: np.dtype[Any] = np.dtype(
     [
@@ -30,14 +43,7 @@ SAMPLE_DTYPE: np.dtype[Any] = np.dtype(
         ("stop_reason", "u1"),  # protocol.enums.StopReason of the latched stop, else NONE
     ]
 )
-SAMPLE_SIZE = SAMPLE_DTYPE.itemsize
-assert SAMPLE_SIZE == 40
-
-BATCH_HEADER = struct.Struct("<IIHH")  # first_index u32, period_us u32, count u16, reserved u16
-MAX_BATCH_SAMPLES = (MAX_PAYLOAD - 4 - BATCH_HEADER.size) // SAMPLE_SIZE
-"""The most samples that fit in framing.MAX_PAYLOAD after the 4-byte frame header and the batch header:
-4 + 12 + 25 x 40 = 1016 bytes. Fixed for a protocol version (SPEC 11.2): a receiver rejects more."""
-assert MAX_BATCH_SAMPLES == 25
+assert SAMPLE_DTYPE.itemsize == SAMPLE_SIZE
 MAX_DIVIDER = 1000
 """SET_TELEMETRY.divider range is 0 (off) or 1..MAX_DIVIDER: 1 kHz down to 1 Hz."""
 

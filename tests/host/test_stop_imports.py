@@ -53,6 +53,25 @@ def test_a_direct_stop_loads_no_simulator_harness_or_ui(env: dict[str, str]) -> 
     assert "EXIT 0" in said, said
     assert "STOP acknowledged on" in said, said
     assert loaded & FORBIDDEN == set()
+    assert loaded & {"numpy", "pandas", "pyarrow"} == set(), (
+        "numpy is imported only for telemetry arrays: a STOP carries none (docs/performance.md)"
+    )
+
+
+def test_importing_the_protocol_loads_no_numpy() -> None:
+    """The frames a STOP needs (encode STOP, decode ACK, STATUS, EVENT) are built without numpy; the
+    telemetry arrays load it when a batch is first packed or decoded."""
+    code = (
+        "import sys\n"
+        "import protocol\n"
+        "from protocol import Stop, encode_frame, MessageStream, StopSource\n"
+        "MessageStream().feed(encode_frame(Stop(cmd_id=1, source=StopSource.OPERATOR), 0))\n"
+        "print('numpy' in sys.modules)\n"
+        "protocol.SAMPLE_DTYPE\n"
+        "print('numpy' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.stdout.split() == ["False", "True"], done.stdout + done.stderr
 
 
 def test_a_stop_through_a_session_loads_no_simulator_harness_or_ui(env: dict[str, str]) -> None:
