@@ -25,6 +25,7 @@ from protocol import Event, EventKind
 
 if TYPE_CHECKING:
     from firmware_sim.controller import TickOutput
+    from firmware_sim.imaging.publisher import FrameStreamer
 
 
 TIME_SCALE_RANGE = (1.0, 100.0)
@@ -110,6 +111,34 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "when the simulated device boots: 'host' when a host first opens the port, so the host "
             "reads the POWER_UP event (as with a USB-powered pump); 'now' at once"
         ),
+    )
+    frames = p.add_argument_group(
+        'fluoroscopy frames (docs/fluoroscopy.md; need vertebra = "spatial" in the scenario)'
+    )
+    frames.add_argument(
+        "--frames-out",
+        metavar="PATH|HOST:PORT",
+        help=(
+            "publish synthetic fluoroscopy frames on this Unix socket path or TCP address (port 0 picks "
+            "one); read them with `--frames sim://PATH` or `sim://HOST:PORT`. Prints 'FRAMES <url>' "
+            "on stdout after the PORT line"
+        ),
+    )
+    frames.add_argument(
+        "--frames-truth",
+        type=Path,
+        metavar="PATH",
+        help="write each frame's ground truth (front depth, leaks, true outline) here as JSON lines, "
+        "for scoring; never sent on the frame stream",
+    )
+    frames.add_argument("--frames-view", choices=["lateral", "ap", "both"], default="lateral")
+    frames.add_argument("--frames-fps", type=float, default=10.0, help="pulses per second (1..30)")
+    frames.add_argument(
+        "--frames-dose", type=float, default=1000.0, help="photons per pixel through soft tissue (10..1e6)"
+    )
+    frames.add_argument("--frames-bits", type=int, default=12, help="detector bit depth (8..16)")
+    frames.add_argument(
+        "--frames-size", default="512x512", metavar="WxH", help="image size in pixels (64..2048 a side)"
     )
     p.set_defaults(func=_serve)
     sub = p.add_subparsers(dest="sim_command", metavar="{validate}")
@@ -247,7 +276,16 @@ def _serve(args: argparse.Namespace) -> int:
 
     plant = Plant(plant_config)
     tracer = _tracer(plant) if args.trace else None
-    runtime = DeviceRuntime(controller, plant, transport, on_link_change=_log_link, on_tick=tracer)
+    streamer = None
+    if args.frames_out is not None:
+        try:
+            streamer = _frame_streamer(args, plant)
+        except ValueError as exc:
+            transport.close()
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    on_tick = _both(tracer, streamer.on_tick if streamer is not None else None)
+    runtime = DeviceRuntime(controller, plant, transport, on_link_change=_log_link, on_tick=on_tick)
 
     stopping = False
 
@@ -258,12 +296,21 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     print(f"PORT {transport.address}", flush=True)
+    if streamer is not None:
+        print(f"FRAMES {streamer.listener.url}", flush=True)
     try:
         if args.power_on == "host" and not runtime.wait_for_host(lambda: stopping):
             return 0
         runtime.run_realtime(lambda: stopping, time_scale=args.time_scale)
     finally:
         transport.close()
+        if streamer is not None:
+            streamer.close()
+            print(
+                f"{runtime.now_us / 1e6:10.3f} s  frames sent {streamer.sent} dropped {streamer.dropped}",
+                file=sys.stderr,
+                flush=True,
+            )
         if args.trace:
             stats = runtime.stats
             late_ms = max(stats.lateness_us, default=0) / 1e3
@@ -273,3 +320,53 @@ def _serve(args: argparse.Namespace) -> int:
                 flush=True,
             )
     return 0
+
+
+def _both(
+    a: Callable[[int, TickOutput], None] | None, b: Callable[[int], None] | None
+) -> Callable[[int, TickOutput], None] | None:
+    """One tick hook for the trace log and the frame streamer (either may be absent)."""
+    if b is None:
+        return a
+    if a is None:
+        return lambda now_us, out: b(now_us)
+
+    def both(now_us: int, out: TickOutput) -> None:
+        a(now_us, out)
+        b(now_us)
+
+    return both
+
+
+def _frame_streamer(args: argparse.Namespace, plant: Plant) -> FrameStreamer:
+    """The frame publisher of `--frames-out`; ValueError naming the option and what is allowed."""
+    from firmware_sim.imaging.camera import FluoroCamera
+    from firmware_sim.imaging.fluoro import FluoroConfig, View
+    from firmware_sim.imaging.publisher import FrameListener, FrameStreamer
+
+    if plant.spatial is None:
+        raise ValueError(
+            '--frames-out needs the spatial vertebra: set vertebra = "spatial" in the scenario\'s [plant]'
+        )
+    width, sep, height = args.frames_size.partition("x")
+    if not (sep and width.isdigit() and height.isdigit()):
+        raise ValueError(f"--frames-size {args.frames_size!r} is not WIDTHxHEIGHT; allowed e.g. 512x512")
+    try:
+        config = FluoroConfig(
+            width_px=int(width),
+            height_px=int(height),
+            fps=args.frames_fps,
+            photons_per_pixel=args.frames_dose,
+            bit_depth=args.frames_bits,
+            seed=plant.config.seed,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ValueError(f"--frames options: {first['msg'].removeprefix('Value error, ')}") from None
+    views: tuple[View, ...] = ("lateral", "ap") if args.frames_view == "both" else (args.frames_view,)
+    camera = FluoroCamera(plant.spatial, config, views)
+    try:
+        listener = FrameListener(args.frames_out)
+    except OSError as exc:
+        raise ValueError(f"--frames-out {args.frames_out}: {exc}") from None
+    return FrameStreamer(camera, listener, args.frames_truth)

@@ -28,6 +28,10 @@ def open_source(url: str, **options: Any) -> FrameSource:
         raise FrameSourceError(
             repr(url), "empty source; allowed sim://..., a video device, a video file or a folder"
         )
+    if url.startswith("sim://"):
+        from host.frames.sim_source import SimFrameSource
+
+        return SimFrameSource(url, **options)
     if url.startswith("mem://"):
         from host.frames.memory import PushFrameSource
 
@@ -37,7 +41,7 @@ def open_source(url: str, **options: Any) -> FrameSource:
         raise FrameSourceError(
             url, f"unknown scheme {scheme!r}; allowed sim://, mem://, a device path, a video file or a folder"
         )
-    if url.startswith(("sim://", "/dev/")) or os.path.isdir(url) or url.lower().endswith(VIDEO_SUFFIXES):
+    if url.startswith("/dev/") or os.path.isdir(url) or url.lower().endswith(VIDEO_SUFFIXES):
         # The readers of these kinds land next (issue 15, frames half); the contract is fixed now.
         raise FrameSourceError(url, "this kind of frame source is not available in this build yet")
     if not os.path.exists(url):
