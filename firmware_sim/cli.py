@@ -196,6 +196,8 @@ def load_plant_config(path: Path | None, seed: int | None) -> PlantConfig:
 
 
 TRACE_TRUTH_PERIOD_US = 50_000
+TRACE_SPATIAL_PERIOD_US = 1_000_000
+"""The spatial body's truth line: once a second (its flow update rate), and at exit."""
 
 
 def _tracer(plant: Plant) -> Callable[[int, TickOutput], None]:
@@ -206,16 +208,20 @@ def _tracer(plant: Plant) -> Callable[[int, TickOutput], None]:
         TRACE plant <t_s> <delivered_ml> <start|end> <kind>
         TRACE stop <t_s> <reason> <source> <delivered_ml> <syringe_kpa>
         TRACE truth <t_s> <delivered_ml> <syringe_kpa>
+        TRACE spatial <t_s> front <f> quarter <t_s|-> peak_c <degC> canal_c <degC> leak <path>=<mL>@<t_s|->
 
-    and, at exit, `TRACE ticks <n> overruns <late by > 1 period> max_late_ms <wall ms>`: whether the
+    (the last only with the spatial body: once a second and at exit; `plant/spatial_truth.py`) and,
+    at exit, `TRACE ticks <n> overruns <late by > 1 period> max_late_ms <wall ms>`: whether the
     simulator kept its real-time tick (a starved simulator catches up in bursts, which a host's
     heartbeats cannot keep pace with).
     """
     seen = 0
     next_truth_us = 0
+    next_spatial_us = 0
+    spatial = plant.spatial
 
     def trace(now_us: int, out: TickOutput) -> None:
-        nonlocal seen, next_truth_us
+        nonlocal seen, next_truth_us, next_spatial_us
         lines = []
         fired = plant.fired_events
         for ev in fired[seen:]:
@@ -232,6 +238,9 @@ def _tracer(plant: Plant) -> Callable[[int, TickOutput], None]:
         if now_us >= next_truth_us:
             next_truth_us = now_us + TRACE_TRUTH_PERIOD_US
             lines.append(f"TRACE truth {t_s:.4f} {delivered_ml:.6f} {p_kpa:.2f}")
+        if spatial is not None and now_us >= next_spatial_us:
+            next_spatial_us = now_us + TRACE_SPATIAL_PERIOD_US
+            lines.append(spatial.truth().trace_line())
         if lines:
             print("\n".join(lines), file=sys.stderr, flush=True)
 
@@ -314,6 +323,8 @@ def _serve(args: argparse.Namespace) -> int:
         if args.trace:
             stats = runtime.stats
             late_ms = max(stats.lateness_us, default=0) / 1e3
+            if plant.spatial is not None:
+                print(plant.spatial.truth().trace_line(), file=sys.stderr, flush=True)
             print(
                 f"TRACE ticks {stats.ticks} overruns {stats.overruns} max_late_ms {late_ms:.1f}",
                 file=sys.stderr,

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hil.scenario import Scenario
+from firmware_sim.plant.spatial_truth import SpatialTruth
+from hil.scenario import Range, Scenario
 
 WATCHDOG_S = 0.5
 """The reference firmware's watchdog (ControllerConfig.watchdog_ms): the scaled budget of the harness."""
@@ -52,6 +53,9 @@ class Measured:
     """Largest delay of the runner's event loop (a 5 ms timer's overshoot): harness health."""
     host_max_lag_at_s: float | None = None
     """Device time (estimated) when that delay ended."""
+    truth: SpatialTruth | None = None
+    """The spatial body's ground truth at the end of the run (the simulator's last `TRACE spatial`
+    line up to the final STATUS); None without the spatial body or on a real rig."""
 
 
 @dataclass
@@ -128,4 +132,40 @@ def judge(scenario: Scenario, m: Measured, real_rig: bool) -> list[str]:
         out.append(f"false stop: a stop before the trigger event's onset ({m.onset_s} s): stops {m.stops}")
     if e.increments_done is not None and m.increments_done != e.increments_done:
         out.append(f"increments done: expected {e.increments_done}, measured {m.increments_done}")
+    if e.truth is not None and not real_rig:
+        out += judge_truth(scenario, m.truth)
+    return out
+
+
+def _outside(what: str, r: Range | None, value: float, unit: str) -> list[str]:
+    if r is None or r[0] <= value <= r[1]:
+        return []
+    return [f"{what}: expected {r[0]:g}..{r[1]:g}{unit}, measured {value:.4g}{unit}"]
+
+
+def judge_truth(scenario: Scenario, t: SpatialTruth | None) -> list[str]:
+    """The `[expect.truth]` lines: the spatial body's ground truth against the scenario's claims."""
+    e = scenario.expect.truth
+    if e is None:
+        return []
+    if t is None:
+        return ["ground truth: expected the simulator's spatial truth (TRACE spatial), measured none"]
+    out = _outside("truth front_ap_fraction", e.front_ap_fraction, t.front_ap_fraction, "")
+    if e.posterior_quarter is not None:
+        crossed = t.posterior_quarter_t_s is not None
+        if crossed != e.posterior_quarter:
+            when = f"at {t.posterior_quarter_t_s:.1f} s" if crossed else "never"
+            out.append(
+                f"truth posterior_quarter: expected {'crossed' if e.posterior_quarter else 'not crossed'}, "
+                f"measured {when} (front at {t.front_ap_fraction:.3f})"
+            )
+    for name, r in (e.leak_ml or {}).items():
+        leak = t.leaks.get(name)
+        if leak is None:
+            out.append(f"truth leak_ml.{name}: no such leak path; this body has {sorted(t.leaks)}")
+        else:
+            out += _outside(f"truth leak_ml.{name}", r, leak.volume_ml, " mL")
+    out += _outside("truth total_leak_ml", e.total_leak_ml, t.leaked_ml, " mL")
+    out += _outside("truth peak_temperature_c", e.peak_temperature_c, t.peak_temperature_c, " degC")
+    out += _outside("truth canal_peak_c", e.canal_peak_c, t.canal_peak_c, " degC")
     return out

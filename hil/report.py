@@ -73,10 +73,30 @@ def measured_properties(m: Measured) -> dict[str, str]:
     out["measured.stops"] = "; ".join(f"{t:.4f} s {r} ({s})" for t, r, s in m.stops) or "none"
     out["measured.onsets"] = "; ".join(f"{t:.4f} s {k}" for t, k in m.onsets) or "none"
     out["measured.wall_s"] = _text(m.wall_s)
+    out.update(truth_properties(m))
     out["health.sim_overruns"] = _text(m.sim_overruns)
     out["health.sim_max_late_ms"] = _text(m.sim_max_late_ms)
     out["health.host_max_lag_ms"] = _text(m.host_max_lag_ms)
     out["health.host_max_lag_at_s"] = _text(m.host_max_lag_at_s)
+    return out
+
+
+def truth_properties(m: Measured) -> dict[str, str]:
+    """The spatial body's ground truth ("truth.*"), when the run had one."""
+    t = m.truth
+    if t is None:
+        return {}
+    out = {
+        "truth.t_s": _text(t.t_s),
+        "truth.front_ap_fraction": _text(t.front_ap_fraction),
+        "truth.posterior_quarter_t_s": _text(t.posterior_quarter_t_s),
+        "truth.peak_temperature_c": _text(t.peak_temperature_c),
+        "truth.canal_peak_c": _text(t.canal_peak_c),
+        "truth.total_leak_ml": _text(t.leaked_ml),
+    }
+    for name, leak in t.leaks.items():
+        out[f"truth.leak_ml.{name}"] = _text(leak.volume_ml)
+        out[f"truth.leak_onset_s.{name}"] = _text(leak.onset_t_s)
     return out
 
 
@@ -199,12 +219,22 @@ def write_index(outcomes: list[Outcome], report_dir: Path, setup: dict[str, str]
             rel = os.path.relpath(o.png, report_dir)
             img = f'<img src="{html.escape(rel)}" alt="{html.escape(o.name)}" style="max-width:100%">'
         params = ", ".join(f"{html.escape(k)} = {html.escape(v)}" for k, v in o.parameters.items())
+        truth = truth_properties(o.measured)
+        truth_html = (
+            "<p><b>ground truth (simulator, never telemetry):</b> "
+            + ", ".join(
+                f"{html.escape(k.removeprefix('truth.'))} = {html.escape(v)}" for k, v in truth.items()
+            )
+            + "</p>"
+            if truth
+            else ""
+        )
         sections.append(
             f'<section id="{html.escape(o.name)}"><h2>{html.escape(o.name)}: '
             f'<span style="color:{colours[o.status]}">{o.status}</span></h2>'
             f"<p>{html.escape(o.description)}</p>"
             f"<p><small>{html.escape(o.path)}; time scale {o.time_scale:g}; {params}</small></p>"
-            f"{msg}{img}</section>"
+            f"{truth_html}{msg}{img}</section>"
         )
     setup_rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in setup.items()

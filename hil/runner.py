@@ -618,6 +618,9 @@ def _measure_trace(run: _Run, trace: Trace) -> None:
         ),
         None,
     )
+    spatial = [row for row in trace.spatial if end is None or row.t_s <= end + 0.0005]
+    if spatial:
+        m.truth = spatial[-1]
     truth = [row for row in trace.truth if end is None or row[0] <= end + 0.0005]
     if truth:
         m.delivered_truth_ml = round(truth[-1][1], 6)

@@ -162,6 +162,51 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+Range = tuple[float, float]
+
+
+def _range_problem(path: str, r: Range | None, unit: str, lowest: float, highest: float) -> list[Problem]:
+    """A [low, high] range must have lowest <= low <= high <= highest."""
+    if r is None or lowest <= r[0] <= r[1] <= highest:
+        return []
+    return [
+        Problem(path, list(r), "not a range", f"[low, high], {lowest:g} <= low <= high <= {highest:g}", unit)
+    ]
+
+
+class TruthExpect(_Model):
+    """Expectations on the spatial body's ground truth at the end of the run (`[expect.truth]`):
+    simulator truth the controller never sees (`firmware_sim/plant/spatial_truth.py`). Needs
+    ``plant.vertebra = "spatial"``; not checked on a real rig. Unset fields are not checked."""
+
+    front_ap_fraction: Annotated[Range | None, Unit("", "[low, high] within 0..1")] = None
+    """How far back the cement reaches: 0 anterior cortex, 1 posterior wall (0.75: the quarter line)."""
+    posterior_quarter: Annotated[bool | None, Unit("true/false")] = None
+    """Whether the front crossed the posterior-quarter line during the run."""
+    leak_ml: Annotated[dict[str, Range] | None, Unit("mL", "{ path = [low, high] }")] = None
+    """Cement in each named leak path (basivertebral, segmental_left, segmental_right,
+    cortical_<site>); a path not named is not checked."""
+    total_leak_ml: Annotated[Range | None, Unit("mL", "[low, high]")] = None
+    peak_temperature_c: Annotated[Range | None, Unit("degC", "[low, high]")] = None
+    """Hottest cell of the body over the run."""
+    canal_peak_c: Annotated[Range | None, Unit("degC", "[low, high]")] = None
+    """Hottest the canal face of the posterior wall has been over the run."""
+
+    @model_validator(mode="after")
+    def _rules(self) -> TruthExpect:
+        problems = [
+            *_range_problem("front_ap_fraction", self.front_ap_fraction, "", 0.0, 1.0),
+            *_range_problem("total_leak_ml", self.total_leak_ml, "mL", 0.0, 100.0),
+            *_range_problem("peak_temperature_c", self.peak_temperature_c, "degC", 0.0, 150.0),
+            *_range_problem("canal_peak_c", self.canal_peak_c, "degC", 0.0, 150.0),
+        ]
+        for name, r in (self.leak_ml or {}).items():
+            problems += _range_problem(f"leak_ml.{name}", r, "mL", 0.0, 100.0)
+        if problems:
+            raise RulesBrokenError(problems)
+        return self
+
+
 class Expect(_Model):
     """What the run must show. Unset fields are not checked."""
 
@@ -187,6 +232,8 @@ class Expect(_Model):
     refused: Annotated[RefusalName | None, Unit("NAK code")] = None
     """START or RESUME must be refused with this NAK code (the run ends there)."""
     increments_done: Annotated[int | None, Field(ge=0, le=1000), Unit("count")] = None
+    truth: TruthExpect | None = None
+    """Ground truth of the spatial body at the end of the run (`[expect.truth]`)."""
 
     @model_validator(mode="after")
     def _rules(self) -> Expect:
@@ -266,6 +313,16 @@ class Scenario(_Model):
                     "set without any event to count from",
                     "an [[events]] entry",
                     "ms",
+                )
+            )
+        if e.truth is not None and self.plant.vertebra != "spatial":
+            problems.append(
+                Problem(
+                    "expect.truth",
+                    Raw("(a table)"),
+                    f'set for plant.vertebra = "{self.plant.vertebra}"',
+                    'plant.vertebra = "spatial"',
+                    "table",
                 )
             )
         if e.increments_done is not None and self.plan.mode != "incremental":

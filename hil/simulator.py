@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from firmware_sim.plant.spatial_truth import SpatialTruth
 from hil.scenario import Scenario
 
 SIM_START_TIMEOUT_S = 20.0
@@ -32,6 +33,8 @@ class Trace:
     truth: list[tuple[float, float, float]] = field(default_factory=list)
     """(t_s, true delivered mL, true syringe kPa)."""
     detached_s: list[float] = field(default_factory=list)
+    spatial: list[SpatialTruth] = field(default_factory=list)
+    """The spatial body's ground truth, once a second and at exit (`TRACE spatial`)."""
     ticks: tuple[int, int, float] | None = None
     """(ticks, overruns, max lateness ms) reported at exit."""
     other: list[str] = field(default_factory=list)
@@ -47,6 +50,8 @@ class Trace:
                 self.stop_seen.set()
             elif parts[:2] == ["TRACE", "truth"]:
                 self.truth.append((float(parts[2]), float(parts[3]), float(parts[4])))
+            elif parts[:2] == ["TRACE", "spatial"]:
+                self.spatial.append(SpatialTruth.parse(line))
             elif parts[:2] == ["TRACE", "ticks"]:
                 self.ticks = (int(parts[2]), int(parts[4]), float(parts[6]))
             elif line.endswith("host detached"):

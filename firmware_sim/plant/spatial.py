@@ -30,6 +30,7 @@ from firmware_sim.plant.darcy import DarcyFlow, Solution
 from firmware_sim.plant.heat import HeatField
 from firmware_sim.plant.spatial_config import SpatialConfig
 from firmware_sim.plant.spatial_outputs import POSTERIOR_QUARTER, OutputLayout, SpatialEvents, SpatialFrame
+from firmware_sim.plant.spatial_truth import LeakTruth, SpatialTruth
 
 __all__ = ["POSTERIOR_QUARTER", "Snapshot", "SpatialVertebra"]
 
@@ -179,6 +180,19 @@ class SpatialVertebra:
             self.front_ap_fraction(),
             self.flow.leaked_m3,
             self.events,
+        )
+
+    def truth(self) -> SpatialTruth:
+        """The ground truth in a few numbers (what HIL expectations are stated on; `spatial_truth.py`)."""
+        return SpatialTruth(
+            t_s=self._t,
+            front_ap_fraction=self.front_ap_fraction(),
+            posterior_quarter_t_s=self._quarter_t,
+            peak_temperature_c=float(self.heat.peak_c.max()),
+            canal_peak_c=self.heat.canal_peak_c,
+            leaks={
+                name: LeakTruth(v * 1e6, self._onset_t.get(name)) for name, v in self.flow.leaked_m3.items()
+            },
         )
 
     @property

@@ -14,6 +14,7 @@ import pytest
 from firmware_sim.hal import MotorCommand
 from firmware_sim.plant import Plant, PlantConfig
 from firmware_sim.plant.spatial import POSTERIOR_QUARTER
+from hil.outcome import judge_truth
 from hil.scenario import load_scenario
 
 from ._util import ML_MIN
@@ -104,3 +105,24 @@ def test_the_bench_phantom_cures_slower_and_its_exotherm_peaks_lower() -> None:
     assert bath.spatial.peak_temperature_c.max() < body.spatial.peak_temperature_c.max()
     cement = bath.spatial.cement_fraction > 0.5
     assert bath.spatial.heat.theta_s[cement].mean() < body.spatial.heat.theta_s[cement].mean()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "spatial-posterior-quarter",
+        "spatial-venous-leak-runny",
+        "spatial-cortical-defect",
+        "spatial-prechilled-cement",
+        "spatial-bench-phantom",
+    ],
+)
+def test_each_spatial_scenario_states_ground_truth_its_plant_meets(name: str) -> None:
+    """`[expect.truth]` of each spatial scenario, judged on its plant driven at the plan's flow (the
+    HIL run judges the same table from the simulator's trace)."""
+    scenario = load_scenario(SCENARIOS / f"{name}.toml")
+    assert scenario.expect.truth is not None
+    config, volume = config_of(name)
+    plant, _ = inject(config, volume, wait_s=3.0)
+    assert plant.spatial is not None
+    assert judge_truth(scenario, plant.spatial.truth()) == []
