@@ -27,7 +27,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from host.frames import Frame
+from host.frames import FluoroFrame
 from host.guard.blindness import coarse, correlation, exposure_fault, mean_abs_diff, motion_px
 from host.guard.config import GuardConfig
 from host.guard.region import BodyRegion, auto_outline
@@ -152,7 +152,7 @@ class Guard:
         self._pump_state(pump)
         return self._bad_frame(reason, None, None)
 
-    def frame(self, frame: Frame, now_s: float, pump: State | None) -> GuardStep:
+    def frame(self, frame: FluoroFrame, now_s: float, pump: State | None) -> GuardStep:
         self._pump_state(pump)
         if self._started_s is None:
             self._started_s = now_s
@@ -189,7 +189,7 @@ class Guard:
 
     # -- learning -----------------------------------------------------------------------------
 
-    def _learn(self, frame: Frame, now_s: float) -> GuardStep:
+    def _learn(self, frame: FluoroFrame, now_s: float) -> GuardStep:
         cfg = self.config
         if self._learn_shape is not None and frame.shape != self._learn_shape:
             self._learning = []  # the stream changed size while learning: start again
@@ -226,7 +226,7 @@ class Guard:
             self._grown = cv2.dilate(body.astype(np.uint8), kernel).astype(bool)
         return self._body, self._grown
 
-    def _judge(self, frame: Frame) -> GuardStep:
+    def _judge(self, frame: FluoroFrame) -> GuardStep:
         cfg = self.config
         base = self.baseline
         assert base is not None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from host.frames import Frame
+from host.frames import FluoroFrame
 
 SIZE = 256
 PIXEL_MM = 0.3
@@ -64,10 +64,10 @@ class Phantom:
         scaled = counts * (full * 0.9 / self.photons)
         return np.clip(np.round(scaled), 0, full).astype(np.uint16 if self.bit_depth > 8 else np.uint8)
 
-    def frame(self, pixels: np.ndarray | None = None, view: str = "lateral") -> Frame:
+    def frame(self, pixels: np.ndarray | None = None, view: str = "lateral") -> FluoroFrame:
         self.index += 1
         px = self.pixels() if pixels is None else pixels
-        return Frame(
+        return FluoroFrame(
             index=self.index,
             t_us=self.index * 100_000,
             view=view,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from host.frames import Frame
+from host.frames import FluoroFrame
 from host.guard import Guard, GuardConfig
 from protocol import State, StopDetail
 from tests.guard.phantom import Phantom
@@ -107,7 +107,7 @@ def test_a_moved_image_is_outline_lost_not_a_leak() -> None:
 def test_frames_that_do_not_fit_mid_stream_make_it_blind_never_crash(bad: np.ndarray) -> None:
     _ph, guard = learned(bad_frames=2)
     depth = 8 if bad.dtype == np.uint8 else 12
-    frames = [Frame(100 + i, 10**7 + i, "lateral", bad, depth, 0.3, "x") for i in range(2)]
+    frames = [FluoroFrame(100 + i, 10**7 + i, "lateral", bad, depth, 0.3, "x") for i in range(2)]
     first = guard.frame(frames[0], 1.0, State.INJECTING)
     assert first.status.label == "WATCHING"
     assert first.stop is None
@@ -179,7 +179,7 @@ def test_the_guard_only_ever_asks_for_a_stop_and_only_where_a_stop_latches(ops: 
                 "frozen": frozen,
                 "small": np.zeros((64, 64), np.uint16) + 500,
             }[arg]
-            step = guard.frame(Frame(index, index * 1000, "lateral", px, 12, 0.3, "h"), now, pump)
+            step = guard.frame(FluoroFrame(index, index * 1000, "lateral", px, 12, 0.3, "h"), now, pump)
         elif kind == "tick":
             now += arg
             step = guard.tick(now, pump)
