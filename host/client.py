@@ -206,9 +206,10 @@ class DeviceClient:
         """PAUSED -> INJECTING (same checks as START), e.g. after INCREMENT_DONE and an image."""
         return await self._link.command(Resume)
 
-    async def stop(self, source: StopSource = StopSource.OPERATOR) -> Ack:
-        """Latch a stop. Always accepted by the device; sent at once, even while another command waits."""
-        return await self._link.command(Stop(cmd_id=0, source=source))
+    async def stop(self, source: StopSource = StopSource.OPERATOR, detail: int = 0) -> Ack:
+        """Latch a stop. Always accepted by the device; sent at once, even while another command waits.
+        `detail` names the image rule of a FLUORO_IMAGE stop (a StopDetail, SPEC §5.6); 0 otherwise."""
+        return await self._link.command(Stop(cmd_id=0, source=source, detail=int(detail)))
 
     async def clear(self, *, settle_s: float = 0.0) -> Ack:
         """Release a latched stop or a finished run (-> IDLE, plan dropped).

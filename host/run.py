@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
@@ -33,6 +33,7 @@ from host.cli_types import AUTO_RESUME, MIXED_AGO, TIME_SCALE, FiniteFloat
 from host.client import DeviceClient, LinkChange, LinkOptions, LinkState, PlanStop
 from host.control import serve_control
 from host.errors import CementguardError, CommandRefused, LinkLost, StatusUnavailable
+from host.guard.options import GuardSetup, add_guard_arguments, guard_setup
 from host.link_quality import LinkQuality
 from host.logs import LOG_FILE, attach_log_file, detach_log_file
 from host.loss_report import SeenEvents, missed_stop, report_after_loss
@@ -53,6 +54,9 @@ from host.run_metadata import merge as merge_metadata
 from host.stops import StopRequests
 from protocol import Event, Flags, NakCode, State, StopReason, StopSource, TelemetryBatch
 from protocol.models import DeviceInfoRecord, kpa, ml, ml_min
+
+if TYPE_CHECKING:
+    from host.guard.worker import GuardWorker
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +159,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         f"(default %(default).0f MB; {MIN_FREE_MB.allowed})",
     )
     add_metadata_arguments(p)
+    add_guard_arguments(p)
     p.set_defaults(func=_main)
 
 
@@ -168,6 +173,7 @@ def _main(args: argparse.Namespace) -> int:
     try:
         mixed_ago_s = _mixed_ago(args.mixed_ago, args.mixed_at, plan)
         plan = plan.model_copy(update={"metadata": merge_metadata(plan.metadata, args)})
+        guard = guard_setup(args)
     except ValueError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_USAGE
@@ -186,6 +192,7 @@ def _main(args: argparse.Namespace) -> int:
                 on_error=args.on_record_error,
                 min_free_bytes=int(args.min_free_mb * 1e6),
             ),
+            guard=guard,
         )
     )
 
@@ -226,6 +233,8 @@ class _Live:
     samples: int = 0
     quality: LinkQuality | None = None
     """Link quality since the run started (host.link_quality), refreshed with each batch."""
+    guard: str | None = None
+    """The fluoroscopic guard's state (WATCHING, BLIND(reason), STOPPED(rule)); None: no guard."""
 
 
 class _Display(Consumer):
@@ -309,6 +318,7 @@ async def run_plan(
     console: Console | None = None,
     ask: Callable[[str], str] | None = None,
     record: RecordPolicy | None = None,
+    guard: GuardSetup | None = None,
 ) -> int:
     """Run one plan to its end; returns the exit code. `ask` reads an operator answer (default:
     input() in a worker thread). An `auto_resume_s` that is not a finite 0.1..3600 s is refused
@@ -368,7 +378,17 @@ async def run_plan(
             async with serve_control(ctl, stops=stops):  # `cementguard stop/status/clear` from elsewhere
                 console.print(f"stop from any terminal: cementguard stop --port {url}", highlight=False)
                 code = await _inject(
-                    ctl, clamped, mixed_ago_s, sink, policy, auto_resume_s, interrupted, console, ask, stops
+                    ctl,
+                    clamped,
+                    mixed_ago_s,
+                    sink,
+                    policy,
+                    auto_resume_s,
+                    interrupted,
+                    console,
+                    ask,
+                    stops,
+                    guard,
                 )
             return code
         except PlanError as exc:
@@ -403,6 +423,7 @@ async def _inject(
     console: Console,
     ask: Callable[[str], str] | None,
     stops: StopRequests | None = None,
+    guard: GuardSetup | None = None,
 ) -> int:
     live = _Live()
     if ctl.state is not None:  # the handshake said what the device is doing: show it before any sample
@@ -436,10 +457,27 @@ async def _inject(
     consumers: list[Consumer] = [display]
     if sink is not None:
         consumers.insert(0, sink)
+    watcher = None
+    if guard is not None:
+        try:
+            watcher = _guard_worker(guard, ctl, requests, live, display, sink)
+        except CementguardError as exc:
+            console.print(f"[bold red]not started:[/] {exc}", highlight=False)
+            return EXIT_USAGE
+        consumers.append(watcher)
     async with StreamPump(ctl, consumers, on_failure=failed, stops=requests, name="run") as pump:
         with Live(_render(live, plan), console=console, refresh_per_second=4, transient=False) as view:
             refresher = pump.supervisor.spawn(_refresh(view, live, plan), "run: display refresh")
             try:
+                if watcher is not None and guard is not None:
+                    pump.supervisor.spawn(watcher.run(), "run: fluoroscopic guard", critical=True)
+                    if not await watcher.watching(guard.ready_timeout_s):
+                        console.print(
+                            f"[bold red]not started:[/] the fluoroscopic guard is {watcher.status.label} "
+                            f"after {guard.ready_timeout_s:g} s (--guard-ready-timeout)",
+                            highlight=False,
+                        )
+                        return EXIT_USAGE
                 code = await _drive(
                     ctl,
                     plan,
@@ -467,6 +505,33 @@ async def _inject(
             console.print()  # the live view leaves the cursor at the end of its last line
             _summarise_link(console, LinkQuality.of(ctl.counters, display.counters_at_start, live.samples))
         return code
+
+
+def _guard_worker(
+    setup: GuardSetup,
+    ctl: DeviceClient,
+    requests: StopRequests,
+    live: _Live,
+    display: _Display,
+    sink: RecordingSink | None,
+) -> GuardWorker:
+    """The guard's worker on `setup.frames_url`: its state goes to the status line (and the log);
+    the frame source is opened here, so a bad URL is refused before anything is armed. Imported
+    here: opencv is loaded only by a run that watches frames."""
+    from host.frames import open_frame_source
+    from host.guard import Guard
+    from host.guard.worker import GuardWorker
+
+    def show(step: Any) -> None:
+        label = step.status.label
+        if step.changed:
+            log.warning("fluoroscopic guard: %s", label)
+        live.guard = label
+        display.changed.set()
+
+    source = open_frame_source(setup.frames_url)
+    live.guard = "BLIND(starting)"
+    return GuardWorker(Guard(setup.config, setup.region), source, ctl, requests, on_step=show)
 
 
 async def _keep_tail(sink: RecordingSink, ctl: DeviceClient, interrupted: _Interrupted) -> None:
@@ -772,6 +837,9 @@ def _render(live: _Live, plan: InjectionPlan) -> Table:
     hard = plan.pressure.hard_limit_kpa
     table.add_row("pressure", f"{live.pressure_kpa:7.0f} kPa  (soft {soft:.0f}, hard {hard:.0f})")
     table.add_row("flow", f"{live.flow_ml_min:7.2f} mL/min  (plan {plan.flow_ml_min:.2f})")
+    if live.guard is not None:
+        style = "green" if live.guard == "WATCHING" else "bold red"
+        table.add_row("guard", Text(live.guard, style))
     if live.quality is not None:
         poor = live.quality.poor
         text = live.quality.short()  # one line at 80 columns; the summary has the counts

@@ -7,6 +7,10 @@ taken where the request entered this host (the key press, the MQTT message read 
 the latency covers the host, the link and the controller's tick. Times are `time.perf_counter()`, the
 clock `Subscription.received_at` uses.
 
+The fluoroscopic guard (host/guard) stamps its request with the time its frame was read, so its
+latency runs from the image that showed the cement to the STOPPED event; the event's `detail` names the
+rule (`image_rule`), and the request's notes add the frame number and its timestamp.
+
 A stop from the controller's own input line (source FLUORO_LINE) has no host-side origin: the
 controller reports in the event's `detail` how long the line had been asserted before it stopped
 (its debounce, in microseconds), and that is recorded instead.
@@ -16,10 +20,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from protocol import Event, EventKind, StopSource
+from protocol import Event, EventKind, StopDetail, StopSource
 
 __all__ = ["StopRequest", "StopRequests"]
 
@@ -50,6 +55,8 @@ class StopRequest:
     """time.perf_counter() when the request entered this host."""
     origin: str
     """Where it came from, for the record: "dashboard key f", "mqtt cementguard/rig1/fluoro/stop"."""
+    notes: Mapping[str, Any] = field(default_factory=dict)
+    """More annotations for the STOP event it is matched to (the guard's frame number and time)."""
 
 
 class StopRequests:
@@ -64,8 +71,10 @@ class StopRequests:
         self._window_s = window_s
         self._pending: deque[StopRequest] = deque(maxlen=maxlen)
 
-    def requested(self, source: StopSource, origin: str, t: float | None = None) -> StopRequest:
-        request = StopRequest(source, time.perf_counter() if t is None else t, origin)
+    def requested(
+        self, source: StopSource, origin: str, t: float | None = None, notes: Mapping[str, Any] | None = None
+    ) -> StopRequest:
+        request = StopRequest(source, time.perf_counter() if t is None else t, origin, dict(notes or {}))
         self._pending.append(request)
         return request
 
@@ -82,6 +91,11 @@ class StopRequests:
         if event.source == StopSource.FLUORO_LINE:
             notes["line_latency_ms"] = event.detail / 1000.0
             return notes
+        if event.source == StopSource.FLUORO_IMAGE:
+            try:
+                notes["image_rule"] = StopDetail(event.detail).name
+            except ValueError:
+                notes["image_rule"] = str(event.detail)
         now = time.perf_counter() if received_at is None else received_at
         while self._pending and now - self._pending[0].t > self._window_s:
             self._pending.popleft()
@@ -90,5 +104,6 @@ class StopRequests:
                 self._pending.remove(request)
                 notes["stop_origin"] = request.origin
                 notes["stop_latency_ms"] = round((now - request.t) * 1000.0, 3)
+                notes.update(request.notes)
                 break
         return notes

@@ -70,3 +70,28 @@ def test_events_other_than_stops_get_no_annotations() -> None:
 def test_unknown_sources_still_get_a_label() -> None:
     assert source_label(99) == "source 99"
     assert source_label(StopSource.CONTROLLER) == "controller"
+
+
+def test_an_image_stop_is_recorded_with_its_rule_frame_and_latency_from_the_frame() -> None:
+    """The guard's request is stamped when its frame was read; the event names the rule (detail)."""
+    stops = StopRequests()
+    stops.requested(
+        StopSource.FLUORO_IMAGE,
+        "fluoroscopic guard: frame 42",
+        t=20.0,
+        notes={"guard_frame": 42, "guard_frame_t_us": 4_200_000},
+    )
+    notes = stops.match(_stop(StopSource.FLUORO_IMAGE, detail=3), received_at=20.031)
+    assert notes == {
+        "stop_source": "fluoroscopy (image guard)",
+        "image_rule": "POSTERIOR_QUARTER",
+        "stop_origin": "fluoroscopic guard: frame 42",
+        "stop_latency_ms": 31.0,
+        "guard_frame": 42,
+        "guard_frame_t_us": 4_200_000,
+    }
+
+
+def test_an_image_stop_with_an_unknown_rule_shows_it_raw() -> None:
+    notes = StopRequests().match(_stop(StopSource.FLUORO_IMAGE, detail=99), received_at=None)
+    assert notes["image_rule"] == "99"

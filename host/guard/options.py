@@ -1,0 +1,121 @@
+"""`--frames URL` and the `--guard-*` options: one definition for every command that runs the guard
+(`cementguard run`, the dashboard). Ranges come from host/guard/config.py (`RANGES`), so a bound is
+written once; a bad value is a usage error naming the option, the value and the range."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass, replace
+
+from host.cli_types import finite_float
+from host.guard.config import BLIND_POLICIES, RANGES, GuardConfig
+from host.guard.region import BodyRegion
+
+__all__ = ["GuardSetup", "add_guard_arguments", "guard_setup"]
+
+READY_TIMEOUT = finite_float("--guard-ready-timeout", 1.0, 600.0, "s")
+
+_NUMBERS = {
+    "posterior_fraction": "the posterior-quarter line, as a fraction of the AP depth from the anterior wall",
+    "max_frame_gap_s": "blind when no frame came for this long",
+    "confirm_frames": "consecutive frames a rule must hold on before the guard stops",
+    "baseline_frames": "pre-injection frames averaged into the baseline",
+    "max_shift_mm": "blind (outline lost) when the image moved more than this",
+}
+
+
+@dataclass(frozen=True)
+class GuardSetup:
+    """What a command needs to run the guard: where the frames come from, and how to judge them."""
+
+    frames_url: str
+    config: GuardConfig
+    region: BodyRegion | None = None
+    ready_timeout_s: float = 30.0
+    """START waits this long for the guard to be WATCHING (baseline learned); else nothing starts."""
+
+
+def _region(text: str) -> tuple[float, float, float, float]:
+    parts = text.split(",")
+    if len(parts) != 4:
+        raise argparse.ArgumentTypeError(f"{text!r} is not X0,Y0,X1,Y1 (four numbers, pixels)")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not X0,Y0,X1,Y1 (four numbers, pixels)") from None
+    if not all(math.isfinite(v) and 0 <= v <= 4096 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: every coordinate must be a finite 0..4096 px")
+    return values[0], values[1], values[2], values[3]
+
+
+def add_guard_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "fluoroscopic guard", "watch the fluoroscopy image and stop the pump from it (docs/fluoroscopy.md)"
+    )
+    group.add_argument(
+        "--frames",
+        metavar="URL",
+        help="frame source: sim://..., /dev/videoN, a video file, or a folder of DICOM/PNG frames",
+    )
+    defaults = GuardConfig()
+    for name, help_text in _NUMBERS.items():
+        check = RANGES[name]
+        option = "--guard-" + name.removesuffix("_s").replace("_", "-")
+        group.add_argument(
+            option,
+            dest=f"guard_{name}",
+            type=check,
+            default=getattr(defaults, name),
+            metavar="N",
+            help=f"{help_text} (default %(default)s; {check.allowed})",
+        )
+    group.add_argument(
+        "--guard-blind-stop",
+        choices=BLIND_POLICIES,
+        default=defaults.blind_stop,
+        help="when a blind guard stops the pump: while injecting (default), also armed/paused, or never",
+    )
+    group.add_argument(
+        "--guard-posterior",
+        choices=("left", "right"),
+        default=defaults.posterior,
+        help="lateral view: the image side of the posterior wall (default %(default)s)",
+    )
+    group.add_argument(
+        "--guard-region",
+        type=_region,
+        metavar="X0,Y0,X1,Y1",
+        help="the vertebral body as a rectangle in pixels (default: found in the pre-cement frames)",
+    )
+    group.add_argument(
+        "--guard-rules",
+        default=",".join(sorted(defaults.rules)),
+        help="rules in force, comma-separated (default %(default)s)",
+    )
+    group.add_argument(
+        "--guard-ready-timeout",
+        type=READY_TIMEOUT,
+        default=30.0,
+        metavar="S",
+        help=f"how long START waits for the guard to watch (default %(default)s; {READY_TIMEOUT.allowed})",
+    )
+
+
+def guard_setup(args: argparse.Namespace) -> GuardSetup | None:
+    """The guard the options ask for, or None without --frames. ValueError names a bad option."""
+    if not getattr(args, "frames", None):
+        return None
+    rules = frozenset(r.strip() for r in args.guard_rules.split(",") if r.strip())
+    config = replace(
+        GuardConfig(),
+        **{name: getattr(args, f"guard_{name}") for name in _NUMBERS},
+        blind_stop=args.guard_blind_stop,
+        posterior=args.guard_posterior,
+        rules=rules,
+    )
+    region = None
+    if args.guard_region is not None:
+        x0, y0, x1, y1 = args.guard_region
+        region = BodyRegion.rectangle(x0, y0, x1, y1, posterior=args.guard_posterior)
+    return GuardSetup(args.frames, config, region, args.guard_ready_timeout)

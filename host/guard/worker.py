@@ -1,0 +1,215 @@
+"""The guard beside a device link: frames read and judged on a thread of their own, the pump's state
+fed in from the one stream pump, the stop sent through the DeviceClient.
+
+Why a thread. Reading a frame blocks (a grabber, a socket, a folder on a slow disk) and judging one
+takes milliseconds of numpy/opencv; neither may delay a heartbeat, a STOP or a screen refresh on the
+event loop. The thread only reads and judges; everything that touches the link or the screens is
+handed to the loop (`call_soon_threadsafe`), where the stop is sent at once and recorded like every
+other stop (host/stops.py: its latency runs from the moment the frame was read).
+
+Why a consumer. The guard must know whether the plunger can move (a blind guard stops a moving one),
+and the pump already delivers every sample and event in order (host/pump.py): `GuardWorker` is one
+more consumer, critical (a guard that died is a blind guard, and `run` treats it so).
+
+Nothing here starts, resumes or clears: the only command this module can send is STOP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from host.frames import FrameRejected, FrameSource, FrameSourceLost
+from host.guard.guard import Guard, GuardStatus, GuardStep
+from host.pump import Consumer, ConsumerFailure, Supervisor
+from host.stops import StopRequests
+from protocol import EventKind, State, StopDetail, StopSource
+
+if TYPE_CHECKING:
+    from host.client import DeviceClient
+    from host.link import LinkChange
+    from protocol import Event, TelemetryBatch
+
+__all__ = ["GuardWorker"]
+
+log = logging.getLogger(__name__)
+
+READ_TIMEOUT_S = 0.05
+"""How long one read waits for a frame: the frame-gap clock is checked at least this often."""
+
+StepHandler = Callable[[GuardStep], None]
+
+
+class GuardWorker(Consumer):
+    """Runs `guard` on `source` while `run()` is awaited; `status` is always the latest state.
+
+    `on_step` (called on the event loop) gets every step: a frame judged, a state change. `clock` is
+    the monotonic clock of the frame-gap test (injected in tests); `stamp` the clock of the stop's
+    latency (time.perf_counter, the one the link stamps received events with)."""
+
+    name = "fluoroscopic guard"
+    critical = True
+
+    def __init__(
+        self,
+        guard: Guard,
+        source: FrameSource,
+        client: DeviceClient,
+        stops: StopRequests,
+        *,
+        on_step: StepHandler | None = None,
+        on_failure: Callable[[ConsumerFailure], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        stamp: Callable[[], float] = time.perf_counter,
+        read_timeout_s: float = READ_TIMEOUT_S,
+    ) -> None:
+        self.guard = guard
+        self.source = source
+        self._client = client
+        self._stops = stops
+        self._on_step = on_step
+        self._clock = clock
+        self._stamp = stamp
+        self._read_timeout_s = read_timeout_s
+        state = client.state
+        self._pump_state: State | None = State(state) if state in set(State) else None
+        self._stop_flag = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._supervisor = Supervisor(on_failure)
+        self.status: GuardStatus = guard.status
+        self.frames = 0
+        self.stops_sent: list[tuple[StopDetail, int | None]] = []
+        """(rule, frame index) of every stop this worker sent, oldest first."""
+        self._watching = asyncio.Event()
+
+    # -- the pump's side (event loop) -----------------------------------------------------------
+
+    @property
+    def pump_state(self) -> State | None:
+        """The controller's last known state (None: unknown, e.g. while the link is down)."""
+        return self._pump_state
+
+    def on_samples(self, batch: TelemetryBatch, received_at: float | None) -> None:
+        if len(batch.samples):
+            self._set_pump(int(batch.samples[-1]["state"]))
+
+    def on_event(self, event: Event, notes: dict[str, Any], received_at: float | None) -> None:
+        if event.kind in (EventKind.STATE_CHANGE, EventKind.STOP):
+            self._set_pump(int(event.state))
+
+    def on_link(self, change: LinkChange) -> None:
+        """A lost link: the pump's state is unknown until the client reads it again."""
+        if change.state.value in ("lost", "failed"):
+            self._pump_state = None
+
+    def _set_pump(self, value: int) -> None:
+        try:
+            self._pump_state = State(value)
+        except ValueError:
+            self._pump_state = None
+
+    # -- running ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Until cancelled: the reader thread runs, its steps are handled here. The source is closed
+        on the way out."""
+        self._loop = asyncio.get_running_loop()
+        thread = threading.Thread(target=self._read_loop, name="guard: frames", daemon=True)
+        thread.start()
+        try:
+            await asyncio.get_running_loop().create_future()  # until cancelled
+        finally:
+            self._stop_flag.set()
+            await asyncio.to_thread(thread.join, 2.0)
+            with contextlib.suppress(Exception):
+                self.source.close()
+            await self._supervisor.aclose()
+
+    async def watching(self, timeout_s: float) -> bool:
+        """True once the guard has been WATCHING (baseline learned), False after `timeout_s`."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._watching.wait()
+        return self._watching.is_set()
+
+    def _read_loop(self) -> None:
+        guard, source = self.guard, self.source
+        lost = False
+        while not self._stop_flag.is_set():
+            frame_at = None
+            try:
+                if lost:
+                    self._stop_flag.wait(self._read_timeout_s)
+                    step = guard.tick(self._clock(), self._pump_state)
+                else:
+                    try:
+                        frame = source.read(self._read_timeout_s)
+                    except FrameRejected as exc:
+                        step = guard.rejected(str(exc), self._clock(), self._pump_state)
+                    except FrameSourceLost as exc:
+                        lost = True
+                        step = guard.lost(exc.reason, self._clock(), self._pump_state)
+                    else:
+                        if frame is None:
+                            step = guard.tick(self._clock(), self._pump_state)
+                        else:
+                            frame_at = self._stamp()
+                            self.frames += 1
+                            step = guard.frame(frame, self._clock(), self._pump_state)
+            except Exception as exc:  # a reader or guard fault must not leave a silent guard
+                log.exception("guard: failed")
+                self._post(self._failed, exc)
+                return
+            if step.stop is not None or step.changed or step.frame_index is not None:
+                self._post(self._handle, step, frame_at)
+
+    def _post(self, fn: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop is closing: nothing left to tell
+                loop.call_soon_threadsafe(fn, *args)
+
+    # -- on the event loop ----------------------------------------------------------------------
+
+    def _handle(self, step: GuardStep, frame_at: float | None) -> None:
+        if step.stop is not None:
+            self._send_stop(step.stop, step, frame_at)
+        self.status = step.status
+        if step.status.state == "WATCHING":
+            self._watching.set()
+        if self._on_step is not None:
+            self._on_step(step)
+
+    def _send_stop(self, rule: StopDetail, step: GuardStep, frame_at: float | None) -> None:
+        where = f"frame {step.frame_index}" if step.frame_index is not None else "no frame"
+        notes: dict[str, Any] = {"guard_rule": rule.name, "guard_state": step.status.label}
+        if step.frame_index is not None:
+            notes["guard_frame"] = step.frame_index
+            notes["guard_frame_t_us"] = step.t_us
+        self._stops.requested(
+            StopSource.FLUORO_IMAGE,
+            f"fluoroscopic guard: {rule.name}, {where}",
+            t=frame_at if frame_at is not None else self._stamp(),
+            notes=notes,
+        )
+        self.stops_sent.append((rule, step.frame_index))
+        log.warning("guard: STOP %s (%s)", rule.name, where)
+        self._supervisor.spawn(
+            self._client.stop(StopSource.FLUORO_IMAGE, int(rule)), f"guard stop {rule.name}"
+        )
+
+    def _failed(self, error: Exception) -> None:
+        """The reader or the guard raised: BLIND, a stop if a plunger moves, and the worker is
+        reported failed (critical: `run` stops the injection too)."""
+        self.status = GuardStatus("BLIND", f"guard failed: {type(error).__name__}: {error}")
+        if self._pump_state in (State.INJECTING, None) and self.guard.config.blind_stop != "never":
+            step = GuardStep(self.status, StopDetail.IMAGE_LOST, changed=True)
+            self._send_stop(StopDetail.IMAGE_LOST, step, None)
+        if self._on_step is not None:
+            self._on_step(GuardStep(self.status, changed=True))
+        self.fail(error)

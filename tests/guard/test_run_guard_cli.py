@@ -1,0 +1,56 @@
+"""`cementguard run --frames URL`: the guard must be watching before anything is armed; its options
+are checked like every other number option."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.host.test_run_cli import FAST_PLAN, _cli
+from tests.support.wire_client import simulator
+
+
+@pytest.fixture
+def plan(tmp_path: Path) -> Path:
+    path = tmp_path / "fast.toml"
+    path.write_text(FAST_PLAN)
+    return path
+
+
+def test_a_guard_that_never_sees_a_frame_keeps_the_plan_from_being_armed(plan: Path) -> None:
+    with simulator("--pty") as (_proc, port):
+        done = _cli(
+            "run", "--port", port, "--plan", str(plan), "--mixed-ago", "240",
+            "--frames", "mem://nothing", "--guard-ready-timeout", "1",
+        )  # fmt: skip
+        status = _cli("status", "--port", port)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "not started: the fluoroscopic guard is BLIND(" in done.stdout
+    assert "(--guard-ready-timeout)" in done.stdout
+    assert "IDLE" in status.stdout, "nothing was armed"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--guard-posterior-fraction", "nan", "nan is not a finite number; allowed 0.5..0.95"),
+        ("--guard-confirm-frames", "0", "0 is outside the range; allowed 1..10 frames"),
+        ("--guard-region", "1,2,3", "is not X0,Y0,X1,Y1"),
+    ],
+)
+def test_bad_guard_options_are_usage_errors_naming_them(plan: Path, option: str, value: str, says: str) -> None:
+    done = _cli("run", "--port", "/dev/null-no-such", "--plan", str(plan), "--frames", "mem://x", option, value)
+    assert done.returncode == 2
+    assert option in done.stderr
+    assert says in done.stderr
+
+
+def test_a_frame_source_that_cannot_be_opened_is_refused_before_arming(plan: Path, tmp_path: Path) -> None:
+    with simulator("--pty") as (_proc, port):
+        done = _cli(
+            "run", "--port", port, "--plan", str(plan), "--mixed-ago", "240",
+            "--frames", str(tmp_path / "no-such-folder"),
+        )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "not started: frame source" in done.stdout
