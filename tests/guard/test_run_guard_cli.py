@@ -39,8 +39,11 @@ def test_a_guard_that_never_sees_a_frame_keeps_the_plan_from_being_armed(plan: P
         ("--guard-region", "1,2,3", "is not X0,Y0,X1,Y1"),
     ],
 )
-def test_bad_guard_options_are_usage_errors_naming_them(plan: Path, option: str, value: str, says: str) -> None:
-    done = _cli("run", "--port", "/dev/null-no-such", "--plan", str(plan), "--frames", "mem://x", option, value)
+def test_bad_guard_options_are_usage_errors_naming_them(
+    plan: Path, option: str, value: str, says: str
+) -> None:
+    port = "/dev/null-no-such"
+    done = _cli("run", "--port", port, "--plan", str(plan), "--frames", "mem://x", option, value)
     assert done.returncode == 2
     assert option in done.stderr
     assert says in done.stderr
