@@ -113,3 +113,7 @@ AUTO_RESUME = finite_float("--auto-resume", 0.1, 3600.0, "s")
 """Length of each unattended imaging pause; never 0, negative or NaN (that would skip the pause)."""
 REPLAY_SPEED = finite_float("--speed", 0.25, 64.0, "x")
 """Replay speeds the dashboard offers (host.dashboard.replay.SPEEDS spans the same range)."""
+
+
+CONFIG_HELP = "settings file (default: $CEMENTGUARD_CONFIG or ./cementguard.toml)"
+"""`--config` of every command that reads host.settings (run, status, bridge)."""

@@ -10,8 +10,13 @@ session), then it reads the answer and the state (GET_STATUS, also accepted with
 This module imports only the link, the endpoint and the protocol: not the simulator, the HIL
 harness, the dashboard or the plotting stack (tests/host/test_device_cmds.py checks it).
 
-Exit codes: 0 done; 1 the device refused (CLEAR while relief runs, a sensor fault, ...);
-4 no device reached (port missing, held by a program that does not answer, no device answered).
+`status` reads the settings (host.settings: --config, $CEMENTGUARD_CONFIG or ./cementguard.toml) for
+its port, baud rate and link timing, as `run` and `bridge` do; `stop` does not (it must not wait for
+pydantic), and `--port` is required for it and for `clear`.
+
+Exit codes: 0 done; 1 the device refused (CLEAR while relief runs, a sensor fault, ...); 2 a settings
+error (`status`); 4 no device reached (port missing, held by a program that does not answer, no
+device answered).
 """
 
 from __future__ import annotations
@@ -21,14 +26,20 @@ import asyncio
 import errno
 import os
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from host import control_client as control
+from host.cli_types import CONFIG_HELP
 from host.errors import CementguardError, CommandRefused, CommandTimeout
 from host.port_lock import PortBusy, RuntimeDirError, lock_path, read_holder
 
+if TYPE_CHECKING:
+    from host.link import LinkOptions
+
 EXIT_OK = 0
 EXIT_REFUSED = 1
+EXIT_USAGE = 2
+"""A settings error (`status`), as argparse's own usage errors."""
 EXIT_LINK = 4
 """The same value as `cementguard run`'s link failure (host.run.EXIT_LINK)."""
 
@@ -38,9 +49,12 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     p.set_defaults(func=_ports)
     epilog = "exit codes: 0 done; 1 the device refused; 4 no device reached"
     p = subparsers.add_parser(
-        "status", help="show the controller's state, limits and last stop", epilog=epilog
+        "status",
+        help="show the controller's state, limits and last stop",
+        epilog="exit codes: 0 done; 2 a settings error; 4 no device reached",
     )
-    p.add_argument("--port", required=True, help="serial device or pyserial URL")
+    p.add_argument("--port", help="serial device or pyserial URL (default: the settings' port)")
+    p.add_argument("--config", help=CONFIG_HELP)
     p.set_defaults(func=_status)
     p = subparsers.add_parser(
         "stop",
@@ -285,7 +299,7 @@ def _stop(args: argparse.Namespace) -> int:
 # -- status and clear ----------------------------------------------------------------------------------
 
 
-async def status(port: str) -> int:
+async def status(port: str, options: LinkOptions | None = None) -> int:
     from protocol.models import StatusRecord
 
     try:
@@ -309,7 +323,7 @@ async def status(port: str) -> int:
     from host.client import DeviceClient
 
     try:
-        async with DeviceClient.open(port) as ctl:
+        async with DeviceClient.open(port, options) as ctl:
             record = StatusRecord.from_message(await ctl.get_status())
             info = ctl.device
     except PortBusy as exc:
@@ -401,7 +415,15 @@ async def clear(port: str) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    return _run(lambda: status(args.port))
+    from host.link import LinkOptions
+    from host.settings import SettingsError, command_settings
+
+    try:
+        settings, port = command_settings(args.config, args.port)
+    except SettingsError as exc:
+        _fail(f"settings error:\n{exc}")
+        return EXIT_USAGE
+    return _run(lambda: status(port, LinkOptions.from_settings(settings)))
 
 
 def _clear(args: argparse.Namespace) -> int:

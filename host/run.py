@@ -29,7 +29,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from host.cli_types import AUTO_RESUME, MIXED_AGO, TIME_SCALE, FiniteFloat
+from host.cli_types import AUTO_RESUME, CONFIG_HELP, MIXED_AGO, TIME_SCALE, FiniteFloat
 from host.client import DeviceClient, LinkChange, LinkOptions, LinkState, PlanStop
 from host.control import serve_control
 from host.errors import CementguardError, CommandRefused, LinkLost, StatusUnavailable
@@ -51,6 +51,7 @@ from host.recording_sink import (
 from host.run_metadata import add_arguments as add_metadata_arguments
 from host.run_metadata import folder_label
 from host.run_metadata import merge as merge_metadata
+from host.settings import SettingsError, command_settings
 from host.stops import StopRequests
 from protocol import Event, Flags, NakCode, State, StopReason, StopSource, TelemetryBatch
 from protocol.models import DeviceInfoRecord, kpa, ml, ml_min
@@ -111,7 +112,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog=EXIT_CODES_HELP,
     )
-    p.add_argument("--port", required=True, help="serial device or pyserial URL (pty, socket://host:port)")
+    p.add_argument(
+        "--port", help="serial device or pyserial URL (pty, socket://host:port; default: the settings' port)"
+    )
+    p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--plan", required=True, type=Path, help="injection plan (TOML; see plans/README.md)")
     p.add_argument("--record", type=Path, help="directory under which this run's recording is created")
     when = p.add_mutually_exclusive_group()
@@ -166,6 +170,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _main(args: argparse.Namespace) -> int:
     console = Console(stderr=False)
     try:
+        settings, port = command_settings(args.config, args.port)
+    except SettingsError as exc:
+        console.print(f"[bold red]settings error[/]\n{exc}", highlight=False)
+        return EXIT_USAGE
+    try:
         plan = load_plan(args.plan)
     except PlanError as exc:
         console.print(f"[bold red]plan error[/]\n{exc}", highlight=False)
@@ -177,10 +186,10 @@ def _main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_USAGE
-    options = LinkOptions(time_scale=args.time_scale)
+    options = LinkOptions.from_settings(settings, time_scale=args.time_scale)
     return asyncio.run(
         run_plan(
-            args.port,
+            port,
             plan,
             mixed_ago_s=mixed_ago_s,
             record_root=args.record,

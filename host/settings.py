@@ -338,3 +338,17 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
         raise SettingsError(describe(exc, HostSettings, _origin(loaded[0], overrides))) from None
     finally:
         _LOADED.reset(token)
+
+
+def command_settings(config: str | os.PathLike[str] | None, port: str | None) -> tuple[HostSettings, str]:
+    """What a command that opens a port uses: the settings (`load_settings(config)`) and the port,
+    `--port` winning over the settings' `port`. SettingsError when neither names one."""
+    settings = load_settings(config)
+    chosen = port or settings.port
+    if chosen is None:
+        where = config_path(config)
+        origin = f"{where}: " if where is not None else ""
+        raise SettingsError(
+            [f"{origin}port: not set; give --port, or set port in the settings file (or CEMENTGUARD_PORT)"]
+        )
+    return settings, chosen

@@ -19,13 +19,13 @@ import logging
 import signal
 import sys
 
-from host.cli_types import TIME_SCALE
+from host.cli_types import CONFIG_HELP, TIME_SCALE
 from host.client import DeviceClient, LinkOptions
 from host.control import serve_control
 from host.errors import CementguardError
 from host.mqtt._bridge import MqttBridge
 from host.mqtt._options import MqttOptions, MqttOptionsError
-from host.settings import SettingsError, load_settings
+from host.settings import SettingsError, command_settings
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -42,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--port", help="serial device or pyserial URL (default: the settings' port)")
     p.add_argument("--mqtt", metavar="URL", help="broker: mqtt://HOST[:PORT], mqtts://, ws://, wss://")
     p.add_argument("--rig", help="this rig's name in the topics (cementguard/<rig>/...)")
-    p.add_argument("--config", help="settings file (default: $CEMENTGUARD_CONFIG or ./cementguard.toml)")
+    p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument(
         "--time-scale",
         type=TIME_SCALE,
@@ -61,11 +61,8 @@ def _log(line: str) -> None:
 
 def _main(args: argparse.Namespace) -> int:
     try:
-        settings = load_settings(args.config)
+        settings, port = command_settings(args.config, args.port)
         options = MqttOptions.from_settings(settings.mqtt, url=args.mqtt, rig=args.rig)
-        port = args.port or settings.port
-        if port is None:
-            raise MqttOptionsError("port", None, "not set (no --port, no port in the settings)", "a port URL")
         link = LinkOptions.from_settings(settings, time_scale=args.time_scale)
     except (SettingsError, MqttOptionsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
