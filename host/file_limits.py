@@ -12,10 +12,13 @@ import os
 import stat
 
 __all__ = [
+    "MAX_DICOM_BYTES",
+    "MAX_IMAGE_BYTES",
     "MAX_JSON_BYTES",
     "MAX_LOG_BYTES",
     "MAX_TELEMETRY_BYTES",
     "MAX_TOML_BYTES",
+    "MAX_VIDEO_BYTES",
     "FileRejectedError",
     "check_regular",
     "read_regular",
@@ -27,6 +30,14 @@ MAX_JSON_BYTES = 1 << 20
 """A recording's meta.json and closed.json."""
 MAX_LOG_BYTES = 1 << 30
 """A recording's events and counters (JSON lines): about 1 kB/s at most."""
+MAX_IMAGE_BYTES = 64 << 20
+"""One PNG frame: a 4096 x 4096 16-bit image is 32 MiB uncompressed."""
+MAX_DICOM_BYTES = 2 << 30
+"""One DICOM file, possibly multi-frame: a 30 s cine run of 1024 x 1024 16-bit frames at 30 frames/s
+is 1.9 GiB. Read into memory whole (pydicom), so bounded."""
+MAX_VIDEO_BYTES = 64 << 30
+"""A video file: decoded frame by frame by opencv (never read whole); the bound only refuses a device
+or a runaway file given by mistake."""
 MAX_TELEMETRY_BYTES = 16 << 30
 """A recording's telemetry: 10 minutes at 1 kHz are ~30 MB; 16 GiB is days, and is read into memory."""
 

@@ -11,6 +11,8 @@ things with the same words.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +27,20 @@ from host.frames.frame import (
     FrameRejected,
 )
 
-__all__ = ["MAX_FPS", "MIN_FPS", "FrameChecks", "SourceOptions"]
+__all__ = ["MAX_FPS", "MIN_FPS", "Clock", "FrameChecks", "SourceOptions", "split_clock"]
+
+Clock = Callable[[], float]
+"""Monotonic seconds: time.monotonic, or a test's clock."""
+
+
+def split_clock(options: dict[str, Any]) -> tuple[Clock, dict[str, Any]]:
+    """The `clock` option (default time.monotonic) and the other options."""
+    rest = dict(options)
+    clock = rest.pop("clock", time.monotonic)
+    if not callable(clock):
+        raise ValueError(f"clock: {clock!r} is not callable; allowed a function returning monotonic seconds")
+    return clock, rest
+
 
 MIN_FPS = 0.5
 MAX_FPS = 60.0
@@ -105,6 +120,8 @@ class SourceOptions:
 
 class FrameChecks:
     """Holds one source's frames to its options and to strictly increasing index and timestamp.
+    Without `expect_shape` / `expect_bit_depth`, the first good frame's size (per view) and bit depth
+    are what the rest must match: a detector does not change mid-run, a file that does is refused.
 
     A rejected frame does not move the reference: the next good frame is compared with the last
     good one, so one bad frame costs one frame, not the stream."""
@@ -118,6 +135,8 @@ class FrameChecks:
         # before it counts as "too fast".
         self._min_gap_us = None if options.max_fps is None else math.floor(1e6 / options.max_fps * 0.8)
         self.rejected = 0
+        self._locked_shape: dict[str, tuple[int, int]] = {}
+        self._locked_depth: int | None = None
 
     def check(self, frame: FluoroFrame) -> FluoroFrame:
         """`frame` if it keeps every promise; FrameRejected naming the first it breaks."""
@@ -128,6 +147,9 @@ class FrameChecks:
             raise
         self._last_index = frame.index
         self._last_t_us = frame.t_us
+        self._locked_shape.setdefault(frame.view, frame.shape)
+        if self._locked_depth is None:
+            self._locked_depth = frame.bit_depth
         return frame
 
     def _check(self, frame: FluoroFrame) -> None:
@@ -142,6 +164,13 @@ class FrameChecks:
             raise bad("size", f"{h}x{w}", f"{eh}x{ew} (expect_shape)")
         if opts.expect_bit_depth is not None and frame.bit_depth != opts.expect_bit_depth:
             raise bad("bit_depth", frame.bit_depth, f"{opts.expect_bit_depth} (expect_bit_depth)")
+        # without an expectation, the first good frame sets it: a source does not change its detector
+        locked = self._locked_shape.get(frame.view)
+        if opts.expect_shape is None and locked is not None and frame.shape != locked:
+            h, w = frame.shape
+            raise bad("size", f"{h}x{w}", f"{locked[0]}x{locked[1]} (the first {frame.view} frame's)")
+        if opts.expect_bit_depth is None and self._locked_depth not in (None, frame.bit_depth):
+            raise bad("bit_depth", frame.bit_depth, f"{self._locked_depth} (the first frame's)")
         if self._last_index is not None and frame.index <= self._last_index:
             raise bad("index", frame.index, f"> {self._last_index} (strictly increasing)")
         if self._last_t_us is not None:

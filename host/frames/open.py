@@ -41,9 +41,18 @@ def open_source(url: str, **options: Any) -> FrameSource:
         raise FrameSourceError(
             url, f"unknown scheme {scheme!r}; allowed sim://, mem://, a device path, a video file or a folder"
         )
-    if url.startswith("/dev/") or os.path.isdir(url) or url.lower().endswith(VIDEO_SUFFIXES):
-        # The readers of these kinds land next (issue 15, frames half); the contract is fixed now.
-        raise FrameSourceError(url, "this kind of frame source is not available in this build yet")
+    if url.startswith("/dev/"):
+        from host.frames.video_source import VideoFrameSource
+
+        return VideoFrameSource(url, device=True, **options)
+    if os.path.isdir(url):
+        from host.frames.folder_source import FolderFrameSource
+
+        return FolderFrameSource(url, **options)
+    if url.lower().endswith(VIDEO_SUFFIXES):
+        from host.frames.video_source import VideoFrameSource
+
+        return VideoFrameSource(url, device=False, **options)
     if not os.path.exists(url):
         raise FrameSourceError(url, "no such file, folder or device")
     raise FrameSourceError(

@@ -188,3 +188,17 @@ def test_open_refuses_what_is_not_a_source(url: str, match: str) -> None:
 def test_open_mem_gives_a_push_source() -> None:
     src = open_frame_source("mem://hil", max_fps=30)
     assert isinstance(src, PushFrameSource)
+
+
+def test_without_an_expectation_the_first_frame_sets_size_and_depth() -> None:
+    src = PushFrameSource("mem://t")
+    src.push(frame(0, 0, shape=(64, 64)))
+    src.push(frame(1, 100_000, shape=(64, 48)))
+    src.push(frame(2, 200_000, depth=8))
+    src.push(frame(3, 300_000, shape=(32, 32), view="ap"))  # the other view may differ
+    assert src.read(0.0) is not None
+    with pytest.raises(FrameRejected, match=r"size 64x48 is not allowed; allowed 64x64 .the first lateral"):
+        src.read(0.0)
+    with pytest.raises(FrameRejected, match=r"bit_depth 8 is not allowed; allowed 12 .the first frame's"):
+        src.read(0.0)
+    assert src.read(0.0) is not None

@@ -234,3 +234,24 @@ def test_cementguard_sim_refuses_frames_without_the_spatial_body(tmp_path: Path)
     )
     assert out.returncode == 2
     assert 'needs the spatial vertebra: set vertebra = "spatial"' in out.stderr
+
+
+def test_a_sim_source_imports_neither_opencv_nor_pydicom() -> None:
+    import subprocess
+    import sys
+
+    from tests.support.wire_client import REPO
+
+    probe = (
+        "import sys\n"
+        "from host.frames import open_frame_source, FrameSourceError\n"
+        "try:\n"
+        "    open_frame_source('sim:///nonexistent/frames.sock')\n"
+        "except FrameSourceError:\n"
+        "    pass\n"
+        "loaded = {m.split('.')[0] for m in sys.modules}\n"
+        "print(sorted({'cv2', 'pydicom', 'scipy', 'firmware_sim'} & loaded))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -21,6 +21,7 @@ import pytest
 from tests.support.wire_client import REPO, simulator
 
 FORBIDDEN = {"firmware_sim", "hil", "textual", "matplotlib", "plotext", "aiomqtt", "rich", "pydantic"}
+FORBIDDEN |= {"cv2", "pydicom", "scipy"}  # the frame sources' and the renderer's (issue 15)
 PROBE = (
     "import sys\n"
     "from host.cli import main\n"
