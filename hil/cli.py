@@ -18,12 +18,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from hil.scenario import Scenario, ScenarioError, load_scenario
-from host.cli_types import TIME_SCALE, bounded_int
+from host.cli_types import EXIT_FAILED, EXIT_USAGE, TIME_SCALE, bounded_int
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 EXIT_PASSED = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 DEFAULT_TIME_SCALE = 5.0
 JOBS = bounded_int("--jobs", 1, 64)
 """Simulated seconds per wall second for scenarios that do not set their own (docs/hil.md: why 5)."""

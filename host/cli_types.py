@@ -117,3 +117,12 @@ REPLAY_SPEED = finite_float("--speed", 0.25, 64.0, "x")
 
 CONFIG_HELP = "settings file (default: $CEMENTGUARD_CONFIG or ./cementguard.toml)"
 """`--config` of every command that reads host.settings (run, status, bridge)."""
+
+
+# Exit codes shared by every command (README, "Exit codes"): one convention for bad input.
+EXIT_OK = 0
+EXIT_FAILED = 1
+"""The command ran and failed at its job: an output it could not write, a HIL scenario that failed."""
+EXIT_USAGE = 2
+"""Bad input, as argparse's own usage errors: an option, a settings or plan file, or a path that is not
+a recording (export, plot, report, replay), refused before anything is done."""

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from host.cli_types import AUTO_RESUME, MIXED_AGO
+from host.cli_types import AUTO_RESUME, EXIT_USAGE, MIXED_AGO
 from host.plan import PlanError, load_plan
 from host.plot import plot_png
 from host.recording import Recording
-from host.run import EXIT_LINK, EXIT_USAGE, run_plan
+from host.run import EXIT_LINK, run_plan
 
 REPO_PLANS = Path(__file__).resolve().parent.parent / "plans"
 DEFAULT_PLAN = REPO_PLANS / "incremental-3x0.5ml.toml"

@@ -29,7 +29,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from host import control_client as control
-from host.cli_types import CONFIG_HELP
+from host.cli_types import CONFIG_HELP, EXIT_USAGE
 from host.errors import CementguardError, CommandRefused, CommandTimeout
 from host.port_lock import PortBusy, RuntimeDirError, lock_path, read_holder
 
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
-EXIT_USAGE = 2
-"""A settings error (`status`), as argparse's own usage errors."""
 EXIT_LINK = 4
 """The same value as `cementguard run`'s link failure (host.run.EXIT_LINK)."""
 

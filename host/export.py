@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from host.cli_types import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from host.recording import DEFAULT_CHUNK_SAMPLES, Recording, RecordingError
 from protocol.enums import Flags
 from protocol.telemetry import SampleArray
@@ -341,17 +342,17 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _export(args: argparse.Namespace) -> int:
     if args.csv is None and args.parquet is None and args.events_csv is None:
         print("cementguard export: nothing to write: give --csv FILE and/or --parquet FILE", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if args.metadata and args.csv is None:
         print(
             "cementguard export: --metadata is a header of the samples CSV: give --csv FILE", file=sys.stderr
         )
-        return 2
+        return EXIT_USAGE
     try:
         rec = Recording.open(args.recording)
     except RecordingError as exc:
         print(f"cementguard export: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE
     warn_if_damaged(rec)
     try:
         if args.csv is not None:
@@ -363,7 +364,10 @@ def _export(args: argparse.Namespace) -> int:
         if args.events_csv is not None:
             export_events_csv(rec, args.events_csv)
             print(f"wrote {len(rec.events)} events to {args.events_csv}")
+    except RecordingError as exc:  # a data file found damaged while streaming it
+        print(f"cementguard export: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:
         print(f"cementguard export: cannot write: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_FAILED
+    return EXIT_OK

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from host.cli_types import bounded_int
+from host.cli_types import EXIT_FAILED, EXIT_OK, EXIT_USAGE, bounded_int
 from host.export import warn_if_damaged
 from host.recording import Recording, RecordingError
 from protocol.enums import EventKind, Flags, State, StopReason
@@ -375,8 +375,15 @@ def _plot(args: argparse.Namespace) -> int:
         rec = Recording.open(args.recording)
     except RecordingError as exc:
         print(f"cementguard plot: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE
     warn_if_damaged(rec)
-    plot_png(rec, args.out, max_points=args.max_points, dpi=args.dpi)
+    try:
+        plot_png(rec, args.out, max_points=args.max_points, dpi=args.dpi)
+    except RecordingError as exc:
+        print(f"cementguard plot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"cementguard plot: cannot write: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     print(f"wrote {args.out}")
-    return 0
+    return EXIT_OK

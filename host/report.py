@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from host.cli_types import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from host.export import metadata_lines, warn_if_damaged
 from host.plot import MAX_POINTS, PLANNED_ENDS, PlanLimits, plan_limits
 from host.recording import DEFAULT_CHUNK_SAMPLES, Recording, RecordingError
@@ -572,16 +573,19 @@ def _report(args: argparse.Namespace) -> int:
         rec = Recording.open(args.recording)
     except RecordingError as exc:
         print(f"cementguard report: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE
     warn_if_damaged(rec)
     try:
         written = write_report(rec, args.out)
+    except RecordingError as exc:  # a data file found damaged while reading it
+        print(f"cementguard report: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:
         print(f"cementguard report: cannot write: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     print(f"wrote {written.html}")
     print(f"wrote {written.pdf}")
-    return 0
+    return EXIT_OK
 
 
 __all__ = ["Increment", "StopRow", "Summary", "make_figure", "render_html", "summarize", "write_report"]

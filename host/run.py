@@ -29,7 +29,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from host.cli_types import AUTO_RESUME, CONFIG_HELP, MIXED_AGO, TIME_SCALE, FiniteFloat
+from host.cli_types import AUTO_RESUME, CONFIG_HELP, EXIT_USAGE, MIXED_AGO, TIME_SCALE, FiniteFloat
 from host.client import DeviceClient, LinkChange, LinkOptions, LinkState, PlanStop
 from host.control import serve_control
 from host.errors import CementguardError, CommandRefused, LinkLost, StatusUnavailable
@@ -62,7 +62,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXIT_COMPLETED = 0
-EXIT_USAGE = 2
 EXIT_SAFETY_STOP = 3
 EXIT_LINK = 4
 EXIT_CODES_HELP = (

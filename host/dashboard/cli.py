@@ -11,14 +11,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from host.cli_types import MIXED_AGO, REPLAY_SPEED, TIME_SCALE, FiniteFloat
+from host.cli_types import EXIT_OK, EXIT_USAGE, MIXED_AGO, REPLAY_SPEED, TIME_SCALE, FiniteFloat
 from host.plan import InjectionPlan, PlanError, load_plan
 
 if TYPE_CHECKING:
     from host.dashboard.app import DashboardApp
 
-EXIT_OK = 0
-EXIT_USAGE = 2
 RECORD_TAIL = FiniteFloat("--record-tail", 0.0, 600.0, "s")
 
 

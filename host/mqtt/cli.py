@@ -19,7 +19,7 @@ import logging
 import signal
 import sys
 
-from host.cli_types import CONFIG_HELP, TIME_SCALE
+from host.cli_types import CONFIG_HELP, EXIT_OK, EXIT_USAGE, TIME_SCALE
 from host.client import DeviceClient, LinkOptions
 from host.control import serve_control
 from host.errors import CementguardError
@@ -27,8 +27,6 @@ from host.mqtt._bridge import MqttBridge
 from host.mqtt._options import MqttOptions, MqttOptionsError
 from host.settings import SettingsError, command_settings
 
-EXIT_OK = 0
-EXIT_USAGE = 2
 EXIT_LINK = 4
 
 

@@ -769,9 +769,9 @@ def test_cli_export_and_plot(
 def test_cli_reports_a_bad_recording_and_warns_on_a_crashed_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli_main(["export", str(tmp_path), "--csv", str(tmp_path / "x.csv")]) == 1
+    assert cli_main(["export", str(tmp_path), "--csv", str(tmp_path / "x.csv")]) == 2
     assert "not a recording" in capsys.readouterr().err
-    assert cli_main(["plot", str(tmp_path), "--out", str(tmp_path / "x.png")]) == 1
+    assert cli_main(["plot", str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
     assert "not a recording" in capsys.readouterr().err
 
     path = tmp_path / "crashed"

@@ -145,5 +145,5 @@ def test_cli_report(
     out = capsys.readouterr().out
     assert f"wrote {tmp_path / 'r' / 'report.html'}" in out
     assert (tmp_path / "r" / "report.pdf").is_file()
-    assert cli_main(["report", str(tmp_path)]) == 1
+    assert cli_main(["report", str(tmp_path)]) == 2
     assert "not a recording" in capsys.readouterr().err

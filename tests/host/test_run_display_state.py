@@ -10,8 +10,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from host.cli_types import EXIT_USAGE
 from host.plan import load_plan
-from host.run import EXIT_USAGE, run_plan
+from host.run import run_plan
 from protocol import MsgType, NakCode
 from tests.host.conftest import FakeDevice
 from tests.host.test_run_cli import FAST_PLAN
