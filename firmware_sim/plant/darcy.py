@@ -12,8 +12,9 @@ Scheme: IMPES with a sharp interface (implicit pressure, explicit saturation).
    full of cement and its pressure exceeds the venous pressure by the opening pressure, and then at
    ``(p - p_out - p_open) / (mu_c 8 L / (pi r^4))``: the leak depends on the cement's viscosity while
    the pressure that drives it (the marrow's, set by the drainage) does not (Habib 2010). The linear
-   system is solved by Jacobi-preconditioned conjugate gradients, matrix-free on the grid, warm
-   started from the last solution; an outlet whose pressure falls below its opening closes (check
+   system, on the body's cells only, is solved by Jacobi-preconditioned conjugate gradients with a
+   scipy CSR matrix whose sparsity is laid out once (each solve refills its values), warm started
+   from the last solution; an outlet whose pressure falls below its opening closes (check
    valve) and the system is solved again.
 2. Saturation. The displacement is piston-like: the cement flux out of a full cell into a neighbour
    that is not full fills that neighbour; a cell that overflows passes the excess on to its own
@@ -38,6 +39,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
+from scipy import sparse
 
 from firmware_sim.plant.body import Body, FloatArray
 
@@ -95,11 +98,12 @@ class DarcyFlow:
         self._marrow_g: dict[str, float] = {
             o.name: w / total / drainage_resistance_pa_s_m3 for o, w in zip(veins, weights, strict=True)
         }
-        self._outside = ~body.inside
         self.leaked_m3: dict[str, float] = {o.name: 0.0 for o in body.outlets}
         k_tip = (body.k_xy_m2[body.tip] ** 2 * body.k_z_m2[body.tip]) ** (1.0 / 3.0)
         self._k_tip = float(k_tip)
         self._r_eq = body.h_m / (4.0 * math.pi * LATTICE_GREEN_ORIGIN)
+        self._q_last = NOMINAL_Q_M3_S
+        self._csr_layout()
 
     # -- the linear system ----------------------------------------------------------------------
     def _mobility(self, mu_c: FloatArray, mu_m: float) -> tuple[FloatArray, FloatArray]:
@@ -119,46 +123,72 @@ class DarcyFlow:
             harmonic(lam_z[:, :, :-1], lam_z[:, :, 1:]),
         ]
 
-    @staticmethod
-    def _apply(p: FloatArray, t: list[FloatArray], diag_extra: FloatArray) -> FloatArray:
-        out = diag_extra * p
-        f = t[0] * (p[:-1] - p[1:])
-        out[:-1] += f
-        out[1:] -= f
-        f = t[1] * (p[:, :-1] - p[:, 1:])
-        out[:, :-1] += f
-        out[:, 1:] -= f
-        f = t[2] * (p[:, :, :-1] - p[:, :, 1:])
-        out[:, :, :-1] += f
-        out[:, :, 1:] -= f
-        return out
+    def _csr_layout(self) -> None:
+        """The sparsity of the pressure system on the body's cells, built once: every solve only
+        refills its values (the faces' transmissibilities and the outlets' conductances)."""
+        body = self.body
+        cells = np.flatnonzero(body.inside.reshape(-1))
+        n = cells.size
+        pos = np.full(body.inside.size, -1, dtype=np.int64)
+        pos[cells] = np.arange(n)
+        pos3 = pos.reshape(body.shape)
+        self._cells = cells
+        self._pos = pos3
+        lo_idx: list[npt.NDArray[np.int64]] = []
+        hi_idx: list[npt.NDArray[np.int64]] = []
+        self._face_sel: list[npt.NDArray[np.int64]] = []
+        for axis in range(3):
+            lo = [slice(None)] * 3
+            hi = [slice(None)] * 3
+            lo[axis] = slice(None, -1)
+            hi[axis] = slice(1, None)
+            a = pos3[tuple(lo)].reshape(-1)
+            b = pos3[tuple(hi)].reshape(-1)
+            both = np.flatnonzero((a >= 0) & (b >= 0))
+            self._face_sel.append(both)
+            lo_idx.append(a[both])
+            hi_idx.append(b[both])
+        self._face_a = np.concatenate(lo_idx)
+        self._face_b = np.concatenate(hi_idx)
+        diag = np.arange(n)
+        rows = np.concatenate([self._face_a, self._face_b, diag])
+        cols = np.concatenate([self._face_b, self._face_a, diag])
+        order = np.arange(rows.size, dtype=float) + 1.0
+        pattern = sparse.csr_matrix((order, (rows, cols)), shape=(n, n))
+        self._csr_perm = pattern.data.astype(np.int64) - 1
+        """CSR data order -> position in [off-diagonal a-b, off-diagonal b-a, diagonal]."""
+        self._csr = pattern
+        self._n_faces = self._face_a.size
 
-    def _cg(
-        self, t: list[FloatArray], g: FloatArray, b: FloatArray, x0: FloatArray
-    ) -> tuple[FloatArray, int]:
-        diag = g.copy()
-        diag[:-1] += t[0]
-        diag[1:] += t[0]
-        diag[:, :-1] += t[1]
-        diag[:, 1:] += t[1]
-        diag[:, :, :-1] += t[2]
-        diag[:, :, 1:] += t[2]
+    def _matrix(self, t: list[FloatArray], g: FloatArray) -> tuple[sparse.csr_matrix, FloatArray]:
+        """The pressure system's matrix on the body's cells and its diagonal."""
+        faces = np.concatenate([ti.reshape(-1)[sel] for ti, sel in zip(t, self._face_sel, strict=True)])
+        n = self._cells.size
+        diag = g + np.bincount(self._face_a, faces, n) + np.bincount(self._face_b, faces, n)
+        values = np.concatenate([-faces, -faces, diag])
+        a = self._csr
+        a.data = values[self._csr_perm]
+        return a, diag
+
+    @staticmethod
+    def _cg(a: sparse.csr_matrix, diag: FloatArray, b: FloatArray, x0: FloatArray) -> tuple[FloatArray, int]:
+        """Jacobi-preconditioned conjugate gradients, warm started from `x0`."""
         inv_d = 1.0 / diag
         x = x0.copy()
-        r = b - self._apply(x, t, g)
+        r = b - a @ x
         z = r * inv_d
         d = z.copy()
-        rz = float(np.vdot(r, z))
-        b_norm = math.sqrt(float(np.vdot(b * inv_d, b))) or 1.0
+        rz = float(r @ z)
+        b_norm = math.sqrt(float((b * inv_d) @ b)) or 1.0
         for it in range(CG_MAX_ITER):
             if math.sqrt(abs(rz)) <= CG_RTOL * b_norm:
                 return x, it
-            ad = self._apply(d, t, g)
-            alpha = rz / float(np.vdot(d, ad))
+            ad = a @ d
+            alpha = rz / float(d @ ad)
             x += alpha * d
             r -= alpha * ad
             z = r * inv_d
-            rz_new = float(np.vdot(r, z))
+            rz_new = float(r @ z)
             d *= rz_new / rz
             d += z
             rz = rz_new
@@ -174,10 +204,16 @@ class DarcyFlow:
         t = self._transmissibilities(lam_xy, lam_z)
         closed: set[str] = set()
         iterations = 0
+        pos = self._pos
+        n = self._cells.size
+        # warm start: the last field, rescaled to this flow (the field above rest is nearly linear
+        # in q; after a stop the flow falls tenfold between solves and an unscaled start costs ~5x
+        # the iterations)
+        x = self._p_rest + (self._p.reshape(-1)[self._cells] - self._p_rest) * (q / self._q_last)
         while True:
-            g = self._outside.astype(float)
-            b = np.zeros(body.shape)
-            b[body.tip] += q
+            g = np.zeros(n)
+            b = np.zeros(n)
+            b[pos[body.tip]] += q
             cement_g: dict[str, tuple[float, float]] = {}
             for o in body.outlets:
                 full = self.s[o.cell] >= FULL
@@ -191,11 +227,13 @@ class DarcyFlow:
                     gc, ref = 1.0 / (mu_m * o.geometry_resistance), o.outside_pressure_pa
                 else:
                     gc, ref = self._marrow_g[o.name], o.outside_pressure_pa
-                g[o.cell] += gc
-                b[o.cell] += gc * ref
-            x0 = np.where(body.inside, self._p, 0.0)
-            p, its = self._cg(t, g, b, x0)
+                g[pos[o.cell]] += gc
+                b[pos[o.cell]] += gc * ref
+            a, diag = self._matrix(t, g)
+            x, its = self._cg(a, diag, b, x)
             iterations += its
+            p = np.zeros(body.shape)
+            p.reshape(-1)[self._cells] = x
             newly_closed = (
                 {name for name, (_, ref) in cement_g.items() if p[body.outlets_by_name[name].cell] < ref}
                 if cement_g
@@ -205,6 +243,7 @@ class DarcyFlow:
                 break
             closed |= newly_closed
         self._p = p
+        self._q_last = q
         leak = {name: gc * (p[body.outlets_by_name[name].cell] - ref) for name, (gc, ref) in cement_g.items()}
         front = self._front_inflow(p, t, q)
         marrow = self.s < 0.5
