@@ -76,6 +76,8 @@ class Body:
     cannula_cells: tuple[tuple[int, int, int], ...]
     cleft_cells: BoolArray | None = None
     """Cells of the fracture cleft (None: no cleft)."""
+    cannula_entry_m: tuple[float, float, float] | None = None
+    """Where the trajectory meets the posterior wall (the pedicle's end), body frame (m)."""
     tumour_cells: BoolArray | None = None
     """Cells of the tumour (None: no tumour)."""
 
@@ -249,4 +251,5 @@ def build_body(
         cannula_cells=tuple(crossed),
         cleft_cells=in_cleft,
         tumour_cells=in_tumour,
+        cannula_entry_m=(entry[0], entry[1], mid),
     )

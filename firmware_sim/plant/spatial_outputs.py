@@ -176,6 +176,12 @@ class SpatialFrame:
     wall; compare with `POSTERIOR_QUARTER`."""
     leak_paths: tuple[LeakPath, ...]
     events: SpatialEvents
+    cannula_tip_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """The cannula's tip, body frame (mm): where the cement enters."""
+    cannula_entry_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Where the cannula's straight transpedicular track meets the posterior wall, body frame (mm);
+    the track goes on backwards, out through the pedicle, along the same line. One cannula is
+    modelled (a bipedicular injection's first side, `side`)."""
 
     @property
     def reached_posterior_quarter(self) -> bool:
@@ -269,6 +275,10 @@ class OutputLayout:
         self.labels.setflags(write=False)
         self.bone_volume_fraction.setflags(write=False)
         self._cell_volume_m3 = body.h_m**3
+        tip = body.tip_m
+        entry = body.cannula_entry_m or tip
+        self._tip_mm = (tip[0] * 1e3, tip[1] * 1e3, tip[2] * 1e3)
+        self._entry_mm = (entry[0] * 1e3, entry[1] * 1e3, entry[2] * 1e3)
         self._porosity = body.porosity
 
     def _path_cells(
@@ -373,4 +383,6 @@ class OutputLayout:
             front_ap_fraction=front_ap_fraction,
             leak_paths=tuple(paths),
             events=events,
+            cannula_tip_mm=self._tip_mm,
+            cannula_entry_mm=self._entry_mm,
         )

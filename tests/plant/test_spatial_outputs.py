@@ -48,6 +48,11 @@ def test_the_grid_axes_put_the_tip_the_wall_and_the_canal_where_the_body_has_the
     assert y == pytest.approx(0.35 * 33.0, abs=g.spacing_mm)
     assert z == pytest.approx(13.5, abs=g.spacing_mm)
     assert int((frame.labels == Tissue.CANCELLOUS).sum()) == int(body.inside.sum())
+    # the cannula: from the left pedicle at the posterior wall to the tip
+    assert frame.cannula_tip_mm == pytest.approx(tuple(c * 1e3 for c in body.tip_m))
+    ex, ey, _ez = frame.cannula_entry_mm
+    assert ex == pytest.approx(-0.30 * 45.0)
+    assert ey == pytest.approx(33.0)
     # posterior wall behind the body, the canal behind the wall; end plates above and below
     j = np.nonzero(frame.labels == Tissue.POSTERIOR_WALL)[1]
     assert j.size > 0
