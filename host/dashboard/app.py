@@ -41,7 +41,7 @@ from host.dashboard.exit_report import ExitNotes, exit_report
 from host.dashboard.model import DashboardModel
 from host.dashboard.source import DashboardSource, LiveSource
 from host.dashboard.widgets.banner import StateBanner
-from host.dashboard.widgets.dialogs import ConfirmClear, ConfirmQuit
+from host.dashboard.widgets.dialogs import ConfirmClear, ConfirmDisarmQuit, ConfirmQuit
 from host.dashboard.widgets.footer import KeyFooter
 from host.dashboard.widgets.help import HelpScreen, key_rows
 from host.dashboard.widgets.panels import ConnectionPanel, Readouts, RecordingIndicator, state_name
@@ -85,7 +85,7 @@ TALL_FROM = 40
 T = TypeVar("T")
 HELP = {
     "stop": "STOP (source OPERATOR), latched until c clears it; Escape in every focus",
-    "fluoro_stop": "fluoroscopy STOP (source FLUORO_OPERATOR)",
+    "fluoro_stop": "fluoroscopy STOP (source FLUORO_OPERATOR); ctrl+f in every focus",
     "arm": "ARM the plan in the plan panel (a valid plan, the cement's age)",
     "start": "START the armed plan",
     "space": "PAUSE while injecting; RESUME while paused (after an increment)",
@@ -126,6 +126,14 @@ class DashboardApp(App[int]):
         Binding("x", "stop('x')", "STOP", key_display="x/Esc", priority=True, tooltip=HELP["stop"]),
         Binding("escape", "stop('escape')", "STOP", show=False, priority=True, tooltip=HELP["stop"]),
         Binding("f", "fluoro_stop", "fluoro stop", priority=True, tooltip=HELP["fluoro_stop"]),
+        Binding(
+            "ctrl+f",
+            "fluoro_stop('ctrl+f')",
+            "fluoro stop",
+            show=False,
+            priority=True,
+            tooltip=HELP["fluoro_stop"],
+        ),
         Binding("a", "arm", "arm", tooltip=HELP["arm"]),
         Binding("s", "start", "start", tooltip=HELP["start"]),
         Binding("space", "space", "pause/resume", tooltip=HELP["space"]),
@@ -322,7 +330,7 @@ class DashboardApp(App[int]):
             if live_only if self.replaying else name in REPLAY_ACTIONS:
                 continue
             key = self.get_key_display(dataclasses.replace(binding, key_display=None))
-            key = {"esc": "Escape", "f1": "F1"}.get(key, key)
+            key = {"esc": "Escape", "f1": "F1", "^f": "ctrl+f"}.get(key, key)
             what = "replay: play / pause" if self.replaying and name == "space" else binding.tooltip
             triples.append((key, binding.action, what or binding.description))
             if name == "quit_safely":
@@ -334,8 +342,8 @@ class DashboardApp(App[int]):
     def action_stop(self, key: str = "x") -> None:
         self.fire_stop(StopSource.OPERATOR, f"dashboard key {key}")
 
-    def action_fluoro_stop(self) -> None:
-        self.fire_stop(StopSource.FLUORO_OPERATOR, "dashboard key f")
+    def action_fluoro_stop(self, key: str = "f") -> None:
+        self.fire_stop(StopSource.FLUORO_OPERATOR, f"dashboard key {key}")
 
     def fire_stop(self, source: StopSource, origin: str) -> asyncio.Task[Any] | None:
         """Send STOP now, as its own task; note its origin for the latency record. Tried whatever the
@@ -441,27 +449,48 @@ class DashboardApp(App[int]):
         first and quit. The STOP keys work inside the question too."""
         if self._quitting or isinstance(self.screen, ConfirmQuit):
             return
-        if not (self.source.commands is not None and self.model.linked and self.model.state in MOVING_STATES):
+        live = self.source.commands is not None and self.model.linked
+        armed = live and self.model.state == State.ARMED
+        if not (live and self.model.state in MOVING_STATES) and not armed:
             self.quit_safely(f"dashboard key {key}")
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.quit_safely(f"dashboard key {key}")
+                self.quit_safely(f"dashboard key {key}", disarm=armed)
 
-        self.push_screen(ConfirmQuit(f"The controller is {state_name(self.model)}."), answered)
+        dialog = ConfirmDisarmQuit if armed else ConfirmQuit
+        self.push_screen(dialog(f"The controller is {state_name(self.model)}."), answered)
 
     def exit_report(self) -> str:
         """What the session ended with, for the terminal once the app has exited."""
         return exit_report(self.model, self.exit_notes)
 
-    def quit_safely(self, origin: str) -> None:
+    def quit_safely(self, origin: str, *, disarm: bool = False) -> None:
         """STOP (noted with `origin`) first when the plunger is (or may be about to be) moving,
-        wait for its acknowledgement (at most QUIT_STOP_TIMEOUT_S), close the recording, exit."""
+        wait for its acknowledgement (at most QUIT_STOP_TIMEOUT_S), close the recording, exit.
+        With `disarm` (q answered yes while ARMED), CLEAR first instead: an armed plan left behind
+        could be started by anyone while no one watches this dashboard."""
         if self._quitting:
             return
         self._quitting = True
         commands = self.source.commands
+        if disarm and commands is not None and self.model.linked and self.model.state == State.ARMED:
+
+            async def disarm_then_quit() -> None:
+                try:
+                    await asyncio.wait_for(commands.clear(), QUIT_STOP_TIMEOUT_S)
+                    self.exit_notes.disarm = "acknowledged"
+                except TimeoutError:
+                    self.exit_notes.disarm = f"not acknowledged within {QUIT_STOP_TIMEOUT_S:g} s"
+                except CementguardError as exc:
+                    self.exit_notes.disarm = f"not done: {exc}"
+                await self._close_recorder(tail=not self._hung_up)
+                self._leave()
+
+            self.notify("disarming before quitting", severity="warning")
+            asyncio.get_running_loop().create_task(disarm_then_quit())
+            return
         if commands is not None and self.model.linked and self.model.state in MOVING_STATES:
             self.source.stops.requested(StopSource.OPERATOR, origin)
 

@@ -18,6 +18,8 @@ class ExitNotes:
 
     stop: str | None = None
     """"acknowledged" / "not acknowledged (...)" when quitting sent STOP; None when it did not."""
+    disarm: str | None = None
+    """"acknowledged" / why not, when quitting an ARMED controller sent CLEAR; None when it did not."""
     recording: str | None = None
     """The recording closed on the way out (or during the session, the last one)."""
     recording_problem: str | None = None
@@ -29,6 +31,8 @@ def exit_report(model: DashboardModel, notes: ExitNotes) -> str:
     lines = ["cementguard dashboard: quit"]
     if notes.stop is not None:
         lines.append(f"  STOP sent before quitting: {notes.stop}")
+    if notes.disarm is not None:
+        lines.append(f"  CLEAR sent before quitting (disarmed): {notes.disarm}")
     state = "unknown (never connected)" if model.state is None else enum_name(State, int(model.state))
     if model.state is not None and int(model.stop_reason) != StopReason.NONE:
         reason = enum_name(StopReason, int(model.stop_reason))

@@ -291,7 +291,7 @@ async def test_help_lists_every_key_stops_first_and_stop_works_over_it(
         ]
         assert shown[0][0] == "x, Escape", shown
         assert "STOP" in shown[0][1], shown
-        assert shown[1][0] == "f", shown
+        assert shown[1][0] == "f, ctrl+f", shown
         assert "fluoroscopy STOP" in shown[1][1], shown
         keys = {key for row, _what in shown for key in row.split(", ")}
         assert {"a", "s", "space", "c", "r", "q", "ctrl+q", "?", "F1"} <= keys, keys
@@ -429,3 +429,60 @@ async def test_v_shows_pressure_against_delivered_volume(live_dashboard, continu
         assert {y for y, _c in spec.hlines} == {2500.0, 4000.0}, "the pressure limits are drawn"
         await pilot.press("v")
         await until(pilot, lambda: volume.display and not pv.display)
+
+
+async def test_ctrl_f_stops_for_fluoroscopy_while_a_field_has_focus_and_f_types(
+    live_dashboard, continuous_plan: Path
+) -> None:
+    """As Escape is to x: a fluoroscopy stop one key away while f is text in a plan field."""
+    async with live_dashboard(continuous_plan) as (app, pilot):
+        await pilot.press("a")
+        await until(pilot, lambda: ctl_state(app) == State.ARMED)
+        await pilot.press("s")
+        await until(pilot, lambda: ctl_state(app) == State.INJECTING)
+        box = app.query_one("#plan-file", Input)
+        box.focus()
+        await pilot.pause()
+        box.action_end()
+        before = box.value
+        await pilot.press("f")
+        await until(pilot, lambda: len(box.value) == len(before) + 1, 2.0)
+        assert ctl_state(app) == State.INJECTING, "f typed into a text field is text, not a stop"
+        await until(pilot, lambda: "fluoro stop" in footer_descriptions(app), 2.0)
+        await pilot.press("ctrl+f")
+        await until(pilot, lambda: app.model.stops and app.model.stops[-1].reason == "FLUORO_STOP")
+        assert ctl_state(app) == State.STOPPED
+        assert app.model.stop_source == StopSource.FLUORO_OPERATOR
+        assert app.model.stops[-1].origin == "dashboard key ctrl+f"
+        assert box.value == before + "f", "ctrl+f typed nothing"
+    keys = dict(app.help_rows())
+    assert any("ctrl+f" in k and "f" in k.split(", ") for k in keys), keys
+
+
+def footer_descriptions(app) -> set[str]:  # type: ignore[no-untyped-def]
+    return {key.description for key in app.screen.query(FooterKey)}
+
+
+async def test_q_while_armed_asks_and_yes_disarms_and_says_so(
+    live_dashboard, sim, continuous_plan: Path
+) -> None:
+    _proc, port = sim
+    async with live_dashboard(continuous_plan) as (app, pilot):
+        await pilot.press("a")
+        await until(pilot, lambda: ctl_state(app) == State.ARMED)
+        await pilot.press("q")  # an armed plan left behind could be started by anyone: asked first
+        await until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
+        await pilot.press("n")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmQuit))
+        assert app.is_running
+        assert ctl_state(app) == State.ARMED, "cancel: nothing sent"
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
+        await pilot.press("y")
+        await until(pilot, lambda: not app.is_running, 8.0)
+    report = app.exit_report()
+    assert "CLEAR sent before quitting (disarmed): acknowledged" in report, report
+    assert "STOP sent" not in report, "nothing moved: no STOP"
+    async with DeviceClient.open(port) as ctl:
+        status = await ctl.get_status()
+        assert status.state == State.IDLE, "the plan was dropped on the device"

@@ -73,4 +73,21 @@ class ConfirmQuit(YesNoDialog):
         "Quit the dashboard?\n{what}\nQuitting sends STOP first (latched: c clears it).\n"
         "x or Escape: STOP now, and stay."
     )
-    YES_VARIANT = "error"
+    YES_VARIANT: ClassVar[ButtonVariant] = "error"
+
+
+class ConfirmDisarmQuit(ConfirmQuit):
+    """q while ARMED: nothing moves, but a plan left armed could be started (START) by another
+    program or terminal while no one watches this dashboard; quitting disarms it (CLEAR), asked first."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Disarm and quit"),
+        Binding("n", "answer(False)", "Cancel"),
+    ]
+    SCREEN_ID = "confirm-disarm-quit"
+    YES_LABEL = "Disarm and quit"
+    QUESTION = (
+        "Quit the dashboard?\n{what}\nQuitting disarms it first (CLEAR: the plan is dropped, the "
+        "controller goes to IDLE).\nx or Escape: STOP now, and stay."
+    )
+    YES_VARIANT = "warning"

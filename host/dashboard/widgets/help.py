@@ -28,7 +28,7 @@ def key_rows(bindings: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
     rows: dict[str, tuple[list[str], str]] = {}
     for key, action, description in bindings:
         name = action.split("(")[0]
-        group = "stop" if name == "stop" else action
+        group = name if name in ("stop", "fluoro_stop") else action  # one row per stop, all its keys
         keys, _what = rows.setdefault(group, ([], description))
         if key not in keys:
             keys.append(key)
