@@ -24,6 +24,10 @@ RANGES: dict[str, FiniteFloat | BoundedInt] = {
     "smooth_mm": finite_float("smooth_mm", 0.0, 5.0, "mm"),
     "z_high": finite_float("z_high", 2.0, 50.0, "sigma"),
     "z_low": finite_float("z_low", 1.0, 50.0, "sigma"),
+    "background_mm": finite_float("background_mm", 2.0, 50.0, "mm"),
+    "background_cut": finite_float("background_cut", 0.005, 1.0, "log units"),
+    "front_level": finite_float("front_level", 0.05, 0.9),
+    "leak_level": finite_float("leak_level", 0.01, 0.9),
     "min_area_mm2": finite_float("min_area_mm2", 0.1, 500.0, "mm2"),
     "confirm_frames": bounded_int("confirm_frames", 1, 10, "frames"),
     "outline_margin_mm": finite_float("outline_margin_mm", 0.0, 10.0, "mm"),
@@ -61,6 +65,20 @@ class GuardConfig:
     darker than the baseline (after filtering). 6 sigma: about one false pixel per 10^9 per frame."""
     z_low: float = 3.0
     """Hysteresis, weak threshold: the region grows through pixels this many sigmas darker."""
+    background_mm: float = 8.0
+    """The smooth part of the difference image is removed (Gaussian sigma, mm): cement lowers the
+    scatter over tens of millimetres around it, and at a usual dose that faint, wide darkening is many
+    noise sigmas strong; it is not cement. Compact cement is excluded from the estimate (below)."""
+    background_cut: float = 0.05
+    """Pixels darker than the baseline by more than this (natural-log units) are cement, not
+    background, when the smooth part is estimated: 0.05 is ~0.2 mm of barium-loaded PMMA (mu ~0.23/mm),
+    while scatter changes stay below ~0.02."""
+    front_level: float = 0.2
+    """The front is the posterior-most body pixel at least this fraction of the bolus's plateau
+    contrast (its 90th percentile). The cement thins towards its front, so the projected edge is
+    fainter than the bolus: calibrated on the simulator's renderer against its ground truth (the
+    3-D front at half fill), where 0.2 tracks the true front within 0.01 of the AP depth and 0.5
+    lagged it by 0.04-0.05 (docs/fluoroscopy.md, "Guard: calibration")."""
     min_area_mm2: float = 2.0
     """Regions smaller than this are noise, not cement (a 1.6 mm disc)."""
     confirm_frames: int = 2
@@ -69,6 +87,11 @@ class GuardConfig:
     outline_margin_mm: float = 1.5
     """(b) EXTRAVASATION: cement counts as outside only beyond the outline grown by this margin (the
     outline's own error and the blur of the cortex)."""
+    leak_level: float = 0.1
+    """(b) EXTRAVASATION: cement outside counts only where it is at least this fraction of the
+    opacity's plateau contrast. Cement that fills up to the cortex blurs past it: 1.5 mm out, a step
+    blurred by ~1 mm keeps ~8 % of its height, which at a high dose is still many noise sigmas. A
+    leak is an opacity of its own (a vein 3 mm thick is ~30 % of a 15 mm bolus)."""
     min_leak_area_mm2: float = 3.0
     """(b) EXTRAVASATION: the least cement area outside the margin that is a leak."""
     vein_width_mm: float = 3.0

@@ -31,7 +31,7 @@ from host.frames import FluoroFrame
 from host.guard.blindness import coarse, correlation, exposure_fault, mean_abs_diff, motion_px
 from host.guard.config import GuardConfig
 from host.guard.region import BodyRegion, auto_outline
-from host.guard.vision import Baseline, Measures, log_image, measure, segment
+from host.guard.vision import Baseline, Measures, log_image, measure, remove_background, segment
 from protocol import State, StopDetail
 
 __all__ = ["Guard", "GuardState", "GuardStatus", "GuardStep"]
@@ -174,6 +174,10 @@ class Guard:
         if self._same >= cfg.frozen_frames - 1:
             return self._blind("frozen image", frame.index, frame.t_us)
         if self.baseline is None:
+            if self._pump == State.INJECTING:  # cement may be in the picture: never a baseline
+                self._learning = []
+                self._last_good_s = now_s
+                return self._blind("no baseline before the injection", frame.index, frame.t_us, learning=True)
             return self._learn(frame, now_s)
         base = self.baseline
         if px.shape != base.shape or frame.bit_depth != base.bit_depth:
@@ -205,7 +209,7 @@ class Guard:
         self.baseline = Baseline.from_frames(self._learning, frame.bit_depth, smooth_px)
         self._learning = []
         if self.region is None:
-            self.region = auto_outline(-self.baseline.log_mean, cfg.posterior)
+            self.region = auto_outline(-self.baseline.log_mean, cfg.posterior, -self.baseline.sharp_log)
             if self.region is None:
                 self.baseline = None
                 return self._blind("no vertebral body found: set the region", frame.index, frame.t_us)
@@ -242,7 +246,9 @@ class Guard:
         moved_mm = motion_px(base.log_mean, smoothed, ~grown) * frame.pixel_mm
         if moved_mm > cfg.max_shift_mm:
             return self._blind(f"outline lost: the image moved {moved_mm:.1f} mm", frame.index, frame.t_us)
-        z = (base.log_mean - smoothed) / base.sigma
+        background_px = cfg.background_mm / frame.pixel_mm
+        d = remove_background(base.log_mean - smoothed, cfg.background_cut, background_px)
+        z = d / base.sigma
         mask = segment(z, cfg, frame.pixel_mm)
         m = measure(z, mask, body, grown, self.region, cfg, frame.pixel_mm)
         hits = self._rules(m, frame.view)

@@ -109,37 +109,121 @@ class BodyRegion:
         return out.astype(bool)
 
 
-def auto_outline(attenuation: np.ndarray, posterior: Side) -> BodyRegion | None:
+BACKGROUND_FRACTION = 0.25
+"""The soft tissue's slow variation is removed with a Gaussian this fraction of the image's side
+(~25 mm on a 100 mm field): wider than the cortex's edge, about the body's own size."""
+THIN_FRACTION = 0.08
+"""Structures thinner than this fraction of the image's side (the cannula, ~3 mm, blurred) are opened away
+before the body is chosen, so the cannula does not join the body to the image border."""
+
+
+def auto_outline(
+    attenuation: np.ndarray, posterior: Side, sharp: np.ndarray | None = None
+) -> BodyRegion | None:
     """The vertebral body in a (smoothed) attenuation image of the pre-cement baseline, or None.
 
-    Bone attenuates more than the soft tissue around it: Otsu's threshold splits the two, the largest
-    dark region that does not touch the image border is the body, and its convex hull is the outline
-    (the cortex is convex in both projections; the hull also closes holes left by trabecular texture).
+    Bone attenuates more than the soft tissue around it. The tissue's slow variation is removed
+    first (a wide Gaussian), Otsu's threshold then splits bone from tissue, an opening removes the
+    cannula, and of the bone regions the one nearest the image centre is the body (the operator
+    centres the treated level; its neighbours above and below are cut by the image border). Its
+    walls are the median extents of its rows and columns (`_robust_box`). None when nothing plausible
+    is found: the operator sets the region. `sharp` (the same image, barely smoothed) places the
+    walls, if given.
     """
     a = attenuation.astype(np.float32)
+    h, w = a.shape
+    side = min(h, w)
+    a = a - cv2.GaussianBlur(a, (0, 0), BACKGROUND_FRACTION * side)
     lo, hi = float(a.min()), float(a.max())
     if not hi > lo:
         return None
     scaled = np.clip((a - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
     _t, bone = cv2.threshold(scaled, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    bone = cv2.morphologyEx(bone, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
-    n, labels, stats, _c = cv2.connectedComponentsWithStats(bone, connectivity=8)
-    h, w = a.shape
-    best, best_area = 0, 0
+    k = max(3, round(THIN_FRACTION * side) | 1)
+    bone = cv2.morphologyEx(bone, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    n, labels, stats, centroids = cv2.connectedComponentsWithStats(bone, connectivity=8)
+    best, best_d = 0, math.inf
     for i in range(1, n):
-        x, y, bw, bh, area = (int(v) for v in stats[i])
-        touches = x == 0 or y == 0 or x + bw >= w or y + bh >= h
-        if not touches and area > best_area:
-            best, best_area = i, area
-    if best == 0 or not MIN_BODY_FRACTION <= best_area / (h * w) <= MAX_BODY_FRACTION:
+        area = int(stats[i, cv2.CC_STAT_AREA])
+        if not MIN_BODY_FRACTION <= area / (h * w) <= MAX_BODY_FRACTION:
+            continue
+        d = math.hypot(centroids[i][0] - (w - 1) / 2, centroids[i][1] - (h - 1) / 2)
+        if d < best_d:
+            best, best_d = i, d
+    if best == 0:
         return None
-    contours, _hier = cv2.findContours(
-        (labels == best).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
-    )
-    hull = cv2.convexHull(max(contours, key=cv2.contourArea)).reshape(-1, 2)
-    if len(hull) < 3:
-        return None
+    rough = _robust_box((labels == best), posterior)
+    edges = attenuation if sharp is None else sharp
+    return None if rough is None else _refine(edges.astype(np.float32), rough)
+
+
+REFINE_FRACTION = 0.02
+"""How far (fraction of the image side, ~2 mm) from the thresholded wall the cortex is looked for."""
+
+
+def _refine(a: np.ndarray, box: BodyRegion) -> BodyRegion:
+    """Each wall moved to the strongest edge of the attenuation within reach: the cortex is where the
+    attenuation steps up into the body. A threshold (Otsu's, after the background was removed) puts
+    the wall where the blurred step crosses it, which moves with the contrast and the background;
+    the steepest point of the step does not. Median over the middle rows (columns)."""
+    h, w = a.shape
+    reach = max(2, round(REFINE_FRACTION * min(h, w)))
+    gx = np.diff(a, axis=1)  # gx[:, c] is the step between columns c and c + 1
+    gy = np.diff(a, axis=0)
+    x0, x1, y0, y1 = round(box.left), round(box.right), round(box.top), round(box.bottom)
+    rows = np.arange(y0 + (y1 - y0) // 5, y1 - (y1 - y0) // 5 + 1)
+    cols = np.arange(x0 + (x1 - x0) // 5, x1 - (x1 - x0) // 5 + 1)
+
+    def edge(g: np.ndarray, at: int, lines: np.ndarray, rising: bool, n: int) -> float:
+        lo, hi = max(0, at - reach), min(n - 2, at + reach)
+        if hi <= lo or lines.size == 0:
+            return float(at)
+        band = g[lines, lo : hi + 1] if g is gx else g[lo : hi + 1, lines].T
+        pick = np.argmax(band, axis=1) if rising else np.argmin(band, axis=1)
+        return float(np.median(pick) + lo + 0.5)
+
     try:
-        return BodyRegion(tuple((float(x), float(y)) for x, y in hull), posterior)
+        return BodyRegion.rectangle(
+            edge(gx, x0, rows, True, w),
+            edge(gy, y0, cols, True, h),
+            edge(gx, x1, rows, False, w),
+            edge(gy, y1, cols, False, h),
+            box.posterior,
+        )
+    except ValueError:
+        return box
+
+
+def _robust_box(body: np.ndarray, posterior: Side) -> BodyRegion | None:
+    """The body's walls as the median extent of its middle rows and columns: a bump where the
+    cannula (or a pedicle) joins moves a few rows' extent, not the median, and a late posterior wall
+    would move the posterior-quarter line backwards (a late stop). A vertebral body is a box in both
+    projections (flat end plates, straight cortices), so the outline is one."""
+    rows = np.nonzero(body.any(axis=1))[0]
+    cols = np.nonzero(body.any(axis=0))[0]
+    if rows.size < 4 or cols.size < 4:
+        return None
+
+    def middle(idx: np.ndarray) -> np.ndarray:
+        n = idx.size
+        return idx[n // 5 : n - n // 5] if n >= 10 else idx
+
+    left, right, top, bottom = [], [], [], []
+    for r in middle(rows):
+        xs = np.nonzero(body[r])[0]
+        left.append(xs[0])
+        right.append(xs[-1])
+    for c in middle(cols):
+        ys = np.nonzero(body[:, c])[0]
+        top.append(ys[0])
+        bottom.append(ys[-1])
+    try:
+        return BodyRegion.rectangle(
+            float(np.median(left)),
+            float(np.median(top)),
+            float(np.median(right)),
+            float(np.median(bottom)),
+            posterior,
+        )
     except ValueError:
         return None

@@ -48,6 +48,8 @@ class Baseline:
     shape: tuple[int, int]
     bit_depth: int
     smooth_px: float
+    sharp_log: np.ndarray
+    """log of the mean baseline frame, barely smoothed (1 px): where the outline's walls are placed."""
 
     @classmethod
     def from_frames(cls, frames: list[np.ndarray], bit_depth: int, smooth_px: float) -> Baseline:
@@ -62,12 +64,34 @@ class Baseline:
         floor = np.float32(1e-6)
         sigma = np.sqrt(np.maximum(var, floor * floor)).astype(np.float32)
         h, w = frames[0].shape
-        return cls(mean.astype(np.float32), sigma, (int(h), int(w)), bit_depth, smooth_px)
+        sharp = log_image(np.mean(np.stack(frames), axis=0), 1.0)
+        return cls(mean.astype(np.float32), sigma, (int(h), int(w)), bit_depth, smooth_px, sharp)
 
     def z(self, pixels: np.ndarray) -> np.ndarray:
         """How many noise sigmas darker than the baseline each pixel is (cement: large positive)."""
         z: np.ndarray = (self.log_mean - log_image(pixels, self.smooth_px)) / self.sigma
         return z
+
+
+BACKGROUND_SIDE = 128
+"""The smooth part of the difference is estimated on a 128 px reduction (it has no detail)."""
+
+
+def remove_background(d: np.ndarray, cut: float, sigma_px: float) -> np.ndarray:
+    """`d` minus its smooth part, estimated by normalised convolution from the pixels below `cut`
+    (the cement is left out, so the background under a bolus is interpolated from around it)."""
+    h, w = d.shape
+    scale = min(1.0, BACKGROUND_SIDE / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    keep = (d < cut).astype(np.float32)
+    num = cv2.resize(d * keep, size, interpolation=cv2.INTER_AREA)
+    den = cv2.resize(keep, size, interpolation=cv2.INTER_AREA)
+    s = max(0.5, sigma_px * scale)
+    num = cv2.GaussianBlur(num, (0, 0), s)
+    den = cv2.GaussianBlur(den, (0, 0), s)
+    bg = num / np.maximum(den, 1e-3)
+    out: np.ndarray = d - cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR)
+    return out
 
 
 def segment(z: np.ndarray, config: GuardConfig, pixel_mm: float) -> np.ndarray:
@@ -153,9 +177,9 @@ def _longest_vein_px(thin: np.ndarray, min_len_px: float, elongation: float) -> 
 
 
 HALF_MAXIMUM = 0.5
-"""The front is where the cement's signal falls to half its plateau: blur (the detector's and the
-guard's own filter) spreads an edge symmetrically, so the half-maximum point stays on the true edge,
-whereas the hysteresis boundary (3 sigma) moves outwards as the contrast grows."""
+"""The thin-opacity test works on the local half-maximum core: blur spreads an edge symmetrically, so
+the half-maximum width stays the true width, whereas the hysteresis boundary (3 sigma) moves outwards
+as the contrast grows."""
 
 
 def measure(
@@ -170,16 +194,18 @@ def measure(
     """The rules' inputs. `body` is the outline's mask, `grown` the outline grown by the margin."""
     px_mm2 = pixel_mm * pixel_mm
     inside = mask & body
+    plateau = float(np.percentile(z[mask], 90)) if mask.any() else 0.0
     if inside.any():
-        plateau = float(np.percentile(z[inside], 90))
-        inside = inside & (z >= HALF_MAXIMUM * plateau)
+        inside = inside & (z >= config.front_level * float(np.percentile(z[inside], 90)))
     cols = np.nonzero(inside.any(axis=0))[0]
     front_x: float | None = None
     front: float | None = None
     if cols.size:
         front_x = float(cols.max() if region.posterior == "right" else cols.min())
         front = float(region.ap_fraction(front_x))
-    outside = mask & ~grown
+    # the blurred tail of cement that touches the cortex reaches past any margin at a high dose (where
+    # 3 sigma is a tiny contrast): outside counts only what is a real part of the opacity
+    outside = mask & ~grown & (z >= config.leak_level * plateau)
     vein_px = 0.0
     if "venous" in config.rules:
         # Judged on the local half-maximum core, whose width does not grow with the dose (the

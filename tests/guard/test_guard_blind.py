@@ -28,9 +28,14 @@ def test_learning_the_baseline_is_blind_and_says_how_far_it_got() -> None:
 def test_frames_that_only_start_once_injecting_stop_it_blind() -> None:
     """No baseline before the cement: the guard cannot tell cement from bone."""
     ph = Phantom()
-    step = Guard().frame(ph.frame(), 0.0, State.INJECTING)
-    assert step.status.state == "BLIND"
+    guard = Guard()
+    step = guard.frame(ph.frame(), 0.0, State.INJECTING)
+    assert step.status.label == "BLIND(no baseline before the injection)"
     assert step.stop == StopDetail.IMAGE_LOST
+    for i in range(10):  # frames with cement in them never become the baseline
+        step = guard.frame(ph.frame(), 0.1 * (i + 1), State.INJECTING)
+    assert guard.baseline is None
+    assert step.status.label == "BLIND(no baseline before the injection)"
 
 
 def test_a_frozen_image_is_blind_and_stops_while_injecting() -> None:
