@@ -1,7 +1,8 @@
-"""The sweep's report: per-detector tables (markdown, CSV), the false-stop summary, the plot, the JSON.
+"""The sweep's report: per-detector tables (markdown, CSV), the false-stop statements, the plot, the JSON.
 
-Aggregation is kept apart from writing: `detection_rows`, `detector_summary` and `false_stop_summary`
-turn run outcomes into plain records, which the writers format.
+Aggregation is kept apart from writing: `hil._sweep_tally.SweepTally` turns runs (streamed from the
+store, or a list in memory) into plain records, which the writers here format. Only `write_json`
+reads the runs themselves, batch by batch, to list each one.
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,194 +20,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
 from hil._sweep_runs import KINDS, NOISE_LEVELS, KindSpec, RunOutcome
-from hil._sweep_stats import CellStats, bin_index, bin_label, cell_stats, percentile, wilson_interval
-
-EVALUATED = ("detected", "other_stop", "missed")
-"""Event-run statuses that count towards detection (a stop before the onset is a false stop, not a
-detection trial)."""
-ALL = "all"
-
-
-def noise_label(level: float) -> str:
-    return f"{level:g}x"
-
-
-@dataclass(frozen=True)
-class DetectionRow:
-    """One size bin of one kind at one noise level (or all of them)."""
-
-    kind: str
-    detector: str
-    size_name: str
-    size_unit: str
-    bin: str
-    bin_low: float
-    bin_high: float
-    noise: str
-    stats: CellStats
-    reasons: dict[str, int] = field(default_factory=dict)
-    """First stop after the onset, by reason (NONE: no stop in the window)."""
-
-
-def _cell(runs: Sequence[RunOutcome]) -> tuple[CellStats, dict[str, int]]:
-    stats = cell_stats(
-        [r.detected for r in runs],
-        [r.stopped_after_onset for r in runs],
-        [r.latency_ms for r in runs if r.detected],
-    )
-    reasons = Counter(r.stop_reason if r.stopped_after_onset else "NONE" for r in runs)
-    return stats, dict(sorted(reasons.items()))
-
-
-def evaluated(outcomes: Sequence[RunOutcome], kind: str) -> list[RunOutcome]:
-    return [o for o in outcomes if o.kind == kind and o.status in EVALUATED and not math.isnan(o.size)]
-
-
-def detection_rows(outcomes: Sequence[RunOutcome]) -> list[DetectionRow]:
-    """Every event kind x size bin x (each noise level, then all), bins without runs left out."""
-    rows: list[DetectionRow] = []
-    for spec in KINDS.values():
-        if spec.name == "nominal":
-            continue
-        runs = evaluated(outcomes, spec.name)
-        by_bin: dict[int, list[RunOutcome]] = {}
-        for r in runs:
-            i = bin_index(r.size, spec.edges)
-            if i is not None:
-                by_bin.setdefault(i, []).append(r)
-        for i in sorted(by_bin):
-            groups = [
-                (noise_label(lv), [r for r in by_bin[i] if r.conditions.noise_level == lv])
-                for lv in NOISE_LEVELS
-            ]
-            for label, group in [*groups, (ALL, by_bin[i])]:
-                if not group:
-                    continue
-                stats, reasons = _cell(group)
-                rows.append(
-                    DetectionRow(
-                        spec.name,
-                        spec.detector,
-                        spec.size_name,
-                        spec.size_unit,
-                        bin_label(spec.edges, i),
-                        spec.edges[i],
-                        spec.edges[i + 1],
-                        label,
-                        stats,
-                        reasons,
-                    )
-                )
-    return rows
-
-
-@dataclass(frozen=True)
-class DetectorSummary:
-    kind: str
-    detector: str
-    stats: CellStats
-    reasons: dict[str, int]
-    excluded: int
-    """Runs of this kind that stopped before the onset (false stops) or were refused."""
-
-
-def detector_summary(outcomes: Sequence[RunOutcome]) -> list[DetectorSummary]:
-    out = []
-    for spec in KINDS.values():
-        if spec.name == "nominal":
-            continue
-        runs = evaluated(outcomes, spec.name)
-        total = sum(1 for o in outcomes if o.kind == spec.name)
-        stats, reasons = _cell(runs)
-        out.append(DetectorSummary(spec.name, spec.detector, stats, reasons, total - len(runs)))
-    return out
-
-
-@dataclass(frozen=True)
-class FalseStopSummary:
-    noise: str
-    nominal_runs: int
-    false_stops: int
-    rate_high: float
-    """Upper end of the 95 % Wilson interval of the false-stop rate per nominal run."""
-    incomplete: int
-    event_runs_before_onset: int
-    """Event runs, counted up to their onset (a nominal injection until then)."""
-    false_stops_before_onset: int
-    injecting_hours: float
-    """Virtual time of nominal runs plus event runs up to their onset."""
-    reasons: dict[str, int]
-
-
-def false_stop_summary(outcomes: Sequence[RunOutcome]) -> list[FalseStopSummary]:
-    out = []
-    for label, level in [*((noise_label(lv), lv) for lv in NOISE_LEVELS), (ALL, None)]:
-        mine = [o for o in outcomes if level is None or o.conditions.noise_level == level]
-        nominal = [o for o in mine if o.kind == "nominal" and o.status != "refused"]
-        events = [o for o in mine if o.kind != "nominal" and o.status != "refused"]
-        false_nominal = [o for o in nominal if o.false_stop]
-        false_events = [o for o in events if o.false_stop]
-        hours = sum(o.virtual_s for o in nominal) + sum(
-            o.onset_s if not math.isnan(o.onset_s) else o.virtual_s for o in events
-        )
-        reasons = Counter(o.stop_reason for o in (*false_nominal, *false_events))
-        out.append(
-            FalseStopSummary(
-                label,
-                len(nominal),
-                len(false_nominal),
-                wilson_interval(len(false_nominal), len(nominal))[1],
-                sum(o.status == "incomplete" for o in nominal),
-                len(events),
-                len(false_events),
-                hours / 3600.0,
-                dict(sorted(reasons.items())),
-            )
-        )
-    return out
-
-
-@dataclass(frozen=True)
-class LeakSignature:
-    """What a leak of one size did to the syringe pressure (against its twin run without the leak)."""
-
-    kind: str
-    bin: str
-    runs: int
-    share_p50: float
-    share_max: float
-    dp_p50_kpa: float
-    dp_min_kpa: float
-    dp_min_rel: float
-    """Largest relative fall: leak dp / pressure at the onset."""
-
-
-def leak_signatures(outcomes: Sequence[RunOutcome]) -> list[LeakSignature]:
-    out = []
-    for spec in KINDS.values():
-        if not spec.name.startswith("leak"):
-            continue
-        runs = [r for r in evaluated(outcomes, spec.name) if not math.isnan(r.leak_dp_kpa)]
-        for i in range(len(spec.edges) - 1):
-            group = [r for r in runs if bin_index(r.size, spec.edges) == i]
-            if not group:
-                continue
-            shares = [0.0 if math.isnan(r.leak_share) else r.leak_share for r in group]
-            dps = [r.leak_dp_kpa for r in group]
-            rel = [r.leak_dp_kpa / r.pressure_at_onset_kpa for r in group if r.pressure_at_onset_kpa > 0]
-            out.append(
-                LeakSignature(
-                    spec.name,
-                    bin_label(spec.edges, i),
-                    len(group),
-                    percentile(shares, 50),
-                    max(shares),
-                    percentile(dps, 50),
-                    min(dps),
-                    min(rel, default=math.nan),
-                )
-            )
-    return out
+from hil._sweep_tally import ALL, SweepTally, noise_label
 
 
 # -- formatting ------------------------------------------------------------------------------------
@@ -226,18 +39,25 @@ def _reasons(reasons: dict[str, int]) -> str:
     )
 
 
-def markdown(outcomes: Sequence[RunOutcome], header: dict[str, Any]) -> str:
-    """The report: figures of the run, the per-detector summary, false stops, then per-bin tables with
-    the detection rate at each noise level side by side."""
+def _bound(x: float) -> str:
+    """A small rate with enough digits to read 3/N at any N up to millions."""
+    return "-" if math.isnan(x) else f"{100 * x:.3g} %"
+
+
+def markdown(t: SweepTally, header: dict[str, Any]) -> str:
+    """The report: figures of the run, the per-detector summary, false stops (per detector, with the
+    rare-event bound), then per-bin tables with the detection rate at each noise level side by side."""
     lines = ["# Detector sweep", ""]
     lines += [f"- {k}: {v}" for k, v in header.items()]
     lines += ["", "## Detection per detector (all sizes, all noise levels)", ""]
     lines += [
-        "| event | detector | runs | detected | rate (95 % CI) | any stop | latency p50 / p90 / max ms | "
-        "first stop after onset | excluded |",
+        "Detection rates carry the two-sided 95 % Wilson score interval.",
+        "",
+        "| event | detector | runs | detected | rate (95 % Wilson CI) | any stop | "
+        "latency p50 / p90 / max ms | first stop after onset | excluded |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for s in detector_summary(outcomes):
+    for s in t.detector_summary():
         st = s.stats
         lines.append(
             f"| {s.kind} | {s.detector} | {st.runs} | {st.detected} | {_pct(st.rate)} "
@@ -247,17 +67,40 @@ def markdown(outcomes: Sequence[RunOutcome], header: dict[str, Any]) -> str:
         )
     lines += ["", "## False stops", ""]
     lines += [
-        "| noise | nominal runs | false stops | rate 95 % upper bound | incomplete | event runs (to onset) | "
-        "false stops before onset | injecting hours | reasons |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "A false stop is any stop of a nominal run other than its planned end. The bound is the one-sided "
+        "95 % exact (Clopper-Pearson) upper bound of the rate per nominal run: 0 in N runs gives about 3/N.",
+        "",
+        "| noise | nominal runs | false stops | rate | 95 % upper bound | incomplete | "
+        "event runs (to onset) | false stops before onset | injecting hours | reasons |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for f in false_stop_summary(outcomes):
+    for f in t.false_stop_summary():
         lines.append(
-            f"| {f.noise} | {f.nominal_runs} | {f.false_stops} | {100 * f.rate_high:.2f} % | "
+            f"| {f.noise} | {f.nominal_runs} | {f.false_stops} | {_bound(f.rate)} | {_bound(f.rate_upper)} | "
             f"{f.incomplete} | {f.event_runs_before_onset} | {f.false_stops_before_onset} | "
             f"{f.injecting_hours:.2f} | {_reasons(f.reasons) or '-'} |"
         )
-    leaks = leak_signatures(outcomes)
+    per = t.detector_false_stops()
+    levels = list(dict.fromkeys(d.noise for d in per))
+    lines += ["", "### False stops per detector (nominal runs)", ""]
+    lines += [
+        "Each cell: false stops by that detector / nominal runs, and the one-sided 95 % Clopper-Pearson "
+        "upper bound of its rate per run.",
+        "",
+        "| detector (stop reason) | " + " | ".join(f"noise {lv}" for lv in levels) + " |",
+        "| --- | " + " | ".join("---" for _ in levels) + " |",
+    ]
+    for det in dict.fromkeys(d.detector for d in per):
+        by_noise = {d.noise: d for d in per if d.detector == det}
+        lines.append(
+            f"| {det} | "
+            + " | ".join(
+                f"{d.false_stops} / {d.nominal_runs}, < {_bound(d.rate_upper)}"
+                for d in (by_noise[lv] for lv in levels)
+            )
+            + " |"
+        )
+    leaks = t.leak_signatures()
     if leaks:
         lines += ["", "## Leak signatures: what the leak itself does to the syringe pressure", ""]
         lines += [
@@ -272,7 +115,7 @@ def markdown(outcomes: Sequence[RunOutcome], header: dict[str, Any]) -> str:
                 f"| {g.kind} | {g.bin} | {g.runs} | {_pct(g.share_p50)} / {_pct(g.share_max)} | "
                 f"{g.dp_p50_kpa:.2f} / {g.dp_min_kpa:.1f} | {100 * g.dp_min_rel:.1f} % |"
             )
-    rows = detection_rows(outcomes)
+    rows = t.detection_rows()
     for spec in KINDS.values():
         mine = [r for r in rows if r.kind == spec.name]
         if not mine:
@@ -280,8 +123,8 @@ def markdown(outcomes: Sequence[RunOutcome], header: dict[str, Any]) -> str:
         lines += ["", f"## {spec.name}: {spec.detector}, against {spec.size_name} ({spec.size_unit})", ""]
         noise_cols = " | ".join(f"rate @ {noise_label(lv)}" for lv in NOISE_LEVELS)
         lines += [
-            f"| {spec.size_name} ({spec.size_unit}) | runs | rate (95 % CI) | {noise_cols} | any stop | "
-            "latency p50 / p90 / max ms | first stop after onset |",
+            f"| {spec.size_name} ({spec.size_unit}) | runs | rate (95 % Wilson CI) | {noise_cols} | "
+            "any stop | latency p50 / p90 / max ms | first stop after onset |",
             "| --- | --- | --- | " + " | ".join("---" for _ in NOISE_LEVELS) + " | --- | --- | --- |",
         ]
         for b in dict.fromkeys(r.bin for r in mine):
@@ -326,11 +169,12 @@ CSV_FIELDS = (
 )
 
 
-def write_csv(path: Path, outcomes: Sequence[RunOutcome]) -> None:
+def write_csv(path: Path, t: SweepTally) -> None:
+    """Detection per kind x size bin x noise level (rates with their 95 % Wilson interval)."""
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(CSV_FIELDS)
-        for r in detection_rows(outcomes):
+        for r in t.detection_rows():
             s = r.stats
             w.writerow(
                 [
@@ -372,16 +216,29 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def write_json(path: Path, outcomes: Sequence[RunOutcome], header: dict[str, Any]) -> None:
+def write_json(
+    path: Path, t: SweepTally, header: dict[str, Any], runs: Iterable[Iterable[RunOutcome]]
+) -> None:
+    """The header, the summaries, then every run (`runs`: batches in index order, streamed to the
+    file one run at a time, so that the document is never built in memory)."""
     doc = {
         **header,
         "kinds": {k: s.as_json() for k, s in KINDS.items()},
-        "summary": [asdict(s) for s in detector_summary(outcomes)],
-        "false_stops": [asdict(f) for f in false_stop_summary(outcomes)],
-        "leak_signatures": [asdict(g) for g in leak_signatures(outcomes)],
-        "runs": [{**asdict(o), "detected": o.detected, "false_stop": o.false_stop} for o in outcomes],
+        "summary": [asdict(s) for s in t.detector_summary()],
+        "false_stops": [asdict(f) for f in t.false_stop_summary()],
+        "false_stops_per_detector": [asdict(d) for d in t.detector_false_stops()],
+        "leak_signatures": [asdict(g) for g in t.leak_signatures()],
     }
-    path.write_text(json.dumps(_clean(doc), indent=1, allow_nan=False) + "\n")
+    head = json.dumps(_clean(doc), indent=1, allow_nan=False)
+    with path.open("w") as f:
+        f.write(head[:-2] + ',\n "runs": [')  # the head's closing "\n}" reopened for the runs
+        sep = "\n  "
+        for batch in runs:
+            for o in batch:
+                record = {**asdict(o), "detected": o.detected, "false_stop": o.false_stop}
+                f.write(sep + json.dumps(_clean(record), allow_nan=False))
+                sep = ",\n  "
+        f.write("\n ]\n}\n")
 
 
 def _centre(spec: KindSpec, low: float, high: float) -> float:
@@ -390,10 +247,10 @@ def _centre(spec: KindSpec, low: float, high: float) -> float:
     return (low + high) / 2.0
 
 
-def write_png(path: Path, outcomes: Sequence[RunOutcome], title: str) -> None:
+def write_png(path: Path, t: SweepTally, title: str) -> None:
     """Per event kind: detection rate (Wilson 95 % bars) above latency (p50, bar to p90), against the
     size bin's centre, one series per noise level."""
-    rows = detection_rows(outcomes)
+    rows = t.detection_rows()
     kinds = [s for s in KINDS.values() if s.name != "nominal"]
     cols = 4
     krows = math.ceil(len(kinds) / cols)

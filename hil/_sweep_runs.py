@@ -451,8 +451,19 @@ def _max_window_s() -> float:
     return max(s.window_s for s in KINDS.values()) + 1.0  # host silence adds up to 1 s before its window
 
 
-def draw_conditions(rng: np.random.Generator, kind: str) -> Conditions:
-    """Nominal conditions for a run of `kind`, redrawn until the plan can run without its limits."""
+def check_noise(noise: float | None) -> float | None:
+    """A fixed sensor-noise level must be one of NOISE_LEVELS (the report's tables are per level)."""
+    if noise is not None and noise not in NOISE_LEVELS:
+        allowed = ", ".join(f"{lv:g}" for lv in NOISE_LEVELS)
+        raise ValueError(f"--noise {noise:g} is not a sweep noise level; allowed {allowed} (x the spec)")
+    return noise
+
+
+def draw_conditions(rng: np.random.Generator, kind: str, noise: float | None = None) -> Conditions:
+    """Nominal conditions for a run of `kind`, redrawn until the plan can run without its limits.
+    `noise` fixes the sensor-noise level (a multiple in NOISE_LEVELS); the level is still drawn, so
+    every other condition is the one the same run gets without it (a paired comparison)."""
+    check_noise(noise)
     rejected = 0
     while True:
         cement = CEMENTS[int(rng.integers(len(CEMENTS)))]
@@ -463,6 +474,8 @@ def draw_conditions(rng: np.random.Generator, kind: str) -> Conditions:
         bone = BONES[int(rng.integers(len(BONES)))]
         flow = round(float(rng.uniform(*FLOW_ML_MIN)), 2)
         level = NOISE_LEVELS[int(rng.integers(len(NOISE_LEVELS)))]
+        if noise is not None:
+            level = noise
         seed = int(rng.integers(2**31))
         relief = bool(rng.random() < 0.75)
         capacity_ml = STROKE_USE * REFERENCE_RIG.travel_m * math.pi * (bore / 2000.0) ** 2 * 1e6
@@ -784,11 +797,14 @@ class RunSpec:
     early: bool
 
 
-def draw_run(master_seed: int, index: int, kinds: Sequence[str] | None = None) -> RunSpec:
-    """Run `index` of master seed `master_seed`: its kind from the index, the rest from its own seed."""
+def draw_run(
+    master_seed: int, index: int, kinds: Sequence[str] | None = None, noise: float | None = None
+) -> RunSpec:
+    """Run `index` of master seed `master_seed`: its kind from the index, the rest from its own seed
+    (sensor noise fixed at `noise` x the spec if given)."""
     rng = np.random.default_rng(derive_seed(master_seed, index))
     kind = kind_of(index, kinds)
-    conditions = draw_conditions(rng, kind)
+    conditions = draw_conditions(rng, kind, noise)
     size, sign = draw_size(rng, kind)
     early = bool(rng.random() < KINDS[kind].early_share)
     onset_delay = float(rng.uniform(*(ONSET_AFTER_START_S if early else ONSET_AFTER_STEADY_S)))
@@ -814,8 +830,12 @@ def play(spec: RunSpec, config: ControllerConfig | None = None) -> RunOutcome:
 
 
 def run_one(
-    master_seed: int, index: int, kinds: Sequence[str] | None = None, overrides: Sequence[Override] = ()
+    master_seed: int,
+    index: int,
+    kinds: Sequence[str] | None = None,
+    overrides: Sequence[Override] = (),
+    noise: float | None = None,
 ) -> RunOutcome:
     """Run `index` of the sweep with master seed `master_seed` (kinds restricted to `kinds`, controller
-    parameters `overrides`): the same arguments, the same outcome."""
-    return play(draw_run(master_seed, index, kinds), controller_config(*overrides))
+    parameters `overrides`, sensor noise fixed at `noise`): the same arguments, the same outcome."""
+    return play(draw_run(master_seed, index, kinds, noise), controller_config(*overrides))

@@ -1,4 +1,5 @@
-"""Pure bookkeeping for the detector sweep: rates with Wilson intervals, size bins, latency percentiles.
+"""Pure bookkeeping for the detector sweep: rates with Wilson intervals, rare-event bounds (exact
+Clopper-Pearson), size bins, latency percentiles.
 
 No simulation and no I/O here, so that every figure the sweep reports can be unit-tested on its own.
 """
@@ -28,6 +29,24 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float
     half = z * math.sqrt(p * (1.0 - p) / trials + z2 / (4 * trials * trials)) / denom
     # Clamp rounding at the ends: the exact interval always contains p and stays inside [0, 1].
     return (max(0.0, min(centre - half, p)), min(1.0, max(centre + half, p)))
+
+
+def clopper_pearson_upper(events: int, trials: int, confidence: float = 0.95) -> float:
+    """One-sided exact (Clopper-Pearson, 1934) upper bound of a binomial rate: the largest rate under
+    which seeing at most `events` in `trials` still has probability 1 - confidence. The statement a
+    reviewer asks of a safety detector ("false stops below p with 95 % confidence"); with no events it
+    is 1 - (1 - confidence)^(1/trials), about 3/N at 95 % (the "rule of three"). No trials: 1."""
+    if trials < 0 or not 0 <= events <= trials:
+        raise ValueError(f"events = {events} must be in 0..trials ({trials}), trials >= 0")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence = {confidence} must be in (0, 1)")
+    if trials == 0 or events == trials:
+        return 1.0
+    if events == 0:  # closed form; beta.ppf agrees, this is exact to the last bit
+        return float(-math.expm1(math.log1p(-confidence) / trials))
+    from scipy.stats import beta  # imported here: the report needs it, a run does not
+
+    return float(beta.ppf(confidence, events + 1, trials - events))
 
 
 def bin_index(value: float, edges: Sequence[float]) -> int | None:
@@ -89,9 +108,13 @@ def cell_stats(detected: Sequence[bool], stopped: Sequence[bool], latencies_ms: 
     """Rates with their 95 % Wilson interval and the latency percentiles of the detected runs."""
     if len(detected) != len(stopped):
         raise ValueError(f"{len(detected)} detection flags against {len(stopped)} stop flags")
-    n = len(detected)
-    k = sum(detected)
-    s = sum(stopped)
+    return counted_cell_stats(len(detected), sum(detected), sum(stopped), latencies_ms)
+
+
+def counted_cell_stats(n: int, k: int, s: int, latencies_ms: Sequence[float]) -> CellStats:
+    """`cell_stats` from counts (n runs, k detected, s stopped), as a streaming tally keeps them."""
+    if not 0 <= k <= n or not 0 <= s <= n:
+        raise ValueError(f"detected {k} and stopped {s} must be in 0..runs ({n})")
     low, high = wilson_interval(k, n)
     return CellStats(
         runs=n,

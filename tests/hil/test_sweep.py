@@ -26,7 +26,7 @@ from hil._sweep_runs import (
     parse_override,
     play,
 )
-from hil.sweep import main, run_sweep, write_report
+from hil.sweep import main, read_outcomes, run_sweep, write_report
 from host.cli import main as cementguard
 
 SEED = 3
@@ -127,28 +127,31 @@ def _records(outcomes: list[RunOutcome]) -> list[str]:
 
 def test_a_tiny_sweep_is_identical_on_one_and_two_processes_and_writes_its_report(tmp_path: Path) -> None:
     n = 20
-    one = run_sweep(n, SEED, jobs=1)
-    two = run_sweep(n, SEED, jobs=2)
-    assert [o.index for o in two.outcomes] == list(range(n))
-    assert _records(one.outcomes) == _records(two.outcomes)
-    assert {o.kind for o in one.outcomes} >= {"nominal", "occlusion", "disconnection", "sensor_open"}
-    assert all(o.status for o in one.outcomes)
-    assert not any(o.status == "refused" for o in one.outcomes)
+    one = run_sweep(n, SEED, tmp_path / "one", jobs=1)
+    two = run_sweep(n, SEED, tmp_path / "two", jobs=2)
+    assert (one.backend, two.backend) == ("in-process", "local pool")
+    runs_one, runs_two = read_outcomes(one.directory), read_outcomes(two.directory)
+    assert [o.index for o in runs_two] == list(range(n))
+    assert _records(runs_one) == _records(runs_two)
+    assert {o.kind for o in runs_one} >= {"nominal", "occlusion", "disconnection", "sensor_open"}
+    assert all(o.status for o in runs_one)
+    assert not any(o.status == "refused" for o in runs_one)
 
     header = {"command": "test", "seed": SEED, "runs": n}
-    paths = write_report(two, tmp_path / "report", header)
+    paths, _ = write_report(two.directory, header)
     md = paths["md"].read_text()
     assert "## Detection per detector" in md
     assert "## False stops" in md
+    assert "### False stops per detector" in md
     with paths["csv"].open() as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0].keys()) == CSV_FIELDS
     assert {r["noise"] for r in rows} >= {"all"}
-    evaluated = [o for o in two.outcomes if o.kind != "nominal" and o.status != "stopped_before_onset"]
+    evaluated = [o for o in runs_two if o.kind != "nominal" and o.status != "stopped_before_onset"]
     assert sum(int(r["runs"]) for r in rows if r["noise"] == "all") == len(evaluated)
     doc = json.loads(paths["json"].read_text())
     assert len(doc["runs"]) == n
-    assert doc["runs"][0]["conditions"]["plant_seed"] == two.outcomes[0].conditions.plant_seed
+    assert doc["runs"][0]["conditions"]["plant_seed"] == runs_two[0].conditions.plant_seed
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -160,7 +163,7 @@ def test_the_command_line_writes_the_report(tmp_path: Path, capsys: pytest.Captu
     assert (tmp_path / "sweep.json").exists()
     assert not (tmp_path / "sweep.png").exists()
     assert json.loads((tmp_path / "sweep.json").read_text())["command"].startswith(
-        "cementguard hil sweep --n 3 --seed 2 --jobs 1"
+        "cementguard hil sweep --n 3 --seed 2 --report-dir"
     )
 
 

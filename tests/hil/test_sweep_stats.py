@@ -13,6 +13,7 @@ from hil._sweep_stats import (
     bin_index,
     bin_label,
     cell_stats,
+    clopper_pearson_upper,
     derive_seed,
     percentile,
     weighted_cycle,
@@ -141,3 +142,40 @@ def test_weighted_cycle_holds_each_kind_weight_times_spread_evenly(weights: list
 def test_weighted_cycle_rejects_non_positive_weights() -> None:
     with pytest.raises(ValueError, match="positive"):
         weighted_cycle([("a", 1), ("b", 0)])
+
+
+def test_zero_events_in_n_runs_bound_the_rate_at_about_three_over_n() -> None:
+    # the "rule of three": 1 - 0.05^(1/N) ~ 2.996/N
+    for n in (300, 30_000, 300_000):
+        assert clopper_pearson_upper(0, n) == pytest.approx(1 - 0.05 ** (1 / n), rel=1e-12)
+        assert 2.98 / n < clopper_pearson_upper(0, n) < 3.0 / n
+    # a rate below 1 in 100,000 with 95 % confidence takes ~300,000 clean runs (issue 17)
+    assert clopper_pearson_upper(0, 299_572) < 1e-5 < clopper_pearson_upper(0, 299_000)
+    assert clopper_pearson_upper(0, 0) == 1.0
+    assert clopper_pearson_upper(5, 5) == 1.0
+
+
+def test_clopper_pearson_known_values() -> None:
+    # one-sided 95 %: 1 in 10 -> 0.3942, 2 in 100 -> 0.0616 (exact beta quantiles)
+    assert clopper_pearson_upper(1, 10) == pytest.approx(0.39416, abs=1e-5)
+    assert clopper_pearson_upper(2, 100) == pytest.approx(0.06161, abs=1e-5)
+    # tighter than the two-sided Wilson upper end at 0 events (3/N against 3.84/N)
+    assert clopper_pearson_upper(0, 1000) < wilson_interval(0, 1000)[1]
+
+
+@given(st.integers(1, 3000).flatmap(lambda n: st.tuples(st.integers(0, n - 1), st.just(n))))
+def test_the_bound_is_the_rate_at_which_k_or_fewer_events_have_5_percent_probability(
+    kn: tuple[int, int],
+) -> None:
+    from scipy.stats import binom
+
+    k, n = kn
+    p = clopper_pearson_upper(k, n)
+    assert k / n < p <= 1.0
+    assert float(binom.cdf(k, n, p)) == pytest.approx(0.05, abs=1e-9)
+
+
+@pytest.mark.parametrize(("k", "n", "conf"), [(-1, 5, 0.95), (6, 5, 0.95), (0, -1, 0.95), (0, 5, 1.0)])
+def test_clopper_pearson_rejects_impossible_arguments(k: int, n: int, conf: float) -> None:
+    with pytest.raises(ValueError, match=r"events|confidence"):
+        clopper_pearson_upper(k, n, conf)
