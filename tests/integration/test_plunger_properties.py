@@ -4,11 +4,15 @@ Hypothesis drives the controller with the real plant (`VirtualRig`: real codec, 
 several commands in one write (STOP, CLEAR, ARM, START back to back), sent at every phase of a run:
 accelerating, braking after a stop, backing off for relief, at rest. Checked after every tick:
 
-- outside INJECTING the plunger's forward speed only falls, and only within the brake time after
-  it left INJECTING; in IDLE and ARMED it does not move at all;
-- the delivered volume never decreases between two ARMs (telemetry shows the same value);
+- outside the forward-driving states (INJECTING, PRIMING, JOGGING forward) the plunger's forward
+  speed only falls, and only within the brake time after it left one; in IDLE and ARMED it does not
+  move at all;
+- the delivered volume never decreases between two ARMs (telemetry shows the same value), and a
+  movement (PRIME, JOG, WITHDRAW, HOME; SPEC §8.6) never changes it;
 - at rest after VOLUME_LIMIT (and after each INCREMENT_DONE) the delivered volume is within the
-  specified accuracy (SPEC §8.5): at least the target, at most max(1 %, 2 uL) above it.
+  specified accuracy (SPEC §8.5): at least the target, at most max(1 %, 2 uL) above it;
+- a backward movement (WITHDRAWING, HOMING, JOGGING backward) never takes the plunger behind home;
+- a jog never runs longer than one watchdog period after the last JOG the device accepted.
 
 The CI profile derandomizes hypothesis (tests/conftest.py).
 """
@@ -42,10 +46,16 @@ from protocol import (
     StopReason,
     StopSource,
 )
-from protocol.messages import Arm
+from protocol.messages import Arm, Home, Jog, Prime, Withdraw
 
 BRAKE_US = 80_000 + 1_000
 """SPEC §9.1 brake time on the reference rig, plus the tick in which the stop was taken."""
+WATCHDOG_US = 500_000
+"""The reference device's watchdog period: the longest a JOG may grant (SPEC §5.16)."""
+HOME_M = 200e-6
+"""The reference device's home position (MOTION_STATUS.home_um)."""
+FORWARD_DRIVEN = (State.INJECTING, State.PRIMING, State.JOGGING)
+MOVEMENTS = (State.PRIMING, State.JOGGING, State.WITHDRAWING, State.HOMING)
 
 Make = Callable[[int], Command]
 
@@ -70,15 +80,33 @@ SIMPLE: dict[str, Make] = {
     "HELLO": lambda i: Hello(i, PROTOCOL_VERSION),
     "STATUS": GetStatus,
 }
-one_command = st.one_of(simple, plans)
+volume_moves = st.fixed_dictionaries(
+    {
+        "kind": st.sampled_from(["PRIME", "WITHDRAW"]),
+        "flow_nl_s": st.sampled_from([3_000, 50_000, 166_667]),
+        "volume_nl": st.sampled_from([4_321, 20_000, 61_000, 1_500_000]),
+    }
+)
+jogs = st.fixed_dictionaries(
+    {
+        "kind": st.just("JOG"),
+        "hold_ms": st.sampled_from([1, 50, 250, 500]),
+        "speed_um_s": st.sampled_from([250, 100, -300, -5_000]),
+    }
+)
+homes = st.fixed_dictionaries({"kind": st.just("HOME"), "speed_um_s": st.sampled_from([100, 5_000])})
+moves = st.one_of(volume_moves, jogs, homes)
+one_command = st.one_of(simple, plans, moves)
 writes = st.one_of(
     st.lists(one_command, min_size=1, max_size=4),
     plans.map(lambda p: ["STOP", "CLEAR", p, "START"]),  # the sequence of the original finding
+    moves.map(lambda m: ["STOP", "CLEAR", m]),  # a movement queued behind a stop
+    jogs.map(lambda j: [j, j]),
 )
 
 
 class PlungerMachine(RuleBasedStateMachine):
-    @initialize(start_mm=st.sampled_from([0.0, 30.0, 58.5]), seed=st.integers(0, 1000))
+    @initialize(start_mm=st.sampled_from([0.0, 30.0, 58.5, 1.0]), seed=st.integers(0, 1000))
     def setup(self, start_mm: float, seed: int) -> None:
         self.rig = VirtualRig(PlantConfig.model_validate({"plunger_start_mm": start_mm, "seed": seed}))
         self.rig.connect()
@@ -91,6 +119,9 @@ class PlungerMachine(RuleBasedStateMachine):
         self.pending: dict[int, dict[str, Any]] = {}
         """The plan of every ARM sent, by command id."""
         self.seen_replies = len(self.rig.replies)
+        self.left_forward_us: int | None = None
+        self.last_jog_ack_us: int | None = None
+        self.bore_um = self.rig.plan_for_plant()["syringe_bore_um"]
 
     # -- per-tick properties ------------------------------------------------------------------
     def observe(self, rig: VirtualRig) -> bool:
@@ -98,9 +129,9 @@ class PlungerMachine(RuleBasedStateMachine):
         state = c.state
         v = rig.plant.plunger_velocity_m_s
         now = rig.now_us
-        if self.prev_state == State.INJECTING and state != State.INJECTING:
+        if self.prev_state in FORWARD_DRIVEN and state not in FORWARD_DRIVEN:
             self.left_injecting_us = now
-        if state == State.INJECTING:
+        if state in FORWARD_DRIVEN:
             self.left_injecting_us = None
         elif v > 0.0:
             assert self.prev_v > 0.0, f"the plunger started forward in {state.name}"
@@ -109,17 +140,26 @@ class PlungerMachine(RuleBasedStateMachine):
             assert now - self.left_injecting_us <= BRAKE_US, f"still moving forward in {state.name}"
         if state in (State.IDLE, State.ARMED):
             assert v == 0.0, f"the plunger moves in {state.name}"
+        if state in MOVEMENTS and v < 0.0:
+            assert rig.plant.plunger_position_m >= HOME_M, f"behind home in {state.name}"
         self.prev_state, self.prev_v = state, v
         replies = rig.replies
         for reply in replies[self.seen_replies :]:
+            if isinstance(reply, Ack) and reply.cmd_type == MsgType.JOG:
+                self.last_jog_ack_us = now
             if isinstance(reply, Ack) and reply.cmd_type == MsgType.ARM:
                 plan = self.pending[reply.cmd_id]
                 self.target_nl = plan["volume_limit_nl"]
                 self.increment_nl = plan["increment_nl"] if plan["mode"] == Mode.INCREMENTAL else 0
                 self.delivered = 0  # a new plan: delivered restarts at 0
         self.seen_replies = len(replies)
+        if state == State.JOGGING:  # the device answered the JOG in the tick it took effect
+            assert self.last_jog_ack_us is not None
+            assert now - self.last_jog_ack_us <= WATCHDOG_US, "a jog outlived its grant"
         delivered = c.delivered_nl
         assert delivered >= self.delivered, "the delivered volume fell"
+        if state in MOVEMENTS:
+            assert delivered == self.delivered, f"{state.name} changed the delivered volume"
         self.delivered = delivered
         if (
             self.target_nl is not None
@@ -147,17 +187,31 @@ class PlungerMachine(RuleBasedStateMachine):
         for item in write:
             if isinstance(item, str):
                 makes.append(SIMPLE[item])
+            elif "kind" in item:
+                makes.append(self.move(item))
             else:
                 fields = {**self.rig.plan_for_plant(), **item}
                 plans_in_write.append(fields)
                 makes.append(lambda i, f=fields: Arm(cmd_id=i, **f))
         ids = self.rig.send_together(*makes)
-        arm_ids = [i for i, item in zip(ids, write, strict=True) if not isinstance(item, str)]
+        arm_ids = [
+            i for i, item in zip(ids, write, strict=True) if isinstance(item, dict) and "kind" not in item
+        ]
         for cmd_id, fields in zip(arm_ids, plans_in_write, strict=True):
             self.pending[cmd_id] = fields
         self.rig.run(0.001, until=self.observe)
         for cmd_id in ids:
             assert self.rig.answer(cmd_id) is not None, "every command answered in the tick it arrived"
+
+    def move(self, item: dict[str, Any]) -> Make:
+        kind = item["kind"]
+        if kind == "PRIME":
+            return lambda i: Prime(i, self.bore_um, item["flow_nl_s"], item["volume_nl"])
+        if kind == "WITHDRAW":
+            return lambda i: Withdraw(i, self.bore_um, item["flow_nl_s"], item["volume_nl"])
+        if kind == "JOG":
+            return lambda i: Jog(i, item["hold_ms"], item["speed_um_s"])
+        return lambda i: Home(i, item["speed_um_s"])
 
     @rule(ticks=st.sampled_from([1, 5, 20, 45, 79, 150, 400, 1500]))
     def advance(self, ticks: int) -> None:
