@@ -44,6 +44,17 @@ COMMANDS: dict[str, Subcommand] = {
     "clear": Subcommand(
         "host.device_cmds", "add_parsers", "clear a latched stop (the controller goes back to IDLE)"
     ),
+    "prime": Subcommand(
+        "host.motion_cmds", "add_parsers", "prime (purge) the line: push a volume out, every limit active"
+    ),
+    "withdraw": Subcommand(
+        "host.motion_cmds", "add_parsers", "withdraw (refill) a volume, never behind home"
+    ),
+    "refill": Subcommand("host.motion_cmds", "add_parsers", "the same as withdraw"),
+    "home": Subcommand("host.motion_cmds", "add_parsers", "move the plunger back to its home position"),
+    "jog": Subcommand(
+        "host.motion_cmds", "add_parsers", "hold-to-move: jog while a key is held, or for a set time"
+    ),
     "demo": Subcommand(
         "host.demo",
         "add_parser",

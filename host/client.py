@@ -10,7 +10,8 @@
 
 Every command waits for its ACK and raises `CommandRefused` (with a readable message) on a NAK; the
 commands that the device answers with a STATUS (ARM, SET_LIMITS, GET_STATUS) return that STATUS,
-which shows the limits actually in force after the device clamped them. Errors are in `host.errors`.
+which shows the limits actually in force after the device clamped them; the movements (PRIME,
+WITHDRAW, HOME, GET_MOTION; SPEC §5.16) return their MOTION_STATUS. Errors are in `host.errors`.
 
 **Leaving the context closes the link and sends nothing, in particular no STOP.** The controller owns
 safety (docs/design.md, "Safety model"): when its host goes away, the port closing (where the device sees
@@ -57,6 +58,7 @@ from protocol import (
     StopSource,
     TelemetryBatch,
 )
+from protocol.messages import GetMotion, Home, Jog, MotionStatus, Prime, Withdraw
 
 __all__ = [
     "BUSY_RETRY_S",
@@ -260,6 +262,49 @@ class DeviceClient:
         return await self._link.command(
             lambda cmd_id: SetTelemetry(cmd_id=cmd_id, divider=divider, batch_samples=batch)
         )
+
+    # -- movements (SPEC §5.16, §8.6): the device owns their limits ---------------------------------
+
+    async def prime(self, *, syringe_bore_um: int, flow_nl_s: int, volume_nl: int) -> MotionStatus:
+        """IDLE -> PRIMING: push `volume_nl` out at `flow_nl_s` with every forward limit active; the
+        volume never counts as delivered. Returns the MOTION_STATUS; `wait_for_motion_end` waits."""
+        return await self._with_motion(
+            lambda cmd_id: Prime(cmd_id, syringe_bore_um, flow_nl_s, volume_nl), "PRIME"
+        )
+
+    async def withdraw(self, *, syringe_bore_um: int, flow_nl_s: int, volume_nl: int) -> MotionStatus:
+        """IDLE -> WITHDRAWING (also refill): draw `volume_nl` back at `flow_nl_s`, never behind home."""
+        return await self._with_motion(
+            lambda cmd_id: Withdraw(cmd_id, syringe_bore_um, flow_nl_s, volume_nl), "WITHDRAW"
+        )
+
+    async def home(self, *, speed_um_s: int) -> MotionStatus:
+        """IDLE -> HOMING: back to the home position at `speed_um_s`."""
+        return await self._with_motion(lambda cmd_id: Home(cmd_id, speed_um_s), "HOME")
+
+    async def jog(self, *, speed_um_s: int, hold_ms: int) -> Ack:
+        """One hold-to-move grant: motion at `speed_um_s` (forward positive) for `hold_ms` from its
+        arrival. Repeat it more often than every `hold_ms` / 2 while the operator holds the key;
+        stop repeating and the device is at rest within `hold_ms` (SPEC §5.16)."""
+        return await self._link.command(lambda cmd_id: Jog(cmd_id, hold_ms, speed_um_s))
+
+    async def get_motion(self) -> MotionStatus:
+        return await self._with_motion(GetMotion, "GET_MOTION")
+
+    async def wait_for_motion_end(self, *, timeout: float | None) -> State | int:  # noqa: ASYNC109
+        """Until the movement has ended: IDLE (its normal end, plunger at rest) or a latched stop
+        (STOPPED, FAULT). Any other state this host does not know is not an end."""
+        return await self._link.wait_for_state(State.IDLE, State.STOPPED, State.FAULT, timeout=timeout)
+
+    async def _with_motion(self, make: CommandLike, what: str) -> MotionStatus:
+        """The command's MOTION_STATUS; if that frame was lost while the ACK arrived, GET_MOTION."""
+        _ack, reply = await self._link.request(make)
+        if isinstance(reply, MotionStatus):
+            return reply
+        _ack, reply = await self._link.request(GetMotion)
+        if isinstance(reply, MotionStatus):
+            return reply
+        raise StatusUnavailable(what)
 
     async def command(self, command: CommandLike) -> Ack:
         """Any command message, numbered by the link."""

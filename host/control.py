@@ -55,6 +55,7 @@ from host.control_client import (
 from host.errors import CementguardError, CommandRefused
 from host.port_lock import socket_path
 from protocol import EventKind, State, StopReason, StopSource
+from protocol.enums import MOVEMENT_STATES
 
 __all__ = [  # the client side is re-exported: one module to import for both ends
     "ANSWER_TIMEOUT_S",
@@ -89,7 +90,8 @@ ORIGIN = "cementguard stop (another terminal)"
 """How a stop through the endpoint is recorded (host.stops: `stop_origin`)."""
 STOP_SOURCES = {"operator": StopSource.OPERATOR, "fluoro": StopSource.FLUORO_OPERATOR}
 assert set(STOP_SOURCES) == set(STOP_SOURCE_NAMES)
-_ACTIVE = {State.ARMED, State.INJECTING, State.PAUSED}
+_ACTIVE = {State.ARMED, State.INJECTING, State.PAUSED, *MOVEMENT_STATES}
+"""States a STOP latches, so that its STOP event is worth waiting for."""
 
 
 def _name(value: Any) -> Any:

@@ -204,10 +204,13 @@ def describe_nak(command: Command, nak: Nak) -> str:
         NakCode.END_OF_TRAVEL: "the plunger has no travel left",
         NakCode.WORKING_TIME_EXCEEDED: "the cement is at or past its working time",
         NakCode.BUSY: (
-            "the plunger is still braking after a stop: try again in a moment (a new command)"
+            "the jog still runs the other way: release it first"
+            if nak.cmd_type == MsgType.JOG
+            else "the plunger is still braking after a stop: try again in a moment (a new command)"
             if nak.detail == 2  # BusyDetail.PLUNGER_MOVING, SPEC §6.5
             else "pressure relief is still running: try again after RELIEF_DONE (a new command)"
         ),
         NakCode.NO_SESSION: "no session on this link (the device's watchdog closed it): re-handshaking",
-    }[code]
+        NakCode.AT_HOME: "the plunger is at home: it cannot move further back",
+    }.get(code, "nothing changed")
     return f"{name} refused: {code.name} ({explain})"

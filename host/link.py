@@ -99,6 +99,7 @@ from protocol import (
     TelemetryBatch,
     encode_frame,
 )
+from protocol.messages import MotionStatus
 
 log = logging.getLogger(__name__)
 
@@ -1090,6 +1091,9 @@ class Link:
                 self._set_state(msg.state)  # type: ignore[attr-defined]
                 self._attach_reply(msg)
             elif kind is DeviceInfo:
+                self._attach_reply(msg)
+            elif kind is MotionStatus:
+                self._set_state(msg.state)  # type: ignore[attr-defined]
                 self._attach_reply(msg)
             if conn is not self._conn:
                 return  # a handler dropped this port (device reset, version mismatch)

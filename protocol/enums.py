@@ -51,6 +51,11 @@ class State(IntEnum):
     """HOME: backward to the home position."""
 
 
+MOVEMENT_STATES: frozenset[State] = frozenset({State.PRIMING, State.JOGGING, State.WITHDRAWING, State.HOMING})
+"""The bench movements (SPEC §8.6): entered from IDLE, the plunger moves; a STOP latches them
+(-> STOPPED) as it does ARMED, INJECTING and PAUSED."""
+
+
 class StopReason(IntEnum):
     """Rows of the hazard table (docs/design.md), plus NONE."""
 

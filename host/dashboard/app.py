@@ -55,6 +55,7 @@ from host.pump import ConsumerFailure
 from host.recording import Recorder, new_run_dir
 from host.recording_sink import close_recorder, free_space_problem, open_recorder
 from protocol import State, StopSource
+from protocol.enums import MOVEMENT_STATES
 from protocol.models import DeviceInfoRecord
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,9 @@ RECORD_STOPS = (State.ARMED, State.INJECTING, State.PAUSED)
 GIL_SWITCH_S = 0.001
 QUIT_STOP_TIMEOUT_S = 2.0
 """How long q waits for the STOP acknowledgement before leaving anyway (the watchdog then stops)."""
-MOVING_STATES = (State.INJECTING, State.PAUSED)
-"""States in which quitting sends STOP first (and q asks before it does)."""
+MOVING_STATES = (State.INJECTING, State.PAUSED, *sorted(MOVEMENT_STATES))
+"""States in which quitting sends STOP first (and q asks before it does): a prime, jog, withdraw or
+home started from another terminal is stopped too."""
 QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 """Signals that quit as q does (STOP first while injecting or paused)."""
 HANGUP_EXIT_S = QUIT_STOP_TIMEOUT_S + 3.0

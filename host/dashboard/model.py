@@ -18,7 +18,7 @@ from typing import Any
 from host.dashboard.history import DEFAULT_CAPACITY, History
 from host.plan import InjectionPlan
 from host.stops import source_label
-from protocol.enums import EventKind, State, StopReason, StopSource
+from protocol.enums import MOVEMENT_STATES, EventKind, State, StopReason, StopSource
 from protocol.models import DeviceInfoRecord, StatusRecord
 from protocol.telemetry import SampleArray
 
@@ -223,7 +223,7 @@ class DashboardModel:
             self.state = State(state)
         except ValueError:
             self.state = state
-        if self.state in (State.IDLE, State.ARMED, State.INJECTING):
+        if self.state in (State.IDLE, State.ARMED, State.INJECTING) or self.state in MOVEMENT_STATES:
             self.stop_reason, self.stop_source = StopReason.NONE, StopSource.NONE
             return
         if reason is not None:

@@ -11,7 +11,7 @@ from textual.widgets import Static
 from host.dashboard.model import DashboardModel, enum_name
 from host.dashboard.numbers import fixed
 from host.stops import source_label
-from protocol.enums import State, StopReason
+from protocol.enums import MOVEMENT_STATES, State, StopReason
 
 STATE_CLASSES = {
     State.IDLE: "idle",
@@ -21,6 +21,7 @@ STATE_CLASSES = {
     State.STOPPED: "stopped",
     State.DONE: "done",
     State.FAULT: "fault",
+    **dict.fromkeys(MOVEMENT_STATES, "moving"),
 }
 ALL_CLASSES = (*STATE_CLASSES.values(), "lost", "unknown")
 
@@ -57,6 +58,8 @@ def banner_text(model: DashboardModel) -> tuple[str, str, str]:
         detail += "  -  latched: c clears"
     elif state == State.INJECTING:
         detail = "space pauses  -  x or Escape: STOP  -  f: fluoroscopy stop"
+    elif state in MOVEMENT_STATES:
+        detail = "bench movement (not counted as delivered)  -  x or Escape: STOP"
     elif state == State.ARMED:
         detail = "plan loaded: s starts"
     elif state == State.IDLE:
