@@ -829,9 +829,13 @@ class Controller:
                     return
                 move.ending = move.at_limit = True
         elif not move.ending:
+            # Home is anticipated one period early: braking from the next period's rate (one dv
+            # faster while still accelerating) after that period's travel, plus a count, must still
+            # rest in front of it; else brake now.
             speed = -rate
             rest = enc - self._braking_counts(speed)
-            early = rest - speed * self._counts_per_step_tick - 1
+            nxt = max(speed, min(speed + self._dv, -move.rate))
+            early = enc - self._braking_counts(nxt) - nxt * self._counts_per_step_tick - 1
             target = move.target_counts
             if early <= self._home_counts or (target > self._home_counts and rest <= target):
                 move.ending = True
