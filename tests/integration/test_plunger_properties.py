@@ -33,10 +33,14 @@ from protocol import (
     Ack,
     Clear,
     Command,
+    Event,
+    EventKind,
     GetStatus,
     Hello,
     Mode,
     MsgType,
+    Nak,
+    NakCode,
     Pause,
     PlanFlags,
     Resume,
@@ -46,7 +50,7 @@ from protocol import (
     StopReason,
     StopSource,
 )
-from protocol.messages import Arm, Home, Jog, Prime, Withdraw
+from protocol.messages import Arm, GetMotion, Home, Jog, Prime, Withdraw
 
 BRAKE_US = 80_000 + 1_000
 """SPEC §9.1 brake time on the reference rig, plus the tick in which the stop was taken."""
@@ -56,8 +60,53 @@ HOME_M = 200e-6
 """The reference device's home position (MOTION_STATUS.home_um)."""
 FORWARD_DRIVEN = (State.INJECTING, State.PRIMING, State.JOGGING)
 MOVEMENTS = (State.PRIMING, State.JOGGING, State.WITHDRAWING, State.HOMING)
+MOVEMENTS_NOT_JOG = (State.PRIMING, State.WITHDRAWING, State.HOMING)
 
 Make = Callable[[int], Command]
+
+MOVE_COMMANDS = {
+    MsgType.PRIME: State.PRIMING,
+    MsgType.JOG: State.JOGGING,
+    MsgType.WITHDRAW: State.WITHDRAWING,
+    MsgType.HOME: State.HOMING,
+}
+REFUSED_BY_STATE = {
+    **dict.fromkeys((State.STOPPED, State.FAULT), frozenset({NakCode.STOP_LATCHED})),
+    **dict.fromkeys(
+        (State.ARMED, State.INJECTING, State.PAUSED, State.DONE, *MOVEMENTS_NOT_JOG),
+        frozenset({NakCode.BAD_STATE}),
+    ),
+    State.IDLE: frozenset({NakCode.BUSY, NakCode.END_OF_TRAVEL, NakCode.AT_HOME, NakCode.BAD_PARAM}),
+}
+"""SPEC §8.6: the refusals a movement command may get in each state (the NAK carries the state it
+was refused in, which is the state the command met: a refusal changes nothing)."""
+
+
+def check_move_transition(event: Event) -> None:
+    """SPEC §8.6: a movement is entered from IDLE only (STATE_CHANGE) and left to IDLE at its normal
+    end (MOTION_DONE) or to STOPPED (STOP)."""
+    if event.state in MOVEMENTS and event.prev_state != event.state:
+        assert (event.kind, event.prev_state) == (EventKind.STATE_CHANGE, State.IDLE), event
+    if event.prev_state in MOVEMENTS and event.prev_state != event.state:
+        assert (event.kind, event.state) in (
+            (EventKind.MOTION_DONE, State.IDLE),
+            (EventKind.STOP, State.STOPPED),
+        ), event
+
+
+def check_move_answer(answer: Ack | Nak) -> None:
+    """The state table of SPEC §8.6, judged on each answer as it came over the wire."""
+    kind = MsgType(answer.cmd_type)
+    if isinstance(answer, Ack):
+        assert answer.state == MOVE_COMMANDS[kind], f"{kind.name} ACKed into {answer.state!r}"
+        return
+    state = State(answer.state)
+    if state == State.JOGGING:
+        allowed = REFUSED_BY_STATE[State.IDLE] if kind == MsgType.JOG else frozenset({NakCode.BAD_STATE})
+    else:
+        allowed = REFUSED_BY_STATE[state]
+    assert answer.code in allowed, f"{kind.name} in {state.name}: {answer.code!r}"
+
 
 plans = st.fixed_dictionaries(
     {
@@ -69,7 +118,7 @@ plans = st.fixed_dictionaries(
     }
 )
 simple: st.SearchStrategy[str] = st.sampled_from(
-    ["START", "PAUSE", "RESUME", "STOP", "CLEAR", "HELLO", "STATUS"]
+    ["START", "PAUSE", "RESUME", "STOP", "CLEAR", "HELLO", "STATUS", "MOTION"]
 )
 SIMPLE: dict[str, Make] = {
     "START": Start,
@@ -79,6 +128,7 @@ SIMPLE: dict[str, Make] = {
     "CLEAR": Clear,
     "HELLO": lambda i: Hello(i, PROTOCOL_VERSION),
     "STATUS": GetStatus,
+    "MOTION": GetMotion,
 }
 volume_moves = st.fixed_dictionaries(
     {
@@ -120,6 +170,7 @@ class PlungerMachine(RuleBasedStateMachine):
         """The plan of every ARM sent, by command id."""
         self.seen_replies = len(self.rig.replies)
         self.left_forward_us: int | None = None
+        self.seen_events = len(self.rig.events)
         self.last_jog_ack_us: int | None = None
         self.bore_um = self.rig.plan_for_plant()["syringe_bore_um"]
 
@@ -145,6 +196,8 @@ class PlungerMachine(RuleBasedStateMachine):
         self.prev_state, self.prev_v = state, v
         replies = rig.replies
         for reply in replies[self.seen_replies :]:
+            if isinstance(reply, Ack | Nak) and reply.cmd_type in MOVE_COMMANDS:
+                check_move_answer(reply)
             if isinstance(reply, Ack) and reply.cmd_type == MsgType.JOG:
                 self.last_jog_ack_us = now
             if isinstance(reply, Ack) and reply.cmd_type == MsgType.ARM:
@@ -153,6 +206,9 @@ class PlungerMachine(RuleBasedStateMachine):
                 self.increment_nl = plan["increment_nl"] if plan["mode"] == Mode.INCREMENTAL else 0
                 self.delivered = 0  # a new plan: delivered restarts at 0
         self.seen_replies = len(replies)
+        for event in rig.events[self.seen_events :]:
+            check_move_transition(event)
+        self.seen_events = len(rig.events)
         if state == State.JOGGING:  # the device answered the JOG in the tick it took effect
             assert self.last_jog_ack_us is not None
             assert now - self.last_jog_ack_us <= WATCHDOG_US, "a jog outlived its grant"
