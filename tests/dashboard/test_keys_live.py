@@ -446,9 +446,9 @@ async def test_ctrl_f_stops_for_fluoroscopy_while_a_field_has_focus_and_f_types(
         box.action_end()
         before = box.value
         await pilot.press("f")
-        await until(pilot, lambda: len(box.value) == len(before) + 1, 2.0)
+        await until(pilot, lambda: len(box.value) == len(before) + 1)
         assert ctl_state(app) == State.INJECTING, "f typed into a text field is text, not a stop"
-        await until(pilot, lambda: "fluoro stop" in footer_descriptions(app), 2.0)
+        await until(pilot, lambda: "fluoro stop" in footer_descriptions(app))
         await pilot.press("ctrl+f")
         await until(pilot, lambda: app.model.stops and app.model.stops[-1].reason == "FLUORO_STOP")
         assert ctl_state(app) == State.STOPPED
@@ -479,7 +479,7 @@ async def test_q_while_armed_asks_and_yes_disarms_and_says_so(
         await pilot.press("q")
         await until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
         await pilot.press("y")
-        await until(pilot, lambda: not app.is_running, 8.0)
+        await until(pilot, lambda: not app.is_running, 10.0)
     report = app.exit_report()
     assert "CLEAR sent before quitting (disarmed): acknowledged" in report, report
     assert "STOP sent" not in report, "nothing moved: no STOP"
