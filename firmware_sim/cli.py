@@ -349,6 +349,15 @@ def _both(
     return both
 
 
+_FRAMES_OPTION = {
+    "width_px": "--frames-size",
+    "height_px": "--frames-size",
+    "fps": "--frames-fps",
+    "photons_per_pixel": "--frames-dose",
+    "bit_depth": "--frames-bits",
+}
+
+
 def _frame_streamer(args: argparse.Namespace, plant: Plant) -> FrameStreamer:
     """The frame publisher of `--frames-out`; ValueError naming the option and what is allowed."""
     from firmware_sim.imaging.camera import FluoroCamera
@@ -373,7 +382,8 @@ def _frame_streamer(args: argparse.Namespace, plant: Plant) -> FrameStreamer:
         )
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ValueError(f"--frames options: {first['msg'].removeprefix('Value error, ')}") from None
+        option = _FRAMES_OPTION.get(str(first["loc"][0]) if first["loc"] else "", "--frames-*")
+        raise ValueError(f"{option}: {first['msg'].removeprefix('Value error, ')}") from None
     views: tuple[View, ...] = ("lateral", "ap") if args.frames_view == "both" else (args.frames_view,)
     camera = FluoroCamera(plant.spatial, config, views)
     try:

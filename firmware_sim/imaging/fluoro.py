@@ -214,13 +214,14 @@ class FluoroRenderer:
         self.config = config or FluoroConfig()
         self._axes = {v: _Axes(body, self.config, v) for v in VIEWS}
         self._static: dict[View, Image] = {}
-        self._interp: dict[View, tuple[Image, Image]] = {}
+        self._interp: dict[View, tuple[_Axis1D, _Axis1D]] = {}
         self._inside: dict[View, Image] = {}
-        self._leak_weights: dict[tuple[View, OutputGrid], tuple[Image, Image]] = {}
+        self._leak_weights: dict[tuple[View, OutputGrid], tuple[_Axis1D, _Axis1D]] = {}
         for v in VIEWS:
             self._static[v] = self._static_map(v)
-            self._interp[v] = self._interp_matrices(v)
+            self._interp[v] = self._cement_axes(v)
         c = self.config
+        self._scatter = _WideBlur(c.height_px, c.width_px, c.scatter_blur_mm / c.pixel_mm)
         gain_photons = c.photons_per_pixel * (1.0 + c.scatter_to_primary)
         self._gain = (c.background_level - c.dark_level) * c.full_scale / gain_photons
         self._offset = c.dark_level * c.full_scale
@@ -335,21 +336,19 @@ class FluoroRenderer:
         return chord
 
     # -- cement ----------------------------------------------------------------------------------
-    def _interp_matrices(self, view: View) -> tuple[Image, Image]:
+    def _cement_axes(self, view: View) -> tuple[_Axis1D, _Axis1D]:
         """Linear interpolation from the flow grid's cell centres to the pixel centres, separately for
-        the columns and the rows (the projection is axis-aligned): image = Rz @ P @ Ru.T."""
+        the columns and the rows (the projection is axis-aligned)."""
         ax = self._axes[view]
         body = self.body
         h_mm = body.h_m * 1e3
         nx, ny, nz = body.shape
-        n_u = ny if view == "lateral" else nx
         if view == "lateral":
             centres_u = (np.arange(ny) + 0.5) * h_mm
         else:
             centres_u = (np.arange(nx) + 0.5) * h_mm - nx * h_mm / 2.0
         centres_z = (np.arange(nz) + 0.5) * h_mm
-        rz = _linear_weights(ax.z, centres_z).astype(np.float32)
-        return rz, _linear_weights(ax.u, centres_u, n_u).astype(np.float32)
+        return _Axis1D.of(ax.z, centres_z), _Axis1D.of(ax.u, centres_u)
 
     def cement_path_mm(self, scene: CementScene, view: View) -> Image:
         """Millimetres of cement each ray crosses inside the body (not the leaks), held inside the
@@ -358,7 +357,7 @@ class FluoroRenderer:
         beam = 0 if view == "lateral" else 1
         proj = scene.body_cement.sum(axis=beam) * np.float32(h_mm)  # (ny, nz) lateral, (nx, nz) AP
         rz, ru = self._interp[view]
-        img: Image = (rz @ proj.T) @ ru.T
+        img = _resample(rz, ru, proj.T)
         img *= self._inside[view]
         return img
 
@@ -370,16 +369,15 @@ class FluoroRenderer:
         beam = 0 if view == "lateral" else 1
         proj = scene.leak_cement.sum(axis=beam) * np.float32(grid.spacing_mm)
         rz, ru = self._leak_interp(view, grid)
-        img: Image = (rz @ proj.T) @ ru.T
-        return img
+        return _resample(rz, ru, proj.T)
 
-    def _leak_interp(self, view: View, grid: OutputGrid) -> tuple[Image, Image]:
+    def _leak_interp(self, view: View, grid: OutputGrid) -> tuple[_Axis1D, _Axis1D]:
         cached = self._leak_weights.get((view, grid))
         if cached is None:
             ax = self._axes[view]
             u_axis = 1 if view == "lateral" else 0
-            rz = _linear_weights(ax.z, grid.axis_mm(2)).astype(np.float32)
-            ru = _linear_weights(ax.u, grid.axis_mm(u_axis)).astype(np.float32)
+            rz = _Axis1D.of(ax.z, grid.axis_mm(2))
+            ru = _Axis1D.of(ax.u, grid.axis_mm(u_axis))
             cached = self._leak_weights[(view, grid)] = (rz, ru)
         return cached
 
@@ -416,7 +414,7 @@ class FluoroRenderer:
         c = self.config
         total = primary
         if c.scatter_to_primary > 0:
-            total = primary + c.scatter_to_primary * _wide_blur(primary, c.scatter_blur_mm / c.pixel_mm)
+            total = primary + np.float32(c.scatter_to_primary) * self._scatter(primary)
         if rng is not None:
             total = _quantum_noise(total, rng)
         if c.blur_mm > 0:
@@ -428,6 +426,8 @@ class FluoroRenderer:
         return total
 
 
+SCATTER_BLOCK = 16
+"""Pixels a side of the blocks the scatter is computed on."""
 POISSON_EXACT_BELOW = 50.0
 """Photon counts below this are drawn from the Poisson law itself; above, from its normal
 approximation (mean and variance equal; the skewness left out is 1/sqrt(n) < 0.15), three times
@@ -445,31 +445,61 @@ def _quantum_noise(mean: Image, rng: np.random.Generator) -> Image:
     return noisy
 
 
-def _linear_weights(at: Image, centres: Image, n: int | None = None) -> Image:
-    """Rows: positions `at`; columns: the grid `centres`; linear interpolation weights (0 outside
-    half a cell beyond the first and last centre: cement never smears out of the grid)."""
-    n = len(centres) if n is None else n
-    step = centres[1] - centres[0]
-    f = (at - centres[0]) / step
-    i0 = np.floor(f).astype(int)
-    w1 = f - i0
-    weights = np.zeros((len(at), n))
-    for idx, w in ((i0, 1.0 - w1), (i0 + 1, w1)):
-        ok = (idx >= 0) & (idx < n)
-        weights[np.nonzero(ok)[0], idx[ok]] += w[ok]
-    # beyond the outer centres (within half a cell) hold the edge cell's value
-    lo = (f < 0) & (f >= -0.5)
-    hi = (f > n - 1) & (f <= n - 0.5)
-    weights[np.nonzero(lo)[0], 0] = 1.0
-    weights[np.nonzero(hi)[0], n - 1] = 1.0
-    return weights
+@dataclass(frozen=True, slots=True)
+class _Axis1D:
+    """Linear interpolation from an evenly spaced grid of centres to positions: each position takes
+    two grid values (`i0`, `i1`) with weights (`w0`, `w1`). Gathers, not a matrix product: a 512 x
+    512 product goes through a threaded BLAS, which on a shared machine costs more than the
+    arithmetic."""
+
+    i0: npt.NDArray[np.intp]
+    i1: npt.NDArray[np.intp]
+    w0: npt.NDArray[np.float32]
+    w1: npt.NDArray[np.float32]
+
+    @classmethod
+    def of(cls, at: Image, centres: Image, clamp: bool = False) -> _Axis1D:
+        """Beyond the first and last centre the edge value holds for half a cell (cement never
+        smears out of its grid) or, with `clamp`, for ever; further out the weight is 0."""
+        n = len(centres)
+        f = (np.asarray(at, float) - centres[0]) / (centres[1] - centres[0])
+        reach = np.inf if clamp else 0.5
+        valid = (f >= -reach) & (f <= n - 1 + reach)
+        f = np.clip(f, 0.0, n - 1.0)
+        i0 = np.minimum(np.floor(f).astype(np.intp), n - 1)
+        i1 = np.minimum(i0 + 1, n - 1)
+        frac = f - i0
+        return cls(i0, i1, ((1.0 - frac) * valid).astype(np.float32), (frac * valid).astype(np.float32))
 
 
-def _wide_blur(img: Image, sigma_px: float) -> Image:
-    """A Gaussian blur of a large sigma, computed on a 4x smaller image (scatter is smooth)."""
-    small = img[::4, ::4]
-    blurred = ndimage.gaussian_filter(small, sigma_px / 4.0, mode="nearest")
-    zoom = (img.shape[0] / small.shape[0], img.shape[1] / small.shape[1])
-    big = ndimage.zoom(blurred, zoom, order=1, mode="nearest")
-    out: Image = big[: img.shape[0], : img.shape[1]]
+def _resample(rows: _Axis1D, cols: _Axis1D, grid: Image) -> Image:
+    """`grid` (rows x columns of cells) interpolated to the image (bilinear, separable)."""
+    g = grid.astype(np.float32, copy=False)
+    tall = g[rows.i0, :] * rows.w0[:, None] + g[rows.i1, :] * rows.w1[:, None]
+    out: Image = tall[:, cols.i0] * cols.w0 + tall[:, cols.i1] * cols.w1
     return out
+
+
+class _WideBlur:
+    """A Gaussian blur of a large sigma (the scatter's spread, tens of mm): block means over
+    `SCATTER_BLOCK` x `SCATTER_BLOCK` pixels, the blur on that small image, and back up by bilinear
+    interpolation. Scatter has no detail finer than a block, and this costs about a millisecond
+    instead of tens on a 512 x 512 frame."""
+
+    def __init__(self, height: int, width: int, sigma_px: float) -> None:
+        b = SCATTER_BLOCK
+        self.shape = (height, width)
+        self.small = (math.ceil(height / b), math.ceil(width / b))
+        self.sigma = sigma_px / b
+        centres_r = (np.arange(self.small[0]) + 0.5) * b - 0.5
+        centres_c = (np.arange(self.small[1]) + 0.5) * b - 0.5
+        self.rows = _Axis1D.of(np.arange(height, dtype=float), centres_r, clamp=True)
+        self.cols = _Axis1D.of(np.arange(width, dtype=float), centres_c, clamp=True)
+
+    def __call__(self, img: Image) -> Image:
+        b = SCATTER_BLOCK
+        h, w = self.shape
+        ph, pw = self.small[0] * b - h, self.small[1] * b - w
+        padded = np.pad(img, ((0, ph), (0, pw)), mode="edge") if ph or pw else img
+        means = padded.reshape(self.small[0], b, self.small[1], b).mean(axis=(1, 3))
+        return _resample(self.rows, self.cols, ndimage.gaussian_filter(means, self.sigma, mode="nearest"))

@@ -210,30 +210,43 @@ def test_cementguard_sim_publishes_frames_the_host_reads(tmp_path: Path) -> None
     assert {a.index, b.index} <= indices
 
 
-def test_cementguard_sim_refuses_frames_without_the_spatial_body(tmp_path: Path) -> None:
+SPATIAL = "hil/scenarios/spatial-posterior-quarter.toml"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), 'needs the spatial vertebra: set vertebra = "spatial"'),
+        (("--frames-fps", "100"), "--frames-fps: fps = 100.0 frames/s is outside the allowed range 1..30"),
+        (("--frames-fps", "nan"), "--frames-fps: fps = nan"),
+        (("--frames-bits", "4"), "--frames-bits: bit_depth = 4 bits is outside the allowed range 8..16"),
+        (("--frames-size", "512"), "--frames-size '512' is not WIDTHxHEIGHT"),
+        (("--frames-size", "9000x512"), "--frames-size: width_px = 9000 px is outside"),
+    ],
+)
+def test_cementguard_sim_refuses_bad_frame_options_naming_them(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
     import subprocess
     import sys
 
     from tests.support.wire_client import REPO
 
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "host.cli",
-            "sim",
-            "--tcp",
-            "127.0.0.1:0",
-            "--frames-out",
-            str(tmp_path / "f"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
+    scenario = ("--scenario", SPATIAL) if args else ()
+    cmd = [
+        sys.executable,
+        "-m",
+        "host.cli",
+        "sim",
+        "--tcp",
+        "127.0.0.1:0",
+        "--frames-out",
+        str(tmp_path / "f"),
+    ]
+    out = subprocess.run([*cmd, *scenario, *args], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.returncode == 2
-    assert 'needs the spatial vertebra: set vertebra = "spatial"' in out.stderr
+    assert message in out.stderr
+    assert not (tmp_path / "f").exists()  # nothing left listening
 
 
 def test_a_sim_source_imports_neither_opencv_nor_pydicom() -> None:
