@@ -495,7 +495,8 @@ async def _prepare_device(ctl: DeviceClient) -> None:
     state = (await ctl.get_status()).state
     if state == State.IDLE:
         return
-    if state in (State.ARMED, State.INJECTING, State.PAUSED):
+    if state not in (State.STOPPED, State.DONE, State.FAULT):
+        # a plan, a movement (PRIMING .. HOMING) or a state this host does not know: stop it first
         await ctl.stop(StopSource.OPERATOR)
     deadline = time.perf_counter() + PREPARE_TIMEOUT_S
     while True:

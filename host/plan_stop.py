@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["NOT_MOVING", "PlanStop", "wait_for_plan_stop"]
 
 NOT_MOVING = tuple(s for s in State if s is not State.INJECTING)
-"""Every state in which the plunger is not driven forward."""
+"""Every state but INJECTING: the plan is no longer running (a movement, PRIMING .. HOMING, is
+never entered from a running plan: it starts from IDLE)."""
 
 
 @dataclass(frozen=True, slots=True)

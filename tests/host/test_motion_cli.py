@@ -177,3 +177,16 @@ def test_units_round_to_the_wire():
     assert motion_cmds.volume_nl(0.05) == 50_000
     assert motion_cmds.flow_nl_s(6.0) == 100_000
     assert motion_cmds.speed_um_s(0.0001) == 1
+
+
+async def test_the_hil_runner_brings_a_device_in_a_movement_back_to_idle(sim_pty: SimPty):
+    """A rig left priming (or in any state this host does not know) is stopped before CLEAR."""
+    from hil.runner import _prepare_device
+
+    _proc, path = sim_pty
+    async with DeviceClient.open(path) as ctl:
+        await ctl.prime(syringe_bore_um=BORE_UM, flow_nl_s=10_000, volume_nl=500_000)
+        assert ctl.state == State.PRIMING
+        await _prepare_device(ctl)
+        status = await ctl.get_status()
+        assert status.state == State.IDLE
