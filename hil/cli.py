@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from hil.scenario import Scenario, ScenarioError, load_scenario
-from host.cli_types import EXIT_FAILED, EXIT_USAGE, TIME_SCALE, bounded_int
+from host.cli_types import EXIT_FAILED, EXIT_USAGE, add_time_scale, bounded_int
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 EXIT_PASSED = 0
@@ -58,12 +58,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     r.add_argument(
         "--jobs", type=JOBS, default=2, help=f"scenarios run in parallel (default 2; {JOBS.allowed})"
     )
-    r.add_argument(
-        "--time-scale",
-        type=TIME_SCALE,
-        default=DEFAULT_TIME_SCALE,
-        help=f"simulated time per wall second, for scenarios that set none (default {DEFAULT_TIME_SCALE:g}; "
-        f"{TIME_SCALE.allowed})",
+    add_time_scale(
+        r,
+        DEFAULT_TIME_SCALE,
+        f"simulated time per wall second, for scenarios that set none (default {DEFAULT_TIME_SCALE:g})",
     )
     r.set_defaults(func=_run)
     from hil import sweep

@@ -126,3 +126,32 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 """Bad input, as argparse's own usage errors: an option, a settings or plan file, or a path that is not
 a recording (export, plot, report, replay), refused before anything is done."""
+
+
+RECORD_TAIL = finite_float("--record-tail", 0.0, 600.0, "s")
+"""Device seconds a recording stays open after the last stop or DONE (run, dashboard)."""
+DEFAULT_TAIL_S = 6.0
+"""Its default. Relief backs the plunger off within about a second and the after-flow settles within a
+few (docs/controller.md); 6 s covers both with a margin, and is above the 5 s the recording format
+promises (host.recording_sink uses the same value)."""
+
+
+def add_time_scale(parser: argparse.ArgumentParser, default: float = 1.0, what: str | None = None) -> None:
+    """`--time-scale`, defined once for every command that talks to a simulator (run, dashboard,
+    bridge, hil run)."""
+    text = what or "the simulator's --time-scale, if any"
+    parser.add_argument(
+        "--time-scale", type=TIME_SCALE, default=default, help=f"{text} ({TIME_SCALE.allowed})"
+    )
+
+
+def add_record_tail(parser: argparse.ArgumentParser) -> None:
+    """`--record-tail`, defined once for the commands that record (run, dashboard)."""
+    parser.add_argument(
+        "--record-tail",
+        type=RECORD_TAIL,
+        default=DEFAULT_TAIL_S,
+        metavar="S",
+        help="device seconds the recording stays open after the last stop or DONE, to record the relief "
+        f"and the after-flow (default %(default)s; {RECORD_TAIL.allowed})",
+    )

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from host import cli_types
 from host.pump import Consumer
 from host.recording import Recorder, RecorderError
 from protocol import Event, EventKind, State, TelemetryBatch
@@ -44,10 +45,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TAIL_S = 6.0
-"""Device seconds a recording stays open after the last stop or DONE. Relief backs the plunger off
-within about a second and the after-flow settles within a few (docs/controller.md); 6 s covers both
-with a margin, and is above the 5 s the recording format promises."""
+DEFAULT_TAIL_S = cli_types.DEFAULT_TAIL_S
+"""Device seconds a recording stays open after the last stop or DONE (host.cli_types says why 6 s)."""
 MIN_FREE_BYTES = 100_000_000
 """Free space below which START is refused while recording (100 MB): a 30-minute run at 1 kHz is
 72 MB of telemetry (40 bytes a sample), plus events, counters and the log; an injection lasts

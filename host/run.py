@@ -29,7 +29,15 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from host.cli_types import AUTO_RESUME, CONFIG_HELP, EXIT_USAGE, MIXED_AGO, TIME_SCALE, FiniteFloat
+from host.cli_types import (
+    AUTO_RESUME,
+    CONFIG_HELP,
+    EXIT_USAGE,
+    MIXED_AGO,
+    FiniteFloat,
+    add_record_tail,
+    add_time_scale,
+)
 from host.client import DeviceClient, LinkChange, LinkOptions, LinkState, PlanStop
 from host.control import serve_control
 from host.errors import CementguardError, CommandRefused, LinkLost, StatusUnavailable
@@ -75,7 +83,6 @@ MOVING = (State.ARMED, State.INJECTING, State.PAUSED)
 SETTLE_TIMEOUT_S = 2.0
 """After a stop, how long the display waits to show the ended state before its last frame."""
 RECORDING_FAILED = "recording failed"
-RECORD_TAIL = FiniteFloat("--record-tail", 0.0, 600.0, "s")
 MIN_FREE_MB = FiniteFloat("--min-free-mb", 0.0, 1e6, "MB")
 STOP_SIGNALS = {signal.SIGINT: "ctrl-c", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
 """Signals that stop the injection as Ctrl-C does, and the origin each stop is recorded with."""
@@ -132,20 +139,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="resume each increment pause after S seconds instead of asking (unattended demos only; "
         f"{AUTO_RESUME.allowed})",
     )
-    p.add_argument(
-        "--time-scale",
-        type=TIME_SCALE,
-        default=1.0,
-        help=f"the simulator's --time-scale, if any ({TIME_SCALE.allowed})",
-    )
-    p.add_argument(
-        "--record-tail",
-        type=RECORD_TAIL,
-        default=DEFAULT_TAIL_S,
-        metavar="S",
-        help="device seconds the recording stays open after the last stop or DONE, to record the relief "
-        f"and the after-flow (default %(default)s; {RECORD_TAIL.allowed})",
-    )
+    add_time_scale(p)
+    add_record_tail(p)
     p.add_argument(
         "--on-record-error",
         choices=("stop", "continue"),

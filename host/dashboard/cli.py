@@ -11,13 +11,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from host.cli_types import EXIT_OK, EXIT_USAGE, MIXED_AGO, REPLAY_SPEED, TIME_SCALE, FiniteFloat
+from host.cli_types import EXIT_OK, EXIT_USAGE, MIXED_AGO, REPLAY_SPEED, add_record_tail, add_time_scale
 from host.plan import InjectionPlan, PlanError, load_plan
 
 if TYPE_CHECKING:
     from host.dashboard.app import DashboardApp
-
-RECORD_TAIL = FiniteFloat("--record-tail", 0.0, 600.0, "s")
 
 
 def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,20 +31,8 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument(
         "--record", type=Path, default=Path("recordings"), help="where r records (default %(default)s)"
     )
-    p.add_argument(
-        "--time-scale",
-        type=TIME_SCALE,
-        default=1.0,
-        help=f"the simulator's --time-scale, if any ({TIME_SCALE.allowed})",
-    )
-    p.add_argument(
-        "--record-tail",
-        type=RECORD_TAIL,
-        default=None,
-        metavar="S",
-        help="device seconds a recording stays open after the last stop or DONE when it is closed "
-        f"(relief, after-flow; default 6; {RECORD_TAIL.allowed})",
-    )
+    add_time_scale(p)
+    add_record_tail(p)
     when = p.add_mutually_exclusive_group()
     when.add_argument(
         "--mixed-ago",
@@ -95,9 +81,7 @@ def _dashboard(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from host.recording_sink import DEFAULT_TAIL_S
-
-    tail_s = DEFAULT_TAIL_S if args.record_tail is None else args.record_tail
+    tail_s = args.record_tail
     background = None
     if args.mqtt is not None or args.rig is not None:
         if args.mqtt is None:

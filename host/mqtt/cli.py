@@ -19,7 +19,7 @@ import logging
 import signal
 import sys
 
-from host.cli_types import CONFIG_HELP, EXIT_OK, EXIT_USAGE, TIME_SCALE
+from host.cli_types import CONFIG_HELP, EXIT_OK, EXIT_USAGE, add_time_scale
 from host.client import DeviceClient, LinkOptions
 from host.control import serve_control
 from host.errors import CementguardError
@@ -41,12 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--mqtt", metavar="URL", help="broker: mqtt://HOST[:PORT], mqtts://, ws://, wss://")
     p.add_argument("--rig", help="this rig's name in the topics (cementguard/<rig>/...)")
     p.add_argument("--config", help=CONFIG_HELP)
-    p.add_argument(
-        "--time-scale",
-        type=TIME_SCALE,
-        default=1.0,
-        help=f"the simulator's --time-scale, if any ({TIME_SCALE.allowed})",
-    )
+    add_time_scale(p)
     p.set_defaults(func=_main, default_log_level="INFO")
 
 

@@ -7,6 +7,7 @@ usage error from the parser: exit 2, naming the option, the value and the allowe
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
 from pathlib import Path
@@ -134,3 +135,24 @@ async def test_a_valid_auto_resume_still_runs_and_the_imaging_pause_holds(tmp_pa
     assert np.diff(held).max() <= 0  # relief may draw back; nothing moves forward
     assert held.max() - held[0] < 1_000  # < 1 uL
     assert volume.max() >= 190_000  # and it resumed and completed afterwards
+
+
+def _option(command: str, flag: str) -> argparse.Action:
+    from host.cli import build_parser
+
+    parser = build_parser([command])
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return next(a for a in sub.choices[command]._actions if flag in a.option_strings)
+
+
+@pytest.mark.parametrize("flag", ["--time-scale", "--record-tail"])
+def test_run_and_dashboard_share_one_definition_of_each_recording_option(flag: str) -> None:
+    """One place (host/cli_types.py): the same type, default and help on both commands."""
+    run, dashboard = _option("run", flag), _option("dashboard", flag)
+    assert (run.type, run.default, run.help, run.metavar) == (
+        dashboard.type,
+        dashboard.default,
+        dashboard.help,
+        dashboard.metavar,
+    )
+    assert run.default is not None, "the default is a number, stated in the help"
