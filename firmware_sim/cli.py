@@ -104,6 +104,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p.add_argument("--serial", default="SIM-0001", help="device serial number reported in the handshake")
     p.add_argument(
+        "--setup-file",
+        type=Path,
+        default=None,
+        help=(
+            "JSON file that keeps the syringe and the calibration across restarts, as a pump's flash "
+            "does (created on the first change; a malformed file is an error and is left as it is). "
+            "Default: none, every start has the factory setup"
+        ),
+    )
+    p.add_argument(
         "--power-on",
         choices=["host", "now"],
         default="host",
@@ -276,7 +286,17 @@ def _serve(args: argparse.Namespace) -> int:
     else:
         transport = PtyTransport()
 
-    controller = Controller(ControllerConfig(), identity=FirmwareIdentity.simulator(args.serial))
+    from firmware_sim.device.setup_store import SetupFileError, SetupWriter, load_setup
+    from firmware_sim.hal import REFERENCE_RIG
+
+    config = ControllerConfig()
+    setup_file: Path | None = args.setup_file
+    try:
+        setup = load_setup(setup_file, config, REFERENCE_RIG) if setup_file is not None else None
+    except SetupFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    controller = Controller(config, identity=FirmwareIdentity.simulator(args.serial), setup=setup)
 
     def _log_link(attached: bool, now_us: int) -> None:
         # stderr, one line per change: stdout carries only the PORT line.
@@ -294,7 +314,19 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     on_tick = _both(tracer, streamer.on_tick if streamer is not None else None)
-    runtime = DeviceRuntime(controller, plant, transport, on_link_change=_log_link, on_tick=on_tick)
+
+    def _setup_error(text: str) -> None:
+        print(f"error: {text}", file=sys.stderr, flush=True)
+
+    writer = None if setup_file is None else SetupWriter(setup_file, _setup_error)
+    runtime = DeviceRuntime(
+        controller,
+        plant,
+        transport,
+        on_link_change=_log_link,
+        on_tick=on_tick,
+        on_setup_change=None if writer is None else writer.submit,
+    )
 
     stopping = False
 
@@ -313,6 +345,8 @@ def _serve(args: argparse.Namespace) -> int:
         runtime.run_realtime(lambda: stopping, time_scale=args.time_scale)
     finally:
         transport.close()
+        if writer is not None:
+            writer.close()  # the last change is on disk before the process ends
         if streamer is not None:
             streamer.close()
             print(

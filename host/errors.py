@@ -192,6 +192,13 @@ def describe_nak(command: Command, nak: Nak) -> str:
         else:
             why = f"{field} (field {nak.field}) is out of range: bound {nak.detail}"
         return f"{name} refused: BAD_PARAM ({why})"
+    if code is NakCode.SENSOR_FAULT and nak.cmd_type == MsgType.ZERO:
+        return (
+            f"{name} refused: SENSOR_FAULT (the reading at rest is {nak.detail / 1000:g} kPa from the "
+            "transducer's factory zero, beyond the device's bound: open the line to the air and retry; "
+            "if it still reads so, the transducer's zero has drifted out of its specification; "
+            "nothing changed)"
+        )
     explain = {
         NakCode.UNKNOWN_COMMAND: "the device does not implement this command",
         NakCode.BAD_LENGTH: f"the device expects a {nak.detail}-byte body",
@@ -212,5 +219,15 @@ def describe_nak(command: Command, nak: Nak) -> str:
         ),
         NakCode.NO_SESSION: "no session on this link (the device's watchdog closed it): re-handshaking",
         NakCode.AT_HOME: "the plunger is at home: it cannot move further back",
+        NakCode.CALIBRATION_OUT_OF_RANGE: (
+            f"the measurement implies a correction of {nak.detail / 1e6:.6f} "
+            f"({(nak.detail - 1_000_000) / 1e4:+.2f} %), beyond the device's bound; nothing changed: "
+            "check the reference (span) or the weighing and density (volume), the syringe for leaks and air"
+        ),
+        NakCode.ZERO_DRIFT: (
+            f"the pressure at rest reads {nak.detail / 1000:g} kPa on a line presumed open to the air, "
+            "beyond the zero check's bound: the transducer's zero has drifted; open the line to the air, "
+            "run `cementguard zero`, then ARM again"
+        ),
     }.get(code, "nothing changed")
     return f"{name} refused: {code.name} ({explain})"

@@ -19,6 +19,12 @@ class MsgType(IntEnum):
     SET_LIMITS = 0x16
     GET_STATUS = 0x17
     SET_TELEMETRY = 0x18
+    # 0x20-0x27: syringe and calibration (SPEC §5.17-§5.23)
+    SET_SYRINGE = 0x20
+    ZERO = 0x21
+    CALIBRATE_SPAN = 0x22
+    CALIBRATE_VOLUME = 0x23
+    GET_CALIBRATION = 0x24
     PRIME = 0x28
     JOG = 0x29
     WITHDRAW = 0x2A
@@ -28,6 +34,8 @@ class MsgType(IntEnum):
     STATUS = 0x41
     TELEMETRY_BATCH = 0x42
     EVENT = 0x43
+    SYRINGE_INFO = 0x44
+    CALIBRATION_INFO = 0x45
     MOTION_STATUS = 0x48
     ACK = 0x7E
     NAK = 0x7F
@@ -138,6 +146,12 @@ class NakCode(IntEnum):
     """Transient: e.g. pressure relief still running. Retry later with a new command id."""
     NO_SESSION = 12
     """No HELLO yet on this link: the handshake must come first."""
+    CALIBRATION_OUT_OF_RANGE = 13
+    """CALIBRATE_SPAN / CALIBRATE_VOLUME: the correction the measurement implies is outside the
+    device's bound, so it is refused rather than applied; detail = that correction, ppm."""
+    ZERO_DRIFT = 14
+    """First ARM of a line presumed open (SPEC §5.23): the pressure at rest is not within the zero
+    check's bound of 0 (the transducer's zero drifted: ZERO it); detail = the reading, Pa."""
     AT_HOME = 15
     """A backward movement (JOG backward, WITHDRAW, HOME) refused: the plunger is at home."""
 
@@ -230,6 +244,9 @@ class Capabilities(IntFlag):
     VISCOSITY_ESTIMATE = 0x08
     SIMULATOR = 0x10
     TELEMETRY_CONFIG = 0x20
+    SETUP = 0x40
+    """SET_SYRINGE, ZERO, CALIBRATE_SPAN, CALIBRATE_VOLUME, GET_CALIBRATION; SYRINGE_INFO and
+    CALIBRATION_INFO in the handshake; the zero check at ARM."""
     MOTION = 0x80
     """PRIME, JOG, WITHDRAW, HOME and GET_MOTION are implemented (else UNKNOWN_COMMAND)."""
 

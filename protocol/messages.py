@@ -427,6 +427,77 @@ class GetMotion(Command):
     cmd_id: int
 
 
+# -- syringe and calibration (SPEC §5.17-§5.23; capability SETUP) ------------------------------
+
+
+@_message
+class SetSyringe(Command):
+    """Selects the syringe: IDLE only, plunger at rest. The device refuses dimensions beyond its own
+    limits (NAK BAD_PARAM: the field and the bound) and answers SYRINGE_INFO, then ACK."""
+
+    TYPE = MsgType.SET_SYRINGE
+    FORMAT = "<H2x16sIIII"
+    cmd_id: int
+    name: str
+    """ASCII, 1-16 characters: a library name ("BD 5 mL") or the operator's for a custom one."""
+    bore_um: int
+    """Inner diameter of the barrel."""
+    stroke_um: int
+    """Plunger travel from full (home) to empty: the usable end is this less the forward margin."""
+    dead_volume_nl: int
+    """Volume left in the syringe and its nozzle at the end of the stroke (reported, for priming)."""
+    max_pressure_pa: int
+    """The syringe's rated pressure: pressure limits are clamped to it while it is selected."""
+
+
+@_message
+class Zero(Command):
+    """Tares the pressure transducer at atmospheric pressure (IDLE, plunger at rest, line open).
+    Answered by CALIBRATION_INFO, then ACK."""
+
+    TYPE = MsgType.ZERO
+    FORMAT = "<H2xI"
+    cmd_id: int
+    utc_s: int
+    """The host's UTC time, seconds since 1970-01-01: the date stored with the zero."""
+
+
+@_message
+class CalibrateSpan(Command):
+    """Second point of the transducer calibration: the line holds a reference pressure, whose value
+    the operator gives. Answered by CALIBRATION_INFO, then ACK."""
+
+    TYPE = MsgType.CALIBRATE_SPAN
+    FORMAT = "<H2xII"
+    cmd_id: int
+    reference_pa: int
+    utc_s: int
+
+
+@_message
+class CalibrateVolume(Command):
+    """Gravimetric volume calibration: the device dispensed `nominal_nl` by its own count, the operator
+    weighed `mass_ug` of a fluid of density `density_mg_l`. Answered by CALIBRATION_INFO, then ACK."""
+
+    TYPE = MsgType.CALIBRATE_VOLUME
+    FORMAT = "<H2xIIII"
+    cmd_id: int
+    nominal_nl: int
+    mass_ug: int
+    density_mg_l: int
+    """mg per litre (= g/m3): water at 20 C is 998 203."""
+    utc_s: int
+
+
+@_message
+class GetCalibration(Command):
+    """Answered by SYRINGE_INFO, CALIBRATION_INFO, then ACK."""
+
+    TYPE = MsgType.GET_CALIBRATION
+    FORMAT = "<H2x"
+    cmd_id: int
+
+
 # ---------------------------------------------------------------------------------------------
 # Device -> host.
 # ---------------------------------------------------------------------------------------------
@@ -551,6 +622,46 @@ class MotionStatus(Message):
 
 
 @_message
+class SyringeInfo(Message):
+    """The syringe in force (reply to HELLO, SET_SYRINGE, GET_CALIBRATION). An empty `name` means
+    none is selected: each ARM's `syringe_bore_um` is used, over the device's whole travel."""
+
+    TYPE = MsgType.SYRINGE_INFO
+    FORMAT = "<H2x16sIIIII"
+    cmd_id: int
+    name: str
+    bore_um: int
+    stroke_um: int
+    dead_volume_nl: int
+    max_pressure_pa: int
+    """Ceiling of every pressure limit while selected (the device's own when none is selected)."""
+    travel_um: int
+    """Usable end of the stroke in force: where END_OF_TRAVEL brings the plunger to rest."""
+
+
+@_message
+class CalibrationInfo(Message):
+    """The calibration in force (reply to HELLO, ZERO, CALIBRATE_SPAN, CALIBRATE_VOLUME,
+    GET_CALIBRATION). A `*_utc_s` of 0: never calibrated (the factory value is in force)."""
+
+    TYPE = MsgType.CALIBRATION_INFO
+    FORMAT = "<H2xiIIIIIII"
+    cmd_id: int
+    zero_offset_pa: int
+    """Reading at atmospheric pressure at the last ZERO, subtracted from every reading."""
+    zero_utc_s: int
+    span_gain_ppm: int
+    """Gain applied after the zero, ppm (1 000 000 = 1)."""
+    span_reference_pa: int
+    span_utc_s: int
+    volume_factor_ppm: int
+    """Delivered volume per plunger count relative to the bore's geometric volume, ppm."""
+    volume_utc_s: int
+    zero_check_pa: int
+    """The first ARM of a line presumed open is refused (ZERO_DRIFT) while |pressure| exceeds this."""
+
+
+@_message
 class Ack(Message):
     TYPE = MsgType.ACK
     FORMAT = "<HBB"
@@ -646,6 +757,9 @@ __all__ = [
     "AlarmCode",
     "Arm",
     "BodyError",
+    "CalibrateSpan",
+    "CalibrateVolume",
+    "CalibrationInfo",
     "Capabilities",
     "Clear",
     "Command",
@@ -655,6 +769,7 @@ __all__ = [
     "EventKind",
     "FieldValueError",
     "Flags",
+    "GetCalibration",
     "GetMotion",
     "GetStatus",
     "Heartbeat",
@@ -668,10 +783,13 @@ __all__ = [
     "Prime",
     "Resume",
     "SetLimits",
+    "SetSyringe",
     "SetTelemetry",
     "Start",
     "Status",
     "Stop",
+    "SyringeInfo",
     "TelemetryBatch",
     "Withdraw",
+    "Zero",
 ]

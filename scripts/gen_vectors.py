@@ -45,9 +45,13 @@ from protocol.messages import (
     REGISTRY,
     Ack,
     Arm,
+    CalibrateSpan,
+    CalibrateVolume,
+    CalibrationInfo,
     Clear,
     DeviceInfo,
     Event,
+    GetCalibration,
     GetMotion,
     GetStatus,
     Heartbeat,
@@ -61,12 +65,15 @@ from protocol.messages import (
     Prime,
     Resume,
     SetLimits,
+    SetSyringe,
     SetTelemetry,
     Start,
     Status,
     Stop,
+    SyringeInfo,
     TelemetryBatch,
     Withdraw,
+    Zero,
 )
 from protocol.telemetry import BATCH_HEADER, MAX_BATCH_SAMPLES, SAMPLE_DTYPE, SAMPLE_SIZE, SampleArray
 
@@ -602,6 +609,159 @@ def positive_vectors() -> list[tuple[str, int, Message]]:
         )
     )
     v.extend(motion_vectors())
+    v.extend(setup_vectors())
+    return v
+
+
+def setup_vectors() -> list[tuple[str, int, Message]]:
+    """Syringe and calibration messages (SPEC §5.17-§5.23) and their NAKs. Seqs 80-99."""
+    v: list[tuple[str, int, Message]] = []
+    add = v.append
+    add(
+        (
+            "set_syringe_library",
+            80,
+            SetSyringe(
+                cmd_id=80,
+                name="2.5ml",
+                bore_um=7_290,
+                stroke_um=59_900,
+                dead_volume_nl=80_000,
+                max_pressure_pa=8_000_000,
+            ),
+        )
+    )
+    add(
+        (
+            "set_syringe_custom_full_name",
+            81,
+            SetSyringe(
+                cmd_id=81,
+                name="CUSTOM-16-CHARS!",
+                bore_um=40_000,
+                stroke_um=60_000,
+                dead_volume_nl=0xFFFF_FFFF,
+                max_pressure_pa=0xFFFF_FFFF,
+            ),
+        )
+    )
+    add(
+        (
+            "set_syringe_none",
+            82,
+            SetSyringe(cmd_id=82, name="", bore_um=0, stroke_um=0, dead_volume_nl=0, max_pressure_pa=0),
+        )
+    )
+    add(("zero", 83, Zero(cmd_id=83, utc_s=1_780_000_000)))
+    add(("calibrate_span", 84, CalibrateSpan(cmd_id=84, reference_pa=2_000_000, utc_s=0xFFFF_FFFF)))
+    add(
+        (
+            "calibrate_volume",
+            85,
+            CalibrateVolume(
+                cmd_id=85, nominal_nl=1_000_000, mass_ug=1_203_500, density_mg_l=998_203, utc_s=1_780_000_060
+            ),
+        )
+    )
+    add(("get_calibration", 86, GetCalibration(cmd_id=86)))
+    add(
+        (
+            "syringe_info_selected",
+            87,
+            SyringeInfo(
+                cmd_id=80,
+                name="2.5ml",
+                bore_um=7_290,
+                stroke_um=59_900,
+                dead_volume_nl=80_000,
+                max_pressure_pa=8_000_000,
+                travel_um=59_400,
+            ),
+        )
+    )
+    add(
+        (
+            "syringe_info_none",
+            88,
+            SyringeInfo(
+                cmd_id=1,
+                name="",
+                bore_um=0,
+                stroke_um=0,
+                dead_volume_nl=0,
+                max_pressure_pa=8_000_000,
+                travel_um=0xFFFF_FFFF,
+            ),
+        )
+    )
+    add(
+        (
+            "calibration_info_calibrated",
+            89,
+            CalibrationInfo(
+                cmd_id=86,
+                zero_offset_pa=-2_147_483_648,
+                zero_utc_s=1_780_000_000,
+                span_gain_ppm=1_012_345,
+                span_reference_pa=2_000_000,
+                span_utc_s=1_780_000_030,
+                volume_factor_ppm=987_654,
+                volume_utc_s=0xFFFF_FFFF,
+                zero_check_pa=50_000,
+            ),
+        )
+    )
+    add(
+        (
+            "calibration_info_factory",
+            90,
+            CalibrationInfo(
+                cmd_id=1,
+                zero_offset_pa=2_147_483_647,
+                zero_utc_s=0,
+                span_gain_ppm=1_000_000,
+                span_reference_pa=0,
+                span_utc_s=0,
+                volume_factor_ppm=1_000_000,
+                volume_utc_s=0,
+                zero_check_pa=0,
+            ),
+        )
+    )
+    add(
+        (
+            "nak_zero_drift",
+            91,
+            Nak(cmd_id=2, cmd_type=MsgType.ARM, code=NakCode.ZERO_DRIFT, state=State.IDLE, detail=-73_500),
+        )
+    )
+    add(
+        (
+            "nak_calibration_out_of_range",
+            92,
+            Nak(
+                cmd_id=85,
+                cmd_type=MsgType.CALIBRATE_VOLUME,
+                code=NakCode.CALIBRATION_OUT_OF_RANGE,
+                state=State.IDLE,
+                detail=1_250_000,
+            ),
+        )
+    )
+    add(
+        (
+            "nak_bad_param_syringe_stroke",
+            93,
+            Nak(
+                cmd_id=81,
+                cmd_type=MsgType.SET_SYRINGE,
+                code=NakCode.BAD_PARAM,
+                state=State.IDLE,
+                field=3,
+                detail=60_000,
+            ),
+        )
+    )
     return v
 
 

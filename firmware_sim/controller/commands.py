@@ -100,11 +100,13 @@ class BadParam:
     detail: int
 
 
-def usable_stroke_counts(config: ControllerConfig, hardware: Hardware) -> int:
-    """The usable stroke in encoder counts: the physical stroke less the forward margin. END_OF_TRAVEL
-    brings the plunger to rest here (not at the physical end stop), DEVICE_INFO reports it as
-    `travel_um`, and ARM refuses a volume the rest of it cannot deliver."""
-    return int((hardware.travel_m - config.travel_margin_m) / hardware.encoder_m_per_count + 1e-6)
+def usable_stroke_counts(config: ControllerConfig, hardware: Hardware, stroke_m: float | None = None) -> int:
+    """The usable stroke in encoder counts: the physical stroke (the drive's travel, or a selected
+    syringe's shorter stroke) less the forward margin. END_OF_TRAVEL brings the plunger to rest here
+    (not at the physical end stop), DEVICE_INFO reports it as `travel_um`, and ARM refuses a volume
+    the rest of it cannot deliver."""
+    stroke = hardware.travel_m if stroke_m is None else stroke_m
+    return int((stroke - config.travel_margin_m) / hardware.encoder_m_per_count + 1e-6)
 
 
 def max_flow_for_bore(config: ControllerConfig, hardware: Hardware, bore_area_m2: float) -> int:
@@ -137,6 +139,10 @@ def check_arm(
     hardware: Hardware,
     capabilities: Capabilities,
     stroke_left_counts: int | None = None,
+    *,
+    selected_bore_um: int = 0,
+    pressure_ceiling_pa: int | None = None,
+    volume_factor_ppm: int = 1_000_000,
 ) -> Plan | BadParam:
     """ARM's checks (protocol/SPEC.md §7.8), on the values after clamping; nothing is applied here.
 
@@ -146,7 +152,12 @@ def check_arm(
     refused here: ARM is accepted and the WORKING_TIME stop follows.
 
     `stroke_left_counts`: encoder counts from the plunger's position to the end of the usable stroke
-    (`travel_um`); the volume limit must fit in it. None: the whole stroke (for checks without a rig)."""
+    (`travel_um`); the volume limit must fit in it. None: the whole stroke (for checks without a rig).
+
+    With a syringe selected (SET_SYRINGE): `selected_bore_um` is its bore, which the plan must name
+    (check 5a: field `syringe_bore_um`, detail = the selected bore); `pressure_ceiling_pa` the lower of
+    the device's and the syringe's maximum pressure, to which the limits are clamped; and
+    `volume_factor_ppm` the volume calibration, which scales the volume per count (SPEC §8.5)."""
     if int(arm.mode) not in (Mode.CONTINUOUS, Mode.INCREMENTAL) or (
         arm.mode == Mode.INCREMENTAL and not capabilities & Capabilities.INCREMENTAL
     ):
@@ -162,8 +173,11 @@ def check_arm(
         bound = _out_of(value, bounds)
         if bound is not None:
             return BadParam(index, bound)
+    if selected_bore_um and arm.syringe_bore_um != selected_bore_um:
+        return BadParam(ARM_BORE, selected_bore_um)
     if arm.cannula_id_um >= arm.syringe_bore_um:
         return BadParam(ARM_CANNULA_ID, arm.syringe_bore_um)
+    ceiling_pa = config.max_pressure_pa if pressure_ceiling_pa is None else pressure_ceiling_pa
 
     clamped: list[int] = []
 
@@ -181,7 +195,7 @@ def check_arm(
     incremental = arm.mode == Mode.INCREMENTAL
     if arm.volume_limit_nl < 1:
         return BadParam(ARM_VOLUME, 1)
-    per_count = fl_per_count(hardware, area)
+    per_count = (fl_per_count(hardware, area) * volume_factor_ppm + 500_000) // 1_000_000
     if stroke_left_counts is None:
         stroke_left_counts = usable_stroke_counts(config, hardware)
     volume_max = max(0, stroke_left_counts) * per_count // FL_PER_NL
@@ -192,9 +206,9 @@ def check_arm(
     if incremental and arm.increment_nl > arm.volume_limit_nl:
         return BadParam(ARM_INCREMENT, arm.volume_limit_nl)
 
-    soft = clamp(arm.soft_limit_pa, config.max_pressure_pa)
-    hard = clamp(arm.hard_limit_pa, config.max_pressure_pa)
-    relief = clamp(arm.relief_pa, config.max_pressure_pa)
+    soft = clamp(arm.soft_limit_pa, ceiling_pa)
+    hard = clamp(arm.hard_limit_pa, ceiling_pa)
+    relief = clamp(arm.relief_pa, ceiling_pa)
     if soft < 1:
         return BadParam(ARM_SOFT, 1)
     if soft > hard:
@@ -239,9 +253,13 @@ class Limits:
     clamped: tuple[int, ...] = ()
 
 
-def check_limits(request: SetLimits, current: Limits, config: ControllerConfig) -> Limits | BadParam:
-    """SET_LIMITS: 0 leaves a field as it is; values above the device's own are clamped; the
-    resulting limits must keep soft <= hard and relief < soft, else nothing changes."""
+def check_limits(
+    request: SetLimits, current: Limits, config: ControllerConfig, pressure_ceiling_pa: int | None = None
+) -> Limits | BadParam:
+    """SET_LIMITS: 0 leaves a field as it is; values above the device's own (or the selected
+    syringe's maximum pressure, `pressure_ceiling_pa`) are clamped; the resulting limits must keep
+    soft <= hard and relief < soft, else nothing changes."""
+    ceiling_pa = config.max_pressure_pa if pressure_ceiling_pa is None else pressure_ceiling_pa
     clamped: list[int] = []
 
     def take(asked: int, now: int, ceiling: int) -> int:
@@ -252,9 +270,9 @@ def check_limits(request: SetLimits, current: Limits, config: ControllerConfig) 
             return ceiling
         return asked
 
-    soft = take(request.soft_limit_pa, current.soft_limit_pa, config.max_pressure_pa)
-    hard = take(request.hard_limit_pa, current.hard_limit_pa, config.max_pressure_pa)
-    relief = take(request.relief_pa, current.relief_pa, config.max_pressure_pa)
+    soft = take(request.soft_limit_pa, current.soft_limit_pa, ceiling_pa)
+    hard = take(request.hard_limit_pa, current.hard_limit_pa, ceiling_pa)
+    relief = take(request.relief_pa, current.relief_pa, ceiling_pa)
     flow = take(request.max_flow_nl_s, current.max_flow_nl_s, config.max_flow_nl_s)
     if soft > hard:
         field = LIMITS_SOFT if request.soft_limit_pa else LIMITS_HARD

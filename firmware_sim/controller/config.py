@@ -19,6 +19,7 @@ ALL_CAPABILITIES = (
     | Capabilities.FLUORO_LINE
     | Capabilities.VISCOSITY_ESTIMATE
     | Capabilities.TELEMETRY_CONFIG
+    | Capabilities.SETUP
     | Capabilities.MOTION
 )
 
@@ -249,6 +250,33 @@ class ControllerConfig:
     cannula_length_um_range: tuple[int, int] = (20_000, 500_000)
     cannula_id_um_range: tuple[int, int] = (300, 6_000)
     syringe_bore_um_range: tuple[int, int] = (2_000, 40_000)
+
+    # -- syringe and calibration (SET_SYRINGE, ZERO, CALIBRATE_SPAN / _VOLUME; SPEC §5.17-§5.20) -----
+    syringe_stroke_um_min: int = 5_000
+    """A syringe stroke below 5 mm is a typing error, not a syringe."""
+    zero_max_offset_pa: int = 100_000
+    """ZERO refuses an offset beyond 1 % of the 10 MPa span from the factory zero (NAK SENSOR_FAULT):
+    a gauge transducer's zero is specified within a fraction of that; more is a pressurised line or
+    a failing transducer, which a tare would hide."""
+    arm_zero_check_pa: int = 50_000
+    """The first ARM of a line presumed open (SPEC §5.23) is refused (NAK ZERO_DRIFT) while |pressure|
+    at rest exceeds this: a zero drift that no detector sees during an injection
+    (docs/detector-thresholds.md) is bounded at the start of every syringe's session. 50 kPa is 19
+    sigma of the filtered reading's noise (2.6 kPa) and 3 % of the mean clinical peak."""
+    span_reference_pa_min: int = 500_000
+    """CALIBRATE_SPAN needs a reference of at least 5 % of the span: at 10 kPa of noise, the gain of
+    a smaller one is known to worse than 0.5 %."""
+    span_gain_ppm_range: tuple[int, int] = (950_000, 1_050_000)
+    """Span corrections beyond +-5 % are refused (NAK CALIBRATION_OUT_OF_RANGE): a wrong reference or
+    a damaged transducer, not a calibration."""
+    volume_factor_ppm_range: tuple[int, int] = (900_000, 1_100_000)
+    """Volume corrections beyond +-10 % are refused: a leaking syringe, air or a wrong density."""
+    volume_nominal_nl_range: tuple[int, int] = (100_000, 100_000_000)
+    """CALIBRATE_VOLUME's dispensed volume: 0.1-100 mL (a smaller one is weighed too coarsely)."""
+    density_mg_l_range: tuple[int, int] = (500_000, 3_000_000)
+    """0.5-3 g/mL: water (0.998), saline, contrast media and PMMA cements lie inside."""
+    utc_s_min: int = 1_577_836_800
+    """Calibration dates before 2020-01-01 are a host clock that was never set."""
 
     def __post_init__(self) -> None:
         positive_ints = (

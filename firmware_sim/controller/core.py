@@ -28,6 +28,14 @@ from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import Any
 
+from firmware_sim.controller.calibration import (
+    Calibration,
+    DeviceSetup,
+    OutOfRange,
+    check_span,
+    check_volume,
+    check_zero,
+)
 from firmware_sim.controller.commands import (
     TELEMETRY_BATCH,
     TELEMETRY_DIVIDER,
@@ -79,6 +87,7 @@ from firmware_sim.controller.motion import (
     check_withdraw,
     home_counts,
 )
+from firmware_sim.controller.syringes import MountedSyringe, check_syringe, pressure_ceiling_pa, stroke_m
 from firmware_sim.controller.telemetry import TelemetryBuffer
 from firmware_sim.hal import REFERENCE_RIG, Hardware, MotorCommand, SensorFrame
 from protocol.codec import PROTOCOL_VERSION, Frame, Rejected, RejectReason, is_command_type
@@ -101,10 +110,14 @@ from protocol.messages import (
     REGISTRY,
     Ack,
     Arm,
+    CalibrateSpan,
+    CalibrateVolume,
+    CalibrationInfo,
     Clear,
     Command,
     DeviceInfo,
     Event,
+    GetCalibration,
     GetMotion,
     GetStatus,
     Heartbeat,
@@ -118,11 +131,14 @@ from protocol.messages import (
     Prime,
     Resume,
     SetLimits,
+    SetSyringe,
     SetTelemetry,
     Start,
     Status,
     Stop,
+    SyringeInfo,
     Withdraw,
+    Zero,
 )
 from protocol.telemetry import MAX_BATCH_SAMPLES, MAX_DIVIDER
 
@@ -207,8 +223,9 @@ class TickOutput:
     outgoing: list[Message]
 
 
-Answer = tuple[Message | None, Message]
-"""(reply sent just before the answer, or None; the ACK or NAK)."""
+Replies = Message | tuple[Message, ...] | None
+Answer = tuple[Replies, Message]
+"""(reply, or replies, sent just before the answer, or None; the ACK or NAK)."""
 Handler = Callable[[Any], Answer]
 
 
@@ -222,11 +239,15 @@ class Controller:
         identity: FirmwareIdentity = DEFAULT_IDENTITY,
         reset_cause: ResetCause = ResetCause.POWER_ON,
         real: Callable[[float], float] = float,
+        setup: DeviceSetup | None = None,
     ) -> None:
         """`real` makes the core's real numbers: `float` (double) here; a test passes
         `numpy.float32` to run every state variable, input and derived constant in single
         precision, as on a microcontroller with a single-precision FPU (NumPy keeps an operation
-        with one float32 operand in float32), and checks that the decisions stay the same."""
+        with one float32 operand in float32), and checks that the decisions stay the same.
+
+        `setup`: the syringe and calibration the device stored before this power-up (the runtime
+        reads them from its non-volatile store; `setup` and `setup_version` tell it when to write)."""
         cfg = config if config is not None else ControllerConfig()
         self.config = cfg
         self._real = real
@@ -245,7 +266,19 @@ class Controller:
         self._um_per_step = hw.plunger_m_per_step * 1e6
         self._counts_per_step_tick = real(dt * hw.plunger_m_per_step / hw.encoder_m_per_count)
         """Encoder counts one period at 1 step/s moves the plunger (the braking distance's unit)."""
-        self._end_counts = usable_stroke_counts(cfg, hw)
+        stored = setup if setup is not None else DeviceSetup()
+        self._syringe: MountedSyringe | None = stored.syringe
+        self._cal: Calibration = stored.calibration
+        self._setup_version = 0
+        """Incremented by every accepted SET_SYRINGE / ZERO / CALIBRATE_*: the runtime persists `setup`."""
+        self._zero_check_due = True
+        """The line is presumed open to the air: from power-up, SET_SYRINGE or ZERO until a plan first
+        moves the plunger forward (INJECTING) or a PRIME or JOG starts. The first ARM of such a line
+        gets the zero check; a re-ARM after CLEAR continues on a line that may still hold cement under
+        pressure."""
+        self._cal_offset = real(self._cal.zero_offset_pa)
+        self._cal_gain = real(self._cal.span_gain_ppm / 1_000_000)
+        self._end_counts = usable_stroke_counts(cfg, hw, stroke_m(self._syringe, hw))
         """End of the usable stroke, encoder counts from home: END_OF_TRAVEL brings the plunger to
         rest on or just past it; DEVICE_INFO reports it as `travel_um`."""
         self._home_counts = home_counts(cfg, hw)
@@ -408,7 +441,13 @@ class Controller:
             Withdraw: self._on_withdraw,
             Home: self._on_home,
             GetMotion: self._on_get_motion,
+            SetSyringe: self._on_set_syringe,
+            Zero: self._on_zero,
+            CalibrateSpan: self._on_calibrate_span,
+            CalibrateVolume: self._on_calibrate_volume,
+            GetCalibration: self._on_get_calibration,
         }
+        self._limits = self._clamped_to_ceiling(self._limits)
         self._apply_limits()
 
     # =====================================================================================
@@ -499,6 +538,16 @@ class Controller:
     def increments_done(self) -> int:
         return self._delivery.increments_done
 
+    @property
+    def setup(self) -> DeviceSetup:
+        """MountedSyringe and calibration in force: what the device keeps across power cycles."""
+        return DeviceSetup(self._syringe, self._cal)
+
+    @property
+    def setup_version(self) -> int:
+        """Changes whenever `setup` does (an accepted SET_SYRINGE, ZERO or CALIBRATE_*)."""
+        return self._setup_version
+
     # =====================================================================================
     # the tick
     # =====================================================================================
@@ -521,7 +570,7 @@ class Controller:
         # 1. sensors -----------------------------------------------------------------------
         rate = self._rate
         sensor = self._sensor
-        p = self._real(sensor.sample(sensors.pressure_adc, rate != 0.0))
+        p = (self._real(sensor.sample(sensors.pressure_adc, rate != 0.0)) - self._cal_offset) * self._cal_gain
         if sensor.faulty is not self._sensor_faulty:
             self._on_sensor_fault_change(sensor.faulty)
         pf = self._pf + self._alpha * (p - self._pf)
@@ -913,6 +962,8 @@ class Controller:
         if self._fluoro_line:  # a stop request is held: nothing moves
             return self._refuse(msg, NakCode.BAD_STATE)
         self._move = Movement.start(request, self._enc, self._now_us & 0xFFFF_FFFF)
+        if request.kind in (PRIMING, JOGGING):
+            self._zero_check_due = False  # cement pushed into the line: no longer presumed open (SPEC §5.23)
         for value in request.clamped:
             self._alarm(AlarmCode.LIMIT_CLAMPED, True, value)
         self._transition(request.kind)
@@ -1059,6 +1110,7 @@ class Controller:
             self._out[at] = dataclasses.replace(event, flags=Flags(self._flags))
 
     def _enter_injecting(self) -> None:
+        self._zero_check_due = False  # cement goes into the line: it is no longer open to the air
         if self._relief.active:  # RESUME during a relief: the back-off is cut short
             self._end_relief()
         self._rise.reset(self._phase_ref_pa)
@@ -1190,14 +1242,16 @@ class Controller:
             if hit is not None:
                 answer, had_reply = hit
                 if had_reply:
-                    out.append(self._status(cmd_id))
+                    out.extend(self._replies_again(msg_type, cmd_id))
                 out.append(answer)
                 return
         if not self._session and msg_type not in _SESSIONLESS:
             reply, answer = None, self._nak(msg, NakCode.NO_SESSION)
         else:
             reply, answer = handler(msg)
-        if reply is not None:
+        if isinstance(reply, tuple):
+            out.extend(reply)
+        elif reply is not None:
             out.append(reply)
         out.append(answer)
         if msg_type != MsgType.HELLO and not (
@@ -1259,7 +1313,7 @@ class Controller:
         if cmd_id:
             self._cache.put(cmd_id, msg_type, nak, False)
 
-    def _ack(self, msg: Command, reply: Message | None = None) -> Answer:
+    def _ack(self, msg: Command, reply: Replies = None) -> Answer:
         return reply, Ack(cmd_id=msg.cmd_id, cmd_type=msg.TYPE, state=_STATE[self._state])
 
     def _nak(self, msg: Command, code: NakCode, field: int = _NO_FIELD, detail: int = 0) -> Nak:
@@ -1298,6 +1352,8 @@ class Controller:
             travel_um=round(self._end_counts * self.hardware.encoder_m_per_count * 1e6),
             max_batch_samples=MAX_BATCH_SAMPLES,
         )
+        if ident.capabilities & Capabilities.SETUP:
+            return self._ack(msg, (info, self._syringe_info(msg.cmd_id), self._calibration_info(msg.cmd_id)))
         return self._ack(msg, info)
 
     def _on_arm(self, msg: Arm) -> Answer:
@@ -1309,11 +1365,22 @@ class Controller:
         busy = self._busy()
         if busy:  # DONE while braking or backing off: ARMED means a still plunger
             return self._refuse(msg, NakCode.BUSY, detail=busy)
+        syringe = self._syringe
         plan = check_arm(
-            msg, self.config, self.hardware, self.identity.capabilities, self._end_counts - self._enc
+            msg,
+            self.config,
+            self.hardware,
+            self.identity.capabilities,
+            self._end_counts - self._enc,
+            selected_bore_um=syringe.bore_um if syringe is not None else 0,
+            pressure_ceiling_pa=pressure_ceiling_pa(syringe, self.config),
+            volume_factor_ppm=self._cal.volume_factor_ppm,
         )
         if isinstance(plan, BadParam):
             return self._refuse(msg, NakCode.BAD_PARAM, plan.field, plan.detail)
+        drift = self._zero_drift_pa() if st == IDLE and self._zero_check_due else None
+        if drift is not None:
+            return self._refuse(msg, NakCode.ZERO_DRIFT, detail=drift)
         self._apply_plan(plan)
         for value in plan.clamped:
             self._alarm(AlarmCode.LIMIT_CLAMPED, True, value)
@@ -1459,7 +1526,7 @@ class Controller:
         return self._ack(msg)
 
     def _on_set_limits(self, msg: SetLimits) -> Answer:
-        limits = check_limits(msg, self._limits, self.config)
+        limits = check_limits(msg, self._limits, self.config, pressure_ceiling_pa(self._syringe, self.config))
         if isinstance(limits, BadParam):
             return self._refuse(msg, NakCode.BAD_PARAM, limits.field, limits.detail)
         self._limits = Limits(
@@ -1489,6 +1556,146 @@ class Controller:
         self._tm_countdown = 1
         telemetry.configure(batch if divider else telemetry.batch_samples, max(divider, 1) * self._tick_us)
         return self._ack(msg)
+
+    # -- syringe and calibration (SPEC §5.17-§5.23): IDLE only, plunger at rest ----------------
+    def _setup_refusal(self, msg: Command) -> Answer | None:
+        """SET_SYRINGE, ZERO, CALIBRATE_SPAN and CALIBRATE_VOLUME change what every volume and
+        pressure means: only in IDLE (no plan, nothing to inherit a changed meaning), with the
+        plunger at rest (a moving plunger pressurises the line a ZERO would tare): the same state
+        checks as a movement's (SPEC §8.2, §8.6)."""
+        return self._motion_refusal(msg)
+
+    def _on_set_syringe(self, msg: SetSyringe) -> Answer:
+        refused = self._setup_refusal(msg)
+        if refused is not None:
+            return refused
+        syringe = check_syringe(msg, self.config, self.hardware)
+        if isinstance(syringe, BadParam):
+            return self._refuse(msg, NakCode.BAD_PARAM, syringe.field, syringe.detail)
+        self._syringe = syringe
+        self._end_counts = usable_stroke_counts(self.config, self.hardware, stroke_m(syringe, self.hardware))
+        limits = self._clamped_to_ceiling(self._limits)
+        self._limits = limits
+        self._apply_limits()
+        for value in limits.clamped:
+            self._alarm(AlarmCode.LIMIT_CLAMPED, True, value)
+        self._setup_version += 1
+        self._zero_check_due = True
+        self._set_flag(_F_EOT, self._at_end())
+        return self._ack(msg, self._syringe_info(msg.cmd_id))
+
+    def _clamped_to_ceiling(self, limits: Limits) -> Limits:
+        """The limits in force lowered to the pressure ceiling of the selected syringe (keeping
+        soft <= hard and relief < soft); `clamped` lists each value that changed."""
+        ceiling = pressure_ceiling_pa(self._syringe, self.config)
+        hard = min(limits.hard_limit_pa, ceiling)
+        soft = min(limits.soft_limit_pa, hard)
+        relief = min(limits.relief_pa, soft - 1)
+        old = (limits.soft_limit_pa, limits.hard_limit_pa, limits.relief_pa)
+        clamped = tuple(new for new, was in zip((soft, hard, relief), old, strict=True) if new != was)
+        return Limits(soft, hard, relief, limits.max_flow_nl_s, clamped)
+
+    def _raw_pressure_pa(self) -> float:
+        """The filtered reading without the zero and span in force: what a new zero or span sees."""
+        return float(self._pf) / float(self._cal_gain) + float(self._cal_offset)
+
+    def _put_calibration(self, cal: Calibration) -> None:
+        raw = self._raw_pressure_pa()
+        self._cal = cal
+        self._cal_offset = self._real(cal.zero_offset_pa)
+        self._cal_gain = self._real(cal.span_gain_ppm / 1_000_000)
+        self._pf = (self._real(raw) - self._cal_offset) * self._cal_gain  # the filter goes on seamlessly
+        self._setup_version += 1
+        self._zero_check_due = True
+
+    def _calibrated(
+        self, msg: Command, result: Calibration | BadParam | OutOfRange, out_of_range: NakCode
+    ) -> Answer:
+        if isinstance(result, BadParam):
+            return self._refuse(msg, NakCode.BAD_PARAM, result.field, result.detail)
+        if isinstance(result, OutOfRange):
+            return self._refuse(msg, out_of_range, detail=result.value)
+        self._put_calibration(result)
+        return self._ack(msg, self._calibration_info(msg.cmd_id))
+
+    def _on_zero(self, msg: Zero) -> Answer:
+        refused = self._setup_refusal(msg)
+        if refused is not None:
+            return refused
+        result = check_zero(msg, self._raw_pressure_pa(), self._cal, self.config)
+        return self._calibrated(msg, result, NakCode.SENSOR_FAULT)
+
+    def _on_calibrate_span(self, msg: CalibrateSpan) -> Answer:
+        refused = self._setup_refusal(msg)
+        if refused is not None:
+            return refused
+        ceiling = self.config.max_pressure_pa
+        result = check_span(msg, self._raw_pressure_pa(), self._cal, self.config, ceiling)
+        return self._calibrated(msg, result, NakCode.CALIBRATION_OUT_OF_RANGE)
+
+    def _on_calibrate_volume(self, msg: CalibrateVolume) -> Answer:
+        refused = self._setup_refusal(msg)
+        if refused is not None:
+            return refused
+        result = check_volume(msg, self._cal, self.config)
+        return self._calibrated(msg, result, NakCode.CALIBRATION_OUT_OF_RANGE)
+
+    def _on_get_calibration(self, msg: GetCalibration) -> Answer:
+        return self._ack(msg, (self._syringe_info(msg.cmd_id), self._calibration_info(msg.cmd_id)))
+
+    def _zero_drift_pa(self) -> int | None:
+        """The zero check of the first ARM of an open line (SPEC §5.23): the reading, if beyond the bound."""
+        if not self.identity.capabilities & Capabilities.SETUP:
+            return None
+        reading = _i32(self._pf)
+        return reading if abs(reading) > self.config.arm_zero_check_pa else None
+
+    def _syringe_info(self, cmd_id: int) -> SyringeInfo:
+        s = self._syringe
+        travel_um = round(self._end_counts * self.hardware.encoder_m_per_count * 1e6)
+        if s is None:
+            return SyringeInfo(
+                cmd_id=cmd_id,
+                name="",
+                bore_um=0,
+                stroke_um=0,
+                dead_volume_nl=0,
+                max_pressure_pa=self.config.max_pressure_pa,
+                travel_um=travel_um,
+            )
+        return SyringeInfo(
+            cmd_id=cmd_id,
+            name=s.name,
+            bore_um=s.bore_um,
+            stroke_um=s.stroke_um,
+            dead_volume_nl=s.dead_volume_nl,
+            max_pressure_pa=pressure_ceiling_pa(s, self.config),
+            travel_um=travel_um,
+        )
+
+    def _calibration_info(self, cmd_id: int) -> CalibrationInfo:
+        c = self._cal
+        return CalibrationInfo(
+            cmd_id=cmd_id,
+            zero_offset_pa=c.zero_offset_pa,
+            zero_utc_s=c.zero_utc_s,
+            span_gain_ppm=c.span_gain_ppm,
+            span_reference_pa=c.span_reference_pa,
+            span_utc_s=c.span_utc_s,
+            volume_factor_ppm=c.volume_factor_ppm,
+            volume_utc_s=c.volume_utc_s,
+            zero_check_pa=self.config.arm_zero_check_pa,
+        )
+
+    def _replies_again(self, msg_type: int, cmd_id: int) -> tuple[Message, ...]:
+        """The replies of a cached command that had some, built afresh for its retry (SPEC §7.4)."""
+        if msg_type == MsgType.SET_SYRINGE:
+            return (self._syringe_info(cmd_id),)
+        if msg_type in (MsgType.ZERO, MsgType.CALIBRATE_SPAN, MsgType.CALIBRATE_VOLUME):
+            return (self._calibration_info(cmd_id),)
+        if msg_type == MsgType.GET_CALIBRATION:
+            return (self._syringe_info(cmd_id), self._calibration_info(cmd_id))
+        return (self._status(cmd_id),)
 
     def _status(self, cmd_id: int) -> Status:
         plan = self._plan

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from firmware_sim.controller import Controller, TickOutput
+from firmware_sim.controller.calibration import DeviceSetup
 from firmware_sim.device.transport import Transport
 from firmware_sim.plant import Plant
 from protocol import MessageStream, encode_frame
@@ -51,6 +52,7 @@ class DeviceRuntime:
         tick_us: int = TICK_US,
         on_link_change: Callable[[bool, int], None] | None = None,
         on_tick: Callable[[int, TickOutput], None] | None = None,
+        on_setup_change: Callable[[DeviceSetup], None] | None = None,
     ) -> None:
         self.controller = controller
         self.plant = plant
@@ -68,6 +70,9 @@ class DeviceRuntime:
         self._on_tick = on_tick
         """Told (now_us, output) after each controller tick, before the plant steps: the simulator's
         `--trace` log (plant events, STOP events, truth) that HIL reports read. None costs nothing."""
+        self._on_setup_change = on_setup_change
+        """Told the syringe and calibration whenever a command changed them: the non-volatile store."""
+        self._setup_version = controller.setup_version
 
     def wait_for_host(self, should_stop: Callable[[], bool], poll_s: float = 0.001) -> bool:
         """Hold power-up until a host attaches, like a USB-powered pump: its POWER_UP event is then
@@ -96,6 +101,10 @@ class DeviceRuntime:
                 self._on_link_change(connected, self.now_us)
         received = self.stream.feed(data) if data else []
         out = self.controller.tick(self.now_us, self.plant.sense(), received, connected)
+        if self._on_setup_change is not None and self.controller.setup_version != self._setup_version:
+            # handed to the store before the ACK leaves (the simulator writes it from its own thread)
+            self._setup_version = self.controller.setup_version
+            self._on_setup_change(self.controller.setup)
         if out.outgoing:
             seq = self._seq
             chunks = []
@@ -106,6 +115,7 @@ class DeviceRuntime:
             self.transport.write(b"".join(chunks))
         if self._on_tick is not None:
             self._on_tick(self.now_us, out)
+
         self.plant.step(out.motor, self._dt_s)
         self.now_us += self.tick_us
 

@@ -43,7 +43,7 @@ from protocol import (
     framing,
 )
 from protocol.codec import HEADER, Frame, MessageStream, Rejected
-from protocol.messages import Message
+from protocol.messages import CalibrationInfo, Message, SyringeInfo
 from protocol.telemetry import MAX_BATCH_SAMPLES
 from tests.controller.harness import Rig, arm_msg, frame, rejected, started
 
@@ -82,12 +82,21 @@ def test_get_status_and_stop_need_no_session_and_heartbeat_is_never_answered() -
 
 
 def test_hello_opens_a_session_with_device_info_then_ack() -> None:
+    """With capability SETUP the syringe and calibration in force follow DEVICE_INFO, before the ACK
+    (SPEC §7.2); a host that does not know them drops them, and still sees DEVICE_INFO, then ACK."""
     rig = Rig()
     outgoing = rig.hello()
     info, ack = [m for m in outgoing if isinstance(m, DeviceInfo | Ack)]
     assert isinstance(info, DeviceInfo)
     assert info.cmd_id == ack.cmd_id
-    assert outgoing.index(ack) == outgoing.index(info) + 1
+    at = outgoing.index(info)
+    assert [type(m) for m in outgoing[at : outgoing.index(ack) + 1]] == [
+        DeviceInfo,
+        SyringeInfo,
+        CalibrationInfo,
+        Ack,
+    ]
+    assert all(m.cmd_id == ack.cmd_id for m in outgoing[at : at + 3])  # type: ignore[attr-defined]
     assert (info.protocol_version, info.serial, info.sample_rate_hz, info.watchdog_ms) == (
         PROTOCOL_VERSION,
         "TEST-1",
@@ -212,9 +221,9 @@ def test_version_mismatch_is_answered_and_nothing_applied_not_even_stop() -> Non
 
 def test_unknown_command_type() -> None:
     rig = Rig()
-    (nak,) = answers(rig.tick([rejected(struct.pack("<H", 12), 0x20)]))
+    (nak,) = answers(rig.tick([rejected(struct.pack("<H", 12), 0x3E)]))
     assert isinstance(nak, Nak)
-    assert (nak.cmd_id, nak.cmd_type, nak.code, nak.field) == (12, 0x20, NakCode.UNKNOWN_COMMAND, 0xFF)
+    assert (nak.cmd_id, nak.cmd_type, nak.code, nak.field) == (12, 0x3E, NakCode.UNKNOWN_COMMAND, 0xFF)
 
 
 def test_bad_length_names_the_expected_length() -> None:
@@ -285,7 +294,7 @@ def test_a_stop_id_reused_from_an_earlier_stop_is_executed_again() -> None:
 def test_malformed_heartbeat_and_foreign_types_are_dropped() -> None:
     rig = Rig()
     assert answers(rig.tick([rejected(b"\x00\x01", MsgType.HEARTBEAT)])) == []
-    assert answers(rig.tick([rejected(b"\x00\x01", 0x45)])) == []
+    assert answers(rig.tick([rejected(b"\x00\x01", 0x7D)])) == []
 
 
 def test_valid_device_messages_from_the_host_are_ignored() -> None:

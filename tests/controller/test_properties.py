@@ -203,7 +203,7 @@ class ControllerMachine(RuleBasedStateMachine):
         cmd_id = self.new_id()
         version = PROTOCOL_VERSION
         if kind == "unknown":
-            msg_type, body = 0x21, struct.pack("<H", cmd_id)
+            msg_type, body = 0x3E, struct.pack("<H", cmd_id)
         elif kind == "bad_length":
             msg_type, body = MsgType.PAUSE, struct.pack("<HB", cmd_id, 0)
         elif kind == "bad_source_stop":

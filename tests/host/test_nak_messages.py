@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from host.errors import describe_nak
-from protocol import BusyDetail, Clear, MsgType, Nak, NakCode, State
+from protocol import BusyDetail, CalibrateVolume, Clear, MsgType, Nak, NakCode, State, Zero
 
 
 @pytest.mark.parametrize(
@@ -22,3 +22,26 @@ def test_busy_names_its_reason(detail: BusyDetail, says: str) -> None:
     text = describe_nak(Clear(3), nak)
     assert text.startswith("CLEAR refused: BUSY (")
     assert says in text
+
+
+def test_setup_refusals_say_what_to_do_with_the_reading() -> None:
+    """ZERO beyond its bound, a volume factor out of range and the zero check at ARM: the sentence
+    carries the measured value and the operator's next step (SPEC §5.18, §5.20, §5.23)."""
+    zero = Nak(cmd_id=4, cmd_type=MsgType.ZERO, code=NakCode.SENSOR_FAULT, state=State.IDLE, detail=152_000)
+    text = describe_nak(Zero(4, 1_780_000_000), zero)
+    assert "152 kPa" in text
+    assert "open the line to the air" in text
+    vol = Nak(
+        cmd_id=5,
+        cmd_type=MsgType.CALIBRATE_VOLUME,
+        code=NakCode.CALIBRATION_OUT_OF_RANGE,
+        state=State.IDLE,
+        detail=1_124_864,
+    )
+    text = describe_nak(CalibrateVolume(5, 1_000_000, 1_040_000, 1_000_000, 1_780_000_000), vol)
+    assert "1.124864" in text
+    assert "+12.49 %" in text
+    drift = Nak(cmd_id=6, cmd_type=MsgType.ARM, code=NakCode.ZERO_DRIFT, state=State.IDLE, detail=-73_500)
+    text = describe_nak(Clear(6), drift)  # only the NAK is read for this code
+    assert "-73.5 kPa" in text
+    assert "cementguard zero" in text

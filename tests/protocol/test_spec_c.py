@@ -22,6 +22,9 @@ from protocol.codec import HEADER, PROTOCOL_VERSION
 from protocol.messages import (
     Ack,
     Arm,
+    CalibrateSpan,
+    CalibrateVolume,
+    CalibrationInfo,
     DeviceInfo,
     Event,
     Heartbeat,
@@ -33,10 +36,13 @@ from protocol.messages import (
     Nak,
     Prime,
     SetLimits,
+    SetSyringe,
     SetTelemetry,
     Start,
     Status,
     Stop,
+    SyringeInfo,
+    Zero,
 )
 from protocol.telemetry import BATCH_HEADER, MAX_BATCH_SAMPLES, SAMPLE_DTYPE, SAMPLE_SIZE
 from tests.protocol.helpers import REPO, negative_vectors, vectors
@@ -51,6 +57,12 @@ C_STRUCTS: dict[str, type[Message]] = {
     "cg_stop_t": Stop,
     "cg_set_limits_t": SetLimits,
     "cg_set_telemetry_t": SetTelemetry,
+    "cg_set_syringe_t": SetSyringe,
+    "cg_zero_t": Zero,
+    "cg_calibrate_span_t": CalibrateSpan,
+    "cg_calibrate_volume_t": CalibrateVolume,
+    "cg_syringe_info_t": SyringeInfo,
+    "cg_calibration_info_t": CalibrationInfo,
     "cg_device_info_t": DeviceInfo,
     "cg_status_t": Status,
     "cg_event_t": Event,
