@@ -1102,6 +1102,8 @@ class Controller:
             self._enter_injecting()
         elif new in MOVING:
             self._enter_motion()
+        elif new == FAULT:
+            self._end_relief()  # FAULT keeps the plunger still: pressure is unknown
         # The event goes out first (an ALARM_CLEARED or RELIEF_DONE these cause follows it), but its
         # flags are those once the transition has taken effect (SPEC §5.12): relief started or cut
         # short, viscosity estimate and throttling ended.
@@ -1164,7 +1166,6 @@ class Controller:
             self._latch(StopReason.SENSOR_FAULT)
         elif st in (IDLE, DONE):
             self._transition(FAULT, StopReason.SENSOR_FAULT, StopSource.CONTROLLER)
-            self._end_relief()  # FAULT keeps the plunger still: pressure is unknown
 
     def _on_fluoro_change(self) -> None:
         line = self._fluoro.state

@@ -522,3 +522,24 @@ def test_a_retried_command_id_is_not_applied_twice() -> None:
     assert again == first, "the cached answer, same body"
     assert rig.c.state == INJECTING, "not applied again"
     assert len(rig.transitions()) == before
+
+
+def test_fault_from_done_cuts_the_relief_short_and_its_stop_event_says_so() -> None:
+    """DONE with relief still backing off, then a sensor fault: FAULT keeps the plunger still, so the
+    relief ends with the transition, and the STOP event's flags (those once the transition has taken
+    effect, SPEC §5.12) carry no RELIEF_ACTIVE; RELIEF_DONE follows it."""
+    rig = Rig()
+    rig.hello()
+    rig.arm(volume_limit_nl=20_000, plan_flags=PlanFlags.RELIEF)
+    rig.ok(Start)
+    rig.run_until_state(DONE)
+    assert rig.c.flags & Flags.RELIEF_ACTIVE, "DONE starts the relief back-off"
+    before = len(rig.events)
+    cause_sensor_fault(rig)
+    assert rig.c.state == FAULT
+    (stop,) = [e for e in rig.events[before:] if e.kind == EventKind.STOP]
+    assert (stop.prev_state, stop.state, stop.reason) == (DONE, FAULT, StopReason.SENSOR_FAULT)
+    assert not stop.flags & Flags.RELIEF_ACTIVE, "the event said relief was still running"
+    kinds = [e.kind for e in rig.events[before:]]
+    assert kinds.index(EventKind.STOP) < kinds.index(EventKind.RELIEF_DONE)
+    assert not rig.c.flags & Flags.RELIEF_ACTIVE
