@@ -129,11 +129,6 @@ def check_volume(
     return replace(cal, volume_factor_ppm=factor, volume_utc_s=msg.utc_s)
 
 
-def corrected_fl_per_count(geometric_fl: int, factor_ppm: int) -> int:
-    """A = round(A0 x k / 10^6), half up: the calibrated volume of one encoder count, fL."""
-    return (geometric_fl * factor_ppm + PPM // 2) // PPM
-
-
 def check_stored(setup: DeviceSetup, config: ControllerConfig) -> str | None:
     """Why a stored calibration cannot be put in force (None: it can). The bounds are those the
     commands enforce, so a file edited by hand cannot smuggle in a correction a command would refuse."""

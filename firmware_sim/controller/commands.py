@@ -133,6 +133,13 @@ def fl_per_count(hardware: Hardware, bore_area_m2: float) -> int:
     return round(bore_area_m2 * hardware.encoder_m_per_count * 1e18)
 
 
+def corrected_fl_per_count(geometric_fl: int, factor_ppm: int) -> int:
+    """A = round(A0 x k / 10^6), half up: the volume of one encoder count with the volume
+    calibration `k` (CALIBRATE_VOLUME, SPEC §5.20) in force; an integer, so every volume stays an
+    exact integer product of counts and A (SPEC §8.5)."""
+    return (geometric_fl * factor_ppm + 500_000) // 1_000_000
+
+
 def check_arm(
     arm: Arm,
     config: ControllerConfig,
@@ -195,7 +202,7 @@ def check_arm(
     incremental = arm.mode == Mode.INCREMENTAL
     if arm.volume_limit_nl < 1:
         return BadParam(ARM_VOLUME, 1)
-    per_count = (fl_per_count(hardware, area) * volume_factor_ppm + 500_000) // 1_000_000
+    per_count = corrected_fl_per_count(fl_per_count(hardware, area), volume_factor_ppm)
     if stroke_left_counts is None:
         stroke_left_counts = usable_stroke_counts(config, hardware)
     volume_max = max(0, stroke_left_counts) * per_count // FL_PER_NL

@@ -976,7 +976,13 @@ class Controller:
         if self._at_end():
             return self._refuse(msg, NakCode.END_OF_TRAVEL)
         request = check_prime(
-            msg, self.config, self.hardware, self._limits.max_flow_nl_s, self._end_counts - self._enc
+            msg,
+            self.config,
+            self.hardware,
+            self._limits.max_flow_nl_s,
+            self._end_counts - self._enc,
+            selected_bore_um=self._selected_bore_um(),
+            volume_factor_ppm=self._cal.volume_factor_ppm,
         )
         if isinstance(request, BadParam):
             return self._refuse(msg, NakCode.BAD_PARAM, request.field, request.detail)
@@ -988,7 +994,15 @@ class Controller:
             return refused
         if self._enc <= self._at_home_counts:
             return self._refuse(msg, NakCode.AT_HOME)
-        request = check_withdraw(msg, self.config, self.hardware, self._limits.max_flow_nl_s, self._enc)
+        request = check_withdraw(
+            msg,
+            self.config,
+            self.hardware,
+            self._limits.max_flow_nl_s,
+            self._enc,
+            selected_bore_um=self._selected_bore_um(),
+            volume_factor_ppm=self._cal.volume_factor_ppm,
+        )
         if isinstance(request, BadParam):
             return self._refuse(msg, NakCode.BAD_PARAM, request.field, request.detail)
         return self._start_motion(msg, request, True)
@@ -1373,7 +1387,7 @@ class Controller:
             self.hardware,
             self.identity.capabilities,
             self._end_counts - self._enc,
-            selected_bore_um=syringe.bore_um if syringe is not None else 0,
+            selected_bore_um=self._selected_bore_um(),
             pressure_ceiling_pa=pressure_ceiling_pa(syringe, self.config),
             volume_factor_ppm=self._cal.volume_factor_ppm,
         )
@@ -1643,6 +1657,11 @@ class Controller:
 
     def _on_get_calibration(self, msg: GetCalibration) -> Answer:
         return self._ack(msg, (self._syringe_info(msg.cmd_id), self._calibration_info(msg.cmd_id)))
+
+    def _selected_bore_um(self) -> int:
+        """The bore every ARM, PRIME and WITHDRAW must name while a syringe is selected (else 0):
+        with the volume factor, a primed volume is counted as an injected one would be."""
+        return self._syringe.bore_um if self._syringe is not None else 0
 
     def _zero_drift_pa(self) -> int | None:
         """The zero check of the first ARM of an open line (SPEC §5.23): the reading, if beyond the bound."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from firmware_sim.controller.commands import (
     FL_PER_NL,
     BadParam,
+    corrected_fl_per_count,
     fl_per_count,
     max_flow_for_bore,
 )
@@ -142,18 +143,22 @@ def _volume_move(
     hardware: Hardware,
     max_flow_nl_s: int,
     room_counts: int,
+    selected_bore_um: int,
+    volume_factor_ppm: int,
 ) -> MoveRequest | BadParam:
     lo, hi = config.syringe_bore_um_range
     if msg.syringe_bore_um < lo:
         return BadParam(VOLUME_MOVE_BORE, lo)
     if msg.syringe_bore_um > hi:
         return BadParam(VOLUME_MOVE_BORE, hi)
+    if selected_bore_um and msg.syringe_bore_um != selected_bore_um:  # as ARM's check 5a (SPEC §5.17)
+        return BadParam(VOLUME_MOVE_BORE, selected_bore_um)
     if msg.flow_nl_s < 1:
         return BadParam(VOLUME_MOVE_FLOW, 1)
     if msg.volume_nl < 1:
         return BadParam(VOLUME_MOVE_VOLUME, 1)
     area = _bore_area_m2(msg.syringe_bore_um)
-    per_count = fl_per_count(hardware, area)
+    per_count = corrected_fl_per_count(fl_per_count(hardware, area), volume_factor_ppm)
     room_nl = max(0, room_counts) * per_count // FL_PER_NL
     if msg.volume_nl > room_nl:
         return BadParam(VOLUME_MOVE_VOLUME, room_nl)
@@ -173,11 +178,21 @@ def _volume_move(
 
 
 def check_prime(
-    msg: Prime, config: ControllerConfig, hardware: Hardware, max_flow_nl_s: int, stroke_left_counts: int
+    msg: Prime,
+    config: ControllerConfig,
+    hardware: Hardware,
+    max_flow_nl_s: int,
+    stroke_left_counts: int,
+    *,
+    selected_bore_um: int = 0,
+    volume_factor_ppm: int = 1_000_000,
 ) -> MoveRequest | BadParam:
-    """PRIME (SPEC §7.8): bore in range, flow >= 1 (then clamped as ARM's), 1 <= volume <= what the
-    stroke left holds. `target_counts` is the mark, counts from the start position."""
-    return _volume_move(PRIMING, msg, config, hardware, max_flow_nl_s, stroke_left_counts)
+    """PRIME (SPEC §7.8): bore in range (and the selected syringe's, if any), flow >= 1 (then clamped
+    as ARM's), 1 <= volume <= what the stroke left holds. `target_counts` is the mark, counts from
+    the start position; volumes use the calibrated volume per count, as an injection's do."""
+    return _volume_move(
+        PRIMING, msg, config, hardware, max_flow_nl_s, stroke_left_counts, selected_bore_um, volume_factor_ppm
+    )
 
 
 def check_withdraw(
@@ -186,11 +201,16 @@ def check_withdraw(
     hardware: Hardware,
     max_flow_nl_s: int,
     enc: int,
+    *,
+    selected_bore_um: int = 0,
+    volume_factor_ppm: int = 1_000_000,
 ) -> MoveRequest | BadParam:
     """WITHDRAW: as PRIME, with the volume bounded by the room back to home. `target_counts` becomes
     the absolute position of the mark, never behind home."""
     home = home_counts(config, hardware)
-    request = _volume_move(WITHDRAWING, msg, config, hardware, max_flow_nl_s, enc - home)
+    request = _volume_move(
+        WITHDRAWING, msg, config, hardware, max_flow_nl_s, enc - home, selected_bore_um, volume_factor_ppm
+    )
     if isinstance(request, BadParam):
         return request
     target = max(home, enc - request.target_counts)

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from firmware_sim.controller import Controller, ControllerConfig
-from firmware_sim.controller.calibration import Calibration, DeviceSetup, corrected_fl_per_count
-from firmware_sim.controller.commands import fl_per_count
+from firmware_sim.controller.calibration import Calibration, DeviceSetup
+from firmware_sim.controller.commands import corrected_fl_per_count, fl_per_count
 from firmware_sim.hal import REFERENCE_RIG
 from protocol import (
     PROTOCOL_VERSION,
@@ -42,6 +42,7 @@ from protocol import (
     framing,
 )
 from protocol.codec import HEADER, Frame
+from protocol.messages import GetMotion, MotionStatus, Prime
 from tests.controller.fakeplant import FakePlant
 from tests.controller.harness import Rig, arm_msg
 from tests.controller.test_motion_states import prime, rig_in
@@ -483,3 +484,22 @@ def test_a_prime_fills_the_line_so_the_next_arm_is_not_zero_checked() -> None:
     rig.plant.pressure_pa = 300_000.0  # the primed cement still under pressure
     rig.run(0.2)
     assert rig.arm(volume_limit_nl=20_000).state == State.ARMED
+
+
+def test_prime_names_the_selected_bore_and_counts_with_the_volume_factor() -> None:
+    """The gravimetric dispense is a PRIME: its volume is counted as an injection's (the selected
+    bore, the calibrated volume per count), so CALIBRATE_VOLUME's nominal is what the device counted."""
+    rig = rig_in(State.IDLE)
+    rig.ok(lambda i: syringe(i))
+    answer, _ = rig.command(prime(volume_nl=20_000))  # the test plan's 7.29 mm bore: not the 5 mL's
+    assert isinstance(answer, Nak)
+    assert (answer.code, answer.field, answer.detail) == (NakCode.BAD_PARAM, 1, 12_060)
+    rig.ok(lambda i: CalibrateVolume(i, 1_000_000, 1_050_000, 1_000_000, UTC))
+    rig.ok(lambda i: Prime(i, 12_060, 20_000, 100_000))
+    rig.run_until_state(State.IDLE)
+    rig.run(0.1)
+    outgoing = rig.ok(GetMotion)
+    (status,) = [m for m in outgoing if isinstance(m, MotionStatus)]
+    a = corrected_fl_per_count(fl_per_count(REFERENCE_RIG, 3.141592653589793 * 12_060e-6**2 / 4), 1_050_000)
+    assert status.primed_nl == status.moved_um * a // 1_000_000
+    assert 100_000 <= status.primed_nl < 100_000 + 2 * a // 1_000 + 1
