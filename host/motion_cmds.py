@@ -70,6 +70,7 @@ SETTLE_S = 5.0
 FORWARD_KEYS = frozenset({"f", "+", "\x1b[A", "\x1b[C"})
 BACKWARD_KEYS = frozenset({"b", "-", "\x1b[B", "\x1b[D"})
 QUIT_KEYS = frozenset({"q", " ", "\x1b", "\x03", "\x04"})
+KEYS_HELP = "jog: hold f/+/up to move forward, b/-/down to move back; release to stop; q or space quits"
 
 
 def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -263,16 +264,23 @@ async def hold_to_move(
     hold: JogHold,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    report: Callable[[int], None] | None = None,
 ) -> tuple[int, str | None]:
     """Repeat JOG every JOG_REPEAT_S while `hold` says a direction is held; return when the operator
     quits (or, with `hold.once`, lets go), as (JOGs sent, the refusal that ended it or None). The
     grant is capped to the device's watchdog period, so the plunger is at rest at most that long
-    after the last JOG, whatever happens to this host."""
+    after the last JOG, whatever happens to this host. `report(direction)` is told when the
+    direction asked of the device changes: +1 / -1 once the first JOG of a hold is accepted, 0 at
+    its release."""
     hold_ms = min(JOG_HOLD_MS, ctl.device.watchdog_ms)
     sent = 0
+    shown = 0
     while not hold.quit:
         now = clock()
         direction = hold.held(now)
+        if report is not None and shown and direction != shown:
+            shown = 0
+            report(0)
         if direction:
             grant = hold_ms
             if hold.once:  # a timed jog: the last grant ends when the time is up
@@ -282,6 +290,9 @@ async def hold_to_move(
             except CommandRefused as exc:
                 return sent, str(exc)
             sent += 1
+            if report is not None and shown != direction:
+                shown = direction
+                report(direction)
         elif hold.once:
             break
         await sleep(JOG_REPEAT_S)
@@ -353,7 +364,6 @@ async def jog_keys(port: str, speed: int, fd: int | None = None) -> int:
         return EXIT_REFUSED
     try:
         async with DeviceClient.open(port) as ctl:
-            _say("jog: hold f/+/up to move forward, b/-/down to move back; release to stop; q or space quits")
             hold = JogHold()
             loop = asyncio.get_running_loop()
 
@@ -362,8 +372,18 @@ async def jog_keys(port: str, speed: int, fd: int | None = None) -> int:
 
             with _cbreak(fd):
                 loop.add_reader(fd, on_key)
+                # only now: keys typed before cbreak was set are flushed with the line discipline
+                _say(KEYS_HELP)
+
+                def report(direction: int) -> None:
+                    if direction:
+                        way = "forward" if direction > 0 else "backward"
+                        _say(f"jogging {way} at {speed / 1000:.3f} mm/s")
+                    else:
+                        _say("released: the device brings the plunger to rest by itself")
+
                 try:
-                    _sent, refused = await hold_to_move(ctl, speed, hold)
+                    _sent, refused = await hold_to_move(ctl, speed, hold, report=report)
                 finally:
                     loop.remove_reader(fd)
             return await _jog_end(ctl, refused)

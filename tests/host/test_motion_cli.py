@@ -190,3 +190,63 @@ async def test_the_hil_runner_brings_a_device_in_a_movement_back_to_idle(sim_pty
         await _prepare_device(ctl)
         status = await ctl.get_status()
         assert status.state == State.IDLE
+
+
+def test_jog_keys_in_a_real_terminal_moves_while_held_and_restores_the_terminal(sim_pty: SimPty):
+    """`cementguard jog --keys` as a child on a pty: 'f' bytes as a terminal's auto-repeat sends
+    them while the key is held (until the program says it jogs, then 0.2 s more), then released
+    (it says so), then q. It moved forward, reports it, exits 0 and leaves the terminal's line
+    discipline as it found it."""
+    import os
+    import pty
+    import select
+    import sys
+    import termios
+    from pathlib import Path
+
+    _proc, path = sim_pty
+    exe = Path(sys.executable).with_name("cementguard")
+    master, slave = pty.openpty()
+    before = termios.tcgetattr(slave)
+    child = subprocess.Popen(
+        [str(exe), "jog", "--port", path, "--keys", "--speed-mm-s", "0.2"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        close_fds=True,
+    )
+    out = b""
+
+    def read_until(marker: bytes, within_s: float) -> bytes:
+        nonlocal out
+        while marker not in out:
+            readable, _, _ = select.select([master], [], [], within_s)
+            if not readable:
+                break
+            out += os.read(master, 4096)
+        return out
+
+    try:
+        assert b"release to stop" in read_until(b"release to stop", 10.0), out
+        os.write(master, b"f")
+        while b"jogging forward" not in read_until(b"jogging forward", 0.04):  # held: auto-repeat
+            assert len(out) < 10_000, out
+            os.write(master, b"f")
+        for _ in range(5):
+            os.write(master, b"f")
+            read_until(b"never", 0.04)
+        assert b"released" in read_until(b"released", 10.0), out
+        os.write(master, b"q")
+        assert b"jog done" in read_until(b"jog done", 10.0), out
+        assert child.wait(timeout=10) == 0
+        after = termios.tcgetattr(slave)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        os.close(master)
+    text = out.decode(errors="replace")
+    moved = float(text.split("moved ")[1].split(" mm")[0])
+    assert moved > 0.05, text  # >= 0.2 s held + the 0.6 s release window at 0.2 mm/s
+    assert after[3] == before[3], "the terminal's local modes are restored (no cbreak left behind)"
+    os.close(slave)
