@@ -35,7 +35,7 @@ from _common import command_line, dump_json, machine
 from scipy import ndimage
 
 from firmware_sim.imaging.fluoro import FluoroConfig, FluoroRenderer
-from firmware_sim.imaging.scene import CementScene
+from firmware_sim.imaging.scene import CementScene, SceneTruth
 from firmware_sim.plant import Plant, PlantConfig
 
 GOAL_MS = 1000.0 / 30.0
@@ -49,12 +49,12 @@ def scene(size: int) -> tuple[FluoroRenderer, CementScene]:
     body = np.zeros((nx, ny, nz), np.float32)
     body[nx // 4 : 3 * nx // 4, : ny // 2, nz // 4 : 3 * nz // 4] = 1.0
     body *= (spatial.body.porosity * spatial.body.inside).astype(np.float32)
-    leak = np.zeros(truth.grid.shape, np.float32)
     cell_ml = truth.grid.spacing_mm**3 / 1000.0
-    for i, j, k in truth.leak_path("basivertebral").cells[: round(0.1 / cell_ml)]:
-        leak[i, j, k] = 1.0
+    cells = np.asarray(truth.leak_path("basivertebral").cells[: round(0.1 / cell_ml)], np.int64)
+    fill = np.ones(len(cells), np.float32)
     config = FluoroConfig(width_px=size, height_px=size, pixel_mm=0.2 * 512 / size)
-    return FluoroRenderer(spatial.body, config), CementScene(0, body, leak, truth.grid, truth)
+    scene = CementScene(0, body, truth.grid, cells, fill, SceneTruth.of(truth))
+    return FluoroRenderer(spatial.body, config), scene
 
 
 def timed(fn: Callable[[int], object], frames: int, repeats: int) -> tuple[float, float]:

@@ -397,6 +397,7 @@ def _frame_streamer(args: argparse.Namespace, plant: Plant) -> FrameStreamer:
     from firmware_sim.imaging.camera import FluoroCamera
     from firmware_sim.imaging.fluoro import FluoroConfig, View
     from firmware_sim.imaging.publisher import FrameListener, FrameStreamer
+    from firmware_sim.imaging.truth import TruthWriter
 
     if plant.spatial is None:
         raise ValueError(
@@ -420,8 +421,22 @@ def _frame_streamer(args: argparse.Namespace, plant: Plant) -> FrameStreamer:
         raise ValueError(f"{option}: {first['msg'].removeprefix('Value error, ')}") from None
     views: tuple[View, ...] = ("lateral", "ap") if args.frames_view == "both" else (args.frames_view,)
     camera = FluoroCamera(plant.spatial, config, views)
+    truth = None
+    if args.frames_truth is not None:
+        try:
+            truth = TruthWriter(args.frames_truth)
+        except OSError as exc:
+            raise ValueError(f"--frames-truth {args.frames_truth}: {exc.strerror}") from None
     try:
         listener = FrameListener(args.frames_out)
     except OSError as exc:
+        if truth is not None:
+            truth.close()
         raise ValueError(f"--frames-out {args.frames_out}: {exc}") from None
-    return FrameStreamer(camera, listener, args.frames_truth)
+    try:
+        return FrameStreamer(camera, listener, truth)
+    except OSError as exc:  # the renderer did not start
+        listener.close()
+        if truth is not None:
+            truth.close()
+        raise ValueError(f"--frames-out: {exc}") from None

@@ -366,8 +366,10 @@ class FluoroRenderer:
         painted from the breach outward, each up to full) projected and interpolated like the body's
         cement, but not held inside the outline: that is where a leak shows."""
         grid = scene.grid
-        beam = 0 if view == "lateral" else 1
-        proj = scene.leak_cement.sum(axis=beam) * np.float32(grid.spacing_mm)
+        u_axis = 1 if view == "lateral" else 0  # summed along the other horizontal axis: the beam
+        proj = np.zeros((grid.shape[u_axis], grid.shape[2]), np.float32)
+        cells = scene.leak_cells
+        np.add.at(proj, (cells[:, u_axis], cells[:, 2]), scene.leak_fill * np.float32(grid.spacing_mm))
         rz, ru = self._leak_interp(view, grid)
         return _resample(rz, ru, proj.T)
 

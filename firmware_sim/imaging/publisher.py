@@ -1,11 +1,11 @@
 """Publishing the simulator's frames on a socket (`cementguard sim --frames-out`).
 
 The controller ticks at 1 kHz in real time; a 512 x 512 frame takes tens of milliseconds to render.
-So the tick only notes which pulse is due and copies the body's cement (`scene_of`, well under a
-millisecond); a render thread draws the frame, sends it to every connected reader and writes its
-truth to the sidecar file. If the render thread is still busy when a pulse comes (a loaded machine,
-or `--time-scale` far above 1), that pulse is dropped: its index is skipped, so the reader sees the
-gap, and `dropped` counts it. The tick never waits for the renderer or a reader.
+So the tick only notes which pulse is due and copies the body's cement (`scene_of`, ~0.1 ms); a
+child process draws the frame, and a thread here sends it to every connected reader and writes its
+truth to the sidecar file. If the renderer is behind when a pulse comes (a loaded machine, or
+`--time-scale` far above 1), that pulse is dropped: its index is skipped, so the reader sees the gap,
+and `dropped` counts it. The tick never waits for the renderer or a reader.
 
 Readers connect to a Unix socket path or a TCP address (several may, e.g. the guard and a
 recorder); each gets the stream of protocol/fluoro_stream.py from the next frame on. A reader that
@@ -17,14 +17,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import os
+import queue
+import signal
 import socket
 import threading
-from pathlib import Path
+from multiprocessing.connection import Connection
+from typing import Any
 
-from firmware_sim.imaging.camera import FluoroCamera, Pulse
-from firmware_sim.imaging.scene import CementScene, scene_of
-from firmware_sim.imaging.truth import TruthWriter
+from firmware_sim.imaging.camera import FluoroCamera
+from firmware_sim.imaging.fluoro import FluoroConfig, FluoroRenderer
+from firmware_sim.imaging.scene import scene_of
+from firmware_sim.imaging.truth import TruthWriter, truth_of
+from firmware_sim.plant.body import Body
 from protocol.fluoro_stream import encode_end, encode_streamed_frame
 
 __all__ = ["SEND_TIMEOUT_S", "FrameListener", "FrameStreamer", "parse_frames_address"]
@@ -32,6 +38,9 @@ __all__ = ["SEND_TIMEOUT_S", "FrameListener", "FrameStreamer", "parse_frames_add
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 0.5
+READY_TIMEOUT_S = 60.0
+"""The render process starts a fresh interpreter and imports numpy and scipy: seconds on a loaded
+machine."""
 
 
 def parse_frames_address(text: str) -> tuple[str, str | tuple[str, int]]:
@@ -130,19 +139,43 @@ class FrameListener:
 
 
 class FrameStreamer:
-    """Pulses on the device clock (`on_tick`), rendering in a thread, out to the listener and the
-    truth file."""
+    """Pulses on the device clock (`on_tick`), rendering in a child process, out to the listener and
+    the truth file.
 
-    def __init__(self, camera: FluoroCamera, listener: FrameListener, truth_path: Path | None = None) -> None:
+    Why a process: the render's numpy and scipy calls hold the interpreter lock in parts, and a
+    render thread beside the 1 kHz tick made the tick late (at 30 frames/s on a loaded machine, most
+    ticks overran). The tick thread only copies the cement (`scene_of`, ~0.1 ms) and hands it over;
+    the child draws and encodes the frame; a forwarding thread here, which waits on pipes and sockets
+    (the lock released), sends it to the readers and writes the truth."""
+
+    def __init__(
+        self, camera: FluoroCamera, listener: FrameListener, truth: TruthWriter | None = None
+    ) -> None:
         self.camera = camera
         self.listener = listener
-        self.truth = TruthWriter(truth_path) if truth_path is not None else None
+        self.truth = truth
         self.dropped = 0
         self.sent = 0
-        self._job: tuple[CementScene, Pulse] | None = None
-        self._cond = threading.Condition()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="frames-render", daemon=True)
+        context = multiprocessing.get_context("spawn")  # never fork a process that has threads
+        self._jobs: Any = context.Queue(maxsize=1)
+        receive, send = context.Pipe(duplex=False)
+        self._results: Connection = receive
+        self._child = context.Process(
+            target=render_worker,
+            args=(camera.renderer.body, camera.config, self._jobs, send, os.getpid()),
+            name="frames-render",
+            daemon=True,
+        )
+        self._child.start()
+        send.close()
+        # wait until the child has built its renderer (a second or two): pulses before that would
+        # all be dropped, and a child that cannot start is an error now, not a silent stream later
+        if not self._results.poll(READY_TIMEOUT_S) or self._results.recv() != "ready":
+            self._child.terminate()
+            raise OSError(f"the frame renderer did not start within {READY_TIMEOUT_S:g} s")
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._forward, name="frames-forward", daemon=True)
         self._thread.start()
 
     def on_tick(self, now_us: int) -> None:
@@ -154,35 +187,78 @@ class FrameStreamer:
         self.dropped += len(missed)
         if self.listener.readers == 0 and self.truth is None:
             return  # nobody looks: the pulse still counts, nothing is drawn
-        with self._cond:
-            if self._job is not None:
-                self.dropped += 1  # the renderer has not taken the previous one: it is replaced
-            self._job = (scene_of(self.camera.vertebra, pulse.t_us), pulse)
-            self._cond.notify()
+        with self._lock:
+            if self._in_flight >= 2:  # one rendering, one waiting: the renderer is behind
+                self.dropped += 1
+                return
+            self._in_flight += 1
+        try:
+            self._jobs.put_nowait((scene_of(self.camera.vertebra, pulse.t_us), pulse))
+        except queue.Full:
+            with self._lock:
+                self._in_flight -= 1
+            self.dropped += 1
 
-    def _run(self) -> None:
+    def _forward(self) -> None:
         while True:
-            with self._cond:
-                while self._job is None and not self._stopping:
-                    self._cond.wait()
-                if self._job is None:
-                    return
-                scene, pulse = self._job
-                self._job = None
-            frame, truth = self.camera.render(scene, pulse.index, pulse.view)
-            data = encode_streamed_frame(
-                frame.index, frame.t_us, frame.view, frame.bit_depth, frame.pixel_mm, frame.pixels
-            )
+            try:
+                item = self._results.recv()
+            except (EOFError, OSError):
+                return  # the child ended
+            if item is None:
+                return
+            data, truth = item
+            with self._lock:
+                self._in_flight -= 1
             self.listener.send(data)
             if self.truth is not None:
                 self.truth.write(truth)
             self.sent += 1
 
     def close(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
+        try:
+            self._jobs.put(None, timeout=2.0)
+        except (queue.Full, ValueError, OSError):
+            self._child.terminate()  # it is not taking jobs: it is stuck or gone
+        self._child.join(timeout=5.0)
+        if self._child.is_alive():
+            self._child.terminate()
+            self._child.join(timeout=5.0)
         self._thread.join(timeout=5.0)
+        self._jobs.close()
+        self._results.close()
         self.listener.close()
         if self.truth is not None:
             self.truth.close()
+
+
+def render_worker(body: Body, config: FluoroConfig, jobs: Any, results: Connection, parent: int) -> None:
+    """The child process: render each (scene, pulse) from `jobs`, send (stream bytes, truth) back;
+    None ends it (and is sent back). Signals are the parent's to handle (Ctrl-C and `timeout` signal
+    the whole process group): the child ignores SIGINT and SIGTERM, ends on None from the parent, and
+    on its own if the parent is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    renderer = FluoroRenderer(body, config)
+    try:
+        results.send("ready")
+        while True:
+            try:
+                job = jobs.get(timeout=1.0)
+            except queue.Empty:
+                if os.getppid() != parent:
+                    break  # orphaned: the simulator died without closing
+                continue
+            if job is None:
+                break
+            scene, pulse = job
+            pixels = renderer.render(scene, pulse.view, pulse.index)
+            data = encode_streamed_frame(
+                pulse.index, scene.t_us, pulse.view, config.bit_depth, config.pixel_mm, pixels
+            )
+            results.send((data, truth_of(scene, pulse.index, pulse.view, renderer.geometry(pulse.view))))
+        results.send(None)
+    except (EOFError, OSError):
+        pass  # the parent went away: just end
+    finally:
+        results.close()

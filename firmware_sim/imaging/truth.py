@@ -63,7 +63,7 @@ def _us(t_s: float | None) -> int | None:
 def truth_of(scene: CementScene, index: int, view: str, geometry: ViewGeometry) -> FrameTruth:
     """The truth of frame `index` of `view`, rendered from `scene`."""
     t = scene.truth
-    cell_ml = t.grid.spacing_mm**3 * 1e-3
+    cell_ml = scene.grid.spacing_mm**3 * 1e-3
     inside_ml = float(scene.body_cement.sum()) * cell_ml
     return FrameTruth(
         index=index,
@@ -71,10 +71,10 @@ def truth_of(scene: CementScene, index: int, view: str, geometry: ViewGeometry) 
         view=view,
         front_ap_fraction=t.front_ap_fraction,
         past_posterior_quarter=t.front_ap_fraction >= POSTERIOR_QUARTER,
-        posterior_quarter_t_us=_us(t.events.posterior_quarter_t_s),
+        posterior_quarter_t_us=_us(t.posterior_quarter_t_s),
         cement_volume_ml=inside_ml,
-        leak_volumes_ml={p.name: p.volume_m3 * 1e6 for p in t.leak_paths},
-        leak_onset_t_us={k: round(v * 1e6) for k, v in t.events.leak_onset_t_s.items()},
+        leak_volumes_ml={name: v * 1e6 for name, v in t.leak_volumes_m3.items()},
+        leak_onset_t_us={k: round(v * 1e6) for k, v in t.leak_onset_t_s.items()},
         body_box_px=geometry.body_box_px,
         anterior_col=geometry.anterior_col,
         posterior_col=geometry.posterior_col,

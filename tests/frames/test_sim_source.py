@@ -13,6 +13,7 @@ import pytest
 from firmware_sim.imaging.camera import FluoroCamera
 from firmware_sim.imaging.fluoro import FluoroConfig
 from firmware_sim.imaging.publisher import FrameListener, FrameStreamer, parse_frames_address
+from firmware_sim.imaging.truth import TruthWriter
 from firmware_sim.plant import Plant, PlantConfig
 from host.frames import (
     FluoroFrame,
@@ -162,7 +163,7 @@ def test_the_streamer_renders_pulses_to_the_reader_and_truth_to_the_sidecar(tmp_
     assert spatial is not None
     config = FluoroConfig(width_px=64, height_px=64, pixel_mm=1.0, fps=10.0)
     listener = FrameListener("127.0.0.1:0")
-    streamer = FrameStreamer(FluoroCamera(spatial, config), listener, tmp_path / "truth.jsonl")
+    streamer = FrameStreamer(FluoroCamera(spatial, config), listener, TruthWriter(tmp_path / "truth.jsonl"))
     src = connect(listener, expect_shape=(64, 64), expect_bit_depth=12, max_fps=10)
     got = []
     for k in range(3):
@@ -222,6 +223,7 @@ SPATIAL = "hil/scenarios/spatial-posterior-quarter.toml"
         (("--frames-bits", "4"), "--frames-bits: bit_depth = 4 bits is outside the allowed range 8..16"),
         (("--frames-size", "512"), "--frames-size '512' is not WIDTHxHEIGHT"),
         (("--frames-size", "9000x512"), "--frames-size: width_px = 9000 px is outside"),
+        (("--frames-truth", "/nonexistent/t.jsonl"), "--frames-truth /nonexistent/t.jsonl: No such file"),
     ],
 )
 def test_cementguard_sim_refuses_bad_frame_options_naming_them(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from firmware_sim.imaging.scene import CementScene
+from firmware_sim.imaging.scene import CementScene, SceneTruth
 from firmware_sim.plant import Plant, PlantConfig
 from firmware_sim.plant.spatial import SpatialVertebra
 
@@ -29,7 +29,6 @@ def scene_with(
     porosity = vertebra.body.porosity * vertebra.body.inside
     body[nx // 3 : 2 * nx // 3, :depth_cells, nz // 3 : 2 * nz // 3] = fill
     body *= porosity.astype(np.float32)
-    leak = np.zeros(truth.grid.shape, np.float32)
-    for i, j, k in truth.leak_path("basivertebral").cells[:leak_cells]:
-        leak[i, j, k] = 1.0
-    return CementScene(t_us=t_us, body_cement=body, leak_cement=leak, grid=truth.grid, truth=truth)
+    cells = np.asarray(truth.leak_path("basivertebral").cells[:leak_cells], np.int64).reshape(-1, 3)
+    fill = np.ones(len(cells), np.float32)
+    return CementScene(t_us, body, truth.grid, cells, fill, SceneTruth.of(truth))
