@@ -1,17 +1,22 @@
 """`SpatialVertebra`: the vertebral body as a place, coupled to the plant.
 
 The plant calls `feed` every 10 ms with the cement it delivered into the body, the tip flow and the
-syringe cement's state; every `flow_update_s` the pressure field is solved and the front advanced
-(`darcy.py`), every `heat_update_s` the temperature and cure fields (`heat.py`). Back to the plant go
-the bone's resistance at the tip (so the syringe pressure the controller reads comes out of the same
-model) and the cement that left through the leak paths.
+syringe cement's state; every `flow_update_s` (1 s) the front is advanced (`darcy.py`) and the events
+checked, with the fluxes of a pressure field solved every `solve_update_s` (2 s) or at once when a
+leak path's exit cell has filled; every `heat_update_s` (2 s) the temperature and cure fields
+(`heat.py`). Back to the plant go the bone's resistance at the tip (so the syringe pressure the
+controller reads comes out of the same model) and the cement that left through the leak paths.
 
 Why these rates. At 3 mL/min a 2 mm grid fills ~7 cells a second out of a front of ~50-150 cells:
-solving every 1 s moves 5-14 % of the front between solves, and the bone's resistance is 2-5 % of
-the syringe pressure, so the lag moves the syringe pressure by well under the sensor noise; a solve
-every 0.5 s changed the validation figures by < 1 % but cost the whole rig its 100x real time.
-Heat diffuses over a 2 mm cell in ~10 s: once a second is plenty. Nothing is
-solved while no cement moves (the field is unchanged), only the heat.
+moving the front every second keeps the imaging work's cement field and the event times to a
+second; the flux pattern that moves it changes slowly (a solve every 2 s lets the front gain 10-28 %
+of its cells between solves; the overflow of a cell that fills in between goes on downhill in the
+last field), and the bone's resistance is 2-5 % of the syringe pressure, so a 2 s lag moves the
+syringe pressure by well under the sensor noise. Against a solve every second the validation
+predictions moved by < 1 % (docs/simulator.md); the solves are most of the body's cost. A vein must
+not open a solve late, hence the solve when an exit cell fills. Heat relaxes across a 2 mm cell in
+~20 s and the exotherm rises over ~15 s at 37 degC: every 2 s is enough (and stable in one explicit
+step). Nothing is solved while no cement moves (the field is unchanged), only the heat.
 
 Everything here is ground truth for tests, HIL reports and the imaging work: none of it reaches the
 controller, which sees only the syringe pressure and the encoder.
@@ -26,13 +31,16 @@ import numpy as np
 
 from firmware_sim.plant.body import Body, FloatArray, build_body
 from firmware_sim.plant.cement import CementProfile
-from firmware_sim.plant.darcy import DarcyFlow, Solution
+from firmware_sim.plant.darcy import FULL, DarcyFlow, Solution
 from firmware_sim.plant.heat import HeatField
 from firmware_sim.plant.spatial_config import SpatialConfig
 from firmware_sim.plant.spatial_outputs import POSTERIOR_QUARTER, OutputLayout, SpatialEvents, SpatialFrame
 from firmware_sim.plant.spatial_truth import LeakTruth, SpatialTruth
 
 __all__ = ["POSTERIOR_QUARTER", "Snapshot", "SpatialVertebra"]
+
+TIME_SLACK_S = 1e-6
+"""Tolerance on accumulated float time, so a 1 s update fires on the tick that reaches 1 s."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +91,8 @@ class SpatialVertebra:
         self._resistance = 0.0
         self._marrow_slope = 0.0
         self.solve_count = 0
+        self._solved_at = -math.inf
+        self._exits_at_solve: frozenset[str] = frozenset()
         self._quarter_t: float | None = None
         self._onset_t: dict[str, float] = {}
 
@@ -118,20 +128,22 @@ class SpatialVertebra:
         self._theta_in = theta_in_s
         self._temp_in = temperature_in_c
         leaks: dict[str, float] = {}
-        if self._flow_acc >= self.config.flow_update_s:
+        # the slack: 100 steps of 0.01 s sum to 0.99999..., which must count as the second
+        if self._flow_acc >= self.config.flow_update_s - TIME_SLACK_S:
             if self._volume_acc > 0.0:
                 leaks = self._move(self._volume_acc)
                 self._volume_acc = 0.0
-                if self._t - self._last_snapshot >= self.config.snapshot_every_s:
+                if self._t - self._last_snapshot >= self.config.snapshot_every_s - TIME_SLACK_S:
                     self._snapshot()
             self._flow_acc = 0.0
-        if self._heat_acc >= self.config.heat_update_s:
+        if self._heat_acc >= self.config.heat_update_s - TIME_SLACK_S:
             self.heat.advance(self._heat_acc, self.flow.s)
             self._heat_acc = 0.0
         return leaks
 
     def _move(self, volume_m3: float) -> dict[str, float]:
-        self._solve(max(self._q, volume_m3 / max(self._flow_acc, 1e-9)))
+        if self._solve_due():
+            self._solve(max(self._q, volume_m3 / max(self._flow_acc, 1e-9)))
         assert self.solution is not None
         s_old = self.flow.s.copy()
         leaks = self.flow.advance(volume_m3, self.solution)
@@ -143,7 +155,20 @@ class SpatialVertebra:
             self._quarter_t = self._t
         return leaks
 
+    def _solve_due(self) -> bool:
+        """A new pressure field: every `solve_update_s`, or at once when a leak path's exit cell has
+        filled since the last solve (its outlet may now carry cement)."""
+        if self.solution is None or self._t - self._solved_at >= self.config.solve_update_s - TIME_SLACK_S:
+            return True
+        return self._full_exits() != self._exits_at_solve
+
+    def _full_exits(self) -> frozenset[str]:
+        s = self.flow.s
+        return frozenset(o.name for o in self.body.outlets if s[o.cell] >= FULL)
+
     def _solve(self, q_m3_s: float = 0.0) -> None:
+        self._solved_at = self._t
+        self._exits_at_solve = self._full_exits()
         mu = self._cell_viscosity()
         sol = self.flow.solve(q_m3_s, mu, self._mu_m)
         self.solution = sol

@@ -106,8 +106,16 @@ class SpatialConfig(BaseModel):
     body_temperature_c: Annotated[float, in_range(15.0, 42.0, "degC")] = 37.0
     """37 degC in a patient; the bath temperature of a bench phantom."""
     flow_update_s: Annotated[float, in_range(0.01, 2.0, "s")] = 1.0
-    """How often the pressure field is solved and the front advanced (docs/simulator.md: why 1 s)."""
-    heat_update_s: Annotated[float, in_range(0.1, 5.0, "s")] = 1.0
+    """How often the front is advanced (and the events checked) while cement moves
+    (docs/simulator.md: why 1 s)."""
+    solve_update_s: Annotated[float, in_range(0.01, 10.0, "s")] = 2.0
+    """How often the pressure field is solved while cement moves; between solves the front advances
+    with the last solve's fluxes. A solve is also made at once when a leak path's exit cell has
+    filled since the last one (a vein may open). Never more often than `flow_update_s`
+    (docs/simulator.md: why 2 s)."""
+    heat_update_s: Annotated[float, in_range(0.1, 5.0, "s")] = 2.0
+    """How often heat, cure and exotherm are advanced (a 2 mm cell relaxes in ~20 s; the exotherm's
+    rise takes ~15 s at 37 degC: docs/simulator.md)."""
     snapshot_every_s: Annotated[float, in_range(0.1, 60.0, "s")] = 1.0
     """How often the cement fraction per cell is kept for the outputs (while cement moves)."""
 

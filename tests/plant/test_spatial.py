@@ -222,3 +222,29 @@ def test_the_pressure_solve_matches_a_direct_sparse_solve_and_restarts_cheaply_a
     assert np.max(np.abs(got - exact)) < 1e-3 * (exact.max() - exact.min())
     after_stop = flow.solve(Q3 / 10.0, mu, 0.1)
     assert after_stop.iterations <= 20
+
+
+def test_the_front_moves_every_second_the_field_is_solved_every_two_and_at_once_when_an_exit_fills() -> None:
+    """`flow_update_s` (1 s) moves the front; `solve_update_s` (2 s) re-solves the pressure field;
+    an exit cell of a leak path that fills in between forces a solve at the next move, so a vein
+    is not opened up to a solve interval late."""
+    plant = spatial_plant()
+    sp = plant.spatial
+    assert sp is not None
+    cmd = command_for(plant, Q3)
+    run(plant, cmd, 0.5, dt=0.01)
+    solves, moves = sp.solve_count, len(sp.snapshots)
+    run(plant, cmd, 10.0, dt=0.01)
+    assert len(sp.snapshots) - moves == 10
+    assert sp.solve_count - solves == 5
+    # the last solve was at 10 s; fill the left segmental vein's exit cell by hand: the move at 11 s
+    # solves, a second before its schedule
+    solves = sp.solve_count
+    exit_cell = sp.body.outlets_by_name["segmental_left"].cell
+    sp.flow.s[exit_cell] = 1.0
+    run(plant, cmd, 1.0, dt=0.01)
+    assert sp.solve_count == solves + 1
+    run(plant, cmd, 1.0, dt=0.01)  # 12 s: the schedule counts from the forced solve
+    assert sp.solve_count == solves + 1
+    run(plant, cmd, 1.0, dt=0.01)
+    assert sp.solve_count == solves + 2
