@@ -113,6 +113,12 @@ AUTO_RESUME = finite_float("--auto-resume", 0.1, 3600.0, "s")
 """Length of each unattended imaging pause; never 0, negative or NaN (that would skip the pause)."""
 REPLAY_SPEED = finite_float("--speed", 0.25, 64.0, "x")
 """Replay speeds the dashboard offers (host.dashboard.replay.SPEEDS spans the same range)."""
+BORE_MM = finite_float("--bore-mm", 2.0, 40.0, "mm")
+"""Syringe inner diameter: the reference device's range (SPEC §7.8, ARM check 5)."""
+VOLUME_ML = finite_float("--volume-ml", 0.001, 100.0, "mL")
+"""A volume to move (prime, withdraw); the device refuses more than its stroke holds, naming that volume."""
+FLOW_ML_MIN = finite_float("--flow-ml-min", 0.01, 10.0, "mL/min")
+"""A flow: up to the reference device's max_flow_nl_s (10 mL/min); it clamps to what the syringe allows."""
 
 
 CONFIG_HELP = "settings file (default: $CEMENTGUARD_CONFIG or ./cementguard.toml)"

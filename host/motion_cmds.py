@@ -29,6 +29,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from host.cli_types import BORE_MM as BORE
+from host.cli_types import FLOW_ML_MIN as FLOW
+from host.cli_types import VOLUME_ML as VOLUME
 from host.cli_types import finite_float
 from host.errors import CementguardError, CommandRefused
 from host.port_lock import PortBusy
@@ -43,12 +46,6 @@ EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_LINK = 4
 
-BORE = finite_float("--bore-mm", 2.0, 40.0, "mm")
-"""Syringe inner diameter: the device's range (SPEC §7.8, ARM check 5)."""
-VOLUME = finite_float("--volume-ml", 0.001, 100.0, "mL")
-"""Volume to prime or withdraw; the device refuses more than the stroke holds (detail = that volume)."""
-FLOW = finite_float("--flow-ml-min", 0.01, 10.0, "mL/min")
-"""The device's flow range (max_flow_nl_s: 10 mL/min); it clamps to what the syringe allows."""
 HOME_SPEED = finite_float("--speed-mm-s", 0.01, 5.0, "mm/s")
 """Up to the plunger's top speed (SPEC §5.16, HOME)."""
 JOG_SPEED = finite_float("--speed-mm-s", 0.001, 5.0, "mm/s")
