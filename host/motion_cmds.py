@@ -143,16 +143,19 @@ async def move(
     port: str, what: str, start: Callable[[DeviceClient], Awaitable[MotionStatus]], expected_s: float
 ) -> int:
     """Open the port, start a movement, wait for its end (`expected_s` plus SETTLE_S at most), report.
-    A cancellation (Ctrl-C) while it runs sends STOP first."""
+    A cancellation (Ctrl-C) while it runs sends STOP first. While it runs the session serves the
+    port's control endpoint, so `cementguard stop` from another terminal goes through it."""
     from host.client import DeviceClient
+    from host.control import serve_control
 
     try:
-        async with DeviceClient.open(port) as ctl:
+        async with DeviceClient.open(port) as ctl, serve_control(ctl):
             try:
                 await start(ctl)
             except CommandRefused as exc:
                 _fail(str(exc))
                 return EXIT_REFUSED
+            _say(f"{what} started; stop from any terminal: cementguard stop --port {port}")
             began = time.monotonic()
             try:
                 await ctl.wait_for_motion_end(timeout=expected_s + SETTLE_S)

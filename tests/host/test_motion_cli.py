@@ -250,3 +250,33 @@ def test_jog_keys_in_a_real_terminal_moves_while_held_and_restores_the_terminal(
     assert moved > 0.05, text  # >= 0.2 s held + the 0.6 s release window at 0.2 mm/s
     assert after[3] == before[3], "the terminal's local modes are restored (no cbreak left behind)"
     os.close(slave)
+
+
+def test_a_prime_is_stopped_from_another_terminal_through_its_control_endpoint(sim_pty: SimPty):
+    """`cementguard prime` serves the port's control endpoint: `cementguard stop` from a second
+    process goes through it, and the prime reports the latched stop and exits 1."""
+    import sys
+    from pathlib import Path
+
+    _proc, path = sim_pty
+    exe = str(Path(sys.executable).with_name("cementguard"))
+    prime = subprocess.Popen(
+        [exe, "prime", "--port", path, "--bore-mm", "7.29", "--volume-ml", "0.5", "--flow-ml-min", "0.6"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert prime.stdout is not None
+        first = prime.stdout.readline()
+        assert "prime started; stop from any terminal" in first, first
+        stop = subprocess.run([exe, "stop", "--port", path], capture_output=True, text=True, timeout=30)
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        assert "through cementguard prime" in stop.stdout, stop.stdout
+        rest, _ = prime.communicate(timeout=30)
+    finally:
+        if prime.poll() is None:
+            prime.kill()
+            prime.wait()
+    assert prime.returncode == 1
+    assert "prime ended by a stop: OPERATOR_STOP" in rest, rest
