@@ -10,14 +10,39 @@ or ends (the guard's blind paths). hil is the one layer that may import both sid
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from firmware_sim.imaging.camera import FluoroCamera, RenderedFrame
 from firmware_sim.imaging.fluoro import FluoroConfig, View
 from firmware_sim.imaging.truth import FrameTruth
 from firmware_sim.plant import Plant
+from host.file_limits import MAX_LOG_BYTES, read_regular
 from host.frames import FluoroFrame
 from host.frames.memory import PushFrameSource
 
-__all__ = ["InProcessFrames", "to_fluoro_frame"]
+__all__ = ["InProcessFrames", "load_truth", "to_fluoro_frame"]
+
+
+def load_truth(path: Path) -> dict[int, FrameTruth]:
+    """The truth records a simulator wrote with `--frames-truth` (JSON lines), by frame index.
+    Read with a size bound; a line that is not a truth record raises ValueError naming the line
+    (a line cut short by a simulator that was killed mid-write, the last one, is skipped)."""
+    lines = read_regular(path, MAX_LOG_BYTES).decode("utf-8").split("\n")
+    out: dict[int, FrameTruth] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            record["body_box_px"] = tuple(record["body_box_px"])
+            truth = FrameTruth(**record)
+        except (ValueError, TypeError, KeyError) as exc:
+            if number == len(lines):
+                break  # the last line, unterminated: the writer was stopped mid-line
+            raise ValueError(f"{path}: line {number} is not a frame truth record ({exc})") from None
+        out[truth.index] = truth
+    return out
 
 
 def to_fluoro_frame(frame: RenderedFrame, source: str) -> FluoroFrame:

@@ -15,6 +15,7 @@ from firmware_sim.imaging.fluoro import FluoroConfig
 from firmware_sim.imaging.publisher import FrameListener, FrameStreamer, parse_frames_address
 from firmware_sim.imaging.truth import TruthWriter
 from firmware_sim.plant import Plant, PlantConfig
+from hil.frames import load_truth
 from host.frames import (
     FluoroFrame,
     FrameRejected,
@@ -207,8 +208,10 @@ def test_cementguard_sim_publishes_frames_the_host_reads(tmp_path: Path) -> None
     assert b is not None
     assert b.index > a.index
     assert b.t_us - a.t_us == 200_000 * (b.index - a.index)  # 5 pulses/s on the device clock
-    indices = {json.loads(x)["index"] for x in truth.read_text().splitlines()}
-    assert {a.index, b.index} <= indices
+    records = load_truth(truth)
+    assert {a.index, b.index} <= set(records)
+    assert records[a.index].t_us == a.t_us
+    assert records[a.index].view == "lateral"
 
 
 SPATIAL = "hil/scenarios/spatial-posterior-quarter.toml"
@@ -270,3 +273,22 @@ def test_a_sim_source_imports_neither_opencv_nor_pydicom() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_truth_file_that_is_not_one_is_refused_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"index": 0}\n{"index": 1}\n')
+    with pytest.raises(ValueError, match="line 1 is not a frame truth record"):
+        load_truth(path)
+
+
+def test_a_truth_file_cut_mid_line_keeps_the_whole_records(tmp_path: Path) -> None:
+    from firmware_sim.imaging.truth import FrameTruth
+
+    record = FrameTruth(
+        3, 300_000, "lateral", 0.5, False, None, 1.0, {}, {}, (1.0, 2.0, 3.0, 4.0), 1.0, 3.0, 2.5
+    )
+    line = json.dumps(record.to_json())
+    path = tmp_path / "t.jsonl"
+    path.write_text(line + "\n" + line[: len(line) // 2])
+    assert load_truth(path) == {3: record}
