@@ -10,7 +10,8 @@ a terminal: a jog key held down), and when it stops repeating the device brings 
 within one grant (at most one watchdog period) by itself; no STOP is needed and none latches.
 
 They open the port themselves; a port held by another session (run, dashboard, bridge) is refused
-with its holder's name: movements are not relayed through a session's control endpoint.
+with its holder's name: movements are not relayed through a session's control endpoint. While they
+hold the port they serve its endpoint, so `cementguard stop` from another terminal goes through.
 
 Exit codes: 0 done; 1 refused or ended by a stop; 4 no device reached.
 """
@@ -302,9 +303,10 @@ async def hold_to_move(
 async def jog_for(port: str, speed: int, seconds: float) -> int:
     """`jog --for`: held from now for `seconds` (Ctrl-C releases early), then released."""
     from host.client import DeviceClient
+    from host.control import serve_control
 
     try:
-        async with DeviceClient.open(port) as ctl:
+        async with DeviceClient.open(port) as ctl, serve_control(ctl):
             hold = JogHold(direction=1 if speed > 0 else -1, until=time.monotonic() + seconds, once=True)
             _sent, refused = await hold_to_move(ctl, abs(speed), hold)
             return await _jog_end(ctl, refused)
@@ -357,13 +359,14 @@ def key_action(text: str, hold: JogHold, now: float) -> None:
 async def jog_keys(port: str, speed: int, fd: int | None = None) -> int:
     """`jog --keys`: jog while a jog key is held in this terminal; q, space or Esc quits."""
     from host.client import DeviceClient
+    from host.control import serve_control
 
     fd = sys.stdin.fileno() if fd is None else fd
     if not os.isatty(fd):
         _fail("jog --keys needs a terminal on stdin (use --for SECONDS otherwise)")
         return EXIT_REFUSED
     try:
-        async with DeviceClient.open(port) as ctl:
+        async with DeviceClient.open(port) as ctl, serve_control(ctl):
             hold = JogHold()
             loop = asyncio.get_running_loop()
 
