@@ -1,4 +1,4 @@
-"""Fluoroscopy frames for the guard: one `Frame` type and one `FrameSource` interface for the
+"""Fluoroscopy frames for the guard: one `FluoroFrame` type and one `FrameSource` interface for the
 simulator's stream, video devices and files, and folders of DICOM or PNG frames
 (docs/fluoroscopy.md). Importing this package imports numpy only; opencv and pydicom are imported
 when a source that needs them is opened."""
@@ -6,7 +6,6 @@ when a source that needs them is opened."""
 from host.frames.frame import (
     VIEWS,
     FluoroFrame,
-    Frame,
     FrameError,
     FrameRejected,
     FrameSource,
@@ -19,7 +18,6 @@ from host.frames.frame import (
 __all__ = [
     "VIEWS",
     "FluoroFrame",
-    "Frame",
     "FrameError",
     "FrameRejected",
     "FrameSource",

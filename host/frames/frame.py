@@ -30,7 +30,6 @@ __all__ = [
     "MIN_FRAME_SIDE",
     "VIEWS",
     "FluoroFrame",
-    "Frame",
     "FrameError",
     "FrameRejected",
     "FrameSource",
@@ -158,11 +157,6 @@ class FluoroFrame:
     def max_value(self) -> int:
         """The largest value the detector can report: 2**bit_depth - 1."""
         return (1 << self.bit_depth) - 1
-
-
-Frame = FluoroFrame
-"""The contract's first name (issue 15). `FluoroFrame` is the class: `protocol.Frame` is the wire
-frame, and no two classes share a name. New code should say `FluoroFrame`."""
 
 
 @runtime_checkable
