@@ -86,9 +86,11 @@ class FluoroConfig(BaseModel):
     """Pixel spacing at the vertebral body: 0.2 mm puts a 102 mm field on 512 px (a 9-inch image
     intensifier in magnified mode), the body ~165 px deep and its neighbours in view."""
     photons_per_pixel: Annotated[float, in_range(10.0, 1e6, "photons")] = 1000.0
-    """The dose: mean photons per pixel reaching the detector through soft tissue alone. ~30 nGy per
-    frame at the detector, 60 keV, 0.2 mm pixels is a few hundred; low-dose pulsed fluoroscopy
-    sits at 100-1000, radiography far above."""
+    """The dose: mean photons per pixel reaching the detector through soft tissue alone. At 60 keV
+    ~2.7e5 photons/mm^2 make 1 uGy of air kerma, so 0.04 mm^2 pixels get ~330 photons at 30 nGy per
+    frame (low-dose pulsed fluoroscopy) and ~1000 at 90 nGy (the default: the upper end of
+    fluoroscopy; a dose sweep goes down to tens). Order-of-magnitude figures: the detector's
+    efficiency and the magnification are folded in."""
     scatter_to_primary: Annotated[float, in_range(0.0, 5.0, "")] = 1.0
     """Scatter over primary at the detector behind the body. Lateral lumbar with an anti-scatter grid:
     ~0.5-2 (chosen 1.0: halves the contrast of everything, the "limited contrast" of fluoroscopy)."""
@@ -112,7 +114,9 @@ class FluoroConfig(BaseModel):
     neighbours: bool = True
     """Draw the vertebral bodies above and below (the guard must outline the right one)."""
     cannula: bool = True
-    shift_mm: tuple[float, float] = (0.0, 0.0)
+    shift_mm: tuple[
+        Annotated[float, in_range(-100.0, 100.0, "mm")], Annotated[float, in_range(-100.0, 100.0, "mm")]
+    ] = (0.0, 0.0)
     """Where the body's centre sits from the image centre, (right, down) in mm."""
     seed: Annotated[int, in_range(0, 2**63 - 1, "")] = 0
 

@@ -143,8 +143,16 @@ def test_the_default_frame_is_512_by_512_at_12_bits(vertebra: SpatialVertebra) -
         ("bit_depth", 7, "bit_depth = 7 bits is outside the allowed range 8..16"),
         ("photons_per_pixel", float("nan"), "photons_per_pixel = nan"),
         ("width_px", 10_000, "width_px = 10000 px is outside"),
+        ("shift_mm", (float("nan"), 0.0), "= nan mm is outside the allowed range -100..100"),
     ],
 )
 def test_bad_settings_are_refused_naming_them(field: str, value: object, match: str) -> None:
     with pytest.raises(ValidationError, match=match):
         FluoroConfig.model_validate({field: value})
+
+
+def test_a_shift_moves_the_body_in_the_image(vertebra: SpatialVertebra) -> None:
+    still = renderer(vertebra).geometry("lateral").body_box_px
+    moved = renderer(vertebra, shift_mm=(8.0, -4.0)).geometry("lateral").body_box_px
+    assert moved[0] - still[0] == pytest.approx(8.0 / 0.8)  # right, in 0.8 mm pixels
+    assert moved[1] - still[1] == pytest.approx(-4.0 / 0.8)  # and up
