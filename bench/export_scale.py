@@ -38,7 +38,20 @@ if str(REPO) not in sys.path:
 
 GOAL_RSS_MB = 300.0
 GOAL_LINEAR = 1.5
-TASKS = ("idle", "raw_read", "raw_stream", "csv", "parquet", "load", "report")
+TASKS = (
+    "idle",
+    "raw_read",
+    "raw_stream",
+    "csv",
+    "parquet",
+    "load",
+    "load_10min",
+    "report",
+    "plot",
+    "t_s",
+    "duration",
+    "hil_plot",
+)
 
 
 def synthetic(n: int, t0: int) -> np.ndarray[Any, Any]:
@@ -111,10 +124,27 @@ def child(task: str, rec_dir: Path, out_dir: Path) -> None:
         total = export_module.export_csv(rec_dir, out_dir / "s.csv", metadata_header=True)
     elif task == "parquet":
         total = export_module.export_parquet(rec_dir, out_dir / "s.parquet")
-    elif task == "load":
+    elif task == "load":  # every row, knowingly: beyond the default bound
         from host.analysis import load
 
-        total = len(load(rec_dir).samples)
+        total = len(load(rec_dir, max_rows=None).samples)
+    elif task == "load_10min":  # a time range: what the default bound asks for on a long run
+        from host.analysis import load
+
+        total = len(load(rec_dir, start_s=60.0, end_s=660.0).samples)
+    elif task == "plot":
+        from host.plot import plot_png
+
+        plot_png(Recording.open(rec_dir), out_dir / "plot.png")
+        total = 0
+    elif task == "t_s":
+        total = len(Recording.open(rec_dir).t_s)
+    elif task == "duration":
+        total = int(Recording.open(rec_dir).duration_s)
+    elif task == "hil_plot":  # the HIL report's figure: host.plot's, plus the onsets
+        from hil.report import plot_outcome
+
+        total = 0 if plot_outcome(_outcome(rec_dir), out_dir / "hil.png") is None else 1
     elif task == "report":
         from host.report import write_report
 
@@ -123,6 +153,14 @@ def child(task: str, rec_dir: Path, out_dir: Path) -> None:
     else:
         total = 0
     print(json.dumps({"seconds": time.perf_counter() - t0, "total": total}))
+
+
+def _outcome(rec_dir: Path) -> Any:
+    """A HIL outcome naming the recording, as the runner builds one (only what plot_outcome reads)."""
+    from types import SimpleNamespace
+
+    measured = SimpleNamespace(onsets=[(60.0, "occlusion")], stops=[])
+    return SimpleNamespace(recording=str(rec_dir), measured=measured, status="passed", name="bench")
 
 
 def run_child(task: str, rec_dir: Path, out_dir: Path) -> dict[str, float]:

@@ -160,8 +160,7 @@ def plot_outcome(o: Outcome, png: Path) -> Path | None:
 
     rec = Recording.open(o.recording)
     fig = make_figure(rec)
-    s = rec.samples
-    t0 = int(s["t_us"][0]) / 1e6 if len(s) else 0.0
+    t0 = int(rec.sample_at(0)["t_us"]) / 1e6 if rec.sample_count else 0.0  # not the whole recording
     axes = fig.axes[:3]
     for t, kind in o.measured.onsets:
         for i, ax in enumerate(axes):

@@ -14,10 +14,14 @@
 - `meta`: the recording's meta.json (plan, device, run metadata, units) as a dict.
 
 `samples, events, meta = cementguard.load("recordings/<run>")` unpacks it. The samples are read in
-chunks into preallocated columns, so loading needs the DataFrame's own size plus one chunk (a
-2-hour 1 kHz run: 7.2 M rows, ~450 MB), never a second copy of the recording; `columns=` keeps only
-the columns named (and their memory). For statistics over a recording too long to hold, stream it
-with `host.recording.Recording.iter_samples` or export it to Parquet.
+chunks into preallocated columns, so loading needs the DataFrame's own size plus one chunk, never a
+second copy of the recording. The DataFrame is bounded: at most `max_rows` rows (DEFAULT_MAX_ROWS,
+2,000,000: 33 minutes at 1 kHz, ~180 MB with every column); a longer selection is refused with
+`LoadTooLargeError`, which says how many rows and how much memory it would take, before anything
+is allocated (a 2-hour 1 kHz run is 7.2 M rows, ~660 MB). Select less: `start_s=`/`end_s=` (a time
+range, in the `t_s` column's clock), `columns=` (only those columns' memory), or pass
+`max_rows=None` knowingly. For statistics over a whole long recording, stream it with
+`host.recording.Recording.iter_samples` or export it to Parquet.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from host.export import EVENT_COLUMNS, EVENT_ENUMS, SAMPLE_COLUMNS, edge_arrays, enum_names
-from host.recording import DEFAULT_CHUNK_SAMPLES, Recording
+from host.recording import DEFAULT_CHUNK_SAMPLES, Recording, RecordingError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,14 +48,29 @@ class LoadedRecording(NamedTuple):
     """The recording's meta.json: plan, device, run metadata, units."""
 
 
+DEFAULT_MAX_ROWS = 2_000_000
+"""The most sample rows `load` builds unless told otherwise: 33 minutes at 1 kHz."""
+_DTYPES = {"flags": np.uint16, "state": np.uint8, "stop_reason": np.uint8}
+
+
+class LoadTooLargeError(RecordingError):
+    """The samples selected for `load` exceed its `max_rows`: select fewer, or stream them."""
+
+
 def load(
     recording: Recording | str | os.PathLike[str],
     *,
     columns: Sequence[str] | None = None,
+    start_s: float | None = None,
+    end_s: float | None = None,
+    max_rows: int | None = DEFAULT_MAX_ROWS,
     chunk_samples: int = DEFAULT_CHUNK_SAMPLES,
 ) -> LoadedRecording:
     """Read a recording into pandas: `(samples, events, meta)`. `columns` selects sample columns
-    (default: all, in the CSV's order); an unknown name is a ValueError naming it and the choices."""
+    (default: all, in the CSV's order); an unknown name is a ValueError naming it and the choices.
+    `start_s` / `end_s` keep the samples with `start_s <= t_s <= end_s` (controller clock, as the
+    `t_s` column; the events are all kept). More than `max_rows` selected rows raise
+    LoadTooLargeError before anything is allocated (None: no bound)."""
     import pandas as pd
 
     rec = recording if isinstance(recording, Recording) else Recording.open(recording)
@@ -59,15 +78,39 @@ def load(
     unknown = [c for c in wanted if c not in SAMPLE_COLUMNS]
     if unknown:
         raise ValueError(f"columns: unknown {unknown}; choose from {list(SAMPLE_COLUMNS)}")
-    n = rec.sample_count
-    dtypes = {"flags": np.uint16, "state": np.uint8, "stop_reason": np.uint8}
-    out = {c: np.empty(n, dtype=dtypes.get(c, np.float64)) for c in wanted}
+    for name, value in (("start_s", start_s), ("end_s", end_s)):
+        if value is not None and not np.isfinite(value):
+            raise ValueError(f"{name} = {value!r}: a finite time in seconds (the t_s column's clock)")
+    if max_rows is not None and max_rows < 0:
+        raise ValueError(f"max_rows = {max_rows}: 0 or more, or None for no bound")
+    ranged = start_s is not None or end_s is not None
+    lo_us = -np.inf if start_s is None else start_s * 1e6
+    hi_us = np.inf if end_s is None else end_s * 1e6
+
+    def selected(chunk: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        t = chunk["t_us"]
+        return chunk[(t >= lo_us) & (t <= hi_us)] if ranged else chunk
+
+    n = sum(len(selected(c)) for c in rec.iter_samples(chunk_samples)) if ranged else rec.sample_count
+    if max_rows is not None and n > max_rows:
+        row_bytes = sum(np.dtype(_DTYPES.get(c, np.float64)).itemsize for c in wanted)
+        raise LoadTooLargeError(
+            f"{rec.path}: {n:,} samples selected ({n * row_bytes / 1e6:,.0f} MB as a DataFrame of "
+            f"{len(wanted)} columns), more than max_rows={max_rows:,}. Select a time range "
+            "(start_s=, end_s=, seconds of the t_s column), fewer columns (columns=), or pass "
+            "max_rows=None to load them all; to go through every sample, stream them "
+            "(Recording.iter_samples) or export to Parquet"
+        )
+    out = {c: np.empty(n, dtype=_DTYPES.get(c, np.float64)) for c in wanted}
     at = 0
     for chunk in rec.iter_samples(chunk_samples):
-        arrays = edge_arrays(rec, chunk, wanted)
+        part = selected(chunk)[: n - at]
+        if not len(part):
+            continue
+        arrays = edge_arrays(rec, part, wanted)
         for c in wanted:
-            out[c][at : at + len(chunk)] = arrays[c]
-        at += len(chunk)
+            out[c][at : at + len(part)] = arrays[c]
+        at += len(part)
     frame: dict[str, Any] = {}
     for c in wanted:
         values = out[c][:at]
@@ -106,4 +149,4 @@ def events_frame(rec: Recording) -> pd.DataFrame:
     return frame
 
 
-__all__ = ["LoadedRecording", "events_frame", "load"]
+__all__ = ["DEFAULT_MAX_ROWS", "LoadTooLargeError", "LoadedRecording", "events_frame", "load"]

@@ -34,7 +34,7 @@ import numpy as np
 from host.cli_types import EXIT_FAILED, EXIT_OK, EXIT_USAGE, bounded_int
 from host.export import warn_if_damaged
 from host.recording import Recording, RecordingError
-from protocol.enums import EventKind, Flags, State, StopReason
+from protocol.enums import EventKind, StopReason
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -114,17 +114,6 @@ def minmax_downsample(
     return x[idx], yf[idx]
 
 
-def _spans(mask: np.ndarray[Any, Any]) -> list[tuple[int, int]]:
-    """(first, last) index of each run of True."""
-    if not mask.any():
-        return []
-    m = np.concatenate([[False], mask, [False]]).astype(np.int8)
-    d = np.diff(m)
-    starts = np.flatnonzero(d == 1)
-    ends = np.flatnonzero(d == -1) - 1
-    return list(zip(starts.tolist(), ends.tolist(), strict=True))
-
-
 def _title(rec: Recording, limits: PlanLimits) -> str:
     device = rec.device
     who = f"{device.serial} fw {device.firmware_version}" if device is not None else "no device info"
@@ -162,33 +151,40 @@ def make_figure(rec: Recording, *, max_points: int = MAX_POINTS) -> Figure:
     axes: list[Axes] = [ax_p, ax_v, ax_q]
     limits = plan_limits(rec.plan)
 
-    s = rec.samples
-    if len(s):
-        t0_us = int(s["t_us"][0])
+    # One streaming pass over the samples (host.report's: it imports this module, hence here): the
+    # extremes of each trace in its bucket, the injecting spans. A third of the points per trace each,
+    # since every trace also keeps the others' extremes.
+    from host.report import summarize
+
+    summary = summarize(rec, max_points=max(2, max_points // 3))
+    series = summary.series
+    if summary.samples:
+        t0_us = round(summary.first_t_s * 1e6)
     elif rec.events:
         t0_us = round(rec.events[0].record.t_s * 1e6)
     else:
         t0_us = 0
-    t = (s["t_us"].astype(np.int64) - t0_us) / 1e6
-
-    pressure = s["pressure_pa"] / 1e3
-    pressure = np.where(s["flags"] & int(Flags.SENSOR_FAULT), np.nan, pressure)
+    t = series.t_s
+    pressure = series.pressure_kpa  # NaN while SENSOR_FAULT
     ax_p.plot(
-        *minmax_downsample(t, pressure, max_points),
+        t,
+        pressure,
         color="tab:blue",
         lw=1.0,
         label="pressure",
         gid="pressure",
     )
     ax_v.plot(
-        *minmax_downsample(t, s["delivered_nl"] / 1e6, max_points),
+        t,
+        series.delivered_ml,
         color="tab:purple",
         lw=1.2,
         label="delivered volume",
         gid="volume",
     )
     ax_q.plot(
-        *minmax_downsample(t, s["flow_nl_s"] * 6e-5, max_points),
+        t,
+        series.flow_ml_min,
         color="tab:cyan",
         lw=1.0,
         label="measured flow",
@@ -235,7 +231,7 @@ def make_figure(rec: Recording, *, max_points: int = MAX_POINTS) -> Figure:
         top = (
             limits.volume_ml
             if limits.volume_ml is not None
-            else float(np.nanmax(s["delivered_nl"], initial=0)) / 1e6
+            else float(np.nanmax(series.delivered_ml, initial=0.0))
         )
         k = 1
         while k * limits.increment_ml < top - 1e-9 and k <= 100:
@@ -254,12 +250,11 @@ def make_figure(rec: Recording, *, max_points: int = MAX_POINTS) -> Figure:
             label=f"plan flow {limits.flow_ml_min:g} mL/min",
         )
 
-    injecting = _spans(s["state"] == State.INJECTING)[:MAX_SPANS] if len(s) else []
-    for i, (a, b) in enumerate(injecting):
+    for i, (a, b) in enumerate(summary.injecting_spans[:MAX_SPANS]):
         for ax in axes:
             ax.axvspan(
-                t[a],
-                t[b],
+                a,
+                b,
                 color="tab:blue",
                 alpha=0.07,
                 lw=0,
@@ -317,8 +312,8 @@ def make_figure(rec: Recording, *, max_points: int = MAX_POINTS) -> Figure:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper left", fontsize=8, framealpha=0.85)
     ax_p.set_ylim(bottom=min(0.0, float(np.nanmin(pressure, initial=0.0))))
-    ax_v.set_ylim(bottom=min(0.0, float(np.nanmin(s["delivered_nl"], initial=0)) / 1e6))
-    if not len(s):
+    ax_v.set_ylim(bottom=min(0.0, float(np.nanmin(series.delivered_ml, initial=0.0))))
+    if not summary.samples:
         ax_p.text(0.5, 0.5, "no telemetry", transform=ax_p.transAxes, ha="center", va="center", fontsize=14)
 
     title = _title(rec, limits)

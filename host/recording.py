@@ -60,7 +60,7 @@ from datetime import UTC, datetime
 from enum import IntEnum, IntFlag
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
@@ -850,9 +850,9 @@ class _SampleFile:
 
 class Recording:
     """A recording read back. `Recording.open(directory)` reads the metadata, events and counters;
-    the samples are read on first use of `samples` (all of them, into memory: a 10-min 1 kHz run is
-    24 MB) or streamed in bounded chunks by `iter_samples` (exports, reports and `cementguard.load`
-    do that, so a 2-hour recording never needs to fit in memory twice)."""
+    the samples are mapped from the file by `samples` (read-only, paged in as touched: the replay's
+    random access) or streamed in bounded chunks by `iter_samples` (exports, reports, plots and
+    `cementguard.load` do that, so a 2-hour recording never needs to fit in memory)."""
 
     def __init__(
         self,
@@ -966,10 +966,17 @@ class Recording:
     # -- samples -----------------------------------------------------------------------------------
     @property
     def samples(self) -> SampleArray:
-        """Every sample, in `SAMPLE_DTYPE` (format 1 upgraded), read into memory on first use and kept.
-        For a long recording prefer `iter_samples`, which holds one chunk at a time."""
+        """Every sample, in `SAMPLE_DTYPE`. A current-format file is mapped read-only (`np.memmap`):
+        nothing is copied into the process's memory, the pages are read as they are touched and the
+        kernel can drop them again (a 2-hour 1 kHz run is 288 MB of file). A format-1 file is upgraded
+        into memory on first use and kept. For one pass over a long recording prefer `iter_samples`."""
         if self._samples is None:
-            self._samples = np.concatenate([np.zeros(0, dtype=SAMPLE_DTYPE), *self.iter_samples(1 << 22)])
+            source = self._sample_file
+            if source is not None and source.count and source.dtype == SAMPLE_DTYPE:
+                self._samples = np.memmap(source.path, dtype=SAMPLE_DTYPE, mode="r", shape=(source.count,))
+            else:
+                parts = [np.zeros(0, dtype=SAMPLE_DTYPE), *self.iter_samples(1 << 22)]
+                self._samples = np.concatenate(parts)
         return self._samples
 
     @property
@@ -1039,14 +1046,40 @@ class Recording:
 
     @property
     def t_s(self) -> np.ndarray[Any, np.dtype[np.float64]]:
-        """Sample times, controller clock, seconds."""
-        return self.samples["t_us"] / 1e6
+        """Sample times, controller clock, seconds: 8 bytes a sample, filled chunk by chunk (the
+        samples themselves are not read into memory for it)."""
+        out = np.empty(self.sample_count, dtype=np.float64)
+        at = 0
+        for chunk in self.iter_samples():
+            out[at : at + len(chunk)] = chunk["t_us"] / 1e6
+            at += len(chunk)
+        return out[:at]
 
     @property
     def duration_s(self) -> float:
-        if len(self.samples) < 2:
+        """Last sample time minus first, from those two samples alone."""
+        n = self.sample_count
+        if n < 2:
             return 0.0
-        return float(self.samples["t_us"][-1] - self.samples["t_us"][0]) / 1e6
+        first, last = self.sample_at(0), self.sample_at(n - 1)
+        return float(int(last["t_us"]) - int(first["t_us"])) / 1e6
+
+    def sample_at(self, index: int) -> np.void:
+        """One sample (`SAMPLE_DTYPE`), read alone from the file: for the first and last sample of a
+        recording too long to read. IndexError outside 0..sample_count-1."""
+        n = self.sample_count
+        if not 0 <= index < n:
+            raise IndexError(f"sample {index} of a recording with {n} samples")
+        if self._samples is not None:
+            return cast(np.void, self._samples[index])
+        source = self._sample_file
+        assert source is not None
+        with open(source.path, "rb") as f:
+            f.seek(index * source.dtype.itemsize)
+            raw = np.fromfile(f, dtype=source.dtype, count=1)
+        if source.major == 1:
+            raw = upgrade_v1_samples(raw)[0]
+        return cast(np.void, raw.astype(SAMPLE_DTYPE, copy=False)[0])
 
     def stop_events(self) -> list[RecordedEvent]:
         return [e for e in self.events if e.record.kind == EventKind.STOP]
