@@ -14,8 +14,8 @@ from firmware_sim.hal import MotorCommand
 from firmware_sim.plant import Plant, PlantConfig
 from firmware_sim.plant.spatial_truth import LeakTruth, SpatialTraceError, SpatialTruth
 from hil.cli import SCENARIO_DIR
-from hil.outcome import Measured, judge
-from hil.report import measured_properties
+from hil.outcome import Measured, Outcome, judge
+from hil.report import measured_properties, write_index
 from hil.scenario import ScenarioError, load_scenario
 from hil.simulator import Trace
 
@@ -118,7 +118,7 @@ def test_the_judge_holds_the_truth_to_the_scenario_and_says_what_it_measured(tmp
     assert not any(x.startswith(("truth", "ground truth")) for x in judge(scenario, m, real_rig=True))
 
 
-def test_the_report_carries_the_truth_per_path() -> None:
+def test_the_report_carries_the_truth_per_path(tmp_path: Path) -> None:
     props = measured_properties(Measured(truth=truth()))
     assert props["truth.front_ap_fraction"] == "0.79"
     assert props["truth.posterior_quarter_t_s"] == "21"
@@ -127,3 +127,9 @@ def test_the_report_carries_the_truth_per_path() -> None:
     assert props["truth.leak_onset_s.basivertebral"] == "n/a"
     assert "truth.front_ap_fraction" not in measured_properties(Measured())
     assert QUARTER.expect.truth is not None
+    page = write_index(
+        [Outcome("q", "q.toml", "passed", measured=Measured(truth=truth()))], tmp_path, {}
+    ).read_text()
+    assert "ground truth (simulator, never telemetry):" in page
+    assert "front_ap_fraction = 0.79" in page
+    assert "leak_ml.segmental_left = 0.031" in page
