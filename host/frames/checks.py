@@ -27,7 +27,7 @@ from host.frames.frame import (
     FrameRejected,
 )
 
-__all__ = ["MAX_FPS", "MIN_FPS", "Clock", "FrameChecks", "SourceOptions", "split_clock"]
+__all__ = ["MAX_FPS", "MIN_FPS", "Clock", "FrameChecks", "SourceOptions", "read_timeout", "split_clock"]
 
 Clock = Callable[[], float]
 """Monotonic seconds: time.monotonic, or a test's clock."""
@@ -47,11 +47,19 @@ MAX_FPS = 60.0
 """Pulsed fluoroscopy runs at 1-30 frames/s; continuous video at 25-60. Beyond that is not a C-arm."""
 
 _MAX_FPS = finite_float("max_fps", MIN_FPS, MAX_FPS, "frames/s")
+_TIMEOUT = finite_float("timeout_s", 0.0, 3600.0, "s")
 _FPS = finite_float("fps", MIN_FPS, MAX_FPS, "frames/s")
 _PIXEL_MM = finite_float("pixel_mm", 0.01, 5.0, "mm")
 _KNOWN = frozenset(
     {"expect_shape", "expect_bit_depth", "max_fps", "view", "pixel_mm", "bit_depth", "fps", "clock"}
 )
+
+
+def read_timeout(timeout_s: float) -> float:
+    """`read()`'s timeout, checked: at most 3600 s and finite (ValueError naming it otherwise), so
+    that a NaN never reaches a select or a queue wait; a negative one (a deadline already passed)
+    means do not wait."""
+    return _TIMEOUT.check(max(timeout_s, 0.0) if math.isfinite(timeout_s) else timeout_s)
 
 
 def _int_option(name: str, value: object, lo: int, hi: int) -> int:

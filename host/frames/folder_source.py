@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from host.file_limits import MAX_DICOM_BYTES, MAX_IMAGE_BYTES, FileRejectedError, read_regular
-from host.frames.checks import FrameChecks, SourceOptions, split_clock
+from host.frames.checks import FrameChecks, SourceOptions, read_timeout, split_clock
 from host.frames.frame import FluoroFrame, FrameRejected, FrameSourceError, FrameStreamEnded
 
 __all__ = ["MAX_FOLDER_FILES", "FolderFrameSource", "dicom_frames"]
@@ -193,6 +193,7 @@ class FolderFrameSource:
             self._pending.append((image, decoded.bit_depth, spacing))
 
     def read(self, timeout_s: float) -> FluoroFrame | None:
+        read_timeout(timeout_s)  # checked like every source's; a file is read at once
         if self._ended is not None:
             raise self._ended
         while not self._pending:

@@ -11,7 +11,7 @@ import logging
 import queue
 from typing import Any
 
-from host.frames.checks import FrameChecks, SourceOptions
+from host.frames.checks import FrameChecks, SourceOptions, read_timeout
 from host.frames.frame import FluoroFrame, FrameSourceLost, FrameStreamEnded
 
 __all__ = ["PushFrameSource"]
@@ -59,10 +59,11 @@ class PushFrameSource:
         self._queue.put(_End(FrameStreamEnded(self.url, "the producer ended the stream")))
 
     def read(self, timeout_s: float) -> FluoroFrame | None:
+        timeout_s = read_timeout(timeout_s)
         if self._ended is not None:
             raise self._ended
         try:
-            item = self._queue.get(timeout=max(timeout_s, 0.0)) if timeout_s > 0 else self._queue.get_nowait()
+            item = self._queue.get(timeout=timeout_s) if timeout_s > 0 else self._queue.get_nowait()
         except queue.Empty:
             return None
         if isinstance(item, _End):

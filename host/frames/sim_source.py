@@ -18,7 +18,7 @@ import socket
 import time
 from typing import Any
 
-from host.frames.checks import FrameChecks, SourceOptions
+from host.frames.checks import FrameChecks, SourceOptions, read_timeout
 from host.frames.frame import FluoroFrame, FrameSourceError, FrameSourceLost, FrameStreamEnded
 from protocol.fluoro_stream import FluoroStreamDecoder, FluoroStreamError, StreamedFrame
 
@@ -66,7 +66,7 @@ class SimFrameSource:
         self._lost: FrameSourceLost | None = None
 
     def read(self, timeout_s: float) -> FluoroFrame | None:
-        deadline = time.monotonic() + max(timeout_s, 0.0)
+        deadline = time.monotonic() + read_timeout(timeout_s)
         while not self._pending:
             if self._lost is not None:
                 raise self._lost

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from host.file_limits import MAX_VIDEO_BYTES, FileRejectedError, check_regular
-from host.frames.checks import FrameChecks, SourceOptions, split_clock
+from host.frames.checks import FrameChecks, SourceOptions, read_timeout, split_clock
 from host.frames.frame import FluoroFrame, FrameRejected, FrameSourceError, FrameSourceLost, FrameStreamEnded
 
 __all__ = ["VideoFrameSource", "to_grey"]
@@ -135,6 +135,7 @@ class VideoFrameSource:
         return image, self._t0 + pos_ms / 1000.0
 
     def read(self, timeout_s: float) -> FluoroFrame | None:
+        timeout_s = read_timeout(timeout_s)
         if self._lost is not None:
             raise self._lost
         got = self._next_device(timeout_s) if self.device else self._next_file()

@@ -202,3 +202,13 @@ def test_without_an_expectation_the_first_frame_sets_size_and_depth() -> None:
     with pytest.raises(FrameRejected, match=r"bit_depth 8 is not allowed; allowed 12 .the first frame's"):
         src.read(0.0)
     assert src.read(0.0) is not None
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), 3601.0])
+def test_a_read_timeout_that_is_not_a_finite_time_is_refused(timeout: float) -> None:
+    with pytest.raises(ValueError, match=r"timeout_s: .* allowed 0..3600 s"):
+        PushFrameSource("mem://t").read(timeout)
+
+
+def test_a_negative_read_timeout_does_not_wait() -> None:
+    assert PushFrameSource("mem://t").read(-0.5) is None
