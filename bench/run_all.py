@@ -41,6 +41,7 @@ QUICK: dict[str, list[str]] = {
     "mqtt_stop_latency": ["--cycles", "50"],
     "stop_first": ["--stops", "5"],
     "export_scale": ["--minutes", "1", "10"],
+    "fluoro_render": ["--frames", "30", "--repeats", "2"],
 }
 
 Line = tuple[str, str, str, bool | None]
@@ -248,6 +249,18 @@ def _export_scale(doc: dict[str, Any]) -> list[Line]:
     return out
 
 
+def _fluoro_render(doc: dict[str, Any]) -> list[Line]:
+    return [
+        (
+            f"synthetic fluoroscopy, {doc['size']} x {doc['size']} frame",
+            f"<= {doc['goal_ms']:.0f} ms on one core",
+            f"{doc['render_cpu_ms']:.1f} ms CPU, {doc['render_ms']:.1f} ms wall "
+            f"(x{doc['render_over_baseline']:.2f} exp+Poisson+blur)",
+            doc["meets_goal"],
+        )
+    ]
+
+
 def _generic(name: str) -> Callable[[dict[str, Any]], list[Line]]:
     def extract(doc: dict[str, Any]) -> list[Line]:
         goals = ", ".join(f"{k}={v}" for k, v in doc.items() if k.startswith("goal"))
@@ -270,6 +283,7 @@ EXTRACT: dict[str, Callable[[dict[str, Any]], list[Line]]] = {
     "mqtt_stop_latency": _mqtt_stop,
     "stop_first": _stop_first,
     "export_scale": _export_scale,
+    "fluoro_render": _fluoro_render,
 }
 
 
