@@ -22,6 +22,7 @@ import os
 import queue
 import signal
 import socket
+import stat
 import threading
 from multiprocessing.connection import Connection
 from typing import Any
@@ -55,6 +56,29 @@ def parse_frames_address(text: str) -> tuple[str, str | tuple[str, int]]:
     return "tcp", (host or "127.0.0.1", int(port))
 
 
+def _clear_stale_socket(path: str) -> None:
+    """A socket file left by a simulator that died is removed (nothing answers on it); anything else
+    at `path` (a live simulator's socket, a regular file) is refused naming it."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ValueError(f"--frames-out {path}: already exists and is not a socket; allowed a new path")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)  # stale: its simulator is gone
+        log.info("frames: removed the stale socket %s", path)
+        return
+    except OSError as exc:
+        raise ValueError(f"--frames-out {path}: already exists ({exc.strerror})") from None
+    finally:
+        probe.close()
+    raise ValueError(f"--frames-out {path}: another simulator serves frames there; allowed a free path")
+
+
 class FrameListener:
     """The listening socket and the connected readers."""
 
@@ -63,10 +87,7 @@ class FrameListener:
         self._path: str | None = None
         if kind == "unix":
             assert isinstance(where, str)
-            if os.path.exists(where):
-                raise ValueError(
-                    f"--frames-out {where}: already exists; allowed a path that does not exist yet"
-                )
+            _clear_stale_socket(where)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.bind(where)
             self._path = where

@@ -292,3 +292,18 @@ def test_a_truth_file_cut_mid_line_keeps_the_whole_records(tmp_path: Path) -> No
     path = tmp_path / "t.jsonl"
     path.write_text(line + "\n" + line[: len(line) // 2])
     assert load_truth(path) == {3: record}
+
+
+def test_a_stale_socket_is_replaced_and_a_live_one_or_a_file_refused(tmp_path: Path) -> None:
+    stale = tmp_path / "stale.sock"
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(stale))
+    dead.close()  # the file stays, nobody listens: a simulator that died
+    FrameListener(str(stale)).close()
+    live = FrameListener(str(tmp_path / "live.sock"))
+    with pytest.raises(ValueError, match="another simulator serves frames there"):
+        FrameListener(str(tmp_path / "live.sock"))
+    live.close()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="already exists and is not a socket"):
+        FrameListener(str(tmp_path / "file"))
