@@ -38,7 +38,7 @@ from host.logs import LOG_FILE, attach_log_file, detach_log_file
 from host.plan import clamp_to_device
 from host.plan_stop import wait_for_plan_stop
 from host.pump import Consumer, ConsumerFailure, StreamPump
-from host.recording import Recorder
+from host.recording import Recorder, device_setup_json
 from host.recording_sink import RecordingSink, close_recorder, open_recorder
 from protocol import Event, EventKind, NakCode, State, StopReason, StopSource, TelemetryBatch
 from protocol.models import DeviceInfoRecord
@@ -339,7 +339,12 @@ async def _drive(run: _Run, out_dir: Path) -> None:
                 out_dir / "recording",
                 plan,
                 DeviceInfoRecord.from_message(info),
-                extra={"scenario": s.name, "port": run.url, "time_scale": scale},
+                extra={
+                    "scenario": s.name,
+                    "port": run.url,
+                    "time_scale": scale,
+                    "device_setup": device_setup_json(ctl.syringe, ctl.calibration),
+                },
                 counters_source=lambda: ctl.counters,
             )
             log_file = attach_log_file(run.recorder.path / LOG_FILE)

@@ -55,6 +55,15 @@ COMMANDS: dict[str, Subcommand] = {
     "jog": Subcommand(
         "host.motion_cmds", "add_parsers", "hold-to-move: jog while a key is held, or for a set time"
     ),
+    "syringe": Subcommand(
+        "host.setup_cmds", "add_parsers", "list, select or show the syringe (library or custom)"
+    ),
+    "zero": Subcommand(
+        "host.setup_cmds", "add_parsers", "tare the pressure transducer (line open to the air)"
+    ),
+    "calibrate": Subcommand(
+        "host.setup_cmds", "add_parsers", "span and volume calibration; show the calibration in force"
+    ),
     "demo": Subcommand(
         "host.demo",
         "add_parser",

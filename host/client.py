@@ -25,10 +25,11 @@ dashboard restarting, a HIL runner handing the port over). Whoever decides that 
 from __future__ import annotations
 
 import asyncio
+import time
 from types import TracebackType
 from typing import Any, Protocol
 
-from host.errors import CommandRefused, StatusUnavailable
+from host.errors import CommandRefused, ReplyLostError, StatusUnavailable
 from host.link import (
     CommandLike,
     Link,
@@ -58,7 +59,21 @@ from protocol import (
     StopSource,
     TelemetryBatch,
 )
-from protocol.messages import GetMotion, Home, Jog, MotionStatus, Prime, Withdraw
+from protocol.messages import (
+    CalibrateSpan,
+    CalibrateVolume,
+    CalibrationInfo,
+    GetCalibration,
+    GetMotion,
+    Home,
+    Jog,
+    MotionStatus,
+    Prime,
+    SetSyringe,
+    SyringeInfo,
+    Withdraw,
+    Zero,
+)
 
 __all__ = [
     "BUSY_RETRY_S",
@@ -78,6 +93,11 @@ BUSY_RETRY_S = 0.05
 CLEAR_SETTLE_S = 5.0
 """How long an operator's CLEAR waits for the plunger to come to rest: the reference rig's relief
 timeout (3 s, docs/controller.md) plus its brake time (80 ms), with margin."""
+
+
+def _utc_s(utc_s: int | None) -> int:
+    """A calibration's date: the host's UTC clock, whole seconds since 1970 (the device has none)."""
+    return int(time.time()) if utc_s is None else utc_s
 
 
 class PlanLike(Protocol):
@@ -305,6 +325,72 @@ class DeviceClient:
         if isinstance(reply, MotionStatus):
             return reply
         raise StatusUnavailable(what)
+
+    # -- syringe and calibration (SPEC §5.17-§5.23): IDLE only; the device bounds every correction --
+
+    @property
+    def syringe(self) -> SyringeInfo | None:
+        """The syringe in force, as the device last reported it (handshake, SET_SYRINGE,
+        GET_CALIBRATION); None from a device without capability SETUP."""
+        return self._link.syringe
+
+    @property
+    def calibration(self) -> CalibrationInfo | None:
+        """The calibration in force, as the device last reported it; None without capability SETUP."""
+        return self._link.calibration
+
+    async def set_syringe(self, command: SetSyringe) -> SyringeInfo:
+        """Select a syringe (SET_SYRINGE; its cmd_id is replaced): the device refuses dimensions
+        beyond its own with BAD_PARAM naming the field and the bound. Returns the syringe in force."""
+        ack, _ = await self._link.request(command)
+        syringe = self._link.syringe
+        if syringe is not None and syringe.cmd_id == ack.cmd_id:
+            return syringe
+        return (await self._reread("SET_SYRINGE", "SYRINGE_INFO"))[0]
+
+    async def zero(self, *, utc_s: int | None = None) -> CalibrationInfo:
+        """Tare the pressure transducer (the line open to the air, the plunger at rest), dated
+        `utc_s` (default: now). An offset beyond the device's bound is refused (NAK SENSOR_FAULT)."""
+        when = _utc_s(utc_s)
+        return await self._calibrate(lambda cmd_id: Zero(cmd_id, when), "ZERO")
+
+    async def calibrate_span(self, *, reference_pa: int, utc_s: int | None = None) -> CalibrationInfo:
+        """Second calibration point: the line holds `reference_pa`, as a reference gauge reads it."""
+        when = _utc_s(utc_s)
+        return await self._calibrate(
+            lambda cmd_id: CalibrateSpan(cmd_id, reference_pa, when), "CALIBRATE_SPAN"
+        )
+
+    async def calibrate_volume(
+        self, *, nominal_nl: int, mass_ug: int, density_mg_l: int, utc_s: int | None = None
+    ) -> CalibrationInfo:
+        """Gravimetric volume calibration: the device counted `nominal_nl` (a PRIME's primed volume),
+        the balance weighed `mass_ug` of a fluid of `density_mg_l`."""
+        when = _utc_s(utc_s)
+        return await self._calibrate(
+            lambda cmd_id: CalibrateVolume(cmd_id, nominal_nl, mass_ug, density_mg_l, when),
+            "CALIBRATE_VOLUME",
+        )
+
+    async def get_calibration(self) -> tuple[SyringeInfo, CalibrationInfo]:
+        """The syringe and the calibration in force, read now (GET_CALIBRATION)."""
+        return await self._reread("GET_CALIBRATION", "SYRINGE_INFO and CALIBRATION_INFO")
+
+    async def _calibrate(self, make: CommandLike, what: str) -> CalibrationInfo:
+        """The CALIBRATION_INFO that answered the command (it precedes the ACK on the same stream);
+        if it was lost on the way, GET_CALIBRATION."""
+        ack, _ = await self._link.request(make)
+        cal = self._link.calibration
+        if cal is not None and cal.cmd_id == ack.cmd_id:
+            return cal
+        return (await self._reread(what, "CALIBRATION_INFO"))[1]
+
+    async def _reread(self, what: str, reply: str) -> tuple[SyringeInfo, CalibrationInfo]:
+        ack, _ = await self._link.request(GetCalibration)
+        syringe, cal = self._link.syringe, self._link.calibration
+        if syringe is None or cal is None or syringe.cmd_id != ack.cmd_id or cal.cmd_id != ack.cmd_id:
+            raise ReplyLostError(what, reply)
+        return syringe, cal
 
     async def command(self, command: CommandLike) -> Ack:
         """Any command message, numbered by the link."""

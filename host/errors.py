@@ -114,6 +114,18 @@ class CommandRefused(CementguardError):  # noqa: N818 - names of the host API
         return self.nak.code
 
 
+class ReplyLostError(CementguardError):
+    """A setup command (SET_SYRINGE, ZERO, CALIBRATE_*, GET_CALIBRATION) was answered, but the reply
+    that says what is now in force was lost on the line, and a GET_CALIBRATION got none either."""
+
+    def __init__(self, command: str, reply: str) -> None:
+        super().__init__(
+            f"{command} was answered, but its {reply} was lost and could not be read again: "
+            "read what is in force with `cementguard calibrate show` before going on"
+        )
+        self.command = command
+
+
 class StatusUnavailable(CementguardError):  # noqa: N818 - names of the host API
     """A command that the device answers with STATUS then ACK (ARM, SET_LIMITS, GET_STATUS) was
     acknowledged, but its STATUS was lost on the line and a GET_STATUS after it got none either.

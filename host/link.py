@@ -99,7 +99,7 @@ from protocol import (
     TelemetryBatch,
     encode_frame,
 )
-from protocol.messages import MotionStatus
+from protocol.messages import CalibrationInfo, MotionStatus, SyringeInfo
 
 log = logging.getLogger(__name__)
 
@@ -456,6 +456,8 @@ class Link:
         self._fatal_error: CementguardError | None = None
         self._closed_by_host = False
         self._device: DeviceInfo | None = None
+        self._syringe: SyringeInfo | None = None
+        self._calibration: CalibrationInfo | None = None
         self._status: Status | None = None
         self._device_state: State | int | None = None
         self._pending: dict[int, _Pending] = {}
@@ -495,6 +497,18 @@ class Link:
     def device(self) -> DeviceInfo | None:
         """DEVICE_INFO of the last handshake."""
         return self._device
+
+    @property
+    def syringe(self) -> SyringeInfo | None:
+        """The last SYRINGE_INFO (handshake, SET_SYRINGE, GET_CALIBRATION; SPEC §5.22): the syringe in
+        force. None from a device without capability SETUP. Its `cmd_id` names the command it answered."""
+        return self._syringe
+
+    @property
+    def calibration(self) -> CalibrationInfo | None:
+        """The last CALIBRATION_INFO (handshake, ZERO, CALIBRATE_*, GET_CALIBRATION): the calibration
+        in force, recorded with every run."""
+        return self._calibration
 
     @property
     def status(self) -> Status | None:
@@ -823,6 +837,7 @@ class Link:
                 self._set_link_state(LinkState.CONNECTED, f"port {self.url} open, without a session")
                 return
             timeout, retries = self.settings.command_timeout_s, self.settings.retries
+            self._syringe = self._calibration = None  # this handshake's, or none (no capability SETUP)
             info = await self._hello(gen, timeout, retries)
             if info.protocol_version != PROTOCOL_VERSION:
                 raise self._fatal(ProtocolVersionError(info.protocol_version))
@@ -1095,6 +1110,10 @@ class Link:
             elif kind is MotionStatus:
                 self._set_state(msg.state)  # type: ignore[attr-defined]
                 self._attach_reply(msg)
+            elif kind is SyringeInfo:
+                self._syringe = msg  # type: ignore[assignment]
+            elif kind is CalibrationInfo:
+                self._calibration = msg  # type: ignore[assignment]
             if conn is not self._conn:
                 return  # a handler dropped this port (device reset, version mismatch)
         if alive:

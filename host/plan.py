@@ -33,14 +33,15 @@ from pydantic import (
 
 from host.config_file import Problem, Raw, RulesBrokenError, Unit, describe, read_toml, show
 from host.run_metadata import RunMetadata
+from host.syringes import LIBRARY as SYRINGE_LIBRARY
 from protocol.enums import Capabilities, Mode, PlanFlags
 from protocol.messages import Arm, DeviceInfo
 
 GAUGE_ID_MM: dict[int, float] = {10: 2.692, 11: 2.388, 13: 1.803}
 """Regular-wall inner diameters from the standard needle gauge chart (docs/references.md)."""
-SYRINGE_BORE_MM: dict[str, float] = {"1ml": 4.65, "2.5ml": 7.29, "3ml": 8.66}
-"""Bores of common small syringes (vendor tables, approximate; docs/references.md)."""
-SYRINGE_CAPACITY_ML: dict[str, float] = {"1ml": 1.0, "2.5ml": 2.5, "3ml": 3.0}
+SYRINGE_BORE_MM: dict[str, float] = {s.name: s.bore_mm for s in SYRINGE_LIBRARY}
+"""Bores of the usual cement syringes (host/syringes.py: vendor tables, approximate)."""
+SYRINGE_CAPACITY_ML: dict[str, float] = {s.name: s.capacity_ml for s in SYRINGE_LIBRARY}
 U32_MAX = 0xFFFF_FFFF
 
 
@@ -119,9 +120,9 @@ class CannulaSection(_Model):
 
 
 class Syringe(_Model):
-    size: Annotated[Literal["1ml", "2.5ml", "3ml"] | None, BeforeValidator(_size), Unit("syringe size")] = (
-        None
-    )
+    size: Annotated[
+        Literal["1ml", "2.5ml", "3ml", "5ml", "10ml"] | None, BeforeValidator(_size), Unit("syringe size")
+    ] = None
     bore_mm: Annotated[float | None, Field(ge=2, le=40), Unit("mm")] = None
     capacity_ml: Annotated[float | None, Field(gt=0, le=100), Unit("mL")] = None
     """What the barrel holds; defaults to the named size's nominal volume, required with bore_mm."""
@@ -131,7 +132,15 @@ class Syringe(_Model):
         if self.size is None and self.bore_mm is None:
             why = "required unless bore_mm is given"
             raise RulesBrokenError(
-                [Problem("size", Raw("(missing)"), why, "'1ml', '2.5ml' or '3ml'", "syringe size")]
+                [
+                    Problem(
+                        "size",
+                        Raw("(missing)"),
+                        why,
+                        "'1ml', '2.5ml', '3ml', '5ml' or '10ml'",
+                        "syringe size",
+                    )
+                ]
             )
         if self.size is not None and self.bore_mm is not None:
             why = f"given together with size {self.size!r}"

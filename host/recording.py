@@ -88,8 +88,8 @@ from protocol.enums import (
     StopReason,
     StopSource,
 )
-from protocol.messages import Event
-from protocol.models import DeviceInfoRecord, EventRecord, kpa, ml
+from protocol.messages import CalibrationInfo, Event, SyringeInfo
+from protocol.models import DeviceInfoRecord, DeviceSetupRecord, EventRecord, kpa, ml
 from protocol.telemetry import SAMPLE_DTYPE, SampleArray
 
 FORMAT_NAME = "cementguard-recording"
@@ -1033,6 +1033,20 @@ class Recording:
             return DeviceInfoRecord.model_construct(**device)
 
     @property
+    def device_setup(self) -> DeviceSetupRecord | None:
+        """The syringe and calibration in force during the run (meta.json `extra.device_setup`, from
+        the handshake's SYRINGE_INFO and CALIBRATION_INFO); None for a device without capability
+        SETUP and for recordings made before it was recorded."""
+        extra = self.meta.get("extra")
+        found = extra.get("device_setup") if isinstance(extra, dict) else None
+        if not isinstance(found, dict):
+            return None
+        try:
+            return DeviceSetupRecord.model_validate(found)
+        except ValidationError:
+            return None
+
+    @property
     def run_metadata(self) -> dict[str, Any]:
         """The run's metadata for the lab notebook (specimen, operator, cement product and lot, ...:
         `host.run_metadata`), from meta.json `extra.run_metadata`; {} for a recording without it."""
@@ -1207,9 +1221,20 @@ __all__ = [
     "RecordingError",
     "RecordingVersionError",
     "describe_dtype",
+    "device_setup_json",
     "dtype_from_meta",
     "event_json",
     "new_run_dir",
     "upgrade_v1_event",
     "upgrade_v1_samples",
 ]
+
+
+def device_setup_json(
+    syringe: SyringeInfo | None, calibration: CalibrationInfo | None
+) -> dict[str, Any] | None:
+    """What a recording keeps of the syringe and calibration in force (`extra.device_setup`), from the
+    handshake's replies (DeviceClient.syringe / .calibration); None without them."""
+    if syringe is None or calibration is None:
+        return None
+    return DeviceSetupRecord.from_messages(syringe, calibration).model_dump(mode="json")

@@ -36,6 +36,7 @@ import json
 import math
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -394,10 +395,34 @@ def _device_rows(rec: Recording) -> list[tuple[str, str]]:
     if not isinstance(device, dict):
         return [("device", "not recorded")]
     rows = [(str(k), ", ".join(map(str, v)) if isinstance(v, list) else str(v)) for k, v in device.items()]
-    calibration = device.get("calibration")
-    if calibration is None:
+    setup = rec.device_setup
+    if setup is None:
         rows.append(("calibration", "not reported by this device in the recording"))
+        return rows
+    if setup.syringe:
+        syringe = (
+            f"{setup.syringe}: bore {setup.bore_mm:.2f} mm, stroke {setup.stroke_mm:.2f} mm (usable "
+            f"{setup.usable_stroke_mm:.2f} mm), dead volume {setup.dead_volume_ml:.3f} mL, pressure ceiling "
+            f"{setup.pressure_ceiling_kpa:.0f} kPa"
+        )
+    else:
+        syringe = "none selected (the plan's bore)"
+    rows.append(("syringe", syringe))
+    rows.append(("zero", f"offset {setup.zero_offset_kpa:+.1f} kPa, {_calibrated_on(setup.zero_utc_s)}"))
+    span = f"gain {setup.span_gain:.6f}"
+    if setup.span_utc_s:
+        span += f" at {setup.span_reference_kpa:g} kPa"
+    rows.append(("span", f"{span}, {_calibrated_on(setup.span_utc_s)}"))
+    rows.append(("volume factor", f"{setup.volume_factor:.6f}, {_calibrated_on(setup.volume_utc_s)}"))
+    rows.append(("zero check at ARM", f"|pressure| <= {setup.zero_check_kpa:g} kPa"))
     return rows
+
+
+def _calibrated_on(utc_s: int) -> str:
+    """A calibration's date; 0 means it was never calibrated on the device (the factory value)."""
+    if not utc_s:
+        return "factory value"
+    return "calibrated " + datetime.fromtimestamp(utc_s, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _plan_rows(plan: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:

@@ -47,7 +47,7 @@ from host.logs import LOG_FILE, attach_log_file, detach_log_file
 from host.loss_report import SeenEvents, missed_stop, report_after_loss
 from host.plan import InjectionPlan, PlanError, clamp_to_device, load_plan
 from host.pump import Consumer, ConsumerFailure, StreamPump
-from host.recording import Recorder, new_run_dir
+from host.recording import Recorder, device_setup_json, new_run_dir
 from host.recording_sink import (
     DEFAULT_TAIL_S,
     MIN_FREE_BYTES,
@@ -366,6 +366,7 @@ async def run_plan(
                             "port": url,
                             "mixed_ago_s_at_arm": mixed_ago_s,
                             "run_metadata": plan.metadata.record(),
+                            "device_setup": device_setup_json(ctl.syringe, ctl.calibration),
                         },
                         counters_source=lambda: ctl.counters,
                     )

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from protocol.enums import AlarmCode, EventKind, Flags, State, StopReason, StopSource
-from protocol.messages import DeviceInfo, Event, Status
+from protocol.messages import CalibrationInfo, DeviceInfo, Event, Status, SyringeInfo
 from protocol.telemetry import SampleArray
 
 PA_PER_KPA = 1000.0
@@ -59,6 +59,46 @@ class DeviceInfoRecord(_Model):
             max_pressure_kpa=kpa(m.max_pressure_pa),
             max_flow_ml_min=ml_min(m.max_flow_nl_s),
             travel_mm=m.travel_um / 1000.0,
+        )
+
+
+class DeviceSetupRecord(_Model):
+    """The syringe and the calibration in force (SYRINGE_INFO, CALIBRATION_INFO; SPEC §5.22), as a
+    recording keeps them with its run. Dates are UTC seconds since 1970, 0 = never (factory value)."""
+
+    syringe: str
+    """The selected syringe's name; "" when none is selected (each plan's bore is used)."""
+    bore_mm: float
+    stroke_mm: float
+    dead_volume_ml: float
+    pressure_ceiling_kpa: float
+    usable_stroke_mm: float
+    zero_offset_kpa: float
+    zero_utc_s: int
+    span_gain: float
+    span_reference_kpa: float
+    span_utc_s: int
+    volume_factor: float
+    volume_utc_s: int
+    zero_check_kpa: float
+
+    @classmethod
+    def from_messages(cls, syringe: SyringeInfo, cal: CalibrationInfo) -> DeviceSetupRecord:
+        return cls(
+            syringe=syringe.name,
+            bore_mm=syringe.bore_um / 1000.0,
+            stroke_mm=syringe.stroke_um / 1000.0,
+            dead_volume_ml=ml(syringe.dead_volume_nl),
+            pressure_ceiling_kpa=kpa(syringe.max_pressure_pa),
+            usable_stroke_mm=syringe.travel_um / 1000.0,
+            zero_offset_kpa=kpa(cal.zero_offset_pa),
+            zero_utc_s=cal.zero_utc_s,
+            span_gain=cal.span_gain_ppm / 1e6,
+            span_reference_kpa=kpa(cal.span_reference_pa),
+            span_utc_s=cal.span_utc_s,
+            volume_factor=cal.volume_factor_ppm / 1e6,
+            volume_utc_s=cal.volume_utc_s,
+            zero_check_kpa=kpa(cal.zero_check_pa),
         )
 
 

@@ -52,7 +52,7 @@ from host.errors import CementguardError, CommandRefused, LinkLost
 from host.logs import LOG_FILE, attach_log_file, detach_log_file
 from host.plan import InjectionPlan
 from host.pump import ConsumerFailure
-from host.recording import Recorder, new_run_dir
+from host.recording import Recorder, device_setup_json, new_run_dir
 from host.recording_sink import close_recorder, free_space_problem, open_recorder
 from protocol import State, StopSource
 from protocol.enums import MOVEMENT_STATES
@@ -591,12 +591,17 @@ class DashboardApp(App[int]):
         ctl = source.controller
         device = model.device if isinstance(model.device, DeviceInfoRecord) else None
         counters = (lambda: ctl.counters) if ctl is not None else None
+        setup = device_setup_json(ctl.syringe, ctl.calibration) if ctl is not None else None
         try:
             recorder = await open_recorder(
                 new_run_dir(self.record_root, label[:40]),
                 plan,
                 device,
-                extra={"port": source.url, "from": "dashboard"},
+                extra={
+                    "port": source.url,
+                    "from": "dashboard",
+                    "device_setup": setup,
+                },
                 counters_source=counters,
             )
         except OSError as exc:

@@ -420,8 +420,9 @@ def test_a_value_of_the_wrong_type_is_refused_not_coerced(path: str, value: obje
             "cannula.inner_diameter_mm: 9 is too large; allowed [0.3, 6] (mm)",
         ),
         (
-            {"syringe__size": "5ml"},
-            "syringe.size: '5ml' is not one of the choices; allowed '1ml', '2.5ml' or '3ml' (syringe size)",
+            {"syringe__size": "20ml"},
+            "syringe.size: '20ml' is not one of the choices; allowed '1ml', '2.5ml', '3ml', '5ml' or '10ml' "
+            "(syringe size)",
         ),
         (
             {"syringe__bore_mm": 7.29},
@@ -435,7 +436,7 @@ def test_a_value_of_the_wrong_type_is_refused_not_coerced(path: str, value: obje
         (
             {"syringe__size": ...},
             "syringe.size: (missing) is required unless bore_mm is given; "
-            "allowed '1ml', '2.5ml' or '3ml' (syringe size)",
+            "allowed '1ml', '2.5ml', '3ml', '5ml' or '10ml' (syringe size)",
         ),
         (
             {"syringe__size": ..., "syringe__bore_mm": 1.0},
