@@ -141,10 +141,13 @@ class FrameListener:
                     self._clients.remove(conn)
                 conn.close()
 
-    def close(self) -> None:
+    def close(self, clean: bool = True) -> None:
+        """Stop listening and close every reader: after the END message if `clean`, else cut (the
+        readers report their source lost)."""
         if self._closed:
             return
-        self.send(encode_end())
+        if clean:
+            self.send(encode_end())
         self._closed = True
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
@@ -191,13 +194,22 @@ class FrameStreamer:
         send.close()
         # wait until the child has built its renderer (a second or two): pulses before that would
         # all be dropped, and a child that cannot start is an error now, not a silent stream later
-        if not self._results.poll(READY_TIMEOUT_S) or self._results.recv() != "ready":
+        try:
+            ready = self._results.poll(READY_TIMEOUT_S) and self._results.recv() == "ready"
+        except EOFError:  # it died first
+            ready = False
+        if not ready:
             self._child.terminate()
             raise OSError(f"the frame renderer did not start within {READY_TIMEOUT_S:g} s")
         self._in_flight = 0
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._forward, name="frames-forward", daemon=True)
         self._thread.start()
+
+    @property
+    def render_pid(self) -> int | None:
+        """The render process's id (for the operator's `ps`, and the tests)."""
+        return self._child.pid
 
     def on_tick(self, now_us: int) -> None:
         """Called every controller tick: cheap unless a pulse is due."""
@@ -225,7 +237,11 @@ class FrameStreamer:
             try:
                 item = self._results.recv()
             except (EOFError, OSError):
-                return  # the child ended
+                # the render process died: the readers must see the stream cut (their source lost),
+                # not a stream that just goes quiet
+                log.error("frames: the render process ended unexpectedly; closing the frame stream")
+                self.listener.close(clean=False)
+                return
             if item is None:
                 return
             data, truth = item

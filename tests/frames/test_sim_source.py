@@ -307,3 +307,23 @@ def test_a_stale_socket_is_replaced_and_a_live_one_or_a_file_refused(tmp_path: P
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="already exists and is not a socket"):
         FrameListener(str(tmp_path / "file"))
+
+
+def test_a_render_process_that_dies_cuts_the_stream_so_the_reader_loses_its_source() -> None:
+    import os
+    import signal
+
+    spatial = Plant(PlantConfig(vertebra="spatial")).spatial
+    assert spatial is not None
+    config = FluoroConfig(width_px=64, height_px=64, pixel_mm=1.0, fps=10.0)
+    listener = FrameListener("127.0.0.1:0")
+    streamer = FrameStreamer(FluoroCamera(spatial, config), listener)
+    src = connect(listener)
+    streamer.on_tick(0)
+    assert src.read(10.0) is not None
+    assert streamer.render_pid is not None
+    os.kill(streamer.render_pid, signal.SIGKILL)
+    with pytest.raises(FrameSourceLost, match="closed the stream without END") as info:
+        src.read(10.0)
+    assert not isinstance(info.value, FrameStreamEnded)
+    streamer.close()  # and closing after it does not hang or raise
