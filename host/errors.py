@@ -186,6 +186,10 @@ def _state_name(state: State | int) -> str:
     return state.name if isinstance(state, State) else f"unknown state {int(state)}"
 
 
+_BORE_RANGE_UM = (2_000, 40_000)
+"""The bore range every device of this protocol accepts (SPEC §7.8, ARM check 5)."""
+
+
 def describe_nak(command: Command, nak: Nak) -> str:
     """A readable sentence for a NAK: which command, the code, and what it means here."""
     from protocol import MsgType, NakCode
@@ -201,6 +205,14 @@ def describe_nak(command: Command, nak: Nak) -> str:
             why = "cmd_id 0 is not allowed"
         elif field is None:
             why = f"field index {nak.field} is out of range (bound {nak.detail})"
+        elif field == "syringe_bore_um" and nak.detail not in _BORE_RANGE_UM:
+            # Not a range bound: the bore of the syringe selected on the device (SPEC §5.17, check 5a)
+            asked = getattr(command, "syringe_bore_um", None)
+            why = (
+                f"syringe_bore_um (field {nak.field}) = {asked} is not the bore of the syringe selected on "
+                f"the device, {nak.detail} um: select the plan's syringe (`cementguard syringe select`) "
+                "or use a plan for the one mounted"
+            )
         else:
             why = f"{field} (field {nak.field}) is out of range: bound {nak.detail}"
         return f"{name} refused: BAD_PARAM ({why})"

@@ -36,6 +36,7 @@ from host.cli_types import VOLUME_ML as VOLUME
 from host.cli_types import finite_float
 from host.errors import CementguardError, CommandRefused
 from host.port_lock import PortBusy
+from host.syringes import NoSyringeSelectedError, selected_bore_um
 
 if TYPE_CHECKING:
     from host.client import DeviceClient
@@ -79,7 +80,12 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     ):
         p = subparsers.add_parser(name, aliases=aliases, help=help_text, epilog=epilog)
         p.add_argument("--port", required=True, help="serial device or pyserial URL")
-        p.add_argument("--bore-mm", type=BORE, required=True, help=f"syringe inner diameter ({BORE.allowed})")
+        p.add_argument(
+            "--bore-mm",
+            type=BORE,
+            default=None,
+            help=f"syringe inner diameter ({BORE.allowed}; default: the syringe selected on the device)",
+        )
         p.add_argument("--volume-ml", type=VOLUME, required=True, help=f"volume ({VOLUME.allowed})")
         p.add_argument("--flow-ml-min", type=FLOW, default=1.0, help=f"flow ({FLOW.allowed}; default 1)")
         p.set_defaults(func=_prime if name == "prime" else _withdraw)
@@ -153,7 +159,7 @@ async def move(
         async with DeviceClient.open(port) as ctl, serve_control(ctl):
             try:
                 await start(ctl)
-            except CommandRefused as exc:
+            except (CommandRefused, NoSyringeSelectedError) as exc:
                 _fail(str(exc))
                 return EXIT_REFUSED
             _say(f"{what} started; stop from any terminal: cementguard stop --port {port}")
@@ -210,20 +216,25 @@ def _volume_seconds(args: argparse.Namespace) -> float:
     return float(args.volume_ml) / float(args.flow_ml_min) * 60.0
 
 
+def _bore(args: argparse.Namespace, ctl: DeviceClient) -> int:
+    """--bore-mm, else the bore of the syringe selected on the device (SPEC §5.17: it must match)."""
+    return bore_um(args.bore_mm) if args.bore_mm is not None else selected_bore_um(ctl.syringe)
+
+
 def _prime(args: argparse.Namespace) -> int:
-    bore, vol, flow = bore_um(args.bore_mm), volume_nl(args.volume_ml), flow_nl_s(args.flow_ml_min)
+    vol, flow = volume_nl(args.volume_ml), flow_nl_s(args.flow_ml_min)
 
     async def start(ctl: DeviceClient) -> MotionStatus:
-        return await ctl.prime(syringe_bore_um=bore, flow_nl_s=flow, volume_nl=vol)
+        return await ctl.prime(syringe_bore_um=_bore(args, ctl), flow_nl_s=flow, volume_nl=vol)
 
     return _run(lambda: move(args.port, "prime", start, _volume_seconds(args)))
 
 
 def _withdraw(args: argparse.Namespace) -> int:
-    bore, vol, flow = bore_um(args.bore_mm), volume_nl(args.volume_ml), flow_nl_s(args.flow_ml_min)
+    vol, flow = volume_nl(args.volume_ml), flow_nl_s(args.flow_ml_min)
 
     async def start(ctl: DeviceClient) -> MotionStatus:
-        return await ctl.withdraw(syringe_bore_um=bore, flow_nl_s=flow, volume_nl=vol)
+        return await ctl.withdraw(syringe_bore_um=_bore(args, ctl), flow_nl_s=flow, volume_nl=vol)
 
     return _run(lambda: move(args.port, "withdraw", start, _volume_seconds(args)))
 

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 
 from host.errors import CementguardError
-from protocol.messages import SetSyringe
+from protocol.messages import SetSyringe, SyringeInfo
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,21 @@ NAME_MAX = 16
 
 class UnknownSyringeError(CementguardError):
     """A syringe name the library does not have; the message lists the names it has."""
+
+
+class NoSyringeSelectedError(CementguardError):
+    """A command needs the syringe's bore, none was given and the device has none selected."""
+
+
+def selected_bore_um(syringe: SyringeInfo | None) -> int:
+    """The bore of the syringe selected on the device (DeviceClient.syringe), for a command given
+    without one; NoSyringeSelectedError when there is none."""
+    if syringe is None or not syringe.name:
+        raise NoSyringeSelectedError(
+            "no syringe is selected on the device: give --bore-mm, or select one first "
+            "(`cementguard syringe select NAME` or `syringe custom`)"
+        )
+    return syringe.bore_um
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,3 +45,21 @@ def test_setup_refusals_say_what_to_do_with_the_reading() -> None:
     text = describe_nak(Clear(6), drift)  # only the NAK is read for this code
     assert "-73.5 kPa" in text
     assert "cementguard zero" in text
+
+
+def test_a_bore_other_than_the_selected_syringe_is_named_as_such() -> None:
+    """ARM check 5a (SPEC §5.17): the detail is the selected syringe's bore, not a range bound."""
+    from tests.controller.harness import arm_msg
+
+    nak = Nak(
+        cmd_id=8, cmd_type=MsgType.ARM, code=NakCode.BAD_PARAM, state=State.IDLE, field=15, detail=12_060
+    )
+    text = describe_nak(arm_msg(8), nak)
+    assert (
+        "syringe_bore_um (field 15) = 7290 is not the bore of the syringe selected on the device, 12060 um"
+        in text
+    )
+    bound = Nak(
+        cmd_id=8, cmd_type=MsgType.ARM, code=NakCode.BAD_PARAM, state=State.IDLE, field=15, detail=40_000
+    )
+    assert "out of range: bound 40000" in describe_nak(arm_msg(8), bound)

@@ -234,3 +234,17 @@ def test_a_run_records_the_syringe_and_calibration_in_force_and_the_report_shows
     assert rows["zero"].startswith("offset ")
     assert "calibrated 20" in rows["zero"]
     assert rows["span"] == "gain 1.000000, factory value"
+
+
+def test_prime_takes_the_selected_syringes_bore(sim_pty: SimPty, capsys: pytest.CaptureFixture[str]) -> None:
+    _proc, path = sim_pty
+    code, out = _cli(capsys, "prime", "--port", path, "--volume-ml", "0.02", "--flow-ml-min", "6")
+    assert code == 1
+    assert "no syringe is selected on the device: give --bore-mm" in out
+    assert _cli(capsys, "syringe", "select", "2.5ml", "--port", path)[0] == 0
+    code, out = _cli(capsys, "prime", "--port", path, "--volume-ml", "0.02", "--flow-ml-min", "6")
+    assert code == 0, out
+    assert "prime done" in out
+    code, out = _cli(capsys, "prime", "--port", path, "--bore-mm", "8.66", "--volume-ml", "0.02")
+    assert code == 1
+    assert "= 8660 is not the bore of the syringe selected on the device, 7290 um" in out
