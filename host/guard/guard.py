@@ -209,7 +209,9 @@ class Guard:
         self.baseline = Baseline.from_frames(self._learning, frame.bit_depth, smooth_px)
         self._learning = []
         if self.region is None:
-            self.region = auto_outline(-self.baseline.log_mean, cfg.posterior, -self.baseline.sharp_log)
+            self.region = auto_outline(
+                -self.baseline.log_mean, cfg.posterior, frame.pixel_mm, -self.baseline.sharp_log
+            )
             if self.region is None:
                 self.baseline = None
                 return self._blind("no vertebral body found: set the region", frame.index, frame.t_us)

@@ -109,16 +109,16 @@ class BodyRegion:
         return out.astype(bool)
 
 
-BACKGROUND_FRACTION = 0.25
-"""The soft tissue's slow variation is removed with a Gaussian this fraction of the image's side
-(~25 mm on a 100 mm field): wider than the cortex's edge, about the body's own size."""
-THIN_FRACTION = 0.08
-"""Structures thinner than this fraction of the image's side (the cannula, ~3 mm, blurred) are opened away
+BACKGROUND_MM = 25.0
+"""The soft tissue's slow variation is removed with a Gaussian this wide (sigma): far wider than the
+cortex's edge, about the body's own size."""
+THIN_MM = 8.0
+"""Structures thinner than this (the cannula, ~3 mm, blurred) are opened away
 before the body is chosen, so the cannula does not join the body to the image border."""
 
 
 def auto_outline(
-    attenuation: np.ndarray, posterior: Side, sharp: np.ndarray | None = None
+    attenuation: np.ndarray, posterior: Side, pixel_mm: float, sharp: np.ndarray | None = None
 ) -> BodyRegion | None:
     """The vertebral body in a (smoothed) attenuation image of the pre-cement baseline, or None.
 
@@ -133,13 +133,13 @@ def auto_outline(
     a = attenuation.astype(np.float32)
     h, w = a.shape
     side = min(h, w)
-    a = a - cv2.GaussianBlur(a, (0, 0), BACKGROUND_FRACTION * side)
+    a = a - cv2.GaussianBlur(a, (0, 0), min(BACKGROUND_MM / pixel_mm, side / 2))
     lo, hi = float(a.min()), float(a.max())
     if not hi > lo:
         return None
     scaled = np.clip((a - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
     _t, bone = cv2.threshold(scaled, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    k = max(3, round(THIN_FRACTION * side) | 1)
+    k = max(3, round(THIN_MM / pixel_mm) | 1)
     bone = cv2.morphologyEx(bone, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     n, labels, stats, centroids = cv2.connectedComponentsWithStats(bone, connectivity=8)
     best, best_d = 0, math.inf
@@ -154,20 +154,20 @@ def auto_outline(
         return None
     rough = _robust_box((labels == best), posterior)
     edges = attenuation if sharp is None else sharp
-    return None if rough is None else _refine(edges.astype(np.float32), rough)
+    return None if rough is None else _refine(edges.astype(np.float32), rough, pixel_mm)
 
 
-REFINE_FRACTION = 0.02
-"""How far (fraction of the image side, ~2 mm) from the thresholded wall the cortex is looked for."""
+REFINE_MM = 2.0
+"""How far from the thresholded wall the cortex is looked for."""
 
 
-def _refine(a: np.ndarray, box: BodyRegion) -> BodyRegion:
+def _refine(a: np.ndarray, box: BodyRegion, pixel_mm: float) -> BodyRegion:
     """Each wall moved to the strongest edge of the attenuation within reach: the cortex is where the
     attenuation steps up into the body. A threshold (Otsu's, after the background was removed) puts
     the wall where the blurred step crosses it, which moves with the contrast and the background;
     the steepest point of the step does not. Median over the middle rows (columns)."""
     h, w = a.shape
-    reach = max(2, round(REFINE_FRACTION * min(h, w)))
+    reach = max(2, round(REFINE_MM / pixel_mm))
     gx = np.diff(a, axis=1)  # gx[:, c] is the step between columns c and c + 1
     gy = np.diff(a, axis=0)
     x0, x1, y0, y1 = round(box.left), round(box.right), round(box.top), round(box.bottom)
