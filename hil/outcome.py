@@ -53,6 +53,12 @@ class Measured:
     """Largest delay of the runner's event loop (a 5 ms timer's overshoot): harness health."""
     host_max_lag_at_s: float | None = None
     """Device time (estimated) when that delay ended."""
+    image_rule: str | None = None
+    """The fluoroscopic guard's rule named by the final stop (FLUORO_IMAGE's detail), if it stopped."""
+    guard_state: str | None = None
+    """The guard's state at the end of the run (WATCHING, BLIND(reason), STOPPED(rule))."""
+    guard_frames: int | None = None
+    """Frames the guard judged."""
     truth: SpatialTruth | None = None
     """The spatial body's ground truth at the end of the run (the simulator's last `TRACE spatial`
     line up to the final STATUS); None without the spatial body or on a real rig."""
@@ -130,6 +136,11 @@ def judge(scenario: Scenario, m: Measured, real_rig: bool) -> list[str]:
             out.append(f"delivered volume: expected {low:g}..{high:g} mL, measured {shown}")
     if e.no_false_stop and m.false_stops:
         out.append(f"false stop: a stop before the trigger event's onset ({m.onset_s} s): stops {m.stops}")
+    if e.image_rule is not None and m.image_rule != e.image_rule:
+        out.append(
+            f"guard rule: expected {e.image_rule}, measured {m.image_rule or 'none'} "
+            f"(guard {m.guard_state}, {m.guard_frames} frames)"
+        )
     if e.increments_done is not None and m.increments_done != e.increments_done:
         out.append(f"increments done: expected {e.increments_done}, measured {m.increments_done}")
     if e.truth is not None and not real_rig:

@@ -27,12 +27,16 @@ from typing import Any
 
 import numpy as np
 
+from hil.guard import FeedCut, FramePaths, simulator_args, truth_onsets
 from hil.outcome import WATCHDOG_S, Measured, Outcome, harness_lag, judge
 from hil.scenario import PLANT_EVENT_KINDS, Scenario
 from hil.simulator import Simulator, Trace, write_plant_file
 from host.client import DeviceClient, LinkOptions, LinkState
 from host.control import serve_control
 from host.errors import CementguardError, CommandRefused
+from host.frames import open_frame_source
+from host.guard import Guard, GuardConfig
+from host.guard.worker import GuardWorker
 from host.link_quality import LinkQuality
 from host.logs import LOG_FILE, attach_log_file, detach_log_file
 from host.plan import clamp_to_device
@@ -40,7 +44,7 @@ from host.plan_stop import wait_for_plan_stop
 from host.pump import Consumer, ConsumerFailure, StreamPump
 from host.recording import Recorder, device_setup_json
 from host.recording_sink import RecordingSink, close_recorder, open_recorder
-from protocol import Event, EventKind, NakCode, State, StopReason, StopSource, TelemetryBatch
+from protocol import Event, EventKind, NakCode, State, StopDetail, StopReason, StopSource, TelemetryBatch
 from protocol.models import DeviceInfoRecord
 
 HOST_STOP_KINDS = {"operator_stop": StopSource.OPERATOR, "fluoro_key_stop": StopSource.FLUORO_OPERATOR}
@@ -153,6 +157,11 @@ class _Run:
         """Event indexes of the STOP events the driver has taken (from the queue or reconciled)."""
         self.failure: str | None = None
         """A consumer or worker of the stream pump that failed (the scenario then errors)."""
+        self.frames: FramePaths | None = None
+        self.guard: GuardWorker | None = None
+        self.feed: FeedCut | None = None
+        self.truth_onsets: list[tuple[float, str]] = []
+        """(device s, what) of the frame truth's onsets: the crossing, each leak's first cement."""
 
     def device_now_s(self) -> float:
         """Device time now, from the latest telemetry sample and the wall time since it was read."""
@@ -280,14 +289,17 @@ async def _attempt(scenario: Scenario, path: Path, options: RunOptions, scale: f
     out_dir.mkdir(parents=True)
     sim: Simulator | None = None
     run: _Run | None = None
+    frames = FramePaths(out_dir) if scenario.guard is not None and options.port is None else None
     try:
         if options.port is None:
             plant_file = write_plant_file(scenario, out_dir / "plant.toml")
-            sim = Simulator(plant_file, scenario, scale)
+            extra = simulator_args(scenario.guard, frames) if scenario.guard and frames else None
+            sim = Simulator(plant_file, scenario, scale, extra)
             url = await sim.start()
         else:
             url = options.port
         run = _Run(scenario, options, scale, url, sim)
+        run.frames = frames
         await _drive(run, out_dir)
         outcome.recording = os.fspath(out_dir / "recording")
     except Exception as exc:  # the scenario errored: reported, never hides the teardown
@@ -295,10 +307,14 @@ async def _attempt(scenario: Scenario, path: Path, options: RunOptions, scale: f
     finally:
         if sim is not None:
             await sim.stop()
+        if frames is not None:
+            frames.cleanup()
     if run is not None:
         outcome.measured = run.m
         if sim is not None:
             _measure_trace(run, sim.trace)
+        if frames is not None:
+            run.truth_onsets = truth_onsets(frames.truth)
         _measure_host(run)
         if not outcome.message:
             failures = judge(scenario, run.m, options.port is not None)
@@ -354,6 +370,8 @@ async def _drive(run: _Run, out_dir: Path) -> None:
             pump.supervisor.spawn(run.watch_loop_lag(), "hil: loop lag")
             await ctl.set_telemetry(run.options.telemetry_divider, 20)
             await _prepare_device(ctl)
+            if run.frames is not None:
+                await _start_guard(run, ctl, pump)
             status = await ctl.get_status()
             sim_age = s.plant.mixed_ago_s + (status.t_us / 1e6 if run.sim is not None else 0.0)
             await ctl.arm(plan, mixed_ago_s=sim_age)
@@ -364,6 +382,9 @@ async def _drive(run: _Run, out_dir: Path) -> None:
                 await _final(run, ctl, options)
                 return
             start_perf = time.perf_counter()
+            if run.feed is not None and s.guard is not None and s.guard.feed_lost_at_s is not None:
+                start_s = run.device_now_s()
+                pump.supervisor.spawn(_cut_feed(run, start_s + s.guard.feed_lost_at_s), "hil: feed cut")
             for ev in s.host_events:  # supervised: a host event that fails errors the scenario
                 pump.supervisor.spawn(run.host_event(ctl, ev, mqtt), f"hil: host event {ev.kind}")
             deadline = start_perf + s.max_duration_s / scale
@@ -429,6 +450,34 @@ async def _drive(run: _Run, out_dir: Path) -> None:
                 await ctl.close()  # always, whatever failed above
             if run.failure is not None:
                 raise RuntimeError(f"the harness lost part of the run: {run.failure}")
+
+
+GUARD_READY_TIMEOUT_S = 60.0
+"""Wall seconds the runner waits for the guard to learn its baseline before START."""
+
+
+async def _start_guard(run: _Run, ctl: DeviceClient, pump: StreamPump) -> None:
+    """The guard on the simulator's frames, as a critical consumer of the pump; returns once it is
+    watching (START must never go out to a blind guard)."""
+    assert run.frames is not None
+    run.feed = FeedCut(open_frame_source(run.frames.url))
+    run.guard = GuardWorker(Guard(GuardConfig()), run.feed, ctl, pump.stops, on_failure=run.failed)
+    pump.add(run.guard)
+    pump.supervisor.spawn(run.guard.run(), "hil: fluoroscopic guard", critical=True)
+    if not await run.guard.watching(GUARD_READY_TIMEOUT_S):
+        raise RuntimeError(
+            f"the guard was not watching after {GUARD_READY_TIMEOUT_S:g} s: {run.guard.status.label}"
+        )
+
+
+async def _cut_feed(run: _Run, at_s: float) -> None:
+    while run.device_now_s() < at_s:
+        run.telemetry_tick.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(run.telemetry_tick.wait(), 0.5)
+    run.host_onsets.setdefault("feed_lost", (run.device_now_s(), time.perf_counter()))
+    assert run.feed is not None
+    run.feed.cut()
 
 
 async def _next_stop(run: _Run, ctl: DeviceClient) -> tuple[Event, float] | str:
@@ -572,6 +621,12 @@ def _measure_host(run: _Run) -> None:
         m.delivered_ml = round(final[0].delivered_nl / 1e6, 6)
     elif stops:  # paused after an increment: what it had delivered then
         m.delivered_ml = round(stops[-1][0].delivered_nl / 1e6, 6)
+    if final is not None and final[0].source == StopSource.FLUORO_IMAGE:
+        m.image_rule = _name(StopDetail, final[0].detail)
+    if run.guard is not None:
+        m.guard_state = run.guard.status.label
+        m.guard_frames = run.guard.frames
+    m.onsets.extend(run.truth_onsets)
     for kind, (dev_s, _perf) in run.host_onsets.items():
         if kind == "link_cut" and run.sim is not None and run.sim.trace.detached_s:
             dev_s = run.sim.trace.detached_s[0]  # the device's own clock saw the cut here

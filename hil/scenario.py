@@ -58,6 +58,7 @@ ReasonName = Literal[
 SourceName = Literal[
     "OPERATOR", "FLUORO_OPERATOR", "FLUORO_REMOTE", "REMOTE", "FLUORO_LINE", "CONTROLLER", "FLUORO_IMAGE"
 ]
+ImageRuleName = Literal["POSTERIOR_QUARTER", "EXTRAVASATION", "VENOUS_FILLING", "IMAGE_LOST"]
 RefusalName = Literal[
     "BAD_STATE",
     "STOP_LATCHED",
@@ -207,6 +208,20 @@ class TruthExpect(_Model):
         return self
 
 
+class GuardScenario(_Model):
+    """`[guard]`: the simulator publishes synthetic fluoroscopy (`sim --frames-out`) and the runner's
+    host side runs the fluoroscopic guard on it (`sim://`), as `cementguard run --frames` does. START
+    waits until the guard is watching. Needs ``plant.vertebra = "spatial"`` and the simulator."""
+
+    fps: Annotated[float, Field(ge=1, le=30), Unit("frames/s")] = 5.0
+    dose: Annotated[float, Field(ge=10, le=1e6), Unit("photons per pixel")] = 1000.0
+    size_px: Annotated[int, Field(ge=64, le=1024), Unit("px")] = 512
+    """Frame width and height (the field is size_px x 0.2 mm)."""
+    feed_lost_at_s: Annotated[float | None, Field(gt=0, le=3600), Unit("s")] = None
+    """Device seconds after START at which the frame feed is cut (a grabber unplugged): the guard must
+    go blind and stop."""
+
+
 class Expect(_Model):
     """What the run must show. Unset fields are not checked."""
 
@@ -232,6 +247,8 @@ class Expect(_Model):
     refused: Annotated[RefusalName | None, Unit("NAK code")] = None
     """START or RESUME must be refused with this NAK code (the run ends there)."""
     increments_done: Annotated[int | None, Field(ge=0, le=1000), Unit("count")] = None
+    image_rule: Annotated[ImageRuleName | None, Unit("guard rule")] = None
+    """The fluoroscopic guard's rule named by the final stop (its STOP event's detail); needs [guard]."""
     truth: TruthExpect | None = None
     """Ground truth of the spatial body at the end of the run (`[expect.truth]`)."""
 
@@ -276,6 +293,7 @@ class Scenario(_Model):
     resume_increments: Annotated[bool, Unit("true/false")] = True
     """False: no RESUME is ever sent; the run ends at the first INCREMENT_DONE."""
     plant: PlantConfig = PlantConfig()
+    guard: GuardScenario | None = None
     plan: InjectionPlan
     events: tuple[ScenarioEvent, ...] = ()
     expect: Expect
@@ -305,7 +323,7 @@ class Scenario(_Model):
                     "event kind",
                 )
             )
-        if e.max_latency_ms is not None and not self.events:
+        if e.max_latency_ms is not None and not self.events and self.guard is None:  # [guard]: truth onsets
             problems.append(
                 Problem(
                     "expect.max_latency_ms",
@@ -324,6 +342,20 @@ class Scenario(_Model):
                     'plant.vertebra = "spatial"',
                     "table",
                 )
+            )
+        if self.guard is not None and self.plant.vertebra != "spatial":
+            problems.append(
+                Problem(
+                    "guard",
+                    Raw("(a table)"),
+                    f'set for plant.vertebra = "{self.plant.vertebra}"',
+                    'plant.vertebra = "spatial"',
+                    "table",
+                )
+            )
+        if e.image_rule is not None and self.guard is None:
+            problems.append(
+                Problem("expect.image_rule", e.image_rule, "set without [guard]", "a [guard] table", "rule")
             )
         if e.increments_done is not None and self.plan.mode != "incremental":
             problems.append(

@@ -65,7 +65,9 @@ class Trace:
 class Simulator:
     """`cementguard sim --pty --trace` in a subprocess; `stop()` always ends it."""
 
-    def __init__(self, plant_file: Path, scenario: Scenario, time_scale: float) -> None:
+    def __init__(
+        self, plant_file: Path, scenario: Scenario, time_scale: float, extra_args: list[str] | None = None
+    ) -> None:
         self.args = [
             sys.executable,
             "-m",
@@ -79,6 +81,7 @@ class Simulator:
             str(scenario.seed),
             "--time-scale",
             f"{time_scale:g}",
+            *(extra_args or []),
         ]
         self.proc: asyncio.subprocess.Process | None = None
         self.trace = Trace()

@@ -464,7 +464,8 @@ async def _inject(
     watcher = None
     if guard is not None:
         try:
-            watcher = _guard_worker(guard, ctl, requests, live, display, sink)
+            # in a thread: importing opencv and connecting to the source must not hold up heartbeats
+            watcher = await asyncio.to_thread(_guard_worker, guard, ctl, requests, live, display, sink)
         except CementguardError as exc:
             console.print(f"[bold red]not started:[/] {exc}", highlight=False)
             return EXIT_USAGE

@@ -31,7 +31,15 @@ from host.frames import FluoroFrame
 from host.guard.blindness import coarse, correlation, exposure_fault, mean_abs_diff, motion_px
 from host.guard.config import GuardConfig
 from host.guard.region import BodyRegion, auto_outline
-from host.guard.vision import Baseline, Measures, log_image, measure, remove_background, segment
+from host.guard.vision import (
+    Baseline,
+    Measures,
+    log_image,
+    measure,
+    opaque_mask,
+    remove_background,
+    segment,
+)
 from protocol import State, StopDetail
 
 __all__ = ["Guard", "GuardState", "GuardStatus", "GuardStep"]
@@ -95,6 +103,9 @@ class Guard:
         self._body: np.ndarray | None = None
         self._grown: np.ndarray | None = None
         self._coarse0: np.ndarray | None = None
+        self._opaque: np.ndarray | None = None
+        """Pixels already far darker than bone before the injection (the steel cannula), grown by a
+        millimetre: cement that fills the cannula's lumen is not cement leaving the body."""
         self._status = GuardStatus("BLIND", "learning the baseline (0 frames)")
         self._last_good_s: float | None = None
         self._started_s: float | None = None
@@ -217,6 +228,7 @@ class Guard:
                 return self._blind("no vertebral body found: set the region", frame.index, frame.t_us)
             log.info("guard: body outline found, x %.0f..%.0f", self.region.left, self.region.right)
         self._body = None
+        self._opaque = None
         self._coarse0 = coarse(self.baseline.log_mean)
         return self._judge(frame)
 
@@ -231,6 +243,13 @@ class Guard:
             self._body = body
             self._grown = cv2.dilate(body.astype(np.uint8), kernel).astype(bool)
         return self._body, self._grown
+
+    def _opaque_mask(self, body: np.ndarray, grown: np.ndarray, pixel_mm: float) -> np.ndarray:
+        if self._opaque is None or self._opaque.shape != body.shape:
+            assert self.baseline is not None
+            base = self.baseline
+            self._opaque = opaque_mask(-base.sharp_log, body, grown, pixel_mm, base.clipped)
+        return self._opaque
 
     def _judge(self, frame: FluoroFrame) -> GuardStep:
         cfg = self.config
@@ -251,7 +270,7 @@ class Guard:
         background_px = cfg.background_mm / frame.pixel_mm
         d = remove_background(base.log_mean - smoothed, cfg.background_cut, background_px)
         z = d / base.sigma
-        mask = segment(z, cfg, frame.pixel_mm)
+        mask = segment(z, cfg, frame.pixel_mm) & ~self._opaque_mask(body, grown, frame.pixel_mm)
         m = measure(z, mask, body, grown, self.region, cfg, frame.pixel_mm)
         hits = self._rules(m, frame.view)
         rule = next((r for r in hits if self._streak[r] >= cfg.confirm_frames), None)

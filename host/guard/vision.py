@@ -24,6 +24,10 @@ from host.guard.region import BodyRegion
 
 __all__ = ["Baseline", "CementImage", "Measures", "measure", "segment"]
 
+SIGMA_FLOOR = 0.2
+"""The noise map is floored at this fraction of its median (see Baseline.from_frames)."""
+CLIPPED = 0.01
+"""Baseline pixels within 1 % of black or full scale carry no image: never judged."""
 NOISE_MAP_SIGMA_PX = 4.0
 """The per-pixel noise variance from a handful of frames is itself noisy: smoothed over ~4 px it has
 hundreds of degrees of freedom, and the noise level changes only with the anatomy (slowly)."""
@@ -50,6 +54,8 @@ class Baseline:
     smooth_px: float
     sharp_log: np.ndarray
     """log of the mean baseline frame, barely smoothed (1 px): where the outline's walls are placed."""
+    clipped: np.ndarray
+    """Pixels whose baseline is within CLIPPED of black or of full scale."""
 
     @classmethod
     def from_frames(cls, frames: list[np.ndarray], bit_depth: int, smooth_px: float) -> Baseline:
@@ -61,11 +67,20 @@ class Baseline:
         var = ((logs - mean) ** 2).sum(axis=0) / (n - 1)
         # A new frame differs from the mean by its own noise plus the mean's: (1 + 1/n) var.
         var = cv2.GaussianBlur(var.astype(np.float32), (0, 0), NOISE_MAP_SIGMA_PX) * (1.0 + 1.0 / n)
-        floor = np.float32(1e-6)
-        sigma = np.sqrt(np.maximum(var, floor * floor)).astype(np.float32)
+        # A clipped pixel (saturated soft tissue at the field's edge, a black collimator) has no noise:
+        # its sigma would be ~0 and any rounding a thousand sigmas. Floored at a fifth of the median.
+        sigma = np.sqrt(np.maximum(var, 1e-12)).astype(np.float32)
+        sigma = np.maximum(sigma, np.float32(SIGMA_FLOOR * float(np.median(sigma))))
         h, w = frames[0].shape
-        sharp = log_image(np.mean(np.stack(frames), axis=0), 1.0)
-        return cls(mean.astype(np.float32), sigma, (int(h), int(w)), bit_depth, smooth_px, sharp)
+        raw_mean = np.mean(np.stack(frames), axis=0)
+        sharp = log_image(raw_mean, 1.0)
+        full = (1 << bit_depth) - 1
+        clipped = (raw_mean >= (1 - CLIPPED) * full) | (raw_mean <= CLIPPED * full)
+        if clipped.any():  # the filter carries a clipped edge ~3 sigma into its neighbours
+            r = max(1, round(3 * smooth_px))
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+            clipped = cv2.dilate(clipped.astype(np.uint8), kernel).astype(bool)
+        return cls(mean.astype(np.float32), sigma, (int(h), int(w)), bit_depth, smooth_px, sharp, clipped)
 
     def z(self, pixels: np.ndarray) -> np.ndarray:
         """How many noise sigmas darker than the baseline each pixel is (cement: large positive)."""
@@ -91,6 +106,27 @@ def remove_background(d: np.ndarray, cut: float, sigma_px: float) -> np.ndarray:
     den = cv2.GaussianBlur(den, (0, 0), s)
     bg = num / np.maximum(den, 1e-3)
     out: np.ndarray = d - cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+OPAQUE_FACTOR = 5.0
+"""A pixel is radiopaque hardware when it is darker than the bone by five times what the bone is
+darker than the soft tissue: the cortex's tangent chords stay well below that, steel is far above."""
+
+
+def opaque_mask(
+    attenuation: np.ndarray, body: np.ndarray, grown: np.ndarray, pixel_mm: float, clipped: np.ndarray
+) -> np.ndarray:
+    """What is never judged, grown by 1 mm: the baseline's radiopaque hardware (the cannula fills with
+    cement at the start; that is not a leak) and its clipped pixels (`clipped`: saturated or black,
+    no image there)."""
+    tissue = float(np.median(attenuation[~grown])) if (~grown).any() else float(attenuation.min())
+    bone = float(np.median(attenuation[body])) if body.any() else tissue
+    steel = (attenuation > bone + OPAQUE_FACTOR * max(bone - tissue, 1e-3)) | clipped
+    steel = steel.astype(np.uint8)
+    r = max(1, round(1.0 / pixel_mm))
+    grown_steel = cv2.dilate(steel, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    out: np.ndarray = grown_steel.astype(bool)
     return out
 
 

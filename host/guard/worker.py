@@ -191,6 +191,11 @@ class GuardWorker(Consumer):
         if step.frame_index is not None:
             notes["guard_frame"] = step.frame_index
             notes["guard_frame_t_us"] = step.t_us
+        if step.measures is not None:
+            m = step.measures
+            notes["guard_front"] = None if m.front_fraction is None else round(m.front_fraction, 4)
+            notes["guard_outside_mm2"] = round(m.outside_mm2, 2)
+            notes["guard_vein_mm"] = round(m.vein_length_mm, 2)
         self._stops.requested(
             StopSource.FLUORO_IMAGE,
             f"fluoroscopic guard: {rule.name}, {where}",
