@@ -78,7 +78,11 @@ class _HilRecording(RecordingSink):
         marks = {"stop_source": _name(StopSource, event.source)} if event.kind == EventKind.STOP else {}
         # the pump's notes are not the runner's to keep (they would change every recording); a stop
         # the runner read from STATUS says so (`read_from`, `note`)
-        kept = {k: v for k, v in notes.items() if k in ("read_from", "note")}
+        kept = {
+            k: v
+            for k, v in notes.items()
+            if k in ("read_from", "note", "image_rule") or k.startswith("guard_")
+        }
         super().on_event(event, {**kept, **marks}, received_at)
 
 

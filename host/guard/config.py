@@ -34,6 +34,7 @@ RANGES: dict[str, FiniteFloat | BoundedInt] = {
     "min_leak_area_mm2": finite_float("min_leak_area_mm2", 0.1, 500.0, "mm2"),
     "vein_width_mm": finite_float("vein_width_mm", 0.5, 10.0, "mm"),
     "vein_min_length_mm": finite_float("vein_min_length_mm", 1.0, 100.0, "mm"),
+    "vein_protrusion_mm": finite_float("vein_protrusion_mm", 0.5, 50.0, "mm"),
     "vein_elongation": finite_float("vein_elongation", 1.5, 50.0),
     "max_frame_gap_s": finite_float("max_frame_gap_s", 0.1, 60.0, "s"),
     "frozen_frames": bounded_int("frozen_frames", 2, 100, "frames"),
@@ -99,6 +100,9 @@ class GuardConfig:
     1-4 mm); the body of the cement bolus is much wider."""
     vein_min_length_mm: float = 6.0
     """(c) VENOUS: the least length of a thin opacity that is a vein filling."""
+    vein_protrusion_mm: float = 2.0
+    """(c) VENOUS: the thin opacity must reach this far from the bolus (a vein leads away from it;
+    the slivers along a ragged bolus edge stay within ~2 mm of it)."""
     vein_elongation: float = 3.0
     """(c) VENOUS: length / width of a thin opacity at least this (a vein is a line, noise a blob)."""
     max_frame_gap_s: float = 2.0
