@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from host.errors import CementguardError
-from host.port_lock import socket_path
+from host.port_lock import lock_path, read_holder, runtime_dir, socket_path
 
 __all__ = [
     "ANSWER_TIMEOUT_S",
@@ -56,7 +57,7 @@ async def request(
     serves one (no socket, or a dead session's socket); ControlError when it does not answer.
     Interim lines (a "progress" key: the STOP was acknowledged by the device, the event is awaited)
     go to `progress` as they arrive."""
-    path = socket_path(port)
+    path = _endpoint(port)
     try:
         reader, writer = await asyncio.open_unix_connection(str(path), limit=1 << 20)
     except (FileNotFoundError, ConnectionRefusedError) as exc:
@@ -98,3 +99,17 @@ def _interim(line: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None
     return answer if isinstance(answer, dict) and "progress" in answer else None
+
+
+def _endpoint(port: str) -> Path:
+    """The socket of the session holding `port`: beside its lock, or where the lock's record says. A
+    session that followed a pty to a new instance at the same path (host.port_lock.port_key) holds
+    the new instance's lock but still serves the socket it opened first; its record names it. Only a
+    socket in our own runtime directory is taken from a record."""
+    path = socket_path(port)
+    if path.exists():
+        return path
+    holder = read_holder(lock_path(port))
+    if holder is not None and holder.socket and Path(holder.socket).parent == runtime_dir():
+        return Path(holder.socket)
+    return path

@@ -17,8 +17,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from host import device_cmds
+from host.client import DeviceClient
+from host.control import serve_control
 from host.link import Link, LinkOptions, LinkState
-from host.port_lock import PortBusy, PortLock
+from host.port_lock import PortBusy, PortLock, socket_path
+from protocol import MsgType
 from tests.host.conftest import FakeDevice
 
 TRIES = 5
@@ -99,5 +103,38 @@ async def test_a_reconnecting_session_does_not_take_the_new_pty_another_session_
         finally:
             await second.close()
             await first.close()
+        return
+    pytest.fail(f"the pty number was taken by another process {TRIES} times in a row")
+
+
+async def test_stop_reaches_a_session_that_followed_its_pty_to_a_new_instance(
+    fake_device: Callable[..., FakeDevice], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A session whose simulator was replaced at the same pty path follows it (a replugged cable):
+    it then holds the new instance's lock while serving the socket it opened first. `stop` finds that
+    socket through the lock's record and is answered by the session, not written beside it."""
+    options = LinkOptions(reconnect_initial_s=0.05, reconnect_max_s=0.05)
+    for _ in range(TRIES):
+        dev1 = fake_device()
+        await dev1.__aenter__()
+        path = dev1.path
+        async with DeviceClient.open(path, options) as ctl, serve_control(ctl):
+            changes = ctl.link.link_changes()
+            await dev1.aclose()
+            async with asyncio.timeout(10):
+                while "reconnect attempt" not in (await changes.get()).reason:
+                    pass
+            dev2 = fake_device()
+            if dev2.path != path:
+                continue
+            await dev2.__aenter__()
+            await ctl.wait_for_link(LinkState.CONNECTED, timeout=10)
+            assert not socket_path(path).exists(), "the new instance's key names another socket file"
+            code = await device_cmds.stop(path, "operator")
+            said = capsys.readouterr().out
+            assert code == device_cmds.EXIT_OK, said
+            assert "STOP acknowledged through" in said, said
+            assert "written onto" not in said, said
+            assert dev2.commands(MsgType.STOP), "the session sent it on its link"
         return
     pytest.fail(f"the pty number was taken by another process {TRIES} times in a row")
