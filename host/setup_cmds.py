@@ -7,7 +7,7 @@
     cementguard syringe show --port P                      # what the device has in force
     cementguard zero --port P                              # line open to the air, plunger at rest
     cementguard calibrate span --port P --reference-kpa 2000
-    cementguard calibrate volume --port P --nominal-ml 1.0 --mass-g 1.0183 --density-g-ml 0.998203
+    cementguard calibrate volume --port P --mass-g 1.0183 --density-g-ml 0.998203   # after a prime
     cementguard calibrate show --port P
 
 Each option is checked here (finite, in range: host.cli_types, exit 2 naming the option, the value
@@ -127,7 +127,10 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     _port(vol)
     vol.add_argument(
-        "--nominal-ml", type=NOMINAL, required=True, help=f"the volume the device counted ({NOMINAL.allowed})"
+        "--nominal-ml",
+        type=NOMINAL,
+        default=None,
+        help=f"the volume the device counted ({NOMINAL.allowed}; default: the last prime's primed volume)",
     )
     vol.add_argument("--mass-g", type=MASS, required=True, help=f"weighed mass ({MASS.allowed})")
     vol.add_argument(
@@ -265,14 +268,36 @@ def _span(args: argparse.Namespace) -> int:
 
 
 def _volume(args: argparse.Namespace) -> int:
-    nominal, mass = round(args.nominal_ml * 1e6), round(args.mass_g * 1e6)
+    mass = round(args.mass_g * 1e6)
     density = round(args.density_g_ml * 1e6)  # g/mL -> mg/L
 
     async def volume(ctl: DeviceClient) -> str:
+        nominal = round(args.nominal_ml * 1e6) if args.nominal_ml is not None else await _last_primed_nl(ctl)
         info = await ctl.calibrate_volume(nominal_nl=nominal, mass_ug=mass, density_mg_l=density)
-        return f"volume calibrated: factor {info.volume_factor_ppm / 1e6:.6f}, {_date(info.volume_utc_s)}"
+        counted = f"{nominal / 1e6:.6f} mL counted, {args.mass_g:g} g weighed"
+        factor = f"{info.volume_factor_ppm / 1e6:.6f}"
+        return f"volume calibrated ({counted}): factor {factor}, {_date(info.volume_utc_s)}"
 
     return _device(args.port, "CALIBRATE_VOLUME", volume)
+
+
+class NoPrimeError(CementguardError):
+    """`calibrate volume` without --nominal-ml, and the device's last movement was not a prime."""
+
+
+async def _last_primed_nl(ctl: DeviceClient) -> int:
+    """The volume the last PRIME pushed out, as the device counted it (MOTION_STATUS.primed_nl)."""
+    from protocol import Capabilities, State
+
+    if not ctl.device.capabilities & Capabilities.MOTION:
+        raise NoPrimeError("the device has no movements (capability MOTION): give --nominal-ml")
+    motion = await ctl.get_motion()
+    if motion.last_motion != State.PRIMING or motion.primed_nl <= 0:
+        raise NoPrimeError(
+            "the device's last movement was not a prime: prime into the weighed vessel first "
+            "(`cementguard prime --volume-ml 1`), or give --nominal-ml"
+        )
+    return int(motion.primed_nl)
 
 
 def _show_calibration(args: argparse.Namespace) -> int:
@@ -296,7 +321,7 @@ def _device(port: str, what: str, act: Callable[[DeviceClient], Awaitable[str]])
                 return EXIT_REFUSED
             try:
                 _say(await act(ctl))
-            except CommandRefused as exc:
+            except (CommandRefused, NoPrimeError) as exc:
                 _fail(str(exc))
                 return EXIT_REFUSED
             return EXIT_OK

@@ -102,7 +102,7 @@ def test_the_commands_say_what_is_in_force(sim_pty: SimPty, capsys: pytest.Captu
         "0.998203",
     )
     assert code == 0, out
-    assert "volume calibrated: factor 0.999997" in out  # 0.9982 g / 0.998203 g/mL = 0.999997 mL
+    assert "volume calibrated (1.000000 mL counted, 0.9982 g weighed): factor 0.999997" in out
     code, out = _cli(capsys, "calibrate", "show", "--port", path)
     assert code == 0, out
     assert "syringe 5ml" in out
@@ -248,3 +248,23 @@ def test_prime_takes_the_selected_syringes_bore(sim_pty: SimPty, capsys: pytest.
     code, out = _cli(capsys, "prime", "--port", path, "--bore-mm", "8.66", "--volume-ml", "0.02")
     assert code == 1
     assert "= 8660 is not the bore of the syringe selected on the device, 7290 um" in out
+
+
+def test_the_volume_calibration_takes_the_last_primes_volume(
+    sim_pty: SimPty, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The gravimetric workflow: prime into a weighed vessel, weigh, calibrate with what the device
+    counted. Without a prime first, the command says so."""
+    _proc, path = sim_pty
+    weighed = ("--mass-g", "0.2", "--density-g-ml", "0.998203")
+    code, out = _cli(capsys, "calibrate", "volume", "--port", path, *weighed)
+    assert code == 1
+    assert "the device's last movement was not a prime" in out
+    assert _cli(capsys, "syringe", "select", "2.5ml", "--port", path)[0] == 0
+    assert _cli(capsys, "prime", "--port", path, "--volume-ml", "0.2", "--flow-ml-min", "6")[0] == 0
+    code, out = _cli(capsys, "calibrate", "volume", "--port", path, *weighed)
+    assert code == 0, out
+    counted = float(out.split("(")[1].split(" mL counted")[0])
+    assert 0.2 <= counted < 0.202, "the prime's volume, as the device counted it"
+    factor = float(out.split("factor ")[1].split(",")[0])
+    assert abs(factor - 0.2 / 0.998203 / counted) < 2e-6
