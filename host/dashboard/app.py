@@ -42,6 +42,7 @@ from host.dashboard.model import DashboardModel
 from host.dashboard.source import DashboardSource, LiveSource
 from host.dashboard.widgets.banner import StateBanner
 from host.dashboard.widgets.dialogs import ConfirmClear, ConfirmDisarmQuit, ConfirmQuit
+from host.dashboard.widgets.fluoro_panel import FluoroPanel
 from host.dashboard.widgets.footer import KeyFooter
 from host.dashboard.widgets.help import HelpScreen, key_rows
 from host.dashboard.widgets.panels import ConnectionPanel, Readouts, RecordingIndicator, state_name
@@ -186,6 +187,7 @@ class DashboardApp(App[int]):
         """What quitting did, for the lines printed after the app exits (`exit_report`)."""
         self._log_file: logging.Handler | None = None
         self._switch_interval = sys.getswitchinterval()
+        self._guard_label: str | None = None
 
     @property
     def replaying(self) -> bool:
@@ -204,6 +206,8 @@ class DashboardApp(App[int]):
                 yield Readouts(id="readouts")
                 yield ConnectionPanel(id="connection")
                 yield RecordingIndicator(id="recording")
+                if self.model.guard is not None:
+                    yield FluoroPanel(id="fluoro")
         with Horizontal(id="bottom"):
             yield StopLog(id="stop-log")
             yield PlanPanel(self.model.plan, self._plan_path, self._mixed_ago_s)
@@ -274,6 +278,7 @@ class DashboardApp(App[int]):
         main.query_one(Readouts).show(m)
         main.query_one(ConnectionPanel).show(m, compact=main.has_class("-short"))
         main.query_one(RecordingIndicator).show(m)
+        self._show_guard(main)
         main.query_one(StopLog).show(m)
         main.query_one(PressurePlot).redraw(m)
         volume, pv = main.query_one(VolumePlot), main.query_one(PressureVolumePlot)
@@ -289,6 +294,20 @@ class DashboardApp(App[int]):
             allowed = self.check_action(name, ("button",) if name in STOP_ACTIONS else ())
             button.disabled = not allowed
             button.display = allowed is not False
+
+    def _show_guard(self, main: Any) -> None:
+        """The fluoroscopy panel, and a notification (on whatever screen is on top) each time the guard
+        goes blind or stops: what it cannot see is said at once, everywhere."""
+        view = self.model.guard
+        if view is None:
+            return
+        for panel in main.query(FluoroPanel).results(FluoroPanel):
+            panel.show(view)
+        if view.label != self._guard_label:
+            first = self._guard_label is None
+            self._guard_label = view.label
+            if view.state != "WATCHING" and not (first and view.label == "BLIND(starting)"):
+                self.notify(view.label, title="fluoroscopic guard", severity="error", timeout=10)
 
     def on_resize(self, event: events.Resize) -> None:
         """The screen's size classes follow the terminal: redraw the panels in their form at once,

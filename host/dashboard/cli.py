@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from host.cli_types import EXIT_OK, EXIT_USAGE, MIXED_AGO, REPLAY_SPEED, add_record_tail, add_time_scale
+from host.guard.options import GuardSetup, add_guard_arguments, guard_setup
 from host.plan import InjectionPlan, PlanError, load_plan
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     when.add_argument("--mixed-at", metavar="HH:MM[:SS]", help="wall-clock time the cement was mixed (today)")
     p.add_argument("--mqtt", metavar="URL", help="also run the MQTT bridge to this broker (mqtt://host:port)")
     p.add_argument("--rig", help="rig name in the MQTT topics (with --mqtt; default from settings)")
+    add_guard_arguments(p)  # the same --frames and --guard-* options as `cementguard run`
     p.set_defaults(func=_dashboard)
 
     r = subparsers.add_parser(
@@ -82,6 +84,11 @@ def _dashboard(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     tail_s = args.record_tail
+    try:
+        guard = guard_setup(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     background = None
     if args.mqtt is not None or args.rig is not None:
         if args.mqtt is None:
@@ -103,6 +110,7 @@ def _dashboard(args: argparse.Namespace) -> int:
         time_scale=args.time_scale,
         background=background,
         record_tail_s=tail_s,
+        guard=guard,
     )
 
 
@@ -116,15 +124,22 @@ def run_dashboard(
     time_scale: float = 1.0,
     background: Callable[[DashboardApp], Awaitable[None]] | None = None,
     record_tail_s: float | None = None,
+    guard: GuardSetup | None = None,
 ) -> int:
-    """Open the dashboard on a live port until the operator quits; returns the exit code."""
+    """Open the dashboard on a live port until the operator quits; returns the exit code. With
+    `guard`, the fluoroscopic guard watches its frames beside the link and the panel shows them."""
     from host.client import LinkOptions
     from host.dashboard.app import DashboardApp
+    from host.dashboard.guard_view import GuardView
+    from host.dashboard.model import DashboardModel
     from host.dashboard.source import LiveSource
     from host.recording_sink import DEFAULT_TAIL_S
 
     tail_s = DEFAULT_TAIL_S if record_tail_s is None else record_tail_s
-    source = LiveSource(port, LinkOptions(time_scale=time_scale), record_tail_s=tail_s)
+    source = LiveSource(port, LinkOptions(time_scale=time_scale), record_tail_s=tail_s, guard=guard)
+    model = DashboardModel()
+    if guard is not None:
+        model.guard = GuardView(guard.frames_url)
     app = DashboardApp(
         source,
         plan=plan,
@@ -132,6 +147,7 @@ def run_dashboard(
         mixed_ago_s=mixed_ago_s,
         record_root=record_root,
         background=background,
+        model=model,
     )
     code = app.run() or EXIT_OK
     print(app.exit_report())  # the alternate screen is gone: say what the session ended with

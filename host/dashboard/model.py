@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from host.dashboard.guard_view import GuardView
 from host.dashboard.history import DEFAULT_CAPACITY, History
 from host.plan import InjectionPlan
 from host.stops import source_label
@@ -122,6 +123,8 @@ class DashboardModel:
         self.mixed_at: float | None = None
         """`clock()` value at which the cement was mixed (host side, before the device knows it)."""
         self.replay: ReplayView | None = None
+        self.guard: GuardView | None = None
+        """The fluoroscopic guard's state and newest frame; None: this session has no frame source."""
         self.version = 0
         self.on_urgent: Callable[[], None] | None = None
         """Called when the link state changes or a STOP arrives: the view redraws at once for those,
@@ -131,6 +134,14 @@ class DashboardModel:
 
     def touch(self) -> None:
         self.version += 1
+
+    def on_guard_state(self, state: str, label: str) -> None:
+        """The guard's state changed: every screen shows it at once (the banner redraws now)."""
+        if self.guard is None:
+            return
+        self.guard.status(state, label)
+        self.touch()
+        self._urgent()
 
     def on_device(self, device: DeviceInfoRecord | None) -> None:
         self.device = device

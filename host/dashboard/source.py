@@ -17,12 +17,13 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
 from host.client import CLEAR_SETTLE_S, DeviceClient, LinkChange, LinkOptions, LinkState
 from host.control import serve_control
+from host.dashboard.guard_view import GuardView
 from host.dashboard.model import DashboardModel
 from host.errors import CementguardError, LinkLost
 from host.loss_report import SeenEvents, describe, missed_stop
@@ -33,6 +34,11 @@ from host.recording_sink import DEFAULT_TAIL_S, RecordingSink
 from host.stops import StopRequests
 from protocol import Event, Flags, Status, StopSource, TelemetryBatch
 from protocol.models import DeviceInfoRecord, StatusRecord, kpa, ml
+
+if TYPE_CHECKING:
+    from host.dashboard.guard_feed import FrameHook
+    from host.guard.options import GuardSetup
+    from host.guard.worker import GuardWorker
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +168,14 @@ class LiveSource:
         stops: StopRequests | None = None,
         on_log: Callable[[str], None] | None = None,
         record_tail_s: float = DEFAULT_TAIL_S,
+        guard: GuardSetup | None = None,
     ) -> None:
         self.url = url
+        self.guard = guard
+        """The fluoroscopic guard to run beside the link (`--frames`), or None."""
+        self.guard_worker: GuardWorker | None = None
+        self.on_guard_frame: FrameHook | None = None
+        """Told of every judged frame with its overlay (the frame recording, while recording)."""
         self.label = url
         self.options = options or LinkOptions()
         self.stops = stops or StopRequests()
@@ -219,12 +231,50 @@ class LiveSource:
                     model.on_status(record)
                 model.on_link(ctl.link_state.value, ctl.link_reason)
                 self.connected.set()
+                if self.guard is not None:
+                    await self._start_guard(model, ctl, pump, self.guard)
                 await pump.supervisor.spawn(self._poll(model, ctl), "dashboard: status poll")
         finally:
             self._pump = None
             self.controller = None
             with contextlib.suppress(Exception):
                 await asyncio.shield(ctl.close())
+
+    async def _start_guard(
+        self, model: DashboardModel, ctl: DeviceClient, pump: StreamPump, setup: GuardSetup
+    ) -> None:
+        """The guard on `setup.frames_url`, as in `cementguard run` (host/guard/worker.py), one more
+        consumer of this pump. A source that cannot be opened is shown on every screen, not a crash:
+        the dashboard is also how the operator finds out the C-arm's feed is not there."""
+        from host.dashboard.guard_feed import TeeSource, step_handler
+        from host.frames import open_frame_source
+        from host.guard import Guard
+        from host.guard.worker import GuardWorker
+
+        if model.guard is None:
+            model.guard = GuardView(setup.frames_url)
+        try:  # a socket or a device: never on the event loop
+            inner = await asyncio.to_thread(open_frame_source, setup.frames_url)
+        except CementguardError as exc:
+            log.error("fluoroscopic guard not started: %s", exc)
+            model.guard.no_source(str(exc))
+            model.touch()
+            return
+        tee = TeeSource(inner)
+
+        def on_frame(*args: Any) -> None:
+            if self.on_guard_frame is not None:
+                self.on_guard_frame(*args)
+
+        handler = step_handler(
+            lambda: model.guard, model.on_guard_state, tee, lambda: self.guard_worker, on_frame
+        )
+        worker = GuardWorker(
+            Guard(setup.config, setup.region), tee, ctl, self.stops, on_step=handler, on_failure=self._failed
+        )
+        self.guard_worker = worker
+        pump.add(worker)
+        pump.supervisor.spawn(worker.run(), "dashboard: fluoroscopic guard", critical=True)
 
     async def _open(self, model: DashboardModel) -> DeviceClient:
         delay = RETRY_OPEN_S[0]

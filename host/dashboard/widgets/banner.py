@@ -27,7 +27,16 @@ ALL_CLASSES = (*STATE_CLASSES.values(), "lost", "unknown")
 
 
 def banner_text(model: DashboardModel) -> tuple[str, str, str]:
-    """(css class, headline, detail line) for the model's state."""
+    """(css class, headline, detail line) for the model's state; a guard that is not WATCHING is
+    named first on the detail line, whatever the link and the controller say (issue 15)."""
+    css, headline, detail = _controller_text(model)
+    guard = model.guard
+    if guard is not None and guard.state != "WATCHING":
+        detail = f"{guard.headline}  -  {detail}" if detail else guard.headline
+    return css, headline, detail
+
+
+def _controller_text(model: DashboardModel) -> tuple[str, str, str]:
     link = model.link
     if link.state in ("lost", "failed", "closed", "connecting") and link.state != "replay":
         headline = {"connecting": "CONNECTING", "closed": "NO LINK"}.get(link.state, "LINK LOST")

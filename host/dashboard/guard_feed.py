@@ -1,0 +1,103 @@
+"""The fluoroscopic guard inside the live dashboard: the same guard and worker as `cementguard run`
+(host/guard/worker.py: frames read and judged on their own thread, the STOP sent at once), one more
+consumer of the dashboard's stream pump, its steps handed to the view model and the frame recording.
+
+The worker reports steps, not frames; `TeeSource` sits between it and the frame source and keeps the
+last few frames by index, so that the step of frame N is drawn on frame N's pixels. Nothing here
+waits on anything: a step that finds its frame already gone (the ring is short) is not drawn, and the
+next one is.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+from host.dashboard.guard_view import GuardFrame, GuardView
+from host.fluoro_overlay import FluoroPicture
+from host.frames import FluoroFrame, FrameSource
+from host.guard.guard import GuardStep
+from host.guard.worker import GuardWorker
+
+__all__ = ["TeeSource", "picture_of", "step_handler"]
+
+log = logging.getLogger(__name__)
+
+KEEP_FRAMES = 8
+"""Frames kept for their steps: the worker posts a frame's step right after judging it, so the step
+comes a frame or two behind the read at most."""
+
+
+class TeeSource:
+    """A `FrameSource` that passes every frame through and keeps the last `KEEP_FRAMES` by index."""
+
+    def __init__(self, inner: FrameSource) -> None:
+        self.inner = inner
+        self._recent: OrderedDict[int, FluoroFrame] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def read(self, timeout_s: float) -> FluoroFrame | None:
+        frame = self.inner.read(timeout_s)
+        if frame is not None:
+            with self._lock:
+                self._recent[frame.index] = frame
+                while len(self._recent) > KEEP_FRAMES:
+                    self._recent.popitem(last=False)
+        return frame
+
+    def take(self, index: int) -> FluoroFrame | None:
+        """Frame `index`, if still kept (and the frames before it are forgotten)."""
+        with self._lock:
+            frame = self._recent.get(index)
+            while self._recent and next(iter(self._recent)) <= index:
+                self._recent.popitem(last=False)
+        return frame
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def picture_of(frame: FluoroFrame, step: GuardStep, worker: GuardWorker) -> FluoroPicture:
+    """The frame with what the guard made of it: its outline, line, front and cement mask."""
+    front = step.measures.front_x if step.measures is not None else None
+    return FluoroPicture(
+        frame.pixels,
+        frame.bit_depth,
+        worker.guard.region,
+        worker.guard.config.posterior_fraction,
+        front,
+        step.mask,
+    )
+
+
+FrameHook = Callable[[FluoroFrame, GuardStep, FluoroPicture], None]
+
+
+def step_handler(
+    view_of: Callable[[], GuardView | None],
+    on_state: Callable[[str, str], None],
+    tee: TeeSource,
+    worker_of: Callable[[], GuardWorker | None],
+    on_frame: FrameHook | None = None,
+) -> Callable[[GuardStep], None]:
+    """The worker's `on_step` (on the event loop): the state to every screen, the frame to the panel
+    and to `on_frame` (the frame recording)."""
+
+    def handle(step: GuardStep) -> None:
+        if step.changed or step.stop is not None:
+            on_state(step.status.state, step.status.label)
+        view, worker = view_of(), worker_of()
+        if step.frame_index is None or worker is None:
+            return
+        frame = tee.take(step.frame_index)
+        if frame is None:
+            return
+        picture = picture_of(frame, step, worker)
+        if view is not None:
+            view.show(GuardFrame(frame.index, frame.t_us, picture))
+        if on_frame is not None:
+            on_frame(frame, step, picture)
+
+    return handle

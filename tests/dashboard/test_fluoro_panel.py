@@ -1,0 +1,212 @@
+"""The fluoroscopy panel (issue 15, "Where people see it"): the overlay's geometry on a known frame,
+the half-block cells, stale and bad frames, and the guard's state on every screen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from host.dashboard.app import DashboardApp
+from host.dashboard.guard_view import GuardFrame, GuardView
+from host.dashboard.model import DashboardModel
+from host.dashboard.widgets.banner import banner_text
+from host.dashboard.widgets.fluoro_panel import UPPER_HALF, FluoroPanel, HalfBlocks, fit_cells
+from host.fluoro_overlay import COLOURS, FluoroPicture, overlay_rgb
+from host.guard.region import BodyRegion
+from host.plan import load_plan
+from protocol import State
+from tests.dashboard.conftest import EXAMPLE_PLAN, SIZE, SMALL
+from tests.dashboard.scripted import ScriptedSource, Step, status
+from tests.dashboard.test_snapshots import fed
+from tests.guard.phantom import BODY, Phantom
+
+REGION = BodyRegion.rectangle(*BODY)  # anterior x 70, posterior x 190 (right)
+
+
+def picture(front_x: float | None = None, mask: np.ndarray | None = None, size: int = 256) -> FluoroPicture:
+    px = np.full((size, size), 3000, np.uint16)
+    px[80:180, 70:190] = 1500  # the body, darker
+    return FluoroPicture(px, 12, REGION, 0.75, front_x, mask)
+
+
+def columns_of(rgb: np.ndarray, colour: tuple[int, int, int]) -> set[int]:
+    hit = np.all(rgb == np.array(colour, np.uint8), axis=2)
+    return set(np.nonzero(hit.any(axis=0))[0].tolist())
+
+
+def test_the_posterior_quarter_line_is_at_its_column() -> None:
+    # line at 70 + 0.75 * 120 = 160 px; at 64 columns for 256 px: column floor(160 / 4) = 40
+    rgb = overlay_rgb(picture(), 64, 64)
+    assert columns_of(rgb, COLOURS["line"]) == {40}
+    rows = np.nonzero(np.all(rgb[:, 40] == COLOURS["line"], axis=1))[0]
+    assert rows.min() == 80 // 4
+    assert rows.max() == 180 // 4
+
+
+def test_the_front_is_drawn_at_its_column_and_turns_red_past_the_line() -> None:
+    before = overlay_rgb(picture(front_x=100.0), 64, 64)
+    assert columns_of(before, COLOURS["front"]) == {25}
+    assert columns_of(before, COLOURS["front_past"]) == set()
+    past = overlay_rgb(picture(front_x=170.0), 64, 64)
+    assert columns_of(past, COLOURS["front_past"]) == {42}
+    assert columns_of(past, COLOURS["front"]) == set()
+
+
+def test_the_outline_follows_the_region_and_the_cement_is_tinted() -> None:
+    mask = np.zeros((256, 256), bool)
+    mask[120:140, 90:110] = True
+    rgb = overlay_rgb(picture(mask=mask), 64, 64)
+    outline = columns_of(rgb, COLOURS["outline"])
+    assert min(outline) == 70 // 4
+    assert max(outline) == 190 // 4
+    cell = rgb[32, 25].astype(int)  # inside the cement: orange over grey (red > blue)
+    assert cell[0] - cell[2] > 40
+    clear = rgb[32, 35].astype(int)  # body without cement: grey
+    assert abs(clear[0] - clear[2]) <= 1
+
+
+def test_a_mask_of_another_size_is_left_out_not_a_crash() -> None:
+    rgb = overlay_rgb(picture(mask=np.ones((100, 100), bool)), 32, 32)
+    assert rgb.shape == (32, 32, 3)
+    view = GuardView("sim://x")
+    view.show(GuardFrame(1, 0, picture(mask=np.ones((10, 10), bool))))
+    assert view.frame is not None
+    assert view.frame.picture.mask is None
+
+
+def test_half_blocks_put_two_pixel_rows_in_one_cell() -> None:
+    rgb = np.zeros((4, 2, 3), np.uint8)
+    rgb[0] = (255, 0, 0)
+    rgb[1] = (0, 0, 255)
+    rows = HalfBlocks(rgb).rows()
+    assert len(rows) == 2
+    assert all(len(r) == 2 for r in rows)
+    seg = rows[0][0]
+    assert seg.text == UPPER_HALF
+    assert seg.style is not None
+    assert seg.style.color is not None
+    assert seg.style.bgcolor is not None
+    assert seg.style.color.triplet is not None
+    assert tuple(seg.style.color.triplet) == (255, 0, 0)
+    assert seg.style.bgcolor.triplet is not None
+    assert tuple(seg.style.bgcolor.triplet) == (0, 0, 255)
+    text = Console(width=10, color_system="truecolor", record=True)
+    text.print(HalfBlocks(rgb))
+    assert text.export_text().splitlines()[:2] == [UPPER_HALF * 2] * 2
+
+
+@pytest.mark.parametrize(
+    ("frame", "cells", "expected"),
+    [((512, 512), (46, 20), (40, 40)), ((512, 256), (46, 20), (46, 24)), ((256, 512), (46, 20), (20, 40))],
+)
+def test_the_picture_keeps_the_frames_aspect(
+    frame: tuple[int, int], cells: tuple[int, int], expected: tuple[int, int]
+) -> None:
+    assert fit_cells(*frame, *cells) == expected
+
+
+def test_blindness_is_on_the_banner_not_only_in_the_panel() -> None:
+    model = DashboardModel(clock=lambda: 0.0)
+    model.on_link("connected", "")
+    model.guard = GuardView("sim:///tmp/frames.sock")
+    model.on_guard_state("BLIND", "BLIND(frozen image)")
+    _css, _headline, detail = banner_text(model)
+    assert "fluoroscopic guard: BLIND(frozen image)" in detail
+    model.on_guard_state("WATCHING", "WATCHING")
+    assert "guard" not in banner_text(model)[2]
+
+
+def guarded_app(view: GuardView) -> tuple[DashboardApp, ScriptedSource]:
+    source = ScriptedSource(Step(status=status(State.IDLE, t_s=100.0)))
+    model = DashboardModel(clock=lambda: 1000.0)
+    model.guard = view
+    app = DashboardApp(
+        source,
+        plan=load_plan(EXAMPLE_PLAN),
+        plan_path=Path("plans/incremental-3x0.5ml.toml"),
+        mixed_ago_s=240.0,
+        model=model,
+    )
+    return app, source
+
+
+def watching_view() -> GuardView:
+    phantom = Phantom(seed=3)
+    phantom.bolus(0.5)
+    frame = phantom.frame()
+    mask = phantom.cement > 0
+    view = GuardView("sim:///tmp/frames.sock")
+    view.status("WATCHING", "WATCHING")
+    view.show(GuardFrame(frame.index, frame.t_us, FluoroPicture(frame.pixels, 12, REGION, 0.75, 130.0, mask)))
+    return view
+
+
+def test_snapshot_the_panel_shows_the_frame_and_the_guard(snap_compare: Any) -> None:
+    app, source = guarded_app(watching_view())
+    assert snap_compare(app, terminal_size=SIZE, run_before=fed(source))
+
+
+def test_snapshot_a_blind_guard_at_80x24(snap_compare: Any) -> None:
+    view = watching_view()
+    view.status("BLIND", "BLIND(no frame for 1.2 s)")
+    app, source = guarded_app(view)
+    assert snap_compare(app, terminal_size=SMALL, run_before=fed(source))
+
+
+async def test_frames_of_another_size_mid_stream_never_crash_the_panel() -> None:
+    view = GuardView("sim:///tmp/frames.sock")
+    app, source = guarded_app(view)
+    async with app.run_test(size=SIZE) as pilot:
+        await source.fed.wait()
+        panel = app.query_one(FluoroPanel)
+        for i, (h, w) in enumerate([(256, 256), (64, 512), (512, 16), (16, 16), (256, 256)]):
+            px = np.random.default_rng(i).integers(0, 4095, (h, w), dtype=np.uint16)
+            mask = np.ones((256, 256), bool)  # the previous size's mask
+            view.show(GuardFrame(i + 1, i, FluoroPicture(px, 12, REGION, 0.75, 130.0, mask)))
+            app.refresh_view()
+            await pilot.pause()
+            assert panel._image is not None
+            rendered = Console(width=80, record=True, color_system="truecolor")
+            rendered.print(panel.render())
+            assert UPPER_HALF in rendered.export_text()
+        assert view.frames == 5
+
+
+def test_a_step_is_drawn_on_its_own_frame_and_only_the_newest_is_kept() -> None:
+    from types import SimpleNamespace
+
+    from host.dashboard.guard_feed import TeeSource, step_handler
+    from host.frames.memory import PushFrameSource
+    from host.guard import GuardConfig, GuardStatus, GuardStep
+
+    phantom = Phantom(seed=1)
+    push = PushFrameSource()
+    tee = TeeSource(push)
+    frames = [phantom.frame() for _ in range(3)]
+    for f in frames:
+        push.push(f)
+    read = [tee.read(0.0) for _ in frames]
+    assert [f.index for f in read if f is not None] == [1, 2, 3]
+    view = GuardView("mem://frames")
+    states: list[str] = []
+    worker = SimpleNamespace(guard=SimpleNamespace(region=REGION, config=GuardConfig()))
+    seen: list[int] = []
+    handle = step_handler(
+        lambda: view,
+        lambda _state, label: states.append(label),
+        tee,
+        lambda: worker,  # type: ignore[arg-type,return-value]
+        lambda frame, _step, _pic: seen.append(frame.index),
+    )
+    handle(GuardStep(GuardStatus("WATCHING"), frame_index=3, t_us=300_000, changed=True))
+    handle(GuardStep(GuardStatus("WATCHING"), frame_index=2, t_us=200_000))  # older: already forgotten
+    assert states == ["WATCHING"]
+    assert seen == [3]
+    assert view.frame is not None
+    assert view.frame.index == 3
+    assert np.array_equal(view.frame.picture.pixels, frames[2].pixels)
+    assert view.frame.picture.posterior_fraction == GuardConfig().posterior_fraction
