@@ -72,7 +72,9 @@ def picture_of(frame: FluoroFrame, step: GuardStep, worker: GuardWorker) -> Fluo
     )
 
 
-FrameHook = Callable[[FluoroFrame, GuardStep, FluoroPicture], None]
+FrameHook = Callable[[GuardStep, FluoroFrame | None, FluoroPicture | None], None]
+"""Told of every step that judged a frame (with the frame and its overlay) or changed the state or
+asked for a stop (then perhaps without a frame): the frame recording's feed."""
 
 
 def step_handler(
@@ -86,18 +88,15 @@ def step_handler(
     and to `on_frame` (the frame recording)."""
 
     def handle(step: GuardStep) -> None:
-        if step.changed or step.stop is not None:
+        decided = step.changed or step.stop is not None
+        if decided:
             on_state(step.status.state, step.status.label)
         view, worker = view_of(), worker_of()
-        if step.frame_index is None or worker is None:
-            return
-        frame = tee.take(step.frame_index)
-        if frame is None:
-            return
-        picture = picture_of(frame, step, worker)
-        if view is not None:
+        frame = tee.take(step.frame_index) if step.frame_index is not None else None
+        picture = picture_of(frame, step, worker) if frame is not None and worker is not None else None
+        if frame is not None and picture is not None and view is not None:
             view.show(GuardFrame(frame.index, frame.t_us, picture))
-        if on_frame is not None:
-            on_frame(frame, step, picture)
+        if on_frame is not None and (decided or picture is not None):
+            on_frame(step, frame, picture)
 
     return handle

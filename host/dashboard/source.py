@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -36,7 +37,10 @@ from protocol import Event, Flags, Status, StopSource, TelemetryBatch
 from protocol.models import DeviceInfoRecord, StatusRecord, kpa, ml
 
 if TYPE_CHECKING:
-    from host.dashboard.guard_feed import FrameHook
+    from host.fluoro_overlay import FluoroPicture
+    from host.frame_recording import FrameRecorder
+    from host.frames import FluoroFrame
+    from host.guard.guard import GuardStep
     from host.guard.options import GuardSetup
     from host.guard.worker import GuardWorker
 
@@ -174,8 +178,9 @@ class LiveSource:
         self.guard = guard
         """The fluoroscopic guard to run beside the link (`--frames`), or None."""
         self.guard_worker: GuardWorker | None = None
-        self.on_guard_frame: FrameHook | None = None
-        """Told of every judged frame with its overlay (the frame recording, while recording)."""
+        self.frame_recorder: FrameRecorder | None = None
+        """The guard's decisions and decimated frames (host/frame_recording.py), while recording
+        with a guard: `<recording>/frames/`."""
         self.label = url
         self.options = options or LinkOptions()
         self.stops = stops or StopRequests()
@@ -206,6 +211,31 @@ class LiveSource:
         self.sink = RecordingSink(recorder, self.record_tail_s) if recorder is not None else None
         if self.sink is not None and self._pump is not None:
             self._pump.add(self.sink)
+        self._switch_frame_recorder(recorder)
+
+    def _switch_frame_recorder(self, recorder: Recorder | None) -> None:
+        """A recording with a guard keeps its frames and decisions beside it; the one before is closed
+        on a thread of its own (its writer finishes what is queued, never on the event loop)."""
+        old, self.frame_recorder = self.frame_recorder, None
+        if old is not None:
+            threading.Thread(target=old.close, name="frame recording: close", daemon=True).start()
+        if recorder is not None and self.guard is not None:
+            from host.frame_recording import FrameRecorder
+
+            try:
+                self.frame_recorder = FrameRecorder(recorder.path)
+            except OSError as exc:
+                log.error("the guard's frames are not recorded: %s", exc)
+
+    def _guard_step(self, step: GuardStep, frame: FluoroFrame | None, picture: FluoroPicture | None) -> None:
+        rec = self.frame_recorder
+        if rec is None:
+            return
+        stop = step.stop.name if step.stop is not None else None
+        if frame is not None and picture is not None:
+            rec.offer(frame, picture, step.status.label, stop)
+        if step.changed or stop is not None:
+            rec.decision(step.t_us, step.frame_index, step.status.state, step.status.label, stop)
 
     # -- feeding --------------------------------------------------------------------------------
 
@@ -261,13 +291,8 @@ class LiveSource:
             model.touch()
             return
         tee = TeeSource(inner)
-
-        def on_frame(*args: Any) -> None:
-            if self.on_guard_frame is not None:
-                self.on_guard_frame(*args)
-
         handler = step_handler(
-            lambda: model.guard, model.on_guard_state, tee, lambda: self.guard_worker, on_frame
+            lambda: model.guard, model.on_guard_state, tee, lambda: self.guard_worker, self._guard_step
         )
         worker = GuardWorker(
             Guard(setup.config, setup.region), tee, ctl, self.stops, on_step=handler, on_failure=self._failed

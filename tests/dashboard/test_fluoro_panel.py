@@ -200,12 +200,12 @@ def test_a_step_is_drawn_on_its_own_frame_and_only_the_newest_is_kept() -> None:
         lambda _state, label: states.append(label),
         tee,
         lambda: worker,  # type: ignore[arg-type,return-value]
-        lambda frame, _step, _pic: seen.append(frame.index),
+        lambda step, _frame, _pic: seen.append(step.frame_index or 0),
     )
     handle(GuardStep(GuardStatus("WATCHING"), frame_index=3, t_us=300_000, changed=True))
     handle(GuardStep(GuardStatus("WATCHING"), frame_index=2, t_us=200_000))  # older: already forgotten
     assert states == ["WATCHING"]
-    assert seen == [3]
+    assert seen == [3]  # frame 2's step: neither a frame to draw nor a decision
     assert view.frame is not None
     assert view.frame.index == 3
     assert np.array_equal(view.frame.picture.pixels, frames[2].pixels)

@@ -1,0 +1,318 @@
+"""The fluoroscopic guard in a recording: its decisions and a decimated frame stream, beside the
+telemetry, in `<recording>/frames/` (docs/fluoroscopy.md, "Where you see it").
+
+    frames/guard.jsonl    one JSON object a line: every frame kept (`"frame"`), every change of the
+                          guard's state and every stop it asked for (`"decision"`), in order
+    frames/NNNNNNNN.png   8-bit grayscale frames (the 1st..99th percentile window, host/fluoro_overlay)
+
+What is kept. At most `max_fps` frames a second (device time, the frame's `t_us`), plus EVERY frame
+from `around_stop_s` before to `around_stop_s` after each stop the guard asked for (a ring of the
+latest frames holds the ones before). The outline, the posterior-quarter line and the front are
+kept with each frame (a few numbers), so replay and the report draw the overlay again.
+
+Bounded. The frames stop at `cap_bytes` (default 64 MiB: a 10-minute injection at 2 frames/s of
+512 x 512 is ~1200 PNGs of ~40-120 kB); the decisions go on (a line each); the cap reached is a
+line in guard.jsonl, never silence. Never blocking. `offer` and `decision` only put onto a bounded
+queue (a full queue drops the frame and counts it); one thread encodes and writes. Nothing here can
+delay the link, a STOP or a screen refresh.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import json
+import logging
+import math
+import queue
+import re
+import threading
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from host.errors import CementguardError
+from host.file_limits import MAX_IMAGE_BYTES, read_regular
+from host.fluoro_overlay import FluoroPicture, grayscale
+from host.frames import FluoroFrame
+from host.guard.region import BodyRegion
+
+__all__ = [
+    "DEFAULT_CAP_BYTES",
+    "FRAMES_DIR",
+    "FrameLog",
+    "FrameLogError",
+    "FrameRecorder",
+    "KeptFrame",
+]
+
+log = logging.getLogger(__name__)
+
+FRAMES_DIR = "frames"
+LOG_NAME = "guard.jsonl"
+DEFAULT_MAX_FPS = 2.0
+DEFAULT_AROUND_STOP_S = 2.0
+DEFAULT_CAP_BYTES = 64 << 20
+QUEUE_SIZE = 32
+"""Frames waiting for the writer; beyond, a frame is dropped (counted), never waited for."""
+RING_SIZE = 64
+"""Frames held for 'the seconds before a stop' (2 s at 30 frames/s)."""
+MAX_LOG_BYTES = 64 << 20
+"""guard.jsonl read back at most this large (a line is ~200 bytes: 300 000 lines)."""
+
+
+class FrameLogError(CementguardError):
+    """A recording's frames/guard.jsonl cannot be read: names the file and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeptFrame:
+    """One frame of a recording's guard log: where its PNG is and what the guard saw in it."""
+
+    index: int
+    t_us: int
+    file: str
+    label: str
+    region: tuple[tuple[float, float], ...] | None
+    posterior: str
+    posterior_fraction: float | None
+    front_x: float | None
+    stop: str | None
+    """The rule of a stop the guard asked for on this frame, else None."""
+
+
+class FrameRecorder:
+    """Writes `frames/` of one recording. `offer` every judged frame, `decision` every state change
+    and stop; `close` at the end (waits for the writer, bounded)."""
+
+    def __init__(
+        self,
+        recording: Path,
+        *,
+        max_fps: float = DEFAULT_MAX_FPS,
+        around_stop_s: float = DEFAULT_AROUND_STOP_S,
+        cap_bytes: int = DEFAULT_CAP_BYTES,
+        queue_size: int = QUEUE_SIZE,
+    ) -> None:
+        if not (math.isfinite(max_fps) and 0.1 <= max_fps <= 30.0):
+            raise ValueError(f"frame recording max_fps {max_fps}; allowed 0.1..30")
+        if not (math.isfinite(around_stop_s) and 0.0 <= around_stop_s <= 10.0):
+            raise ValueError(f"frame recording around_stop_s {around_stop_s}; allowed 0..10")
+        if not 0 <= cap_bytes <= 1 << 34:
+            raise ValueError(f"frame recording cap_bytes {cap_bytes}; allowed 0..16 GiB")
+        self.directory = recording / FRAMES_DIR
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._period_us = round(1e6 / max_fps)
+        self._around_us = round(around_stop_s * 1e6)
+        self.cap_bytes = cap_bytes
+        self._last_kept_us: int | None = None
+        self._stop_until_us: int | None = None
+        self._ring: deque[tuple[FluoroFrame, dict[str, Any]]] = deque(maxlen=RING_SIZE)
+        self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue(queue_size)
+        self.dropped = 0
+        """Frames not written because the writer was behind (counted in guard.jsonl at close)."""
+        self.written_bytes = 0
+        self.frames_written = 0
+        self.capped = False
+        self.error: BaseException | None = None
+        self._log = (self.directory / LOG_NAME).open("a", encoding="utf-8")
+        self._thread = threading.Thread(target=self._write_loop, name="frame recording", daemon=True)
+        self._thread.start()
+
+    # -- on the caller's thread (never blocks) ------------------------------------------------
+
+    def offer(self, frame: FluoroFrame, picture: FluoroPicture, label: str, stop: str | None = None) -> bool:
+        """A judged frame: kept if due (decimation) or near a stop; True if it was queued."""
+        meta = _meta(frame, picture, label, stop)
+        t = frame.t_us
+        if stop is not None:
+            self._stop_until_us = t + self._around_us
+            for old, old_meta in self._ring:  # the seconds before the stop
+                if t - old.t_us <= self._around_us:
+                    self._put("frame", (old, old_meta))
+            self._ring.clear()
+        near_stop = self._stop_until_us is not None and t <= self._stop_until_us
+        due = (
+            self._last_kept_us is None or t - self._last_kept_us >= self._period_us or t < self._last_kept_us
+        )
+        if near_stop or due:
+            if near_stop:
+                self._ring.clear()
+            self._last_kept_us = t
+            return self._put("frame", (frame, meta))
+        self._ring.append((frame, meta))
+        return False
+
+    def decision(self, t_us: int | None, frame: int | None, state: str, label: str, stop: str | None) -> None:
+        """A change of the guard's state, or a stop it asked for."""
+        self._put("decision", {"t_us": t_us, "frame": frame, "state": state, "label": label, "stop": stop})
+
+    def _put(self, kind: str, item: Any) -> bool:
+        try:
+            self._queue.put_nowait((kind, item))
+        except queue.Full:
+            if kind == "frame":
+                self.dropped += 1
+                return False
+            with contextlib.suppress(queue.Full):  # a decision: make room by dropping nothing but
+                self._queue.put((kind, item), timeout=0.05)  # waiting a moment; the writer is quick
+            return True
+        return True
+
+    def close(self, timeout_s: float = 5.0) -> BaseException | None:
+        """Ends the writer (what is queued is written first); the error it met, if any. Off the loop."""
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=timeout_s)
+        self._thread.join(timeout_s)
+        return self.error
+
+    # -- the writer thread ---------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        seen: set[int] = set()
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    break
+                kind, payload = item
+                if kind == "decision":
+                    self._line({"decision": payload})
+                    continue
+                frame, meta = payload
+                if frame.index in seen:
+                    continue
+                seen.add(frame.index)
+                self._frame(frame, meta)
+            self._line(
+                {"end": {"frames": self.frames_written, "bytes": self.written_bytes, "dropped": self.dropped}}
+            )
+        except BaseException as exc:  # a full disk: said, and the recording of frames ends
+            self.error = exc
+            log.error("frame recording failed: %s", exc)
+        finally:
+            with contextlib.suppress(OSError):
+                self._log.close()
+
+    def _frame(self, frame: FluoroFrame, meta: dict[str, Any]) -> None:
+        if self.capped:
+            return
+        ok, buf = cv2.imencode(".png", grayscale(frame.pixels))
+        if not ok:
+            log.warning("frame %d: could not encode as PNG: not kept", frame.index)
+            return
+        data = buf.tobytes()
+        if self.written_bytes + len(data) > self.cap_bytes:
+            self.capped = True
+            self._line(
+                {
+                    "cap_reached": {
+                        "bytes": self.written_bytes,
+                        "cap_bytes": self.cap_bytes,
+                        "frame": frame.index,
+                    }
+                }
+            )
+            log.warning(
+                "frame recording: cap of %d bytes reached; the guard's decisions go on", self.cap_bytes
+            )
+            return
+        name = f"{frame.index:08d}.png"
+        (self.directory / name).write_bytes(data)
+        self.written_bytes += len(data)
+        self.frames_written += 1
+        self._line({"frame": {**meta, "file": name}})
+
+    def _line(self, obj: dict[str, Any]) -> None:
+        self._log.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        self._log.flush()
+
+
+def _meta(frame: FluoroFrame, picture: FluoroPicture, label: str, stop: str | None) -> dict[str, Any]:
+    region = picture.region
+    return {
+        "index": frame.index,
+        "t_us": frame.t_us,
+        "label": label,
+        "region": [list(p) for p in region.polygon] if region is not None else None,
+        "posterior": region.posterior if region is not None else "right",
+        "posterior_fraction": picture.posterior_fraction,
+        "front_x": picture.front_x,
+        "stop": stop,
+    }
+
+
+class FrameLog:
+    """A recording's frames/guard.jsonl read back: the kept frames by time and the decisions."""
+
+    def __init__(self, directory: Path, frames: list[KeptFrame], decisions: list[dict[str, Any]]) -> None:
+        self.directory = directory
+        self.frames = sorted(frames, key=lambda f: f.t_us)
+        self._times = [f.t_us for f in self.frames]
+        self.decisions = decisions
+
+    @classmethod
+    def open(cls, recording: Path) -> FrameLog | None:
+        """None when the recording has no frames/ (made without --frames)."""
+        directory = recording / FRAMES_DIR
+        path = directory / LOG_NAME
+        if not path.exists():
+            return None
+        try:
+            text = read_regular(path, MAX_LOG_BYTES).decode("utf-8", errors="replace")
+        except (OSError, ValueError) as exc:
+            raise FrameLogError(f"{path}: {exc}") from exc
+        frames, decisions = [], []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                if "frame" in obj:
+                    frames.append(_kept(obj["frame"]))
+                elif "decision" in obj:
+                    decisions.append(dict(obj["decision"]))
+            except (ValueError, TypeError, KeyError) as exc:  # a torn last line: the rest is kept
+                log.warning("%s line %d: %s: skipped", path, n, exc)
+        return cls(directory, frames, decisions)
+
+    def at(self, t_us: int) -> KeptFrame | None:
+        """The newest kept frame at or before `t_us`."""
+        i = bisect.bisect_right(self._times, t_us)
+        return self.frames[i - 1] if i else None
+
+    def stops(self) -> list[KeptFrame]:
+        """The frames on which the guard asked for a stop."""
+        return [f for f in self.frames if f.stop is not None]
+
+    def picture(self, kept: KeptFrame) -> FluoroPicture:
+        """The kept frame with its overlay's geometry (no cement mask: it is not recorded)."""
+        data = read_regular(self.directory / kept.file, MAX_IMAGE_BYTES)
+        px = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+        if px is None:
+            raise FrameLogError(f"{self.directory / kept.file}: not a PNG image")
+        region = None
+        if kept.region is not None:
+            region = BodyRegion(kept.region, "left" if kept.posterior == "left" else "right")
+        return FluoroPicture(px, 8, region, kept.posterior_fraction, kept.front_x)
+
+
+def _kept(d: dict[str, Any]) -> KeptFrame:
+    region = d.get("region")
+    if not re.fullmatch(r"\d{8}\.png", str(d["file"])):
+        raise ValueError(f"file {d['file']!r}; allowed NNNNNNNN.png in frames/")
+    return KeptFrame(
+        index=int(d["index"]),
+        t_us=int(d["t_us"]),
+        file=str(d["file"]),
+        label=str(d.get("label", "")),
+        region=tuple((float(x), float(y)) for x, y in region) if region else None,
+        posterior=str(d.get("posterior", "right")),
+        posterior_fraction=None if d.get("posterior_fraction") is None else float(d["posterior_fraction"]),
+        front_x=None if d.get("front_x") is None else float(d["front_x"]),
+        stop=d.get("stop"),
+    )

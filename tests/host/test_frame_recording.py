@@ -1,0 +1,104 @@
+"""The guard's frames in a recording: decimation, every frame around a stop, the size cap, read back
+by time (issue 15, "Where people see it")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from host.fluoro_overlay import FluoroPicture
+from host.frame_recording import FRAMES_DIR, FrameLog, FrameRecorder
+from host.frames import FluoroFrame
+from host.guard.region import BodyRegion
+
+REGION = BodyRegion.rectangle(20, 20, 100, 100)
+FPS = 30
+
+
+def frame(i: int, size: int = 128) -> FluoroFrame:
+    px = np.random.default_rng(i).integers(0, 4095, (size, size), dtype=np.uint16)
+    return FluoroFrame(i, round(i * 1e6 / FPS), "lateral", px, 12, 0.3, "test")
+
+
+def feed(rec: FrameRecorder, n: int, stop_at: int | None = None) -> None:
+    for i in range(1, n + 1):
+        f = frame(i)
+        pic = FluoroPicture(f.pixels, 12, REGION, 0.75, 60.0 + i * 0.1)
+        stop = "POSTERIOR_QUARTER" if i == stop_at else None
+        rec.offer(f, pic, "STOPPED(POSTERIOR_QUARTER)" if stop else "WATCHING", stop)
+        if stop:
+            rec.decision(f.t_us, i, "STOPPED", "STOPPED(POSTERIOR_QUARTER)", stop)
+    assert rec.close() is None
+
+
+def test_at_most_two_frames_a_second_without_a_stop(tmp_path: Path) -> None:
+    rec = FrameRecorder(tmp_path, max_fps=2.0, queue_size=1000)
+    feed(rec, 10 * FPS)  # 10 s at 30 frames/s
+    log = FrameLog.open(tmp_path)
+    assert log is not None
+    times = [f.t_us for f in log.frames]
+    assert len(times) == 20
+    assert min(np.diff(times)) >= 500_000
+    assert len(list((tmp_path / FRAMES_DIR).glob("*.png"))) == 20
+
+
+def test_every_frame_around_a_stop_is_kept(tmp_path: Path) -> None:
+    rec = FrameRecorder(tmp_path, max_fps=2.0, around_stop_s=1.0, queue_size=1000)
+    feed(rec, 10 * FPS, stop_at=5 * FPS)
+    log = FrameLog.open(tmp_path)
+    assert log is not None
+    kept = {f.index for f in log.frames}
+    assert set(range(4 * FPS, 6 * FPS + 1)) <= kept  # 1 s before to 1 s after, every frame
+    assert [f.index for f in log.stops()] == [5 * FPS]
+    assert log.decisions[0]["stop"] == "POSTERIOR_QUARTER"
+    assert log.decisions[0]["frame"] == 5 * FPS
+
+
+def test_the_cap_bounds_the_frames_and_says_so_and_the_decisions_go_on(tmp_path: Path) -> None:
+    rec = FrameRecorder(tmp_path, max_fps=30.0, cap_bytes=200_000, queue_size=1000)
+    feed(rec, 60, stop_at=50)
+    pngs = list((tmp_path / FRAMES_DIR).glob("*.png"))
+    assert 0 < sum(p.stat().st_size for p in pngs) <= 200_000
+    assert rec.capped
+    lines = [json.loads(x) for x in (tmp_path / FRAMES_DIR / "guard.jsonl").read_text().splitlines()]
+    assert any("cap_reached" in x for x in lines)
+    assert any("decision" in x for x in lines)  # after the cap, still recorded
+
+
+def test_a_full_queue_drops_frames_never_waits(tmp_path: Path) -> None:
+    rec = FrameRecorder(tmp_path, max_fps=30.0, queue_size=1)
+    for i in range(1, 200):
+        f = frame(i)
+        rec.offer(f, FluoroPicture(f.pixels, 12), "WATCHING")
+    assert rec.close() is None
+    log = FrameLog.open(tmp_path)
+    assert log is not None
+    assert len(log.frames) + rec.dropped == 199
+
+
+def test_the_frame_at_a_time_and_its_overlay_come_back(tmp_path: Path) -> None:
+    rec = FrameRecorder(tmp_path, max_fps=2.0, queue_size=1000)
+    feed(rec, 3 * FPS)
+    log = FrameLog.open(tmp_path)
+    assert log is not None
+    at = log.at(1_200_000)
+    assert at is not None
+    assert at.index == 31  # kept: frames 1, 16, 31 (every 0.5 s from the first); 31 is at 1.033 s
+    assert log.at(-1) is None
+    pic = log.picture(at)
+    assert pic.pixels.shape == (128, 128)
+    assert pic.region == REGION
+    assert pic.front_x == pytest.approx(60.0 + at.index * 0.1)
+
+
+def test_a_file_name_outside_frames_is_refused(tmp_path: Path) -> None:
+    (tmp_path / FRAMES_DIR).mkdir()
+    line = {"frame": {"index": 1, "t_us": 0, "file": "../meta.json", "label": "WATCHING"}}
+    (tmp_path / FRAMES_DIR / "guard.jsonl").write_text(json.dumps(line) + "\n")
+    log = FrameLog.open(tmp_path)
+    assert log is not None
+    assert log.frames == []
+    assert FrameLog.open(tmp_path / "nothing") is None
