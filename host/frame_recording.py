@@ -75,6 +75,7 @@ class KeptFrame:
 
     index: int
     t_us: int
+    """The frame's own stamp: the controller's clock for sim:// frames, the host's otherwise."""
     file: str
     label: str
     region: tuple[tuple[float, float], ...] | None
@@ -83,6 +84,9 @@ class KeptFrame:
     front_x: float | None
     stop: str | None
     """The rule of a stop the guard asked for on this frame, else None."""
+    device_t_us: int | None = None
+    """When the frame is on the recording's (controller's) time axis: its own stamp for sim://
+    frames, else the newest telemetry's time when it was judged (within one telemetry batch)."""
 
 
 class FrameRecorder:
@@ -125,9 +129,18 @@ class FrameRecorder:
 
     # -- on the caller's thread (never blocks) ------------------------------------------------
 
-    def offer(self, frame: FluoroFrame, picture: FluoroPicture, label: str, stop: str | None = None) -> bool:
-        """A judged frame: kept if due (decimation) or near a stop; True if it was queued."""
-        meta = _meta(frame, picture, label, stop)
+    def offer(
+        self,
+        frame: FluoroFrame,
+        picture: FluoroPicture,
+        label: str,
+        stop: str | None = None,
+        device_t_us: int | None = None,
+    ) -> bool:
+        """A judged frame: kept if due (decimation) or near a stop; True if it was queued.
+        `device_t_us`: the controller's clock (the newest telemetry) when the frame was judged, which
+        places a real source's frame (stamped by the host's clock) on the recording's time axis."""
+        meta = _meta(frame, picture, label, stop, device_t_us)
         t = frame.t_us
         if stop is not None:
             self._stop_until_us = t + self._around_us
@@ -232,11 +245,15 @@ class FrameRecorder:
         self._log.flush()
 
 
-def _meta(frame: FluoroFrame, picture: FluoroPicture, label: str, stop: str | None) -> dict[str, Any]:
+def _meta(
+    frame: FluoroFrame, picture: FluoroPicture, label: str, stop: str | None, device_t_us: int | None
+) -> dict[str, Any]:
     region = picture.region
     return {
         "index": frame.index,
         "t_us": frame.t_us,
+        "clock": "device" if frame.source.startswith("sim://") else "host",
+        "device_t_us": device_t_us,
         "label": label,
         "region": [list(p) for p in region.polygon] if region is not None else None,
         "posterior": region.posterior if region is not None else "right",
@@ -251,8 +268,11 @@ class FrameLog:
 
     def __init__(self, directory: Path, frames: list[KeptFrame], decisions: list[dict[str, Any]]) -> None:
         self.directory = directory
-        self.frames = sorted(frames, key=lambda f: f.t_us)
-        self._times = [f.t_us for f in self.frames]
+        placed = [f for f in frames if f.device_t_us is not None]
+        self.frames = sorted(placed, key=lambda f: (f.device_t_us, f.index))
+        self._times = [int(f.device_t_us or 0) for f in self.frames]
+        self.unplaced = len(frames) - len(placed)
+        """Frames judged before any telemetry (a real source's, with no controller time yet)."""
         self.decisions = decisions
 
     @classmethod
@@ -281,7 +301,7 @@ class FrameLog:
         return cls(directory, frames, decisions)
 
     def at(self, t_us: int) -> KeptFrame | None:
-        """The newest kept frame at or before `t_us`."""
+        """The newest kept frame at or before `t_us` (controller time, as the telemetry's)."""
         i = bisect.bisect_right(self._times, t_us)
         return self.frames[i - 1] if i else None
 
@@ -303,11 +323,14 @@ class FrameLog:
 
 def _kept(d: dict[str, Any]) -> KeptFrame:
     region = d.get("region")
+    own = int(d["t_us"])
+    placed = d.get("device_t_us")
+    device_t_us = own if d.get("clock", "device") == "device" else (None if placed is None else int(placed))
     if not re.fullmatch(r"\d{8}\.png", str(d["file"])):
         raise ValueError(f"file {d['file']!r}; allowed NNNNNNNN.png in frames/")
     return KeptFrame(
         index=int(d["index"]),
-        t_us=int(d["t_us"]),
+        t_us=own,
         file=str(d["file"]),
         label=str(d.get("label", "")),
         region=tuple((float(x), float(y)) for x, y in region) if region else None,
@@ -315,4 +338,5 @@ def _kept(d: dict[str, Any]) -> KeptFrame:
         posterior_fraction=None if d.get("posterior_fraction") is None else float(d["posterior_fraction"]),
         front_x=None if d.get("front_x") is None else float(d["front_x"]),
         stop=d.get("stop"),
+        device_t_us=device_t_us,
     )

@@ -156,6 +156,7 @@ def run_dashboard(
 
 def _replay(args: argparse.Namespace) -> int:
     from host.dashboard.app import DashboardApp
+    from host.dashboard.model import DashboardModel
     from host.dashboard.replay import ReplaySource
     from host.recording import Recording, RecordingError
 
@@ -165,4 +166,6 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     source = ReplaySource(recording, speed=args.speed, playing=not args.paused)
-    return DashboardApp(source).run() or EXIT_OK
+    model = DashboardModel()
+    source.attach_guard(model)  # the guard's frames, when the recording kept them
+    return DashboardApp(source, model=model).run() or EXIT_OK

@@ -9,15 +9,20 @@ accepts no commands: a recording cannot be stopped or armed.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from typing import Any
 
 import numpy as np
 
+from host.dashboard.guard_view import GuardFrame, GuardView
 from host.dashboard.model import DashboardModel, ReplayView
+from host.frame_recording import FRAMES_DIR, FrameLog, FrameLogError
 from host.plan import InjectionPlan, PlanError, parse_plan
 from host.recording import Recording
 from host.stops import StopRequests
+
+log = logging.getLogger(__name__)
 
 TICK_S = 0.05
 """Playback step in wall time: what the model receives per step is a 50 ms slice (times speed)."""
@@ -59,8 +64,30 @@ class ReplaySource:
         )
         self._fed_samples = 0
         self._fed_events = 0
+        self.frames: FrameLog | None = None
+        """The guard's kept frames (host/frame_recording.py), if the recording has them."""
+        try:
+            self.frames = FrameLog.open(recording.path)
+        except FrameLogError as exc:  # the telemetry still replays; the panel says why it is empty
+            log.error("replay without the guard's frames: %s", exc)
+            self._frames_problem: str | None = str(exc)
+        else:
+            self._frames_problem = None
+        self._shown_frame: int | None = None
         self._model: DashboardModel | None = None
         self._wake = asyncio.Event()
+
+    def attach_guard(self, model: DashboardModel) -> None:
+        """Give `model` a guard view when the recording kept the guard's frames (before the app is
+        built: the fluoroscopy panel is laid out only for a session that has one)."""
+        if self.frames is None and self._frames_problem is None:
+            return
+        view = GuardView(str(self.recording.path / FRAMES_DIR))
+        if self._frames_problem is not None:
+            view.no_source(self._frames_problem)
+        else:
+            view.status("BLIND", "BLIND(no frame yet at this time)")
+        model.guard = view
 
     # -- controls (called from the UI) ------------------------------------------------------------
 
@@ -139,6 +166,30 @@ class ReplaySource:
         if n > self._fed_samples:
             model.on_samples(self.recording.samples[self._fed_samples : n])
             self._fed_samples = n
+        self._show_frame(model, limit)
+
+    def _show_frame(self, model: DashboardModel, limit_us: int) -> None:
+        """The kept frame at the position (the newest at or before it), with the guard's state then."""
+        view, frames = model.guard, self.frames
+        if view is None or frames is None:
+            return
+        kept = frames.at(limit_us)
+        index = kept.index if kept is not None else None
+        if index == self._shown_frame:
+            return
+        self._shown_frame = index
+        if kept is None:
+            view.frame = None
+            view.status("BLIND", "BLIND(no frame yet at this time)")
+            return
+        try:
+            picture = frames.picture(kept)
+        except (OSError, ValueError, FrameLogError) as exc:
+            log.warning("replay: frame %d not shown: %s", kept.index, exc)
+            view.dropped += 1
+            return
+        view.show(GuardFrame(kept.index, kept.t_us, picture))
+        view.status(kept.label.split("(", 1)[0] or "BLIND", kept.label)
 
     @staticmethod
     def _feed_event(model: DashboardModel, record: Any, notes: dict[str, Any]) -> None:

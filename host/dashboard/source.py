@@ -233,7 +233,9 @@ class LiveSource:
             return
         stop = step.stop.name if step.stop is not None else None
         if frame is not None and picture is not None:
-            rec.offer(frame, picture, step.status.label, stop)
+            now_s = self._model.latest.t_s if self._model is not None else math.nan
+            device_t_us = round(now_s * 1e6) if math.isfinite(now_s) else None
+            rec.offer(frame, picture, step.status.label, stop, device_t_us)
         if step.changed or stop is not None:
             rec.decision(step.t_us, step.frame_index, step.status.state, step.status.label, stop)
 

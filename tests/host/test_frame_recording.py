@@ -18,9 +18,9 @@ REGION = BodyRegion.rectangle(20, 20, 100, 100)
 FPS = 30
 
 
-def frame(i: int, size: int = 128) -> FluoroFrame:
+def frame(i: int, size: int = 128, source: str = "sim://test") -> FluoroFrame:
     px = np.random.default_rng(i).integers(0, 4095, (size, size), dtype=np.uint16)
-    return FluoroFrame(i, round(i * 1e6 / FPS), "lateral", px, 12, 0.3, "test")
+    return FluoroFrame(i, round(i * 1e6 / FPS), "lateral", px, 12, 0.3, source)
 
 
 def feed(rec: FrameRecorder, n: int, stop_at: int | None = None) -> None:
@@ -102,3 +102,18 @@ def test_a_file_name_outside_frames_is_refused(tmp_path: Path) -> None:
     assert log is not None
     assert log.frames == []
     assert FrameLog.open(tmp_path / "nothing") is None
+
+
+def test_a_real_sources_frames_are_placed_on_the_controllers_clock(tmp_path: Path) -> None:
+    rec = FrameRecorder(tmp_path, max_fps=30.0, queue_size=1000)
+    for i in range(1, 4):
+        f = frame(i, source="/dev/video0")  # stamped by the host's clock: not the recording's axis
+        rec.offer(f, FluoroPicture(f.pixels, 12), "WATCHING", device_t_us=None if i == 1 else 50_000_000 + i)
+    assert rec.close() is None
+    log = FrameLog.open(tmp_path)
+    assert log is not None
+    assert log.unplaced == 1  # judged before any telemetry: kept, but not on the time axis
+    at = log.at(50_000_002)
+    assert at is not None
+    assert at.index == 2
+    assert log.at(round(3e6 / FPS)) is None  # its own stamp means nothing on the recording's axis
