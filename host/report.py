@@ -477,7 +477,8 @@ STOP_HEAD = [
 ]
 
 
-def render_html(rec: Recording, summary: Summary, png: bytes) -> str:
+def render_html(rec: Recording, summary: Summary, png: bytes, fluoro: str = "") -> str:
+    """The page; `fluoro` is the fluoroscopy section (host/report_frames.py), empty without frames."""
     title = f"cementguard run report: {rec.path.name}"
     warn = (
         ""
@@ -511,6 +512,7 @@ cementguard {html.escape(str(host.get("cementguard_version", "?")))}</p>
 <h2>Run</h2>{_table(run_meta)}
 <h2>Summary</h2>{_table(summary_rows(summary))}
 <h2>Stops</h2>{_grid(STOP_HEAD, stop_rows(summary)) if summary.stops else "<p>none</p>"}
+{fluoro}
 <h2>Increments</h2>{increments}{more}
 <h2>Plots</h2><img alt="pressure, volume and flow against time; pressure against delivered volume"
  src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">
@@ -559,6 +561,8 @@ def write_report(
     """Write `report.html` and `report.pdf` into `out_dir` (default: the recording's directory)."""
     from matplotlib.backends.backend_pdf import PdfPages
 
+    from host.report_frames import frames_html, frames_pages, stop_frames  # opencv: only here
+
     rec = recording if isinstance(recording, Recording) else Recording.open(recording)
     out = Path(out_dir) if out_dir is not None else rec.path
     out.mkdir(parents=True, exist_ok=True)
@@ -566,11 +570,17 @@ def write_report(
     fig = make_figure(rec, summary)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
+    frames, problem = stop_frames(rec.path, summary.stops)
+    if problem is not None:
+        print(f"cementguard report: fluoroscopy: {problem}", file=sys.stderr)
     html_path, pdf_path = out / "report.html", out / "report.pdf"
-    html_path.write_text(render_html(rec, summary, buffer.getvalue()), encoding="utf-8")
+    page = render_html(rec, summary, buffer.getvalue(), frames_html(frames, problem))
+    html_path.write_text(page, encoding="utf-8")
     with PdfPages(pdf_path, metadata={"Title": f"cementguard run report {rec.path.name}"}) as pdf:
         pdf.savefig(_text_page(rec, summary))
         pdf.savefig(fig)
+        for frame_page in frames_pages(frames):
+            pdf.savefig(frame_page)
     return Written(html_path, pdf_path, summary)
 
 
