@@ -9,12 +9,15 @@ than a 1 frame/s one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from host.fluoro_overlay import FluoroPicture
+if TYPE_CHECKING:  # opencv is loaded only by a session that has frames
+    from host.fluoro_overlay import FluoroPicture
 
 __all__ = ["GuardFrame", "GuardView"]
 
@@ -67,8 +70,7 @@ class GuardView:
             log.warning("guard view: frame %d has %d dimensions: not shown", frame.index, pic.pixels.ndim)
             return
         if pic.mask is not None and np.shape(pic.mask) != pic.pixels.shape:
-            pic = FluoroPicture(pic.pixels, pic.bit_depth, pic.region, pic.posterior_fraction, pic.front_x)
-            frame = GuardFrame(frame.index, frame.t_us, pic)
+            frame = GuardFrame(frame.index, frame.t_us, dataclasses.replace(pic, mask=None))
         self.frame = frame
         self.frames += 1
 

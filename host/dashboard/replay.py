@@ -11,18 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from host.dashboard.guard_view import GuardFrame, GuardView
 from host.dashboard.model import DashboardModel, ReplayView
-from host.frame_recording import FRAMES_DIR, FrameLog, FrameLogError
+from host.errors import CementguardError
 from host.plan import InjectionPlan, PlanError, parse_plan
 from host.recording import Recording
 from host.stops import StopRequests
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from host.frame_recording import FrameLog
 
 TICK_S = 0.05
 """Playback step in wall time: what the model receives per step is a 50 ms slice (times speed)."""
@@ -66,6 +69,8 @@ class ReplaySource:
         self._fed_events = 0
         self.frames: FrameLog | None = None
         """The guard's kept frames (host/frame_recording.py), if the recording has them."""
+        from host.frame_recording import FrameLog, FrameLogError  # opencv: only here
+
         try:
             self.frames = FrameLog.open(recording.path)
         except FrameLogError as exc:  # the telemetry still replays; the panel says why it is empty
@@ -82,7 +87,7 @@ class ReplaySource:
         built: the fluoroscopy panel is laid out only for a session that has one)."""
         if self.frames is None and self._frames_problem is None:
             return
-        view = GuardView(str(self.recording.path / FRAMES_DIR))
+        view = GuardView(str(self.recording.path / "frames"))
         if self._frames_problem is not None:
             view.no_source(self._frames_problem)
         else:
@@ -184,7 +189,7 @@ class ReplaySource:
             return
         try:
             picture = frames.picture(kept)
-        except (OSError, ValueError, FrameLogError) as exc:
+        except (OSError, ValueError, CementguardError) as exc:
             log.warning("replay: frame %d not shown: %s", kept.index, exc)
             view.dropped += 1
             return

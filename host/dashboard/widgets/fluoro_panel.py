@@ -20,7 +20,6 @@ from rich.text import Text
 from textual.widget import Widget
 
 from host.dashboard.guard_view import GuardView
-from host.fluoro_overlay import overlay_rgb
 
 __all__ = ["FluoroPanel", "HalfBlocks", "fit_cells"]
 
@@ -98,6 +97,8 @@ class FluoroPanel(Widget):
         frame = view.frame if view is not None else None
         if frame is None or self.size.width < 2 or self.size.height < 3:
             return None
+        from host.fluoro_overlay import overlay_rgb  # opencv: only once there is a frame
+
         h, w = frame.picture.pixels.shape
         cols, rows = fit_cells(w, h, self.size.width, self.size.height - 2)
         try:
