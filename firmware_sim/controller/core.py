@@ -838,7 +838,7 @@ class Controller:
         """Target step rate while relief runs; RELIEF_DONE once it has ended and the plunger is still."""
         relief = self._relief
         if not relief.ending:
-            halt = self._stall.suspect or (rate < 0.0 and self._travel.home_blocked(enc, rate))
+            halt = self._stall.suspect or (rate <= 0.0 and self._home_ahead(enc, -rate, relief.speed_hz))
             target = relief.update(
                 enc, self._now_us, self._pf, self._limits.relief_pa, not self._sensor_faulty, halt
             )
@@ -883,16 +883,23 @@ class Controller:
             # rest in front of it; else brake now.
             speed = -rate
             rest = enc - self._braking_counts(speed)
-            nxt = max(speed, min(speed + self._dv, -move.rate))
-            early = enc - self._braking_counts(nxt) - nxt * self._counts_per_step_tick - 1
             target = move.target_counts
-            if early <= self._home_counts or (target > self._home_counts and rest <= target):
+            if self._home_ahead(enc, speed, -move.rate) or (target > self._home_counts and rest <= target):
                 move.ending = True
                 move.at_limit = move.kind == JOGGING
         if move.kind == JOGGING and not move.ending:
             brake_us = math.ceil(abs(rate) / self._dv) * self._tick_us
             if elapsed_us(self._now_us, move.granted_at_us) + brake_us >= move.grant_us:
                 move.ending = True
+
+    def _home_ahead(self, enc: int, speed: float, top: float) -> bool:
+        """Must a backward movement or relief at `speed` (steps/s, >= 0, over the period just ended;
+        at most `top`) brake now to rest on or in front of home? Braking from the next period's
+        rate after that period's travel, plus a count, must still rest in front of it (SPEC §8.6
+        'Home': anticipated one period early)."""
+        nxt = max(speed, min(speed + self._dv, top))
+        early = enc - self._braking_counts(nxt) - nxt * self._counts_per_step_tick - 1
+        return early <= self._home_counts
 
     def _motion_target(self, pf: float) -> float:
         """Step rate a movement asks for: 0 once it has reached its end; forward, the pressure loop
@@ -939,12 +946,21 @@ class Controller:
         if move.fl_per_count:
             self._m3_per_count = self._real(move.fl_per_count * 1e-18)
 
-    def _leave_motion(self) -> None:
+    def _leave_motion(self, stopped: bool) -> None:
+        """A forward movement (PRIME, forward JOG) that is stopped backs off as an injection with
+        RELIEF does (SPEC §8.6): whatever stopped it, the line it pushed on may be pressurised; the
+        relief ends at once when the pressure is already below relief_pa. Not at the normal end:
+        IDLE keeps a still plunger."""
         self._throttle.reset()
         self._throttle_clear()
         self._setpoint_rate = 0.0
         self._flow_plan_nl_s = 0
         self._ceiling_stall_nl_s = 0.0
+        move = self._move
+        if stopped and move is not None and move.forward and not self._relief.active:
+            # it may back off as far as the movement pushed, which an occluded prime needs
+            self._relief.start(self._enc, self._now_us, max_counts=max(self._relief.max_counts, move.reach))
+            self._flags |= _F_RELIEF
 
     def _motion_refusal(self, msg: Command) -> Answer | None:
         """The state checks every movement command shares (SPEC §8.6): from IDLE only, at rest."""
@@ -1111,7 +1127,7 @@ class Controller:
         if prev == INJECTING:
             self._leave_injecting()
         elif prev in MOVING:
-            self._leave_motion()
+            self._leave_motion(stopped=new != IDLE)
         if new == INJECTING:
             self._enter_injecting()
         elif new in MOVING:

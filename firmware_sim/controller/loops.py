@@ -137,6 +137,7 @@ class Relief:
     plunger is still, the controller reports RELIEF_DONE with the back-off distance."""
 
     __slots__ = (
+        "_max",
         "_peak",
         "_start_us",
         "active",
@@ -156,10 +157,14 @@ class Relief:
         self.ending = False
         self._peak = 0
         self._start_us = 0
+        self._max = max_counts
 
-    def start(self, encoder_counts: int, now_us: int) -> None:
+    def start(self, encoder_counts: int, now_us: int, max_counts: float | None = None) -> None:
+        """`max_counts` overrides the back-off bound for this relief (a stopped movement may back
+        off as far as it pushed, SPEC §8.6)."""
         self.active = True
         self.ending = False
+        self._max = self.max_counts if max_counts is None else max_counts
         self._peak = encoder_counts
         self._start_us = now_us & TIMER_MASK
 
@@ -181,7 +186,7 @@ class Relief:
         if encoder_counts > self._peak:
             self._peak = encoder_counts  # still braking forward after the stop
         if not self.ending:
-            limit = self.max_counts if sensor_ok else self.blind_counts
+            limit = self._max if sensor_ok else self.blind_counts
             if (
                 must_halt
                 or (sensor_ok and pressure_pa < relief_pa)

@@ -12,7 +12,21 @@ import pytest
 from firmware_sim.controller import ControllerConfig
 from firmware_sim.plant import PlantConfig
 from firmware_sim.virtual_rig import VirtualRig
-from protocol import Ack, EventKind, Nak, NakCode, State, Status, StopDetail, StopReason
+from protocol import (
+    Ack,
+    BusyDetail,
+    Clear,
+    EventKind,
+    Flags,
+    Nak,
+    NakCode,
+    State,
+    Status,
+    Stop,
+    StopDetail,
+    StopReason,
+    StopSource,
+)
 from protocol.messages import GetMotion, Home, Jog, MotionStatus, Prime, Withdraw
 
 HOME_M = 200e-6
@@ -79,7 +93,8 @@ def test_a_prime_is_stopped_by_the_injections_detectors(
         assert stop.detail == detail
     priming = rig.samples[rig.samples["state"] == State.PRIMING]
     assert priming["pressure_pa"].max() < 4_000_000 * 1.1, "never far past the hard limit in force"
-    assert rig.run(0.2, until=lambda r: r.controller.step_rate_hz == 0.0)
+    # at rest after the brake, or after the relief that follows a stopped prime (at most its timeout)
+    assert rig.run(3.5, until=lambda r: r.controller.step_rate_hz == 0.0 and not r.controller.relief_active)
     assert rig.controller.state == State.STOPPED, "latched"
 
 
@@ -153,3 +168,86 @@ def test_a_jog_on_the_real_plant_is_at_rest_within_its_grant() -> None:
     rig.run(0.01)
     assert rig.controller.state == State.IDLE
     assert rig.controller.stop_reason == StopReason.NONE
+
+
+def _clear_once_at_rest(rig: VirtualRig, home_m: float = HOME_M) -> tuple[list[Nak], float]:
+    """CLEAR every 5 ms until one is ACKed; return the refusals met and the line pressure at the
+    ACK. Each tick checks the plunger rules of relief: after the stop's brake it only moves
+    backward and never behind home."""
+    refusals: list[Nak] = []
+    peak = rig.plant.plunger_position_m
+    for _ in range(2_000):
+        answer = rig.command(Clear)
+        if isinstance(answer, Ack):
+            assert rig.plant.plunger_velocity_m_s == 0.0, "CLEAR accepted with the plunger moving"
+            return refusals, rig.plant.syringe_pressure_pa
+        refusals.append(answer)
+        for _ in range(5):
+            rig.step()
+            position = rig.plant.plunger_position_m
+            peak = max(peak, position) if rig.plant.plunger_velocity_m_s > 0.0 else peak
+            assert position <= peak + 1e-12, "relief moved the plunger forward"
+            assert position >= home_m, "relief took the plunger behind home"
+    raise AssertionError("CLEAR never accepted")
+
+
+@pytest.mark.parametrize(
+    ("config", "reason"),
+    [
+        ({}, StopReason.PRESSURE_RISE),
+        ({"rise_enabled": False}, StopReason.PRESSURE_RISE),
+        ({"rise_enabled": False, "throttle_enabled": False}, StopReason.OVERPRESSURE),
+    ],
+    ids=["rise", "no-flow-at-ceiling", "overpressure"],
+)
+def test_an_occluded_prime_relieves_the_line_before_clear(config: dict[str, Any], reason: StopReason) -> None:
+    """SPEC §8.6: a prime stopped by any stop backs off as an injection with RELIEF does: CLEAR is
+    BUSY RELIEF_ACTIVE until RELIEF_DONE, and then the line is below relief_pa and the plunger
+    at rest."""
+    cfg = replace(ControllerConfig(), **config)
+    rig = _rig([{"kind": "occlusion", "at_s": 0.5}], cfg)
+    _prime(rig)
+    assert rig.run(20.0, until=rig.state_is(State.STOPPED))
+    (stop,) = rig.stop_events()
+    assert (stop.prev_state, stop.reason) == (State.PRIMING, reason)
+    assert stop.flags & Flags.RELIEF_ACTIVE, "the relief runs from the stop on"
+    assert rig.plant.syringe_pressure_pa > cfg.default_relief_pa, "the occluded line is pressurised"
+    refusals, pressure_pa = _clear_once_at_rest(rig)
+    assert refusals, "CLEAR refused while the relief runs"
+    assert (refusals[0].code, refusals[0].detail) == (NakCode.BUSY, BusyDetail.RELIEF_ACTIVE)
+    assert {n.code for n in refusals} == {NakCode.BUSY}
+    (done,) = [e for e in rig.events if e.kind == EventKind.RELIEF_DONE]
+    assert done.detail > 0, "it backed off"
+    assert pressure_pa < cfg.default_relief_pa, pressure_pa
+    assert rig.controller.state == State.IDLE
+
+
+def test_a_forward_jog_stopped_by_overpressure_relieves_the_line() -> None:
+    cfg = replace(ControllerConfig(), rise_enabled=False, throttle_enabled=False)
+    rig = _rig([{"kind": "occlusion", "at_s": 0.2}], cfg, plunger_start_mm=20.0)
+    for _ in range(300):
+        answer = rig.command(lambda i: Jog(i, 300, 250))
+        if isinstance(answer, Nak):
+            break
+        rig.run(0.1, until=rig.state_is(State.STOPPED))
+    assert rig.run(1.0, until=rig.state_is(State.STOPPED))
+    (stop,) = rig.stop_events()
+    assert (stop.prev_state, stop.reason) == (State.JOGGING, StopReason.OVERPRESSURE)
+    assert stop.flags & Flags.RELIEF_ACTIVE
+    refusals, pressure_pa = _clear_once_at_rest(rig)
+    assert refusals, "CLEAR refused while the relief runs"
+    assert refusals[0].detail == BusyDetail.RELIEF_ACTIVE
+    assert pressure_pa < cfg.default_relief_pa, pressure_pa
+    assert [e.kind for e in rig.events].count(EventKind.RELIEF_DONE) == 1
+
+
+def test_a_withdraw_stopped_has_no_relief() -> None:
+    """Relief backs off a forward push; a backward movement has nothing to relieve."""
+    rig = _rig(plunger_start_mm=20.0)
+    bore = _bore(rig)
+    assert isinstance(rig.command(lambda i: Withdraw(i, bore, 100_000, 500_000)), Ack)
+    rig.run(0.3)
+    assert isinstance(rig.command(lambda i: Stop(i, StopSource.OPERATOR)), Ack)
+    (stop,) = rig.stop_events()
+    assert not stop.flags & Flags.RELIEF_ACTIVE
+    assert not rig.controller.relief_active
