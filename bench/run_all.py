@@ -42,6 +42,7 @@ QUICK: dict[str, list[str]] = {
     "stop_first": ["--stops", "5"],
     "export_scale": ["--minutes", "1", "10"],
     "fluoro_render": ["--frames", "30", "--repeats", "2"],
+    "guard": ["--frames", "40", "--cycles", "5"],
 }
 
 Line = tuple[str, str, str, bool | None]
@@ -261,6 +262,24 @@ def _fluoro_render(doc: dict[str, Any]) -> list[Line]:
     ]
 
 
+def _guard(doc: dict[str, Any]) -> list[Line]:
+    proc, stop = doc["processing_512"], doc["frame_to_stopped"]
+    return [
+        (
+            "fluoroscopic guard, 512 x 512 frame",
+            ">= 30 frames/s on one core",
+            f"{proc['frames_per_s']:.1f} frames/s (median {proc['guard_ms']['p50_ms']:.1f} ms)",
+            doc["meets_processing_goal"],
+        ),
+        (
+            "fluoroscopic guard: frame -> STOPPED",
+            "p99 <= 50 ms + one frame period",
+            f"p99 {stop['p99_ms']:.1f} ms",
+            doc["meets_stop_goal"],
+        ),
+    ]
+
+
 def _generic(name: str) -> Callable[[dict[str, Any]], list[Line]]:
     def extract(doc: dict[str, Any]) -> list[Line]:
         goals = ", ".join(f"{k}={v}" for k, v in doc.items() if k.startswith("goal"))
@@ -284,6 +303,7 @@ EXTRACT: dict[str, Callable[[dict[str, Any]], list[Line]]] = {
     "stop_first": _stop_first,
     "export_scale": _export_scale,
     "fluoro_render": _fluoro_render,
+    "guard": _guard,
 }
 
 

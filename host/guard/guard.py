@@ -270,8 +270,9 @@ class Guard:
         background_px = cfg.background_mm / frame.pixel_mm
         d = remove_background(base.log_mean - smoothed, cfg.background_cut, background_px)
         z = d / base.sigma
-        mask = segment(z, cfg, frame.pixel_mm) & ~self._opaque_mask(body, grown, frame.pixel_mm)
-        m = measure(z, mask, body, grown, self.region, cfg, frame.pixel_mm)
+        unjudged = self._opaque_mask(body, grown, frame.pixel_mm)
+        mask = segment(z, cfg, frame.pixel_mm) & ~unjudged
+        m = measure(z, mask, body, grown, self.region, cfg, frame.pixel_mm, unjudged)
         hits = self._rules(m, frame.view)
         rule = next((r for r in hits if self._streak[r] >= cfg.confirm_frames), None)
         stop = None

@@ -238,8 +238,10 @@ def measure(
     region: BodyRegion,
     config: GuardConfig,
     pixel_mm: float,
+    unjudged: np.ndarray | None = None,
 ) -> Measures:
-    """The rules' inputs. `body` is the outline's mask, `grown` the outline grown by the margin."""
+    """The rules' inputs. `body` is the outline's mask, `grown` the outline grown by the margin,
+    `unjudged` the hardware's shadow (opaque_mask), left out of `mask` already."""
     px_mm2 = pixel_mm * pixel_mm
     inside = mask & body
     plateau = float(np.percentile(z[mask], 90)) if mask.any() else 0.0
@@ -262,7 +264,14 @@ def measure(
         width_px = config.vein_width_mm / pixel_mm
         smooth_px = config.smooth_mm / pixel_mm
         core = _half_maximum_core(z, mask, width_px + 4.0 * smooth_px)
+        if unjudged is not None and unjudged.any():
+            # Cement around the cannula is cut by its shadow into slivers along it: the shadow next to
+            # cement counts as cement for the opening, so the slivers stay part of the bolus.
+            near = cv2.dilate(core.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            core = core | (unjudged & near)
         thin, thick = _thin_parts(core, math.hypot(width_px, 2.355 * smooth_px) + 2.0)
+        if unjudged is not None:
+            thin = thin & ~unjudged
         vein_px = _longest_vein_px(
             thin,
             thick,
