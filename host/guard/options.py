@@ -7,10 +7,13 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from host.cli_types import finite_float
 from host.guard.config import BLIND_POLICIES, RANGES, GuardConfig
-from host.guard.region import BodyRegion
+
+if TYPE_CHECKING:
+    from host.guard.region import BodyRegion
 
 __all__ = ["GuardSetup", "add_guard_arguments", "guard_setup"]
 
@@ -116,6 +119,8 @@ def guard_setup(args: argparse.Namespace) -> GuardSetup | None:
     )
     region = None
     if args.guard_region is not None:
+        from host.guard.region import BodyRegion  # opencv: only when a guard is asked for
+
         x0, y0, x1, y1 = args.guard_region
         region = BodyRegion.rectangle(x0, y0, x1, y1, posterior=args.guard_posterior)
     return GuardSetup(args.frames, config, region, args.guard_ready_timeout)
