@@ -151,6 +151,8 @@ _RUNNING = (ARMED, INJECTING, PAUSED, *MOVING)
 _TAKEN = (INJECTING, PAUSED, *MOVING)
 """States a HELLO stops first (SESSION_TAKEN): a new session never inherits a moving plunger."""
 _MOTION_TYPES = frozenset({MsgType.PRIME, MsgType.JOG, MsgType.WITHDRAW, MsgType.HOME, MsgType.GET_MOTION})
+# The movements answered with a MOTION_STATUS (JOG has no reply): a cached retry rebuilds that (§7.2).
+_MOTION_STATUS_REPLIED = frozenset({MsgType.PRIME, MsgType.WITHDRAW, MsgType.HOME, MsgType.GET_MOTION})
 
 _F_THROTTLING = int(Flags.THROTTLING)
 _F_RELIEF = int(Flags.RELIEF_ACTIVE)
@@ -1731,6 +1733,8 @@ class Controller:
             return (self._calibration_info(cmd_id),)
         if msg_type == MsgType.GET_CALIBRATION:
             return (self._syringe_info(cmd_id), self._calibration_info(cmd_id))
+        if msg_type in _MOTION_STATUS_REPLIED:
+            return (self._motion_status(cmd_id),)
         return (self._status(cmd_id),)
 
     def _status(self, cmd_id: int) -> Status:
