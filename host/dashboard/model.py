@@ -129,6 +129,8 @@ class DashboardModel:
         self.on_urgent: Callable[[], None] | None = None
         """Called when the link state changes or a STOP arrives: the view redraws at once for those,
         not at its next timer tick."""
+        self.guard_listeners: list[Callable[[], None]] = []
+        """Called after each change of the guard's state (the MQTT bridge republishes its state)."""
 
     # -- fed by sources -----------------------------------------------------------------------------
 
@@ -142,6 +144,8 @@ class DashboardModel:
         self.guard.status(state, label)
         self.touch()
         self._urgent()
+        for listener in tuple(self.guard_listeners):
+            listener()
 
     def on_device(self, device: DeviceInfoRecord | None) -> None:
         self.device = device

@@ -59,6 +59,10 @@ def mqtt_runner(url: str, rig: str) -> Callable[[DashboardApp], Awaitable[None]]
         if ctl is None:
             return
         bridge = MqttBridge(ctl, options, stops=source.stops)
+        model = app.model
+        if model.guard is not None:  # --frames: the guard's state on the state topic too
+            bridge.guard_state = lambda: model.guard.label if model.guard is not None else None
+            model.guard_listeners.append(bridge.guard_changed)
         task = asyncio.get_running_loop().create_task(bridge.run())
         try:
             while not task.done():
@@ -74,6 +78,8 @@ def mqtt_runner(url: str, rig: str) -> Callable[[DashboardApp], Awaitable[None]]
                 app.model.touch()
                 app.notify(str(error), title="MQTT bridge failed", severity="error", timeout=30)
         finally:
+            if bridge.guard_changed in model.guard_listeners:
+                model.guard_listeners.remove(bridge.guard_changed)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 

@@ -158,6 +158,9 @@ class MqttBridge:
         self._own_stops = StopRequests()
         self._echo = log
         self.counters = BridgeCounters()
+        self.guard_state: Callable[[], str | None] | None = None
+        """The fluoroscopic guard's state label, where the program running this bridge runs a guard
+        (the dashboard with --frames); published in the state topic's `guard`."""
         self._connected = False
         self._outbox = _Outbox(options.queue_size, self.counters)
         self._pending_samples: collections.deque[tuple[int, np.ndarray[Any, Any]]] = collections.deque()
@@ -557,9 +560,15 @@ class MqttBridge:
             plunger_mm=self._plunger_mm,
             host_time_s=time.time(),
             valid_for_s=float(self.options.state_expiry_s),
+            guard=self.guard_state() if self.guard_state is not None else None,
             bridge_failures=[f"{name}: {error}" for name, error in self.failures.items()],
         )
         return _json(payload)
+
+    def guard_changed(self) -> None:
+        """The fluoroscopic guard's state changed: the retained state goes out now, not at the next
+        heartbeat (a blind guard must be seen at once everywhere)."""
+        self._publish_state()
 
     def _on_samples(self, batch: TelemetryBatch) -> None:
         limit = self.options.telemetry_max_samples

@@ -72,6 +72,11 @@ class StatePayload(_Out):
         "and the broker drops it this long after it was published (MQTT 5 message expiry): a state not "
         "renewed within valid_for_s is not current (the bridge, or the broker, went away)",
     )
+    guard: str | None = Field(
+        default=None,
+        description="the fluoroscopic guard's state where this host runs one (WATCHING, BLIND(reason), "
+        "STOPPED(rule), docs/fluoroscopy.md); None: no guard runs beside this bridge",
+    )
     bridge_failures: list[str] = Field(
         default_factory=list,
         description="the bridge's own workers that failed (e.g. 'mqtt: events'): what they published "
