@@ -193,16 +193,18 @@ async def _report(ctl: DeviceClient, what: str, seconds: float) -> int:
         reason = getattr(status.stop_reason, "name", status.stop_reason)
         source = getattr(status.stop_source, "name", status.stop_source)
         _fail(
-            f"{what} ended by a stop: {reason} (source {source}) after {_moved(motion)}; {where}. "
+            f"{what} ended by a stop: {reason} (source {source}) after {moved_text(motion)}; {where}. "
             "The stop is latched: `cementguard clear` to go on"
         )
         return EXIT_REFUSED
     took = f" in {seconds:.1f} s" if seconds else ""
-    _say(f"{what} done{took}: {_moved(motion)}; {where}")
+    _say(f"{what} done{took}: {moved_text(motion)}; {where}")
     return EXIT_OK
 
 
-def _moved(motion: MotionStatus) -> str:
+def moved_text(motion: MotionStatus) -> str:
+    """What the current or last movement did, in the operator's units (mL primed or withdrawn, mm
+    moved): said by these commands and by the dashboard's setup panel."""
     from protocol import State
 
     if motion.last_motion == State.PRIMING:
@@ -268,6 +270,11 @@ class JogHold:
 
     def held(self, now: float) -> int:
         return self.direction if now < self.until else 0
+
+    def press(self, direction: int, now: float) -> None:
+        """A jog key read at `now` (its first byte or a repeat): held in `direction` until
+        KEY_RELEASE_S after it. The one rule for a held key, for `jog --keys` and the dashboard."""
+        self.direction, self.until = direction, now + KEY_RELEASE_S
 
 
 async def hold_to_move(
@@ -360,9 +367,9 @@ def key_action(text: str, hold: JogHold, now: float) -> None:
         key = text[i : i + 3] if text.startswith("\x1b[", i) else text[i]
         i += len(key)
         if key in FORWARD_KEYS:
-            hold.direction, hold.until = 1, now + KEY_RELEASE_S
+            hold.press(1, now)
         elif key in BACKWARD_KEYS:
-            hold.direction, hold.until = -1, now + KEY_RELEASE_S
+            hold.press(-1, now)
         elif key in QUIT_KEYS:
             hold.quit = True
 

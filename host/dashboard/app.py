@@ -37,6 +37,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input
 from textual.widgets.button import ButtonVariant
 
+from host.client import DeviceClient
 from host.dashboard.exit_report import ExitNotes, exit_report
 from host.dashboard.model import DashboardModel
 from host.dashboard.source import DashboardSource, LiveSource
@@ -48,6 +49,7 @@ from host.dashboard.widgets.help import HelpScreen, key_rows
 from host.dashboard.widgets.panels import ConnectionPanel, Readouts, RecordingIndicator, state_name
 from host.dashboard.widgets.plan_panel import PlanPanel
 from host.dashboard.widgets.plots import PressurePlot, PressureVolumePlot, VolumePlot
+from host.dashboard.widgets.setup_screen import SetupScreen
 from host.dashboard.widgets.stoplog import StopLog
 from host.errors import CementguardError, CommandRefused, LinkLost
 from host.logs import LOG_FILE, attach_log_file, detach_log_file
@@ -55,6 +57,7 @@ from host.plan import InjectionPlan
 from host.pump import ConsumerFailure
 from host.recording import Recorder, device_setup_json, new_run_dir
 from host.recording_sink import close_recorder, free_space_problem, open_recorder
+from host.run_metadata import RunMetadata, folder_label
 from protocol import State, StopSource
 from protocol.enums import MOVEMENT_STATES
 from protocol.models import DeviceInfoRecord
@@ -79,7 +82,7 @@ its tail then."""
 STOP_KEYS = ("x", "f")
 """Letters that stop: typed as text while a text field has the focus (Escape always stops)."""
 STOP_ACTIONS = frozenset({"stop", "fluoro_stop"})
-LINK_ACTIONS = frozenset({"arm", "start", "space", "clear"})
+LINK_ACTIONS = frozenset({"arm", "start", "space", "clear", "setup"})
 REPLAY_ACTIONS = frozenset({"seek", "seek_to", "speed"})
 WIDE_FROM = 120
 """Columns from which the side and plan panels get their full widths."""
@@ -97,6 +100,7 @@ HELP = {
     "quit_safely": "quit; while injecting or paused: asks, then STOP before leaving",
     "help": "this help",
     "pv_plot": "plot: pressure against delivered volume / delivered volume against time",
+    "setup": "setup panel: syringe, zero, span, prime, jog, withdraw, home, volume calibration, run metadata",
 }
 """What each key does, for the help screen (? or F1) and the footer's tooltips."""
 
@@ -142,6 +146,7 @@ class DashboardApp(App[int]):
         Binding("space", "space", "pause/resume", tooltip=HELP["space"]),
         Binding("c", "clear", "clear", tooltip=HELP["clear"]),
         Binding("r", "record", "rec on/off", tooltip=HELP["record"]),
+        Binding("u", "setup", "setup", tooltip=HELP["setup"]),
         Binding("q", "quit_safely", "quit", tooltip=HELP["quit_safely"]),
         Binding("question_mark", "help", "help", key_display="?", tooltip=HELP["help"]),
         Binding("f1", "help", "help", show=False, tooltip=HELP["help"]),
@@ -181,6 +186,9 @@ class DashboardApp(App[int]):
         self._hung_up = False
         self._signal_handlers: dict[signal.Signals, Any] = {}
         self.recorder: Recorder | None = None
+        self.run_metadata = plan.metadata if plan is not None else RunMetadata()
+        """The lab notebook's metadata for the next recording (the plan's, then the setup panel's)."""
+        self._setup_screen: SetupScreen | None = None
         self.pv_plot = False
         """Whether the lower plot is pressure against delivered volume (v), not volume over time."""
         self.exit_notes = ExitNotes()
@@ -341,6 +349,26 @@ class DashboardApp(App[int]):
             return
         self.push_screen(HelpScreen(self.help_rows()))
 
+    def action_setup(self) -> None:
+        """u: the setup panel (syringe, zero, span, prime, jog, withdraw, home, volume calibration,
+        run metadata). STOP stays one key away there (x, Escape: priority bindings)."""
+        if isinstance(self.screen, SetupScreen) or self.replaying:
+            return
+        source = self.source
+
+        def controller() -> DeviceClient | None:
+            return source.controller if isinstance(source, LiveSource) else None
+
+        def keep(metadata: RunMetadata) -> None:
+            self.run_metadata = metadata
+
+        if self._setup_screen is None:  # built once: its fields keep what was typed
+            self._setup_screen = SetupScreen(
+                spawn=self.spawn_command, controller=controller, metadata=self.run_metadata, on_metadata=keep
+            )
+            self.install_screen(self._setup_screen, "setup")
+        self.push_screen("setup")
+
     def help_rows(self) -> list[tuple[str, str]]:
         """(keys, what) for each action this dashboard has (replay keys only in a replay, command
         keys only live), from the bindings themselves."""
@@ -376,11 +404,13 @@ class DashboardApp(App[int]):
             self.notify("a replay cannot be stopped", severity="warning")
             return None
         self.source.stops.requested(source, origin, t)
-        return self._spawn(commands.stop(source), "STOP")
+        return self.spawn_command(commands.stop(source), "STOP")
 
     # -- commands -------------------------------------------------------------------------------
 
-    def _spawn(self, command: Awaitable[T], what: str) -> asyncio.Task[T | None]:
+    def spawn_command(self, command: Awaitable[T], what: str) -> asyncio.Task[T | None]:
+        """Run `command` as its own task, never awaited by a handler: a NAK, a lost link or another
+        failure becomes a notification titled with `what` (the setup panel's actions run here too)."""
         task = asyncio.get_running_loop().create_task(self._command(command, what))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -420,7 +450,7 @@ class DashboardApp(App[int]):
             for warning in warnings:
                 self.notify(warning, title="clamped to the device", severity="warning", timeout=10)
 
-        self._spawn(arm(), "ARM")
+        self.spawn_command(arm(), "ARM")
 
     def action_start(self) -> None:
         if self.source.commands is None:
@@ -431,7 +461,7 @@ class DashboardApp(App[int]):
                 log.warning("START refused: %s", problem)
                 self.notify(problem, title="START refused", severity="error", timeout=12)
                 return
-        self._spawn(self.source.commands.start(), "START")
+        self.spawn_command(self.source.commands.start(), "START")
 
     def action_space(self) -> None:
         if self.replaying:
@@ -442,9 +472,9 @@ class DashboardApp(App[int]):
         commands = self.source.commands
         assert commands is not None
         if self.model.state == State.INJECTING:
-            self._spawn(commands.pause(), "PAUSE")
+            self.spawn_command(commands.pause(), "PAUSE")
         elif self.model.state == State.PAUSED:
-            self._spawn(commands.resume(), "RESUME")
+            self.spawn_command(commands.resume(), "RESUME")
         else:
             self.notify(f"nothing to pause or resume: the controller is {state_name(self.model)}", timeout=4)
 
@@ -456,7 +486,7 @@ class DashboardApp(App[int]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._spawn(commands.clear(), "CLEAR")
+                self.spawn_command(commands.clear(), "CLEAR")
 
         self.push_screen(ConfirmClear(what), answered)
 
@@ -598,28 +628,29 @@ class DashboardApp(App[int]):
         if self.replaying or not isinstance(self.source, LiveSource):
             return
         if self.recorder is not None:
-            self._spawn(self._close_recorder(), "recording")
+            self.spawn_command(self._close_recorder(), "recording")
         else:
-            self._spawn(self._open_recorder(self.source), "recording")
+            self.spawn_command(self._open_recorder(self.source), "recording")
 
     async def _open_recorder(self, source: LiveSource) -> None:
         model = self.model
         plan = model.plan
-        name = plan.name if plan else "dashboard"
-        label = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name)
+        metadata = self.run_metadata
+        label = folder_label(metadata, plan.name if plan else "dashboard")
         ctl = source.controller
         device = model.device if isinstance(model.device, DeviceInfoRecord) else None
         counters = (lambda: ctl.counters) if ctl is not None else None
         setup = device_setup_json(ctl.syringe, ctl.calibration) if ctl is not None else None
         try:
             recorder = await open_recorder(
-                new_run_dir(self.record_root, label[:40]),
+                new_run_dir(self.record_root, label),
                 plan,
                 device,
                 extra={
                     "port": source.url,
                     "from": "dashboard",
                     "device_setup": setup,
+                    "run_metadata": metadata.record(),
                 },
                 counters_source=counters,
             )
@@ -673,7 +704,7 @@ class DashboardApp(App[int]):
         self.model.recording = None
         self.model.touch()
         if recorder is not None:
-            self._spawn(close_recorder(recorder, f"failed: {exc!r}"), "recording")
+            self.spawn_command(close_recorder(recorder, f"failed: {exc!r}"), "recording")
             self.exit_notes.recording, self.exit_notes.recording_problem = str(recorder.path), str(exc)
         self._detach_log_file()
         commands = self.source.commands
@@ -687,7 +718,7 @@ class DashboardApp(App[int]):
         )
         if stopping and commands is not None:
             self.source.stops.requested(StopSource.OPERATOR, "dashboard: recording failed")
-            self._spawn(commands.stop(StopSource.OPERATOR), "STOP")
+            self.spawn_command(commands.stop(StopSource.OPERATOR), "STOP")
 
     def _consumer_failed(self, failure: ConsumerFailure) -> None:
         self.notify(str(failure), title="dashboard component failed", severity="error", timeout=30)

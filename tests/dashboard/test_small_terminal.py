@@ -23,9 +23,9 @@ from tests.dashboard.conftest import SMALL, until
 from tests.dashboard.test_snapshots import make_app, stopped_by_the_operator
 
 LARGE = (160, 48)
-FOOTER_KEYS = {"x", "f", "a", "s", "space", "c", "r", "q", "question_mark"}
+FOOTER_KEYS = {"x", "f", "a", "s", "space", "c", "r", "u", "q", "question_mark"}
 """Every key of the live dashboard's footer (STOP, fluoro stop, arm, start, pause/resume, clear,
-record, quit, help)."""
+record, setup, quit, help)."""
 
 
 def drawn(widget: Widget) -> str:

@@ -135,3 +135,26 @@ def test_link_lost(snap_compare: Any) -> None:
     )
     app, source = make_app(step)
     assert snap_compare(app, terminal_size=SIZE, run_before=fed(source))
+
+
+def setup_panel(source: ScriptedSource) -> Any:
+    """The main screen fed, then the setup panel (u) opened over it."""
+    feed = fed(source)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await feed(pilot)
+        await pilot.press("u")
+        await until(pilot, lambda: pilot.app.screen.id == "setup")
+        await pilot.pause()
+
+    return run_before
+
+
+def test_setup_panel(snap_compare: Any) -> None:
+    app, source = make_app(idle())
+    assert snap_compare(app, terminal_size=SIZE, run_before=setup_panel(source))
+
+
+def test_setup_panel_80x24(snap_compare: Any) -> None:
+    app, source = make_app(idle())
+    assert snap_compare(app, terminal_size=SMALL, run_before=setup_panel(source))
