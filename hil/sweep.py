@@ -1,19 +1,25 @@
-"""`cementguard hil sweep`: randomized detector runs in virtual time, across cores, and their report.
+"""`cementguard hil sweep`: randomized detector runs in virtual time, on local cores or a Dask cluster,
+streamed to disk, and their report.
 
     cementguard hil sweep --n 3000 --seed 1 --report-dir build/sweep [--jobs J]
     cementguard hil sweep --n 1500 --seed 2 --kinds nominal,occlusion --set rise_arm_pa_s=200000 \
         --report-dir build/sweep-alt/rise-arm200k       # an alternative operating point
+    cementguard hil sweep --n 300000 --seed 7 --kinds nominal --noise 2 \
+        --scheduler tcp://HOST:8786 --report-dir build/sweep-300k     # on a Dask cluster
     python -m hil.sweep ...                             # the same, without the console script
 
 Each run (hil._sweep_runs) is a pure function of (seed, index): its kind comes from the index, its
 conditions, event size and plant seed from a generator seeded with [seed, index]. Results are
-therefore identical whatever `--jobs` is and whichever worker finishes first. The report directory
+therefore identical whatever `--jobs` is, on whichever cluster, and whichever worker finishes first.
+The runs go to Parquet part files in the report directory as they arrive, in index order
+(hil._sweep_store), so the same command resumes an interrupted sweep. The report directory then
 receives sweep.md (tables), sweep.csv (detection per kind x size bin x noise level), sweep.json
 (every run's parameters and outcome) and sweep.png (detection rate and latency against event size,
-one panel per detector, the noise levels as series). `--kinds` restricts the run kinds (the kind
-cycle keeps their weights) and `--set` overrides `ControllerConfig` fields, so that an alternative
-operating point is compared with the default on the very same runs. This is how the detector
-thresholds in docs/detector-thresholds.md were chosen.
+one panel per detector, the noise levels as series), built from the part files in batches.
+`--kinds` restricts the run kinds (the kind cycle keeps their weights), `--noise` fixes the sensor
+noise level, and `--set` overrides `ControllerConfig` fields, so that an alternative operating point
+is compared with the default on the very same runs. This is how the detector thresholds in
+docs/detector-thresholds.md were chosen.
 """
 
 from __future__ import annotations
