@@ -11,8 +11,13 @@ accelerating, braking after a stop, backing off for relief, at rest. Checked aft
   movement (PRIME, JOG, WITHDRAW, HOME; SPEC §8.6) never changes it;
 - at rest after VOLUME_LIMIT (and after each INCREMENT_DONE) the delivered volume is within the
   specified accuracy (SPEC §8.5): at least the target, at most max(1 %, 2 uL) above it;
-- a backward movement (WITHDRAWING, HOMING, JOGGING backward) never takes the plunger behind home;
+- nothing backward (WITHDRAWING, HOMING, JOGGING backward, the relief after an injection or a
+  stopped forward movement) takes the plunger behind home;
 - a jog never runs longer than one watchdog period after the last JOG the device accepted.
+
+Besides random writes, a rule drives a short run to its end (DONE), to PAUSE or to an increment's
+pause and sends a movement command there, at rest or not: random writes alone rarely got that far
+before the next movement command, so a movement accepted from DONE or PAUSED went unseen.
 
 The CI profile derandomizes hypothesis (tests/conftest.py).
 """
@@ -147,6 +152,31 @@ jogs = st.fixed_dictionaries(
 homes = st.fixed_dictionaries({"kind": st.just("HOME"), "speed_um_s": st.sampled_from([100, 5_000])})
 moves = st.one_of(volume_moves, jogs, homes)
 one_command = st.one_of(simple, plans, moves)
+run_ends = st.fixed_dictionaries(
+    {
+        "end": st.sampled_from(["DONE", "PAUSE", "INCREMENT_DONE"]),
+        "plan_flags": st.sampled_from([PlanFlags.NONE, PlanFlags.RELIEF]),
+        "wait_ticks": st.sampled_from([0, 1, 40, 150, 600]),
+        "then": st.one_of(
+            moves.map(lambda m: [m]), moves.map(lambda m: ["CLEAR", m]), jogs.map(lambda j: [j, j])
+        ),
+    }
+)
+"""A run that ends (DONE), is paused, or pauses at an increment mark, then a movement command sent
+`wait_ticks` after it got there: braking, backing off for relief, or at rest."""
+RUN_PLANS: dict[str, dict[str, Any]] = {
+    "DONE": {"mode": Mode.CONTINUOUS, "flow_nl_s": 166_667, "volume_limit_nl": 4_321, "increment_nl": 2_000},
+    "PAUSE": {"mode": Mode.CONTINUOUS, "flow_nl_s": 50_000, "volume_limit_nl": 61_000, "increment_nl": 2_000},
+    "INCREMENT_DONE": {
+        "mode": Mode.INCREMENTAL,
+        "flow_nl_s": 50_000,
+        "volume_limit_nl": 20_000,
+        "increment_nl": 2_000,
+    },
+}
+PAUSE_AFTER_TICKS = 150
+SETTLE_TICKS = 4_000
+"""Longest wait for rest: the relief's 3 s timeout plus its brake."""
 writes = st.one_of(
     st.lists(one_command, min_size=1, max_size=4),
     plans.map(lambda p: ["STOP", "CLEAR", p, "START"]),  # the sequence of the original finding
@@ -191,7 +221,7 @@ class PlungerMachine(RuleBasedStateMachine):
             assert now - self.left_injecting_us <= BRAKE_US, f"still moving forward in {state.name}"
         if state in (State.IDLE, State.ARMED):
             assert v == 0.0, f"the plunger moves in {state.name}"
-        if state in MOVEMENTS and v < 0.0:
+        if v < 0.0:
             assert rig.plant.plunger_position_m >= HOME_M, f"behind home in {state.name}"
         self.prev_state, self.prev_v = state, v
         replies = rig.replies
@@ -238,6 +268,30 @@ class PlungerMachine(RuleBasedStateMachine):
     # -- rules ----------------------------------------------------------------------------------
     @rule(write=writes)
     def write(self, write: list[Any]) -> None:
+        self.send(write)
+
+    @rule(run=run_ends)
+    def movement_after_a_run(self, run: dict[str, Any]) -> None:
+        c = self.rig.controller
+        self.send(["STOP"])
+        self.ticks_until(lambda: c.step_rate_hz == 0.0 and not c.relief_active, SETTLE_TICKS)
+        self.send(["CLEAR", {**RUN_PLANS[run["end"]], "plan_flags": run["plan_flags"]}, "START"])
+        if run["end"] == "PAUSE":
+            self.ticks_until(lambda: c.state != State.INJECTING, PAUSE_AFTER_TICKS)
+            self.send(["PAUSE"])
+        else:
+            self.ticks_until(lambda: c.state != State.INJECTING, SETTLE_TICKS)
+        self.ticks_until(lambda: False, run["wait_ticks"])
+        self.send(run["then"])
+
+    def ticks_until(self, done: Callable[[], bool], most: int) -> None:
+        for _ in range(most):
+            if done():
+                return
+            self.rig.run(0.001, until=self.observe)
+
+    def send(self, write: list[Any]) -> None:
+        """Send the commands of `write` in one write, run one tick, check each was answered."""
         makes: list[Make] = []
         plans_in_write: list[dict[str, Any]] = []
         for item in write:
