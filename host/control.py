@@ -264,6 +264,9 @@ class ControlServer:
         answer["stop_reason"] = _name(status.stop_reason)
         answer["stop_source"] = _name(status.stop_source)
         answer["status"] = StatusRecord.from_message(status).model_dump(mode="json")  # enums as numbers
+        from host.setup_cmds import read_in_force
+
+        answer["in_force"] = await read_in_force(ctl)
         info = ctl.link.device
         if info is not None:
             answer["device"] = {

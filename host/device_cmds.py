@@ -316,14 +316,17 @@ async def status(port: str, options: LinkOptions | None = None) -> int:
         header = f"session   {_session_name(port, answer)}, link {answer.get('link')}"
         if answer.get("stale"):
             header += f" ({answer['stale']})"
-        _print_status(device, record, header)
+        in_force = answer.get("in_force")
+        _print_status(device, record, header, in_force if isinstance(in_force, list) else [])
         return EXIT_OK
     from host.client import DeviceClient
+    from host.setup_cmds import read_in_force
 
     try:
         async with DeviceClient.open(port, options) as ctl:
             record = StatusRecord.from_message(await ctl.get_status())
             info = ctl.device
+            in_force = await read_in_force(ctl)
     except PortBusy as exc:
         _fail(_busy(exc, "no status"))
         return EXIT_LINK
@@ -335,11 +338,13 @@ async def status(port: str, options: LinkOptions | None = None) -> int:
         "firmware": f"{info.fw_major}.{info.fw_minor}.{info.fw_patch}",
         "protocol_version": info.protocol_version,
     }
-    _print_status(device, record, None)
+    _print_status(device, record, None, in_force)
     return EXIT_OK
 
 
-def _print_status(device: dict[str, Any], s: Any, header: str | None) -> None:
+def _print_status(
+    device: dict[str, Any], s: Any, header: str | None, in_force: list[str] | None = None
+) -> None:
     lines = []
     if header:
         lines.append(header)
@@ -354,6 +359,7 @@ def _print_status(device: dict[str, Any], s: Any, header: str | None) -> None:
     lines.append(f"delivered {_delivered_text(s)}")
     lines.append(f"plunger   {s.plunger_mm:.2f} mm from home")
     lines.append(f"limits    soft {s.soft_limit_kpa:.0f} kPa, hard {s.hard_limit_kpa:.0f} kPa")
+    lines.extend(str(line) for line in in_force or ())  # syringe, calibration, last movement
     _say("\n".join(lines))
 
 

@@ -35,7 +35,7 @@ from host.syringes import LIBRARY, NAME_MAX, UnknownSyringeError, find
 
 if TYPE_CHECKING:
     from host.client import DeviceClient
-    from protocol.messages import CalibrationInfo, SyringeInfo
+    from protocol.messages import CalibrationInfo, MotionStatus, SyringeInfo
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,48 @@ def describe_calibration(info: CalibrationInfo) -> str:
             f"zero check at ARM: |pressure| <= {info.zero_check_pa / 1000:g} kPa on an open line",
         )
     )
+
+
+def in_force_lines(
+    syringe: SyringeInfo | None, calibration: CalibrationInfo | None, motion: MotionStatus | None
+) -> list[str]:
+    """What `cementguard status` adds to the STATUS: the syringe and the calibration in force and
+    the last movement (PRIME, JOG, WITHDRAW, HOME), each left out when the device does not report
+    it (no capability SETUP or MOTION)."""
+    from host.motion_cmds import moved_text
+    from protocol import State
+
+    lines = []
+    if syringe is not None:
+        lines.append(f"syringe   {describe_syringe(syringe)}")
+    if calibration is not None:
+        for i, line in enumerate(describe_calibration(calibration).splitlines()):
+            lines.append(("calib     " if i == 0 else "          ") + line)
+    if motion is not None:
+        last = int(motion.last_motion)
+        if last == State.IDLE:
+            lines.append("last move none since power-up")
+        else:
+            try:
+                name = State(last).name
+            except ValueError:  # a movement this host does not know
+                name = f"state {last}"
+            lines.append(f"last move {name}: {moved_text(motion)}")
+    return lines
+
+
+async def read_in_force(ctl: DeviceClient) -> list[str]:
+    """`in_force_lines` for a connected device: the syringe and calibration it last reported, and a
+    fresh GET_MOTION when it has capability MOTION (a failed one leaves the last movement out)."""
+    from protocol import Capabilities
+
+    motion = None
+    if ctl.device.capabilities & Capabilities.MOTION:
+        try:
+            motion = await ctl.get_motion()
+        except CementguardError as exc:
+            log.info("status without the last movement: %s", exc)
+    return in_force_lines(ctl.syringe, ctl.calibration, motion)
 
 
 # -- the commands --------------------------------------------------------------------------------

@@ -55,8 +55,10 @@ def field_value(spec: FiniteFloat, label: str, text: str) -> float:
 
 def describe_motion(motion: MotionStatus) -> str:
     """The progress line: the state, what the movement did so far, where the plunger is."""
-    state = getattr(State, "_value2member_map_", {}).get(int(motion.state))
-    name = state.name if isinstance(state, State) else f"state {int(motion.state)}"
+    try:
+        name = State(int(motion.state)).name
+    except ValueError:  # a state this host does not know
+        name = f"state {int(motion.state)}"
     return f"{name}: {moved_text(motion)}; plunger at {motion.plunger_um / 1000:.2f} mm from home"
 
 

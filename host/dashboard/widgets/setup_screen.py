@@ -14,6 +14,7 @@ every screen, in every focus. The panel's fields are checked with the CLI's rang
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -34,7 +35,7 @@ from host.errors import CementguardError
 from host.motion_cmds import HOME_SPEED, JOG_SPEED, JogHold, speed_um_s
 from host.run_metadata import FIELDS, RunMetadata
 from host.setup_cmds import DENSITY, MASS, MAX_PRESSURE, NOMINAL, REFERENCE, STROKE, describe_syringe
-from host.syringes import LIBRARY
+from host.syringes import LIBRARY, NoSyringeSelectedError, selected_bore_um
 from protocol.messages import SetSyringe
 
 if TYPE_CHECKING:
@@ -287,8 +288,9 @@ class SetupScreen(Screen[None]):
     def _bore_um(self) -> int | None:
         """The selected syringe's bore (the device requires it), else the custom field's."""
         ctl = self._controller()
-        if ctl is not None and ctl.syringe is not None and ctl.syringe.name:
-            return ctl.syringe.bore_um
+        if ctl is not None:
+            with contextlib.suppress(NoSyringeSelectedError):
+                return selected_bore_um(ctl.syringe)
         bore = self._number(BORE_MM, "custom bore (mm)", "bore")
         return None if bore is None else round(bore * 1000.0)
 
