@@ -98,8 +98,9 @@ def _prime(c: SpecClient, volume_nl: int) -> w.Msg:
     return c.wait_event("MOTION_DONE", prev_state=w.STATE["PRIMING"])
 
 
-def test_refusals_at_home_without_moving() -> None:
-    """§7.6 sessions, §8.6 order of checks, §7.8 every movement parameter bound, at power-up."""
+def test_idle_refusals_retries_and_setup_bounds() -> None:
+    """§7.6 sessions, §8.6 order of checks, §7.8 every movement and setup parameter bound, at
+    power-up (plunger at home); a cached retry's replies (§7.2)."""
     with simulator() as c:
         # §7.6 / §6.5 NO_SESSION: every movement command, GET_MOTION included (§5.1 "needs session")
         for name, fields in {**MOVES, "GET_MOTION": {}}.items():
@@ -135,6 +136,69 @@ def test_refusals_at_home_without_moving() -> None:
         c.write(w.frame(w.HEADER.pack(w.VERSION, w.BY_NAME["HOME"].type, 0) + cid.to_bytes(2, "little")))
         _nak(c.take_answer(cid, w.BY_NAME["HOME"].type), "BAD_LENGTH", detail=w.BY_NAME["HOME"].size)
         assert c.status()["state"] == w.STATE["IDLE"]  # §7.1: a NAK changed nothing
+        _check_cached_retry(c)
+        c.wait_event("MOTION_DONE", prev_state=w.STATE["PRIMING"])
+        c.wait_at_rest()
+        _check_setup_bounds(c, info)
+
+
+def _check_setup_bounds(c: SpecClient, info: dict[str, Any]) -> None:
+    """§7.8 'Other commands': SET_SYRINGE, ZERO, CALIBRATE_SPAN, CALIBRATE_VOLUME, in order, with
+    field and detail; §5.20 the factor bound; §5.17 a selected bore binds PRIME (field 1)."""
+    utc = 1_780_000_000
+    utc_min = 1_577_836_800
+    syr = {"name": "a", "bore_um": BORE, "stroke_um": 50_000, "dead_volume_nl": 0, "max_pressure_pa": 1}
+    vol = {"nominal_nl": 1_000_000, "mass_ug": 1, "density_mg_l": 1_000_000, "utc_s": utc}
+    stroke_volume = _area_fl_per_um(BORE) * 50_000 // 10**6
+    cases: list[tuple[str, dict[str, Any], int, int]] = [
+        ("SET_SYRINGE", syr | {"name": ""}, 1, 16),
+        ("SET_SYRINGE", syr | {"name": "a\x01"}, 1, 16),
+        ("SET_SYRINGE", syr | {"bore_um": 1_999}, 2, 2_000),
+        ("SET_SYRINGE", syr | {"bore_um": 40_001}, 2, 40_000),
+        ("SET_SYRINGE", syr | {"stroke_um": 4_999}, 3, 5_000),
+        ("SET_SYRINGE", syr | {"dead_volume_nl": stroke_volume}, 4, stroke_volume),
+        ("SET_SYRINGE", syr | {"max_pressure_pa": 0}, 5, 1),
+        (
+            "SET_SYRINGE",
+            syr | {"max_pressure_pa": info["max_pressure_pa"] + 1},
+            5,
+            info["max_pressure_pa"],
+        ),
+        ("ZERO", {"utc_s": utc_min - 1}, 1, utc_min),
+        ("CALIBRATE_SPAN", {"reference_pa": 499_999, "utc_s": utc}, 1, 500_000),
+        (
+            "CALIBRATE_SPAN",
+            {"reference_pa": info["max_pressure_pa"] + 1, "utc_s": utc},
+            1,
+            info["max_pressure_pa"],
+        ),
+        ("CALIBRATE_SPAN", {"reference_pa": 1_000_000, "utc_s": utc_min - 1}, 2, utc_min),
+        ("CALIBRATE_VOLUME", vol | {"nominal_nl": 99_999}, 1, 100_000),
+        ("CALIBRATE_VOLUME", vol | {"nominal_nl": 100_000_001}, 1, 100_000_000),
+        ("CALIBRATE_VOLUME", vol | {"mass_ug": 0}, 2, 1),
+        ("CALIBRATE_VOLUME", vol | {"density_mg_l": 499_999}, 3, 500_000),
+        ("CALIBRATE_VOLUME", vol | {"density_mg_l": 3_000_001}, 3, 3_000_000),
+        ("CALIBRATE_VOLUME", vol | {"utc_s": utc_min - 1}, 4, utc_min),
+    ]
+    for name, fields, fld, detail in cases:
+        _nak(c.command(name, **fields), "BAD_PARAM", fld, detail, state="IDLE")
+    # k' = round(k x mass x 1e6 / (density x nominal)) = 1.25e6 ppm: beyond ±10 %, never applied
+    ex = c.command("CALIBRATE_VOLUME", **vol | {"mass_ug": 1_000_000, "density_mg_l": 800_000})
+    _nak(ex, "CALIBRATION_OUT_OF_RANGE", detail=1_250_000)
+    ex = c.command(
+        "SET_SYRINGE",
+        name="2.5ml",
+        bore_um=7_290,
+        stroke_um=59_900,
+        dead_volume_nl=80_000,
+        max_pressure_pa=2_000_000,
+    )
+    _ack(ex, "IDLE", ["SYRINGE_INFO"])
+    assert ex.replies[0].fields["travel_um"] == min(info["travel_um"], 59_900 - 500)  # §8.5 E
+    _nak(c.command("PRIME", **MOVES["PRIME"]), "BAD_PARAM", 1, 7_290)
+    st = c.status()  # §5.17 pressure: every limit in force clamped to the syringe's 2 MPa
+    assert max(st["soft_limit_pa"], st["hard_limit_pa"]) <= 2_000_000
+    assert st["relief_pa"] < st["soft_limit_pa"]
 
 
 def test_movements_state_table_and_answers() -> None:
@@ -228,7 +292,7 @@ def test_movements_state_table_and_answers() -> None:
             4,
         )
         # STOPPED: movements STOP_LATCHED, GET_MOTION answered (§8.6 second table)
-        for name, fields in MOVES.items():
+        for name, fields in {**MOVES, **SETUP_CMDS}.items():
             _nak(c.command(name, **fields), "STOP_LATCHED", state="STOPPED")
         _ack(c.command("GET_MOTION"), "STOPPED", ["MOTION_STATUS"])
         # a second STOP keeps the first reason (§8.4)
@@ -236,23 +300,21 @@ def test_movements_state_table_and_answers() -> None:
         assert c.status()["stop_source"] == w.STOP_SOURCE["FLUORO_IMAGE"]
 
 
-def test_cached_retry_of_a_movement_rebuilds_its_own_reply() -> None:
+def _check_cached_retry(c: SpecClient) -> None:
     """§7.2: a retry answered from the cache gets *its* replies built afresh: MOTION_STATUS for
     PRIME, WITHDRAW, HOME and GET_MOTION, not a STATUS."""
-    with simulator() as c:
-        _hello(c)
-        for name, fields in {
-            "GET_MOTION": {},
-            "PRIME": {"syringe_bore_um": BORE, "flow_nl_s": 50_000, "volume_nl": 5_000},
-        }.items():
-            data, cid = c.build(name, **fields)
-            c.write(data)
-            first = c.take_answer(cid, w.BY_NAME[name].type)
-            c.write(data)
-            again = c.take_answer(cid, w.BY_NAME[name].type)
-            assert again.answer.fields == first.answer.fields  # the cached ACK, same body (§7.4)
-            assert [r.name for r in again.replies] == ["MOTION_STATUS"], (name, again.replies)
-            assert again.replies[0].fields["t_us"] >= first.replies[0].fields["t_us"]
+    for name, fields in {
+        "GET_MOTION": {},
+        "PRIME": {"syringe_bore_um": BORE, "flow_nl_s": 50_000, "volume_nl": 5_000},
+    }.items():
+        data, cid = c.build(name, **fields)
+        c.write(data)
+        first = c.take_answer(cid, w.BY_NAME[name].type)
+        c.write(data)
+        again = c.take_answer(cid, w.BY_NAME[name].type)
+        assert again.answer.fields == first.answer.fields  # the cached ACK, same body (§7.4)
+        assert [r.name for r in again.replies] == ["MOTION_STATUS"], (name, again.replies)
+        assert again.replies[0].fields["t_us"] >= first.replies[0].fields["t_us"]
 
 
 def test_plan_states_refuse_movements_and_hello_takes_a_movement() -> None:
@@ -261,7 +323,7 @@ def test_plan_states_refuse_movements_and_hello_takes_a_movement() -> None:
         _hello(c)
         _prime(c, 60_000)  # the line is then no longer presumed open (§5.23): no zero check
         _ack(c.command("ARM", **ARM_PLAN), "ARMED", ["STATUS"])
-        for name, fields in MOVES.items():
+        for name, fields in {**MOVES, **SETUP_CMDS}.items():  # §8.2 setup row, §8.6 second table
             _nak(c.command(name, **fields), "BAD_STATE", state="ARMED")
         _ack(c.command("GET_MOTION"), "ARMED", ["MOTION_STATUS"])
         _ack(c.command("START"), "INJECTING")
@@ -269,7 +331,7 @@ def test_plan_states_refuse_movements_and_hello_takes_a_movement() -> None:
             _nak(c.command(name, **fields), "BAD_STATE", state="INJECTING")
         _ack(c.command("GET_MOTION"), "INJECTING", ["MOTION_STATUS"])
         c.wait_state("DONE")
-        for name, fields in MOVES.items():
+        for name, fields in {**MOVES, **SETUP_CMDS}.items():
             _nak(c.command(name, **fields), "BAD_STATE", state="DONE")
         c.wait_at_rest()
         _ack(c.command("CLEAR"), "IDLE")
