@@ -152,6 +152,12 @@ class RecordingSink(Consumer):
             self.failed = exc
             raise
 
+    @property
+    def latest_t_us(self) -> int | None:
+        """Device time of the newest sample or event recorded (None before any): where on the
+        recording's time axis something the host saw just now belongs (the guard's frames)."""
+        return self._latest_t_us
+
     # -- the tail -------------------------------------------------------------------------------
     def tail_left_s(self) -> float:
         """Device seconds of tail still to record (0 when no stop was seen or the tail is complete)."""

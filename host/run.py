@@ -534,9 +534,21 @@ def _guard_worker(
         live.guard = label
         display.changed.set()
 
-    source = open_frame_source(setup.frames_url)
+    # the recording keeps the guard's frames and decisions (host/guard_feed.py, docs/fluoroscopy.md)
+    from host.guard_feed import GuardRecording, TeeSource, step_handler
+
+    recording = GuardRecording(sink.recorder.path, lambda: sink.latest_t_us) if sink is not None else None
+    source = TeeSource(open_frame_source(setup.frames_url), recording.close if recording else None)
     live.guard = "BLIND(starting)"
-    return GuardWorker(Guard(setup.config, setup.region), source, ctl, requests, on_step=show)
+    worker: GuardWorker | None = None
+    record = step_handler(lambda: None, lambda _s, _l: None, source, lambda: worker, recording)
+
+    def on_step(step: Any) -> None:
+        show(step)
+        record(step)
+
+    worker = GuardWorker(Guard(setup.config, setup.region), source, ctl, requests, on_step=on_step)
+    return worker
 
 
 async def _keep_tail(sink: RecordingSink, ctl: DeviceClient, interrupted: _Interrupted) -> None:

@@ -38,11 +38,11 @@ from protocol.models import DeviceInfoRecord, StatusRecord, kpa, ml
 
 if TYPE_CHECKING:
     from host.fluoro_overlay import FluoroPicture
-    from host.frame_recording import FrameRecorder
     from host.frames import FluoroFrame
     from host.guard.guard import GuardStep
     from host.guard.options import GuardSetup
     from host.guard.worker import GuardWorker
+    from host.guard_feed import GuardRecording
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class LiveSource:
         self.guard = guard
         """The fluoroscopic guard to run beside the link (`--frames`), or None."""
         self.guard_worker: GuardWorker | None = None
-        self.frame_recorder: FrameRecorder | None = None
+        self.frame_recorder: GuardRecording | None = None
         """The guard's decisions and decimated frames (host/frame_recording.py), while recording
         with a guard: `<recording>/frames/`."""
         self.label = url
@@ -220,24 +220,20 @@ class LiveSource:
         if old is not None:
             threading.Thread(target=old.close, name="frame recording: close", daemon=True).start()
         if recorder is not None and self.guard is not None:
-            from host.frame_recording import FrameRecorder
+            from host.guard_feed import GuardRecording
 
             try:
-                self.frame_recorder = FrameRecorder(recorder.path)
+                self.frame_recorder = GuardRecording(recorder.path, self._device_t_us)
             except OSError as exc:
                 log.error("the guard's frames are not recorded: %s", exc)
 
+    def _device_t_us(self) -> int | None:
+        now_s = self._model.latest.t_s if self._model is not None else math.nan
+        return round(now_s * 1e6) if math.isfinite(now_s) else None
+
     def _guard_step(self, step: GuardStep, frame: FluoroFrame | None, picture: FluoroPicture | None) -> None:
-        rec = self.frame_recorder
-        if rec is None:
-            return
-        stop = step.stop.name if step.stop is not None else None
-        if frame is not None and picture is not None:
-            now_s = self._model.latest.t_s if self._model is not None else math.nan
-            device_t_us = round(now_s * 1e6) if math.isfinite(now_s) else None
-            rec.offer(frame, picture, step.status.label, stop, device_t_us)
-        if step.changed or stop is not None:
-            rec.decision(step.t_us, step.frame_index, step.status.state, step.status.label, stop)
+        if self.frame_recorder is not None:
+            self.frame_recorder(step, frame, picture)
 
     # -- feeding --------------------------------------------------------------------------------
 
@@ -278,10 +274,10 @@ class LiveSource:
         """The guard on `setup.frames_url`, as in `cementguard run` (host/guard/worker.py), one more
         consumer of this pump. A source that cannot be opened is shown on every screen, not a crash:
         the dashboard is also how the operator finds out the C-arm's feed is not there."""
-        from host.dashboard.guard_feed import TeeSource, step_handler
         from host.frames import open_frame_source
         from host.guard import Guard
         from host.guard.worker import GuardWorker
+        from host.guard_feed import TeeSource, step_handler
 
         if model.guard is None:
             model.guard = GuardView(setup.frames_url)

@@ -179,9 +179,9 @@ async def test_frames_of_another_size_mid_stream_never_crash_the_panel() -> None
 def test_a_step_is_drawn_on_its_own_frame_and_only_the_newest_is_kept() -> None:
     from types import SimpleNamespace
 
-    from host.dashboard.guard_feed import TeeSource, step_handler
     from host.frames.memory import PushFrameSource
     from host.guard import GuardConfig, GuardStatus, GuardStep
+    from host.guard_feed import TeeSource, step_handler
 
     phantom = Phantom(seed=1)
     push = PushFrameSource()

@@ -57,3 +57,34 @@ def test_a_frame_source_that_cannot_be_opened_is_refused_before_arming(plan: Pat
         )  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr
     assert "not started: frame source" in done.stdout
+
+
+def test_a_run_with_the_guard_records_its_frames_and_decisions(plan: Path, tmp_path: Path) -> None:
+    """The whole path on the simulator's frames: `run --frames sim://... --record` leaves frames/ beside
+    the telemetry, decimated, on the recording's time axis (issue 15, "Where people see it")."""
+    from host.frame_recording import FrameLog
+    from host.recording import Recording
+
+    sock = tmp_path / "f.sock"
+    args = ("--pty", "--power-on", "now", "--scenario", "hil/scenarios/spatial-posterior-quarter.toml")
+    args += ("--frames-out", str(sock), "--frames-size", "256x256", "--frames-fps", "10")
+    with simulator(*args) as (proc, port):
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split()[1]
+        done = _cli(
+            "run", "--port", port, "--plan", str(plan), "--mixed-ago", "240", "--frames", url,
+            "--record", str(tmp_path / "rec"), "--auto-resume", "0.2", "--guard-ready-timeout", "5",
+        )  # fmt: skip
+    assert done.returncode in (0, 3), done.stdout + done.stderr
+    (path,) = (tmp_path / "rec").iterdir()
+    log = FrameLog.open(path)
+    assert log is not None, done.stdout + done.stderr
+    assert log.frames, "frames were kept"
+    assert log.decisions, "the guard's state changes were kept"
+    times = [f.device_t_us or 0 for f in log.frames]
+    span_s = (times[-1] - times[0]) / 1e6
+    around = 41 * len(log.stops())  # every frame of 10/s from 2 s before to 2 s after a guard's stop
+    assert len(times) <= 2 * span_s + 1 + around  # at most 2 frames/s otherwise
+    rec = Recording.open(path)
+    t = rec.samples["t_us"]
+    assert int(t[0]) - 1_000_000 <= (times[0] or 0) <= int(t[-1]) + 1_000_000  # on the telemetry's axis

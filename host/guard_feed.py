@@ -1,6 +1,7 @@
-"""The fluoroscopic guard inside the live dashboard: the same guard and worker as `cementguard run`
-(host/guard/worker.py: frames read and judged on their own thread, the STOP sent at once), one more
-consumer of the dashboard's stream pump, its steps handed to the view model and the frame recording.
+"""The guard worker's steps to what people see: the dashboard's view model and the recording's
+`frames/` (host/frame_recording.py). Used by the dashboard and by `cementguard run`, which run the
+same guard and worker (host/guard/worker.py: frames read and judged on their own thread, the STOP
+sent at once).
 
 The worker reports steps, not frames; `TeeSource` sits between it and the frame source and keeps the
 last few frames by index, so that the step of frame N is drawn on frame N's pixels. Nothing here
@@ -14,14 +15,16 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 
 from host.dashboard.guard_view import GuardFrame, GuardView
 from host.fluoro_overlay import FluoroPicture
+from host.frame_recording import FrameRecorder
 from host.frames import FluoroFrame, FrameSource
 from host.guard.guard import GuardStep
 from host.guard.worker import GuardWorker
 
-__all__ = ["TeeSource", "picture_of", "step_handler"]
+__all__ = ["GuardRecording", "TeeSource", "picture_of", "step_handler"]
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +36,11 @@ comes a frame or two behind the read at most."""
 class TeeSource:
     """A `FrameSource` that passes every frame through and keeps the last `KEEP_FRAMES` by index."""
 
-    def __init__(self, inner: FrameSource) -> None:
+    def __init__(self, inner: FrameSource, on_close: Callable[[], object] | None = None) -> None:
         self.inner = inner
+        self.on_close = on_close
+        """Called once after the source is closed (the worker closes it when it ends): the frame
+        recording finishes what it has queued then."""
         self._recent: OrderedDict[int, FluoroFrame] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -56,7 +62,12 @@ class TeeSource:
         return frame
 
     def close(self) -> None:
-        self.inner.close()
+        try:
+            self.inner.close()
+        finally:
+            done, self.on_close = self.on_close, None
+            if done is not None:
+                done()
 
 
 def picture_of(frame: FluoroFrame, step: GuardStep, worker: GuardWorker) -> FluoroPicture:
@@ -70,6 +81,32 @@ def picture_of(frame: FluoroFrame, step: GuardStep, worker: GuardWorker) -> Fluo
         front,
         step.mask,
     )
+
+
+class GuardRecording:
+    """A `FrameHook` writing the guard's frames and decisions beside a recording (`frames/`).
+
+    `device_t_us` gives the controller's clock now (the newest telemetry), which places a real
+    source's frame on the recording's time axis (host/frame_recording.py)."""
+
+    def __init__(self, recording: Path, device_t_us: Callable[[], int | None]) -> None:
+        self.recorder = FrameRecorder(recording)
+        self._device_t_us = device_t_us
+
+    def __call__(self, step: GuardStep, frame: FluoroFrame | None, picture: FluoroPicture | None) -> None:
+        stop = step.stop.name if step.stop is not None else None
+        if frame is not None and picture is not None:
+            self.recorder.offer(frame, picture, step.status.label, stop, self._device_t_us())
+        if step.changed or stop is not None:
+            self.recorder.decision(step.t_us, step.frame_index, step.status.state, step.status.label, stop)
+
+    def close(self) -> None:
+        """Waits (bounded) for the writer to finish what is queued: off the event loop where it can."""
+        self.recorder.close(CLOSE_TIMEOUT_S)
+
+
+CLOSE_TIMEOUT_S = 2.0
+"""The longest a closing frame recording waits for its writer (a few queued PNGs: milliseconds)."""
 
 
 FrameHook = Callable[[GuardStep, FluoroFrame | None, FluoroPicture | None], None]
