@@ -43,6 +43,7 @@ QUICK: dict[str, list[str]] = {
     "export_scale": ["--minutes", "1", "10"],
     "fluoro_render": ["--frames", "30", "--repeats", "2"],
     "guard": ["--frames", "40", "--cycles", "5"],
+    "guard_sweep": ["--seeds", "1", "--doses", "1000", "--fps", "5"],
 }
 
 Line = tuple[str, str, str, bool | None]
