@@ -44,6 +44,7 @@ QUICK: dict[str, list[str]] = {
     "fluoro_render": ["--frames", "30", "--repeats", "2"],
     "guard": ["--frames", "40", "--cycles", "5"],
     "guard_sweep": ["--seeds", "1", "--doses", "1000", "--fps", "5"],
+    "fluoro_panel": ["--frames", "30", "--repeats", "2"],
 }
 
 Line = tuple[str, str, str, bool | None]
@@ -263,6 +264,19 @@ def _fluoro_render(doc: dict[str, Any]) -> list[Line]:
     ]
 
 
+def _fluoro_panel(doc: dict[str, Any]) -> list[Line]:
+    cols, rows = doc["cells"]
+    return [
+        (
+            f"dashboard fluoroscopy panel, {doc['size']} x {doc['size']} frame to {cols} x {rows} cells",
+            f"<= {doc['goal_ms']:.0f} ms CPU per draw",
+            f"{doc['draw_cpu_ms']:.1f} ms CPU, {doc['draw_ms']:.1f} ms wall "
+            f"(x{doc['draw_over_baseline']:.1f} one resize)",
+            doc["meets_goal"],
+        )
+    ]
+
+
 def _guard(doc: dict[str, Any]) -> list[Line]:
     proc, stop = doc["processing_512"], doc["frame_to_stopped"]
     return [
@@ -305,6 +319,7 @@ EXTRACT: dict[str, Callable[[dict[str, Any]], list[Line]]] = {
     "export_scale": _export_scale,
     "fluoro_render": _fluoro_render,
     "guard": _guard,
+    "fluoro_panel": _fluoro_panel,
 }
 
 
