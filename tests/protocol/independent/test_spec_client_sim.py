@@ -8,6 +8,7 @@ source and detail (§5.6, §7.6) and the session rules in a movement (§7.6, §8
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tests.protocol.independent import spec_wire as w
@@ -16,6 +17,7 @@ from tests.protocol.independent.spec_client import Exchange, SpecClient, simulat
 BORE = 14_500
 TOP_SPEED = 5_000
 JOG_FWD_MAX = 250
+FLOW_TRAIL_US = 60_000  # §5.10: measured flow is the mean over 50 ms, updated every 10 ms
 ARM_PLAN: dict[str, Any] = {
     "mode": 0,
     "plan_flags": 0,
@@ -140,6 +142,26 @@ def test_idle_refusals_retries_and_setup_bounds() -> None:
         c.wait_event("MOTION_DONE", prev_state=w.STATE["PRIMING"])
         c.wait_at_rest()
         _check_setup_bounds(c, info)
+        _check_stop_always_honoured_in_a_jog(c)
+
+
+def _check_stop_always_honoured_in_a_jog(c: SpecClient) -> None:
+    """§7.6: a STOP with a body of the wrong length, and one with an undefined source and a rule,
+    both stop a movement as a STOP from OPERATOR, detail 0, and are ACKed."""
+    stop_type = w.BY_NAME["STOP"].type
+    for body in (b"\x01", b"\x08\x03"):  # 3-byte body (source 1, no detail); source 8, detail 3
+        _ack(c.command("JOG", hold_ms=300, speed_um_s=200), "JOGGING")
+        cid = c.next_id()
+        c.write(w.frame(w.HEADER.pack(w.VERSION, stop_type, 0) + cid.to_bytes(2, "little") + body))
+        _ack(c.take_answer(cid, stop_type), "STOPPED")
+        ev = c.wait_event("STOP", prev_state=w.STATE["JOGGING"])
+        assert (ev.fields["reason"], ev.fields["source"], ev.fields["detail"]) == (
+            w.STOP_REASON["OPERATOR_STOP"],
+            w.STOP_SOURCE["OPERATOR"],
+            0,
+        )
+        c.wait_at_rest()
+        _ack(c.command("CLEAR"), "IDLE")
 
 
 def _check_setup_bounds(c: SpecClient, info: dict[str, Any]) -> None:
@@ -233,6 +255,9 @@ def test_movements_state_table_and_answers() -> None:
         assert done.fields["detail"] == m["primed_nl"]
         assert 100_000 <= m["primed_nl"] < 100_000 + 2_000
         assert c.status()["delivered_nl"] == 0  # §8.6: the primed volume is counted apart
+        # §5.10 flow_nl_s: a 50 ms mean, so it reads 0 at the latest 60 ms after the plunger rests
+        while (st := c.status())["flow_nl_s"] != 0:
+            assert st["t_us"] - done.fields["t_us"] <= FLOW_TRAIL_US, st
 
         # JOGGING: same direction renews, the other direction BUSY PLUNGER_MOVING (§8.6)
         _ack(c.command("JOG", hold_ms=300, speed_um_s=-TOP_SPEED), "JOGGING", [])
@@ -366,3 +391,42 @@ def test_plan_states_refuse_movements_and_hello_takes_a_movement() -> None:
         )
         c.wait_at_rest()
         _ack(c.command("CLEAR"), "IDLE")
+
+
+LINE_SCENARIO = """
+[[plant.events]]
+kind = "fluoro_stop_line"
+at_s = 0.6
+duration_s = 2.5
+"""
+
+
+def test_fluoroscopy_line_stops_a_prime_and_refuses_movements(tmp_path: Path) -> None:
+    """§8.6: the line's edge stops a movement (FLUORO_STOP, FLUORO_LINE); while it is asserted
+    every movement is refused with BAD_STATE, checked last (after position and parameters)."""
+    scenario = tmp_path / "line.toml"
+    scenario.write_text(LINE_SCENARIO)
+    with simulator("--scenario", str(scenario)) as c:
+        _hello(c)
+        _ack(c.command("PRIME", syringe_bore_um=BORE, flow_nl_s=166_667, volume_nl=300_000), "PRIMING")
+        ev = c.wait_event("STOP", prev_state=w.STATE["PRIMING"])
+        assert (ev.fields["reason"], ev.fields["source"]) == (
+            w.STOP_REASON["FLUORO_STOP"],
+            w.STOP_SOURCE["FLUORO_LINE"],
+        )
+        assert ev.fields["detail"] > 0  # §6.13: the line's debounce latency, µs
+        c.wait_at_rest()
+        _ack(c.command("CLEAR"), "IDLE")
+        st = c.status()
+        assert st["flags"] & w.FLAG_FLUORO_LINE, "the line must still be asserted for this check"
+        # parameters before the line, the line last (§8.6 order of checks)
+        _nak(c.command("PRIME", syringe_bore_um=BORE, flow_nl_s=0, volume_nl=1), "BAD_PARAM", 2, 1)
+        _nak(c.command("JOG", hold_ms=0, speed_um_s=10), "BAD_PARAM", 1, 1)
+        for name in ("PRIME", "JOG"):
+            _nak(c.command(name, **MOVES[name]), "BAD_STATE", state="IDLE")
+        # the backward ones: position (AT_HOME) comes before the line, so which one depends on
+        # where the relief of the stopped prime left the plunger (§8.6 relief)
+        backward = "AT_HOME" if st["flags"] & w.FLAG_AT_HOME else "BAD_STATE"
+        for name in ("WITHDRAW", "HOME"):
+            _nak(c.command(name, **MOVES[name]), backward, state="IDLE")
+        assert c.status()["flags"] & w.FLAG_FLUORO_LINE
