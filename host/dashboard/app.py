@@ -284,7 +284,9 @@ class DashboardApp(App[int]):
             return  # closing down: the widgets are going
         main.query_one(StateBanner).show(m)
         main.query_one(Readouts).show(m)
-        main.query_one(ConnectionPanel).show(m, compact=main.has_class("-short"))
+        # with a fluoroscopy panel, the link's counters give way to the picture (compact form)
+        compact = main.has_class("-short") or m.guard is not None
+        main.query_one(ConnectionPanel).show(m, compact=compact)
         main.query_one(RecordingIndicator).show(m)
         self._show_guard(main)
         main.query_one(StopLog).show(m)
