@@ -282,9 +282,16 @@ def test_movements_state_table_and_answers() -> None:
         done = c.wait_event("MOTION_DONE", prev_state=w.STATE["JOGGING"])
         m = c.motion()
         assert done.fields["detail"] == m["moved_um"] < 0
-        assert m["home_um"] <= m["plunger_um"]
+        # ... less than two periods' travel (2 x 5 um at 5 mm/s) plus two counts in front of it
+        assert m["home_um"] <= m["plunger_um"] < m["home_um"] + 2 * TOP_SPEED // 1000 + 2
         assert m["flags"] & w.FLAG_AT_HOME
         _nak(c.command("JOG", hold_ms=300, speed_um_s=-100), "AT_HOME", state="IDLE")
+        # hold-to-move (§5.16): at rest at most hold_ms after the JOG arrived, host silent meanwhile
+        c.events.clear()  # every event of the jog before has arrived (its MOTION_DONE did)
+        _ack(c.command("JOG", hold_ms=80, speed_um_s=JOG_FWD_MAX), "JOGGING")
+        start = c.wait_event("STATE_CHANGE", state=w.STATE["JOGGING"])
+        done = c.wait_event("MOTION_DONE", prev_state=w.STATE["JOGGING"])
+        assert 0 < done.fields["t_us"] - start.fields["t_us"] <= 80_000
 
         # several commands in one write (§8.2): each answered in order, each by its own rules
         done = _prime(c, 60_000)
