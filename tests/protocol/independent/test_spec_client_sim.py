@@ -217,6 +217,7 @@ def _check_setup_bounds(c: SpecClient, info: dict[str, Any]) -> None:
     )
     _ack(ex, "IDLE", ["SYRINGE_INFO"])
     assert ex.replies[0].fields["travel_um"] == min(info["travel_um"], 59_900 - 500)  # §8.5 E
+    assert c.motion()["travel_um"] == ex.replies[0].fields["travel_um"]  # §5.16: E in force
     _nak(c.command("PRIME", **MOVES["PRIME"]), "BAD_PARAM", 1, 7_290)
     st = c.status()  # §5.17 pressure: every limit in force clamped to the syringe's 2 MPa
     assert max(st["soft_limit_pa"], st["hard_limit_pa"]) <= 2_000_000
