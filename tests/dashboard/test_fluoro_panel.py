@@ -210,3 +210,19 @@ def test_a_step_is_drawn_on_its_own_frame_and_only_the_newest_is_kept() -> None:
     assert view.frame.index == 3
     assert np.array_equal(view.frame.picture.pixels, frames[2].pixels)
     assert view.frame.picture.posterior_fraction == GuardConfig().posterior_fraction
+
+
+async def test_a_frame_source_that_cannot_be_opened_is_said_on_the_banner(tmp_path: Path) -> None:
+    from host.dashboard.source import LiveSource
+    from host.guard import GuardConfig
+    from host.guard.options import GuardSetup
+
+    url = str(tmp_path / "no-such-folder")
+    source = LiveSource("/dev/null-none", guard=GuardSetup(url, GuardConfig()))
+    model = DashboardModel(clock=lambda: 0.0)
+    model.on_link("connected", "")
+    await source._start_guard(model, None, None, source.guard)  # type: ignore[arg-type]
+    assert model.guard is not None
+    assert source.guard_worker is None
+    detail = banner_text(model)[2]
+    assert detail.startswith(f"fluoroscopic guard: BLIND(no frame source: frame source {url}: no such file")
