@@ -354,7 +354,25 @@ def test_plan_states_refuse_movements_and_hello_takes_a_movement() -> None:
     """§8.6 second table (ARMED, INJECTING, DONE: BAD_STATE) and §7.6 / §8.4 HELLO in a movement."""
     with simulator() as c:
         _hello(c)
-        _prime(c, 60_000)  # the line is then no longer presumed open (§5.23): no zero check
+        # the line is then no longer presumed open (§5.23): no zero check at the ARM below
+        _ack(c.command("PRIME", syringe_bore_um=BORE, flow_nl_s=166_667, volume_nl=200_000), "PRIMING")
+        c.pump(0.15)
+        # §8.2: commands queued behind a STOP in one write cannot start anything over a plunger
+        # that still moves: CLEAR gets BUSY (the stopped prime relieves, §8.6), the rest STOP_LATCHED
+        stop, clear, prime, jog = c.many(
+            ("STOP", {"source": w.STOP_SOURCE["OPERATOR"]}),
+            ("CLEAR", {}),
+            ("PRIME", MOVES["PRIME"]),
+            ("JOG", MOVES["JOG"]),
+        )
+        _ack(stop, "STOPPED")
+        _nak(clear, "BUSY", detail=w.BUSY_RELIEF_ACTIVE, state="STOPPED")
+        _nak(prime, "STOP_LATCHED")
+        _nak(jog, "STOP_LATCHED")
+        c.wait_event("RELIEF_DONE")
+        c.wait_at_rest()
+        _ack(c.command("CLEAR"), "IDLE")
+        _prime(c, 60_000)  # off home again (the relief backed off toward it), for HOME below
         _ack(c.command("ARM", **ARM_PLAN), "ARMED", ["STATUS"])
         for name, fields in {**MOVES, **SETUP_CMDS}.items():  # §8.2 setup row, §8.6 second table
             _nak(c.command(name, **fields), "BAD_STATE", state="ARMED")
