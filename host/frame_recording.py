@@ -12,8 +12,9 @@ kept with each frame (a few numbers), so replay and the report draw the overlay 
 
 Bounded. The frames stop at `cap_bytes` (default 64 MiB: a 10-minute injection at 2 frames/s of
 512 x 512 is ~1200 PNGs of ~40-120 kB); the decisions go on (a line each); the cap reached is a
-line in guard.jsonl, never silence. Never blocking. `offer` and `decision` only put onto a bounded
-queue (a full queue drops the frame and counts it); one thread encodes and writes. Nothing here can
+line in guard.jsonl, never silence. Never blocking. `offer` and `decision` only queue (at most
+`QUEUE_SIZE` frames and `MAX_PENDING_DECISIONS` decisions wait; beyond, dropped and counted); one
+thread encodes and writes. Nothing here can
 delay the link, a STOP or a screen refresh.
 """
 
@@ -59,6 +60,8 @@ DEFAULT_AROUND_STOP_S = 2.0
 DEFAULT_CAP_BYTES = 64 << 20
 QUEUE_SIZE = 32
 """Frames waiting for the writer; beyond, a frame is dropped (counted), never waited for."""
+MAX_PENDING_DECISIONS = 10_000
+"""Decisions waiting for the writer (a line each, ~200 bytes); beyond, dropped and counted."""
 RING_SIZE = 64
 """Frames held for 'the seconds before a stop' (2 s at 30 frames/s)."""
 MAX_LOG_BYTES = 64 << 20
@@ -116,7 +119,13 @@ class FrameRecorder:
         self._last_kept_us: int | None = None
         self._stop_until_us: int | None = None
         self._ring: deque[tuple[FluoroFrame, dict[str, Any]]] = deque(maxlen=RING_SIZE)
-        self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue(queue_size)
+        self._queue: queue.SimpleQueue[tuple[str, Any] | None] = queue.SimpleQueue()
+        self._queue_size = queue_size
+        self._pending = {"frame": 0, "decision": 0}
+        """Items of each kind put and not yet taken by the writer (the queue's bound, per kind:
+        frames are large and dropped first; a put never waits)."""
+        self._pending_lock = threading.Lock()
+        self.dropped_decisions = 0
         self.dropped = 0
         """Frames not written because the writer was behind (counted in guard.jsonl at close)."""
         self.written_bytes = 0
@@ -165,21 +174,26 @@ class FrameRecorder:
         self._put("decision", {"t_us": t_us, "frame": frame, "state": state, "label": label, "stop": stop})
 
     def _put(self, kind: str, item: Any) -> bool:
-        try:
-            self._queue.put_nowait((kind, item))
-        except queue.Full:
-            if kind == "frame":
-                self.dropped += 1
+        """Queue `item` unless its kind's bound is reached (then it is dropped and counted). Never waits."""
+        bound = self._queue_size if kind == "frame" else MAX_PENDING_DECISIONS
+        with self._pending_lock:
+            if self._pending[kind] >= bound:
+                if kind == "frame":
+                    self.dropped += 1
+                else:
+                    self.dropped_decisions += 1
                 return False
-            with contextlib.suppress(queue.Full):  # a decision: make room by dropping nothing but
-                self._queue.put((kind, item), timeout=0.05)  # waiting a moment; the writer is quick
-            return True
+            self._pending[kind] += 1
+        self._queue.put((kind, item))
         return True
+
+    def _taken(self, kind: str) -> None:
+        with self._pending_lock:
+            self._pending[kind] -= 1
 
     def close(self, timeout_s: float = 5.0) -> BaseException | None:
         """Ends the writer (what is queued is written first); the error it met, if any. Off the loop."""
-        with contextlib.suppress(queue.Full):
-            self._queue.put(None, timeout=timeout_s)
+        self._queue.put(None)
         self._thread.join(timeout_s)
         return self.error
 
@@ -193,6 +207,7 @@ class FrameRecorder:
                 if item is None:
                     break
                 kind, payload = item
+                self._taken(kind)
                 if kind == "decision":
                     self._line({"decision": payload})
                     continue

@@ -68,15 +68,30 @@ def test_the_cap_bounds_the_frames_and_says_so_and_the_decisions_go_on(tmp_path:
     assert any("decision" in x for x in lines)  # after the cap, still recorded
 
 
-def test_a_full_queue_drops_frames_never_waits(tmp_path: Path) -> None:
-    rec = FrameRecorder(tmp_path, max_fps=30.0, queue_size=1)
+def test_a_writer_that_is_behind_drops_frames_never_waits(tmp_path: Path) -> None:
+    import threading
+
+    rec = FrameRecorder(tmp_path, max_fps=30.0, queue_size=4)
+    gate = threading.Event()
+    write = rec._frame
+
+    def stalled(*args: object) -> None:  # a disk that does not answer
+        gate.wait(10.0)
+        write(*args)  # type: ignore[arg-type]
+
+    rec._frame = stalled  # type: ignore[method-assign]
     for i in range(1, 200):
         f = frame(i)
         rec.offer(f, FluoroPicture(f.pixels, 12), "WATCHING")
+        rec.decision(f.t_us, i, "WATCHING", "WATCHING", None)
+    # nothing waited for the stalled writer: 4 queued (+ the one it holds), every other frame dropped
+    assert 194 <= rec.dropped <= 195
+    gate.set()
     assert rec.close() is None
     log = FrameLog.open(tmp_path)
     assert log is not None
     assert len(log.frames) + rec.dropped == 199
+    assert len(log.decisions) == 199  # decisions are small: all kept
 
 
 def test_the_frame_at_a_time_and_its_overlay_come_back(tmp_path: Path) -> None:
