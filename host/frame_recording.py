@@ -14,8 +14,7 @@ Bounded. The frames stop at `cap_bytes` (default 64 MiB: a 10-minute injection a
 512 x 512 is ~1200 PNGs of ~40-120 kB); the decisions go on (a line each); the cap reached is a
 line in guard.jsonl, never silence. Never blocking. `offer` and `decision` only queue (at most
 `QUEUE_SIZE` frames and `MAX_PENDING_DECISIONS` decisions wait; beyond, dropped and counted); one
-thread encodes and writes. Nothing here can
-delay the link, a STOP or a screen refresh.
+thread encodes and writes. Nothing here can delay the link, a STOP or a screen refresh.
 """
 
 from __future__ import annotations
