@@ -17,6 +17,7 @@ from tests.protocol.independent.spec_client import Exchange, SpecClient, simulat
 BORE = 14_500
 TOP_SPEED = 5_000
 JOG_FWD_MAX = 250
+ALARM_LIMIT_CLAMPED = 6  # §6.7
 FLOW_TRAIL_US = 60_000  # §5.10: measured flow is the mean over 50 ms, updated every 10 ms
 ARM_PLAN: dict[str, Any] = {
     "mode": 0,
@@ -141,8 +142,21 @@ def test_idle_refusals_retries_and_setup_bounds() -> None:
         _check_cached_retry(c)
         c.wait_event("MOTION_DONE", prev_state=w.STATE["PRIMING"])
         c.wait_at_rest()
+        _check_prime_flow_clamp(c)
         _check_setup_bounds(c, info)
         _check_stop_always_honoured_in_a_jog(c)
+
+
+def _check_prime_flow_clamp(c: SpecClient) -> None:
+    """§5.16 / §7.8: PRIME's flow is clamped as ARM's, to what the top speed delivers through its
+    bore (5 000 um/s x round(pi x 1000^2) fL/um = 15 707 nL/s for 2 mm), with one LIMIT_CLAMPED."""
+    c.events.clear()
+    _ack(c.command("PRIME", syringe_bore_um=2_000, flow_nl_s=166_667, volume_nl=2_000), "PRIMING")
+    assert c.status()["flow_setpoint_nl_s"] == TOP_SPEED * _area_fl_per_um(2_000) // 10**6
+    c.wait_event("MOTION_DONE", prev_state=w.STATE["PRIMING"])
+    alarms = [e.fields for e in c.events if e.fields["kind"] == w.EVENT_KIND["ALARM"]]
+    assert [(a["alarm"], a["detail"]) for a in alarms] == [(ALARM_LIMIT_CLAMPED, 15_707)]
+    c.wait_at_rest()
 
 
 def _check_stop_always_honoured_in_a_jog(c: SpecClient) -> None:
