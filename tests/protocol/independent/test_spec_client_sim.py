@@ -310,6 +310,10 @@ def test_movements_state_table_and_answers() -> None:
 
         # several commands in one write (§8.2): each answered in order, each by its own rules
         done = _prime(c, 60_000)
+        m = c.motion()
+        room = (m["plunger_um"] - m["home_um"]) * _area_fl_per_um(BORE) // 10**6  # §5.16 WITHDRAW
+        ex = c.command("WITHDRAW", syringe_bore_um=BORE, flow_nl_s=1, volume_nl=room + 1)
+        _nak(ex, "BAD_PARAM", 3, room)
         res = c.many(
             ("GET_MOTION", {}),
             ("WITHDRAW", {"syringe_bore_um": BORE, "flow_nl_s": 0, "volume_nl": 1}),
