@@ -282,6 +282,8 @@ def test_movements_state_table_and_answers() -> None:
             detail=w.BUSY_PLUNGER_MOVING,
             state="JOGGING",
         )
+        # §8.6 order: a JOG's direction checks come after its parameters
+        _nak(c.command("JOG", hold_ms=0, speed_um_s=100), "BAD_PARAM", 1, 1, state="JOGGING")
         for name, fields in {
             **PLAN_CMDS,
             "PRIME": MOVES["PRIME"],
