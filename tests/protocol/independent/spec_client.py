@@ -66,6 +66,11 @@ class SpecClient:
     inbox: list[w.Msg | w.Reject] = field(default_factory=list)
     events: list[w.Msg] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # cleared to let the device's watchdog expire (§9.2); set by default
+    heartbeats_on: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.heartbeats_on.set()
 
     # --- sending ---------------------------------------------------------------------------------
     def next_id(self) -> int:
@@ -235,6 +240,8 @@ def simulator(*extra: str) -> Iterator[SpecClient]:
 
         def beat() -> None:
             while not stop.wait(HEARTBEAT_PERIOD_S):
+                if not client.heartbeats_on.is_set():
+                    continue
                 try:
                     client.heartbeat()
                 except OSError:

@@ -437,6 +437,18 @@ def test_plan_states_refuse_movements_and_hello_takes_a_movement() -> None:
         )
         c.wait_at_rest()
         _ack(c.command("CLEAR"), "IDLE")
+        # §9.2: a silent host stops a movement (HOST_LOST, detail 0) and loses its session
+        c.events.clear()
+        _ack(c.command("PRIME", syringe_bore_um=BORE, flow_nl_s=50_000, volume_nl=200_000), "PRIMING")
+        c.heartbeats_on.clear()
+        ev = c.wait_event("STOP", prev_state=w.STATE["PRIMING"])
+        assert (ev.fields["reason"], ev.fields["source"], ev.fields["detail"]) == (
+            w.STOP_REASON["HOST_LOST"],
+            w.STOP_SOURCE["CONTROLLER"],
+            0,
+        )
+        assert c.status()["state"] == w.STATE["STOPPED"]  # GET_STATUS needs no session
+        _nak(c.command("GET_MOTION"), "NO_SESSION", state="STOPPED")
 
 
 LINE_SCENARIO = """
