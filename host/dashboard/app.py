@@ -49,7 +49,7 @@ from host.dashboard.widgets.help import HelpScreen, key_rows
 from host.dashboard.widgets.panels import ConnectionPanel, Readouts, RecordingIndicator, state_name
 from host.dashboard.widgets.plan_panel import PlanPanel
 from host.dashboard.widgets.plots import PressurePlot, PressureVolumePlot, VolumePlot
-from host.dashboard.widgets.setup_screen import SetupScreen
+from host.dashboard.widgets.setup_panel import SetupPanel
 from host.dashboard.widgets.stoplog import StopLog
 from host.errors import CementguardError, CommandRefused, LinkLost
 from host.logs import LOG_FILE, attach_log_file, detach_log_file
@@ -82,7 +82,9 @@ its tail then."""
 STOP_KEYS = ("x", "f")
 """Letters that stop: typed as text while a text field has the focus (Escape always stops)."""
 STOP_ACTIONS = frozenset({"stop", "fluoro_stop"})
-LINK_ACTIONS = frozenset({"arm", "start", "space", "clear", "setup"})
+LINK_ACTIONS = frozenset({"arm", "start", "space", "clear"})
+LIVE_ONLY = frozenset({*LINK_ACTIONS, "record", "setup"})
+"""Actions a replay has not (it has space: play / pause)."""
 REPLAY_ACTIONS = frozenset({"seek", "seek_to", "speed"})
 WIDE_FROM = 120
 """Columns from which the side and plan panels get their full widths."""
@@ -188,7 +190,6 @@ class DashboardApp(App[int]):
         self.recorder: Recorder | None = None
         self.run_metadata = plan.metadata if plan is not None else RunMetadata()
         """The lab notebook's metadata for the next recording (the plan's, then the setup panel's)."""
-        self._setup_screen: SetupScreen | None = None
         self.pv_plot = False
         """Whether the lower plot is pressure against delivered volume (v), not volume over time."""
         self.exit_notes = ExitNotes()
@@ -219,6 +220,7 @@ class DashboardApp(App[int]):
         with Horizontal(id="bottom"):
             yield StopLog(id="stop-log")
             yield PlanPanel(self.model.plan, self._plan_path, self._mixed_ago_s)
+        yield self._setup_panel()
         with Horizontal(id="controls"):
             controls: tuple[tuple[str, str, ButtonVariant], ...] = (
                 ("arm", "Arm a", "default"),
@@ -333,7 +335,7 @@ class DashboardApp(App[int]):
         if action in REPLAY_ACTIONS:
             return self.replaying
         if self.replaying:
-            return action == "space" or action not in (*LINK_ACTIONS, "record")
+            return action == "space" or action not in LIVE_ONLY
         if action in LINK_ACTIONS:
             return True if self.model.linked else None
         return True
@@ -351,11 +353,10 @@ class DashboardApp(App[int]):
             return
         self.push_screen(HelpScreen(self.help_rows()))
 
-    def action_setup(self) -> None:
-        """u: the setup panel (syringe, zero, span, prime, jog, withdraw, home, volume calibration,
-        run metadata). STOP stays one key away there (x, Escape: priority bindings)."""
-        if isinstance(self.screen, SetupScreen) or self.replaying:
-            return
+    def _setup_panel(self) -> SetupPanel:
+        """The setup panel, built with the rest of the screen (hidden until u): showing it is then
+        a layout change, not the building of ~90 widgets, which stalled the event loop (and the
+        link's heartbeat with it) for 150-400 ms on a loaded machine."""
         source = self.source
 
         def controller() -> DeviceClient | None:
@@ -364,12 +365,37 @@ class DashboardApp(App[int]):
         def keep(metadata: RunMetadata) -> None:
             self.run_metadata = metadata
 
-        if self._setup_screen is None:  # built once: its fields keep what was typed
-            self._setup_screen = SetupScreen(
-                spawn=self.spawn_command, controller=controller, metadata=self.run_metadata, on_metadata=keep
-            )
-            self.install_screen(self._setup_screen, "setup")
-        self.push_screen("setup")
+        return SetupPanel(
+            spawn=self.spawn_command,
+            controller=controller,
+            metadata=self.run_metadata,
+            on_metadata=keep,
+            on_close=self.action_setup,
+        )
+
+    @property
+    def setup_open(self) -> bool:
+        return bool(self._main_screen.query_one(SetupPanel).display)
+
+    def action_setup(self) -> None:
+        """u: the setup panel (syringe, zero, span, prime, jog, withdraw, home, volume calibration,
+        run metadata) in place of the plots and the plan, or back. The banner, the controls with
+        STOP and the footer stay; x and Escape stop there as everywhere (priority bindings)."""
+        if self.replaying:
+            return
+        main = self._main_screen
+        panel = main.query_one(SetupPanel)
+        opening = not panel.display
+        panel.display = opening
+        main.query_one("#main").display = not opening
+        main.query_one("#bottom").display = not opening
+        if opening:
+            panel.opened()
+        else:
+            if panel.jog_hold is not None:
+                panel.jog_hold.quit = True
+            main.query_one(StopLog).focus()
+        self.refresh_bindings()
 
     def help_rows(self) -> list[tuple[str, str]]:
         """(keys, what) for each action this dashboard has (replay keys only in a replay, command
@@ -377,7 +403,7 @@ class DashboardApp(App[int]):
         triples = []
         for binding in Binding.make_bindings(self.BINDINGS):
             name = binding.action.split("(")[0]
-            live_only = name in (*LINK_ACTIONS, *STOP_ACTIONS, "record") and name != "space"
+            live_only = name in (*LIVE_ONLY, *STOP_ACTIONS) and name != "space"
             if live_only if self.replaying else name in REPLAY_ACTIONS:
                 continue
             key = self.get_key_display(dataclasses.replace(binding, key_display=None))

@@ -10,7 +10,7 @@ from pathlib import Path
 from textual.widgets import Input, Static
 
 from host.dashboard.setup_actions import describe_motion
-from host.dashboard.widgets.setup_screen import SetupScreen, read_metadata
+from host.dashboard.widgets.setup_panel import SetupPanel, read_metadata
 from host.motion_cmds import KEY_RELEASE_S
 from host.recording import Recording
 from protocol import State
@@ -19,7 +19,7 @@ from tests.dashboard.test_keys_live import ctl_state, footer_stop_keys
 
 
 def progress(app) -> str:  # type: ignore[no-untyped-def]
-    return str(app.screen.query_one("#setup-progress", Static).render())
+    return str(app.query_one("#setup-progress", Static).render())
 
 
 def controller(app):  # type: ignore[no-untyped-def]
@@ -28,12 +28,12 @@ def controller(app):  # type: ignore[no-untyped-def]
     return ctl
 
 
-async def open_setup(app, pilot) -> SetupScreen:  # type: ignore[no-untyped-def]
+async def open_setup(app, pilot) -> SetupPanel:  # type: ignore[no-untyped-def]
     await pilot.press("u")
-    await until(pilot, lambda: isinstance(app.screen, SetupScreen))
-    screen = app.screen
-    assert isinstance(screen, SetupScreen)
-    return screen
+    await until(pilot, lambda: app.setup_open)
+    panel = app.query_one(SetupPanel)
+    await until(pilot, lambda: app.focused is panel.query_one("#setup-do-zero"))
+    return panel
 
 
 async def test_syringe_zero_prime_withdraw_from_the_panel(live_dashboard) -> None:
@@ -57,7 +57,7 @@ async def test_syringe_zero_prime_withdraw_from_the_panel(live_dashboard) -> Non
         await until(pilot, lambda: screen.busy is None and "withdraw done" in progress(app), 10.0)
         assert "0.020 mL withdrawn" in progress(app), progress(app)
         await pilot.press("u")
-        await until(pilot, lambda: not isinstance(app.screen, SetupScreen))
+        await until(pilot, lambda: not app.setup_open)
 
 
 async def test_refusals_name_the_field_value_and_range(live_dashboard) -> None:
@@ -96,7 +96,7 @@ async def test_stop_from_the_panel_in_every_focus_latches_a_prime(live_dashboard
         await until(pilot, lambda: ctl_state(app) == State.STOPPED)
         assert app.model.stops[-1].origin == "dashboard key escape"
         await until(pilot, lambda: screen.busy is None and "ended by a stop: OPERATOR_STOP" in progress(app))
-        assert isinstance(app.screen, SetupScreen), "the panel stays"
+        assert app.setup_open, "the panel stays"
 
 
 async def test_a_jog_moves_while_the_key_is_held_and_stops_on_release(live_dashboard) -> None:
@@ -135,7 +135,7 @@ async def test_the_metadata_typed_in_the_panel_is_in_the_recording(live_dashboar
         screen.query_one("#meta-room_temperature_c", Input).value = "21.5"
         await until(pilot, lambda: app.run_metadata.specimen == "L2 left/07")
         await pilot.press("u")
-        await until(pilot, lambda: not isinstance(app.screen, SetupScreen))
+        await until(pilot, lambda: not app.setup_open)
         await pilot.press("r")
         await until(pilot, lambda: app.model.recording is not None)
         path = Path(str(app.model.recording))

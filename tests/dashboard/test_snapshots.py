@@ -144,7 +144,7 @@ def setup_panel(source: ScriptedSource) -> Any:
     async def run_before(pilot: Pilot[Any]) -> None:
         await feed(pilot)
         await pilot.press("u")
-        await until(pilot, lambda: pilot.app.screen.id == "setup")
+        await until(pilot, lambda: pilot.app.setup_open)
         await pilot.pause()
 
     return run_before

@@ -1,6 +1,7 @@
-"""The setup panel (u): everything before and after an injection, and the run's metadata.
+"""The setup panel (u), in place of the plots and the plan: everything before and after an
+injection, and the run's metadata.
 
-Choose the syringe (the library's, by a digit key or the list, or a custom bore), zero the
+Choose the syringe (the library's by a digit key, or a custom bore), zero the
 transducer, calibrate its span, prime, jog (hold + or -), withdraw (refill), home, calibrate the
 volume (dispense with a prime, weigh, enter mass and density), and type the run metadata that the
 next recording keeps (meta.json `extra.run_metadata`, as `cementguard run --specimen ...` does).
@@ -8,9 +9,10 @@ next recording keeps (meta.json `extra.run_metadata`, as `cementguard run --spec
 Each action runs as its own task (`DashboardApp.spawn_command`): neither the UI nor the link waits,
 a refusal is a notification naming the field, the value and the range, and the progress line shows
 the movement's MOTION_STATUS (state, volume primed or withdrawn, plunger position). One action runs
-at a time; STOP (x, Escape, the STOP button) is the app's priority binding and works here as on
-every screen, in every focus. The panel's fields are checked with the CLI's ranges
-(`host.dashboard.setup_actions.field_value`)."""
+at a time; STOP (x, Escape, the STOP buttons of the panel and of the controls bar, which stays) is
+the app's priority binding and works here as everywhere, in every focus. The panel is built with the
+main screen and only shown by u (`DashboardApp.action_setup`). The panel's fields are checked with
+the CLI's ranges (`host.dashboard.setup_actions.field_value`)."""
 
 from __future__ import annotations
 
@@ -23,14 +25,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import ValidationError
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Static
 
 from host.cli_types import BORE_MM, FLOW_ML_MIN, VOLUME_ML
 from host.config_file import describe
 from host.dashboard import setup_actions as act
-from host.dashboard.widgets.footer import KeyFooter
 from host.errors import CementguardError
 from host.motion_cmds import HOME_SPEED, JOG_SPEED, JogHold, speed_um_s
 from host.run_metadata import FIELDS, RunMetadata
@@ -52,7 +52,7 @@ DEFAULTS = {
     "reference": "2000",
     "prime-volume": "0.05",
     "prime-flow": "1",
-    "withdraw-volume": "0.1",
+    "withdraw-volume": "0.05",
     "withdraw-flow": "1",
     "jog-speed": "0.1",
     "home-speed": "2",
@@ -72,6 +72,8 @@ META_LABELS = {
     "bath_temperature_c": "bath temp (degC)",
     "notes": "notes",
 }
+READY = "ready: 1-6 syringe, z zero, k span, p prime, hold +/- jog, w withdraw, h home, g volume cal"
+"""The progress line when the panel opens with nothing running (its keys work from then on)."""
 NUMERIC_META = frozenset({"mixing_time_s", "room_temperature_c", "bath_temperature_c"})
 
 
@@ -108,15 +110,17 @@ def _field(name: str, width: int = 10) -> Input:
 
 def _button(label: str, action: str, variant: Any = "default") -> Button:
     name = action.replace("(-1)", "-back").replace("(1)", "-fwd").replace("('custom')", "-custom")
-    return Button(label, id=f"setup-do-{name}", compact=True, variant=variant, action=f"screen.{action}")
+    return Button(
+        label, id=f"setup-do-{name}", compact=True, variant=variant, name=action, classes="setup-action"
+    )
 
 
-class SetupScreen(Screen[None]):
+class SetupPanel(Vertical):
     """The setup panel. The app gives it a way to run a task (`spawn`), the controller when
     connected (`controller`), and where the run metadata goes (`on_metadata`)."""
 
-    AUTO_FOCUS = "#setup-do-zero"
-    """Not a text field: the panel's keys work from the start."""
+    FIRST_FOCUS = "#setup-do-zero"
+    """Where the focus goes when the panel opens: not a text field, so its keys work at once."""
     BINDINGS: ClassVar[list[BindingType]] = [  # the action keys are on the buttons, not in the footer
         Binding("u,f2", "close", "close setup", key_display="u"),
         *(
@@ -141,9 +145,11 @@ class SetupScreen(Screen[None]):
         controller: Callable[[], DeviceClient | None],
         metadata: RunMetadata,
         on_metadata: Callable[[RunMetadata], None],
+        on_close: Callable[[], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(id="setup")
+        self._on_close = on_close
         self._spawn = spawn
         self._controller = controller
         self._metadata = metadata
@@ -161,7 +167,7 @@ class SetupScreen(Screen[None]):
         with Horizontal(id="setup-controls"):  # above the scroll: always in view
             stop = "app.stop('button')"
             yield Button("STOP x/Esc", variant="error", compact=True, name="stop", action=stop)
-            yield Button("Close u", compact=True, action="screen.close")
+            yield Button("Close u", compact=True, name="close", classes="setup-action")
             yield Static("[b]Pump setup[/b]  (x or Escape: STOP, here as everywhere)", id="setup-title")
         with VerticalScroll(id="setup-body"):
             yield Static("syringe in force: (not read yet)", id="setup-in-force", markup=False)
@@ -228,10 +234,17 @@ class SetupScreen(Screen[None]):
                 meta = Input(text, id=f"meta-{name}", compact=True, select_on_focus=False)
                 yield _row(META_LABELS[name], meta)
             yield Static("", id="meta-errors", markup=False)
-        yield KeyFooter()
 
-    def on_screen_resume(self) -> None:
+    def opened(self) -> None:
+        """Shown (u): what is in force now, and the focus on the panel's first button."""
         self.show_in_force()
+
+        def focus() -> None:  # once laid out: a widget still hidden cannot take the focus
+            self.query_one(self.FIRST_FOCUS).focus()
+            if self.busy is None:
+                self.show_progress(READY)
+
+        self.call_after_refresh(focus)
 
     # -- what is shown --------------------------------------------------------------------------
 
@@ -299,7 +312,7 @@ class SetupScreen(Screen[None]):
     def action_close(self) -> None:
         if self.jog_hold is not None:
             self.jog_hold.quit = True
-        self.app.pop_screen()
+        self._on_close()
 
     def action_syringe(self, choice: str) -> None:
         """A library syringe by name, or `custom`: the custom fields' bore, stroke and pressure."""
@@ -393,6 +406,12 @@ class SetupScreen(Screen[None]):
             return
         self._run("CALIBRATE_VOLUME", lambda ctl: act.calibrate_volume(ctl, nominal, mass, density))
 
+    async def on_button_pressed(self, event: Button.Pressed) -> None:
+        """A panel button runs the panel's action named on it (the keys run the same ones)."""
+        if event.button.has_class("setup-action") and event.button.name:
+            event.stop()
+            await self.run_action(event.button.name)
+
     # -- run metadata ---------------------------------------------------------------------------
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -408,4 +427,4 @@ class SetupScreen(Screen[None]):
             self._on_metadata(metadata)
 
 
-__all__ = ["SetupScreen", "read_metadata"]
+__all__ = ["SetupPanel", "read_metadata"]
