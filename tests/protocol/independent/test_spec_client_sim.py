@@ -333,13 +333,20 @@ def test_movements_state_table_and_answers() -> None:
         assert done.fields["detail"] == -m["withdrawn_nl"]
         assert m["withdrawn_nl"] >= 30_000
 
-        # HOMING, then STOP with FLUORO_IMAGE and a rule: §5.6 the detail goes to the EVENT STOP
+        # HOMING to its normal end: MOTION_DONE detail = the travel (§6.6), at rest in front of home
         _ack(c.command("HOME", speed_um_s=2_000), "HOMING", ["MOTION_STATUS"])
         _nak(c.command("JOG", **MOVES["JOG"]), "BAD_STATE", state="HOMING")
+        done = c.wait_event("MOTION_DONE", prev_state=w.STATE["HOMING"])
+        m = c.motion()
+        assert done.fields["detail"] == m["moved_um"] < 0
+        assert m["home_um"] <= m["plunger_um"] < m["home_um"] + 2 * 2 + 2
+        _nak(c.command("HOME", speed_um_s=2_000), "AT_HOME", state="IDLE")
+        # a forward JOG, then STOP with FLUORO_IMAGE and a rule: §5.6 the detail goes to the EVENT
+        _ack(c.command("JOG", hold_ms=300, speed_um_s=JOG_FWD_MAX), "JOGGING")
         _ack(c.command("STOP", source=w.STOP_SOURCE["FLUORO_IMAGE"], detail=4), "STOPPED")
         ev = c.wait_event("STOP")
         assert (ev.fields["prev_state"], ev.fields["reason"], ev.fields["source"], ev.fields["detail"]) == (
-            w.STATE["HOMING"],
+            w.STATE["JOGGING"],
             w.STOP_REASON["FLUORO_STOP"],
             w.STOP_SOURCE["FLUORO_IMAGE"],
             4,
