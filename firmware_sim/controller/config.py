@@ -82,15 +82,25 @@ class ControllerConfig:
     # -- PRESSURE_RISE (occlusion) -------------------------------------------------------------
     rise_enabled: bool = True
     rise_window_blocks: int = 10
-    """Slope = (block mean now - block mean 10 blocks ago) / 100 ms. Noise on the slope is
-    sqrt(2) x 3.2 kPa / 0.1 s = 45 kPa/s; successive estimates share no block, so they are
-    independent and the consecutive-block debounce multiplies false-trip odds."""
+    """Arming slope = (block mean now - block mean 10 blocks ago) / 100 ms. Noise on it is
+    sqrt(2) x 3.2 kPa / 0.1 s = 45 kPa/s at the specified sensor."""
     rise_min_pa_s: float = 300_000.0
-    """Slope threshold floor: 6.7 sigma of the slope noise; 2-10x below the Q/C rise of a
-    blocked cannula at clinical flows; 10x above the rise from cement viscosity creep."""
-    rise_rel_per_s: float = 0.1
-    """Threshold grows with pressure (slope > 0.1/s x p) so that the slow, proportional rise of
-    setting cement at high pressure never trips it; OVERPRESSURE covers that case."""
+    """An arming slope at or above this since START/RESUME counts as the start-up ramp having been
+    seen (one of the two conditions to arm, see `rise_arm_pa_s`). It no longer decides a trip."""
+    rise_nominal_pa_s: float = 200_000.0
+    """The nominal ramp the armed test tolerates: the pressure loop and setting cement raise the
+    pressure at up to 200 kPa/s. The slope test's least favourable null (docs/controller.md)."""
+    rise_false_alarms_per_h: float = 1e-3
+    """False-alarm budget of the slope test: one per 1000 h of armed injection on a ramp at exactly
+    `rise_nominal_pa_s` (an upper bound, Boole's inequality: the threshold c follows from it)."""
+    rise_windows: tuple[int, ...] = (8, 11, 16, 23, 32, 45, 64, 91, 128, 181, 255)
+    """Window lengths (samples) of the slope test: doublings from 8 ms to 255 ms. The most powerful
+    window is about twice the time since the onset (15-150 ms from 6 to 1 mL/min); a window of
+    half or twice that loses < 5 % of z. Every one must fit the 256-sample ring."""
+    rise_sigma_floor: float = 1.0
+    """The slope test's sigma is the one measured online (`sensor_sigma_shift`), never below this
+    fraction of `sensor_noise_spec_pa`: a quiet stretch cannot lower the threshold below the
+    specified sensor's."""
     rise_arm_pa_s: float = 200_000.0
     """Armed only once the slope has fallen below this after START/RESUME or a flow increase:
     the start-up ramp has the same rate as an occlusion, but it decays; an occlusion does not.
@@ -109,12 +119,6 @@ class ControllerConfig:
     runs at 20 kPa: 5 blocks at 100 kPa/s, 4 false stops; 10 at 100 kPa/s, 0; 10 at 150 kPa/s, 2; 20 at
     200 kPa/s, 0 (and 0 in 2000 at 10 kPa). The 20 blocks cost 100 ms more before
     arming after START/RESUME and add nothing to the detection time once armed."""
-    rise_trip_blocks: int = 3
-    """Consecutive blocks above the threshold to trip (adds 20 ms)."""
-    rise_fast_factor: float = 4.0
-    """A slope above 4x the threshold (>= 1.2 MPa/s, 27 sigma) trips after `rise_fast_blocks`."""
-    rise_fast_blocks: int = 2
-    """Two blocks, not one: a single corrupt sample moves one block's slope estimate only."""
     ceiling_stall_enabled: bool = True
     ceiling_stall_flow_frac: float = 0.1
     """While throttled at the soft limit, measured flow below this fraction of the plan's flow counts
@@ -153,6 +157,10 @@ class ControllerConfig:
     sensor. A noise-free simulated sensor would trip it: disable it there."""
     sensor_noise_spec_pa: float = 10_000.0
     """The transducer's specified noise (sigma per sample)."""
+    sensor_sigma_shift: int = 10
+    """The online noise sigma (second difference of the ADC counts, integer IIR) has a time constant
+    of 2^10 samples (1 s): its own scatter is ~3 % at white noise, too small to move the false-alarm
+    rate much, and it follows a noisier sensor within seconds."""
     sensor_noise_alpha: float = 1.0 / 64.0
     """IIR on |p[k] - p[k-1]| (mean 1.13 sigma for white noise), time constant 64 samples."""
     sensor_noise_fault_factor: float = 10.0
@@ -288,8 +296,6 @@ class ControllerConfig:
             "overpressure_samples",
             "rise_window_blocks",
             "rise_arm_blocks",
-            "rise_trip_blocks",
-            "rise_fast_blocks",
             "loss_window_blocks",
             "loss_trip_blocks",
             "sensor_range_samples",
@@ -304,6 +310,14 @@ class ControllerConfig:
         for name in positive_ints:
             if getattr(self, name) <= 0:
                 raise ValueError(f"ControllerConfig.{name} must be > 0")
+        if not self.rise_windows or not all(3 <= w < RISE_RING for w in self.rise_windows):
+            raise ValueError(f"ControllerConfig.rise_windows must be 3..{RISE_RING - 1} samples")
+        if not 0 < self.rise_false_alarms_per_h < 1e3 or not self.rise_nominal_pa_s >= 0.0:
+            raise ValueError(
+                "ControllerConfig.rise_false_alarms_per_h must be in (0, 1000), rise_nominal_pa_s >= 0"
+            )
+        if not 1 <= self.sensor_sigma_shift <= 16 or not self.rise_sigma_floor > 0.0:
+            raise ValueError("ControllerConfig.sensor_sigma_shift must be 1..16, rise_sigma_floor > 0")
         longest = max(self.rise_window_blocks, self.loss_window_blocks, self.viscosity_window_blocks)
         if longest >= HISTORY_BLOCKS:
             raise ValueError(f"detector windows must be shorter than {HISTORY_BLOCKS} blocks")
@@ -321,5 +335,7 @@ class ControllerConfig:
             raise ValueError(f"telemetry_divider {self.telemetry_divider} is outside 0..{MAX_DIVIDER}")
 
 
+RISE_RING = 256
+"""Samples of the slope test's ring of prefix sums (two 64-bit sums each: 4 kB)."""
 HISTORY_BLOCKS = 32
 """Length of the block history ring (320 ms at the defaults); every window must fit in it."""

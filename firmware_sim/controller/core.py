@@ -50,6 +50,7 @@ from firmware_sim.controller.commands import (
 from firmware_sim.controller.config import (
     DEFAULT_IDENTITY,
     HISTORY_BLOCKS,
+    RISE_RING,
     ControllerConfig,
     FirmwareIdentity,
 )
@@ -63,7 +64,6 @@ from firmware_sim.controller.detectors import (
     DeliveryMonitor,
     OverpressureDetector,
     PressureLossDetector,
-    PressureRiseDetector,
     SensorMonitor,
     StallDetector,
     TravelGuard,
@@ -71,6 +71,9 @@ from firmware_sim.controller.detectors import (
     Watchdog,
     WorkingTimeMonitor,
     elapsed_us,
+    glr_threshold,
+    pa_per_count,
+    rise_detector,
 )
 from firmware_sim.controller.loops import PressureThrottle, Relief, ViscosityEstimator
 from firmware_sim.controller.motion import (
@@ -302,18 +305,21 @@ class Controller:
             cfg.sensor_noise_alpha,
             cfg.sensor_noise_samples,
             cfg.sensor_clear_samples,
+            cfg.sensor_noise_spec_pa / pa_per_count(hw),
+            cfg.sensor_sigma_shift,
         )
         self._history = BlockHistory(HISTORY_BLOCKS)
         self._overpressure = OverpressureDetector(cfg.overpressure_samples)
-        self._rise = PressureRiseDetector(
-            cfg.rise_min_pa_s,
-            cfg.rise_rel_per_s,
-            cfg.rise_arm_pa_s,
-            cfg.rise_arm_blocks,
-            cfg.rise_trip_blocks,
-            cfg.rise_fast_factor,
-            cfg.rise_fast_blocks,
-        )
+        self._rise = rise_detector(cfg, hw)
+        self._rise.set_span(self._cal.span_gain_ppm / 1_000_000)
+        self._rise_on = cfg.rise_enabled
+        self._loss_noise = glr_threshold(
+            cfg.rise_false_alarms_per_h, cfg.sample_rate_hz / cfg.block_samples, 1
+        ) * math.sqrt(2.0 / cfg.block_samples)
+        """PRESSURE_LOSS's statistical floor per Pa of noise sigma: c sqrt(2 / block)."""
+        self._outlier_per_sigma = self._rise.c * math.sqrt(6.0)
+        """A second difference beyond c sqrt(6) sigma is implausible for the noise model."""
+        self._sensor.quiet_samples = RISE_RING
         self._loss = PressureLossDetector(
             cfg.loss_min_pa, cfg.loss_frac, cfg.loss_arm_pa, cfg.loss_trip_blocks
         )
@@ -573,6 +579,18 @@ class Controller:
         rate = self._rate
         sensor = self._sensor
         p = (self._real(sensor.sample(sensors.pressure_adc, rate != 0.0)) - self._cal_offset) * self._cal_gain
+        if sensor.adc >= 0:
+            self._rise.test.push(sensor.adc)
+            # PRESSURE_RISE's per-sample test, before this tick's block (whose SENSOR_SUSPECT alarm
+            # must precede a noise fault taken on the slope, see `_rise_stop`)
+            rise = self._rise
+            if self._rise_on and rise.armed:
+                st = self._state
+                move = self._move
+                if (st == INJECTING or (st in MOVING and move is not None and move.forward)) and (
+                    rise.test.exceeded()
+                ):
+                    self._rise_stop()
         if sensor.faulty is not self._sensor_faulty:
             self._on_sensor_fault_change(sensor.faulty)
         pf = self._pf + self._alpha * (p - self._pf)
@@ -745,12 +763,12 @@ class Controller:
             then = hist.ago(w)
             slope = (pmean - hist.pressure[then]) / (w * block_s)
             rising = rate - hist.rate[then] > cfg.rise_flow_tolerance * setpoint
-            if self._rise.update(slope, pmean, rising):
-                self._rise_stop()
-                return
+            sigma = self._rise.update(slope, pmean, rising, self._sensor.sigma_counts())
+            self._sensor.outlier_counts = int(self._outlier_per_sigma * sigma)
         if injecting and cfg.loss_enabled and hist.full(wl):
             then = hist.ago(wl)
-            if self._loss.update(hist.pressure[then], pmean, self._loss_blocks > wl):
+            noise = self._loss_noise * self._sensor.sigma_counts() * self._sensor.gain * self._cal_gain
+            if self._loss.update(hist.pressure[then], pmean, self._loss_blocks > wl, noise):
                 self._latch(StopReason.PRESSURE_LOSS)
                 return
         if cfg.ceiling_stall_enabled:
@@ -774,10 +792,14 @@ class Controller:
         suspect level by themselves, so the rule would record real disconnections as sensor faults."""
         sensor = self._sensor
         if sensor.cause & SENSOR_NOISE:
+            if not self._alarms >> AlarmCode.SENSOR_SUSPECT & 1:
+                return  # the SENSOR_SUSPECT alarm goes out at the next block, the stop after it
             sensor.declare_fault(SENSOR_NOISE)
             self._on_sensor_fault_change(True)
-        else:
+        elif not sensor.outliers:
             self._latch(StopReason.PRESSURE_RISE)
+        # else: an implausible second difference is in the windows (a corrupt sample, or a noise
+        # burst the monitor has not judged yet): the slope is not the pressure's; no stop on it.
 
     def _viscosity_block(self, pmean: float, enc: int, rate: float) -> None:
         cfg = self.config
@@ -1637,6 +1659,7 @@ class Controller:
         self._cal = cal
         self._cal_offset = self._real(cal.zero_offset_pa)
         self._cal_gain = self._real(cal.span_gain_ppm / 1_000_000)
+        self._rise.set_span(cal.span_gain_ppm / 1_000_000)
         self._pf = (self._real(raw) - self._cal_offset) * self._cal_gain  # the filter goes on seamlessly
         self._setup_version += 1
         self._zero_check_due = True

@@ -9,6 +9,10 @@ defaults are documented in `ControllerConfig` and tabulated in docs/controller.m
 
 from __future__ import annotations
 
+import math
+from statistics import NormalDist
+
+from firmware_sim.controller.config import RISE_RING, ControllerConfig
 from firmware_sim.hal import Hardware
 
 TIMER_MASK = 0xFFFF_FFFF
@@ -94,90 +98,236 @@ class OverpressureDetector:
         return False
 
 
-class PressureRiseDetector:
-    """PRESSURE_RISE, the occlusion detector: pressure rising faster than a blocked line would let
-    a healthy one rise, while the flow is not being raised.
+MASK64 = (1 << 64) - 1
+SIGN64 = 1 << 63
+"""The slope test's sums are kept modulo 2^64, as a C port keeps them in uint64: a window's
+difference of two such sums is exact as long as its true value is below 2^63 (see `SlopeGlr`)."""
 
-    A start-up ramp rises at the same rate as an occlusion (Q / C, flow over line compliance): the
-    difference is that it decays as the cannula starts to carry the flow, while an occlusion's does
-    not. So the detector arms only after the slope has settled below `arm_pa_s` for `arm_blocks`
-    blocks at constant flow, *and* the pressure has reached its operating level: either a rise at
-    trip rate was seen since the reset (the start-up ramp happened) or the pressure is at least
-    `ref_frac` of the operating pressure of the previous injection phase. That keeps it disarmed
-    through a flat stretch before the ramp (the plunger taking up a relief back-off). It trips when
-    the slope exceeds max(min_pa_s, rel_per_s x p) for `trip_blocks` blocks in a row, or
-    `fast_factor` times that for `fast_blocks` blocks in a row (a stiff line fills in tens of ms);
-    a flow increase disarms it until the new ramp has settled.
+ABS_D2_PER_SIGMA = math.sqrt(12.0 / math.pi)
+"""E|x[k] - 2 x[k-1] + x[k-2]| / sigma for white noise (the second difference has variance 6 sigma^2,
+and E|N(0, s^2)| = s sqrt(2/pi)). A ramp of any slope cancels in it exactly."""
+
+
+def glr_threshold(false_alarms_per_h: float, sample_rate_hz: float, windows: int) -> float:
+    """The standardized threshold c of a window-limited slope test with `windows` windows, tested
+    every sample, for a false-alarm budget of `false_alarms_per_h` per hour of armed injection.
+
+    Boole's inequality over samples and windows: with every window's z ~ N(0, 1) under the least
+    favourable null (a ramp at exactly the nominal slope), P(alarm within T) <= T f_s K Q(c), so
+    c = -Phi^-1(lambda / (f_s K)), lambda the budget per second, keeps the false-alarm rate within the
+    budget whatever the correlation between windows and samples (docs/controller.md, "Thresholds from
+    a false-alarm budget", checks it numerically)."""
+    if not false_alarms_per_h > 0.0 or not math.isfinite(false_alarms_per_h):
+        raise ValueError(f"false-alarm budget {false_alarms_per_h!r} per hour must be finite and > 0")
+    per_test = false_alarms_per_h / 3600.0 / (sample_rate_hz * windows)
+    if not per_test < 0.5:
+        raise ValueError(f"false-alarm budget {false_alarms_per_h!r} per hour is too large to test")
+    return -NormalDist().inv_cdf(per_test)
+
+
+class SlopeGlr:
+    """The occlusion's sequential test: is the pressure rising faster than a nominal ramp?
+
+    A window-limited generalized likelihood ratio test (Lai 1998, IEEE Trans. Inf. Theory 44:2917)
+    for "the last w samples lie on a line whose slope exceeds beta", the intercept unknown, white
+    noise of known sigma, against the least favourable nominal case (a ramp of slope beta): the GLR
+    of that one-sided linear-regression hypothesis is the standardized least-squares slope,
+    z_w = (s_w - beta) sqrt(D_w) / sigma, D_w = w (w^2 - 1) / 12, and the window is the unknown time
+    since the change. It alarms when z_w > c for any w of a fixed geometric bank (a window of about
+    twice the time since the onset is the most powerful, and the power is flat within a factor 2 of
+    it, so a bank of doublings loses < 5 % of z).
+
+    Everything per sample is integer arithmetic on ADC counts: two prefix sums (of x[k] and k x[k])
+    kept modulo 2^64 in a ring, so a window's centred sum 2 T_w = 2 sum (k - kbar) x[k] is a
+    difference of two ring entries, exact; the thresholds (integers, in the same unit) are recomputed
+    once per block from sigma. Fixed size: `ring` entries of two 64-bit sums.
     """
 
     __slots__ = (
-        "_above",
+        "_banks",
+        "_count",
+        "_n",
+        "_ring0",
+        "_ring1",
+        "_s0",
+        "_s1",
+        "mask",
+        "sqrt_d",
+        "two_d",
+        "windows",
+    )
+
+    def __init__(self, windows: tuple[int, ...], ring: int) -> None:
+        if ring & (ring - 1) or not windows or max(windows) >= ring or min(windows) < 3:
+            raise ValueError(f"windows {windows} must be 3..{ring - 1} and the ring {ring} a power of two")
+        self.windows = tuple(sorted(windows))
+        self.mask = ring - 1
+        self.two_d = tuple(w * (w * w - 1) / 6.0 for w in self.windows)
+        """2 D_w: the centred sum 2 T_w of a unit-slope line (counts per sample)."""
+        self.sqrt_d = tuple(math.sqrt(w * (w * w - 1) / 12.0) for w in self.windows)
+        self._ring0 = [0] * ring
+        self._ring1 = [0] * ring
+        bank = [(w, MASK64) for w in self.windows]
+        self._banks = (bank[0::2], bank[1::2])
+        """(window, threshold of its 2 T_w) pairs in window order, every other one: an even sample
+        tests the 1st, 3rd, ... window, an odd one the 2nd, 4th, ... (half the cost per tick; the
+        windows are sqrt(2) apart, so a window's neighbour, within ~2 % of its power, is tested on
+        the samples it is not)."""
+        self._n = 0
+        self._s0 = 0
+        self._s1 = 0
+        self._count = 0
+        """Samples pushed, saturating at the ring size: a window needs count > w."""
+
+    def push(self, counts: int) -> None:
+        """One sample (ADC counts), every tick. Python's integers are exact without a bound; a C
+        port keeps `n`, `s0`, `s1` and the ring in uint64 and gets the same window sums
+        (`_centred2`, tested)."""
+        n = self._n + 1
+        self._n = n
+        s0 = self._s0 = self._s0 + counts
+        s1 = self._s1 = self._s1 + n * counts
+        i = n & self.mask
+        self._ring0[i] = s0
+        self._ring1[i] = s1
+        if self._count <= self.mask:
+            self._count += 1
+
+    def set_threshold(self, beta_counts: float, c: float, sigma_counts: float) -> None:
+        """Thresholds of 2 T_w: 2 beta D_w + 2 c sigma sqrt(D_w), beta in counts per sample."""
+        k = 2.0 * c * sigma_counts
+        bank = [
+            (w, int(beta_counts * d2 + k * sd))
+            for w, d2, sd in zip(self.windows, self.two_d, self.sqrt_d, strict=True)
+        ]
+        self._banks = (bank[0::2], bank[1::2])
+
+    def z(self, w: int, beta_counts: float, sigma_counts: float) -> float:
+        """z_w now, for tests and the benchmark (the detector compares integers, see `exceeded`)."""
+        t2 = self._centred2(w)
+        d = w * (w * w - 1) / 12.0
+        return (t2 / (2.0 * d) - beta_counts) * math.sqrt(d) / sigma_counts
+
+    def _centred2(self, w: int) -> int:
+        """2 T_w in the port's arithmetic: every sum and index modulo 2^64, the result read as a
+        signed 64-bit integer (exact while |2 T_w| < 2^63: w^2 x the ADC span is ~10^9)."""
+        n = self._n & MASK64
+        j = (n - w) & self.mask
+        a = ((self._s0 & MASK64) - (self._ring0[j] & MASK64)) & MASK64
+        b = ((self._s1 & MASK64) - (self._ring1[j] & MASK64)) & MASK64
+        t2 = (2 * b - (2 * n - w + 1) * a) & MASK64
+        return t2 - (1 << 64) if t2 >= SIGN64 else t2
+
+    def exceeded(self) -> bool:
+        """True when any window's centred sum is above its threshold (z_w > c)."""
+        n = self._n
+        count = self._count
+        mask = self.mask
+        s0 = self._s0
+        s1 = self._s1
+        r0 = self._ring0
+        r1 = self._ring1
+        u = 2 * n + 1
+        for w, thr in self._banks[n & 1]:
+            if count <= w:
+                return False
+            j = (n - w) & mask
+            if 2 * (s1 - r1[j]) - (u - w) * (s0 - r0[j]) > thr:
+                return True
+        return False
+
+
+class PressureRiseDetector:
+    """PRESSURE_RISE, the occlusion detector: pressure rising faster than the nominal ramps of a
+    healthy line (`SlopeGlr` against `nominal_pa_s`), once the start-up ramp is over.
+
+    A start-up ramp rises at the same rate as an occlusion (Q / C, flow over line compliance): the
+    difference is that it decays as the cannula starts to carry the flow, while an occlusion's does
+    not. So the detector arms only after the 100 ms block slope has settled below `arm_pa_s` for
+    `arm_blocks` blocks at constant flow, *and* the pressure has reached its operating level: either
+    a rise at `ramp_pa_s` was seen since the reset (the start-up ramp happened) or the pressure is at
+    least `ref_frac` of the operating pressure of the previous injection phase. That keeps it
+    disarmed through a flat stretch before the ramp (the plunger taking up a relief back-off). A flow
+    increase disarms it until the new ramp has settled. Once armed it trips, per sample, when the
+    slope test does: its thresholds follow from the false-alarm budget (c) and the sensor noise
+    sigma measured online, floored at the configured one (`update`, once per block).
+    """
+
+    __slots__ = (
         "_below",
-        "_fast",
+        "_beta1",
+        "_floor1",
         "_ramp_seen",
         "_ref_pa",
         "arm_blocks",
         "arm_pa_s",
         "armed",
-        "fast_blocks",
-        "fast_factor",
-        "min_pa_s",
+        "beta_counts",
+        "c",
+        "ramp_pa_s",
         "ref_frac",
-        "rel_per_s",
-        "trip_blocks",
+        "sigma_floor_counts",
+        "test",
     )
 
     def __init__(
         self,
-        min_pa_s: float,
-        rel_per_s: float,
+        ramp_pa_s: float,
         arm_pa_s: float,
         arm_blocks: int,
-        trip_blocks: int,
-        fast_factor: float = 4.0,
-        fast_blocks: int = 2,
+        test: SlopeGlr,
+        c: float,
+        beta_counts: float,
+        sigma_floor_counts: float,
         ref_frac: float = 0.5,
     ) -> None:
-        self.min_pa_s = min_pa_s
-        self.rel_per_s = rel_per_s
+        self.ramp_pa_s = ramp_pa_s
         self.arm_pa_s = arm_pa_s
         self.arm_blocks = arm_blocks
-        self.trip_blocks = trip_blocks
-        self.fast_factor = fast_factor
-        self.fast_blocks = fast_blocks
+        self.test = test
+        self.c = c
+        self.beta_counts = beta_counts
+        """The nominal ramp tolerated, ADC counts per sample."""
+        self.sigma_floor_counts = sigma_floor_counts
+        self._beta1 = beta_counts
+        self._floor1 = sigma_floor_counts
+        """The nominal ramp and the sigma floor in counts at a span gain of 1 (`set_span`)."""
         self.ref_frac = ref_frac
         self.armed = False
         self._below = 0
-        self._above = 0
-        self._fast = 0
         self._ramp_seen = False
         self._ref_pa = 0.0
+        test.set_threshold(beta_counts, c, sigma_floor_counts)
+
+    def set_span(self, span_gain: float) -> None:
+        """The span calibration in force (pressure = (raw - zero) x span_gain): the test works on
+        raw counts, so the nominal ramp and the sigma floor, stated in calibrated Pa, are this many
+        times fewer counts. The zero offset does not change a slope. Thresholds follow at the next
+        block."""
+        self.beta_counts = self._beta1 / span_gain
+        self.sigma_floor_counts = self._floor1 / span_gain
 
     def reset(self, reference_pa: float = 0.0) -> None:
         """At every START / RESUME; `reference_pa` is the operating pressure of the previous phase
         of this plan (0 when there is none)."""
         self.armed = False
         self._below = 0
-        self._above = 0
-        self._fast = 0
         self._ramp_seen = False
         self._ref_pa = reference_pa
 
-    def threshold(self, pressure_pa: float) -> float:
-        rel = self.rel_per_s * pressure_pa
-        return rel if rel > self.min_pa_s else self.min_pa_s
-
-    def update(self, slope_pa_s: float, pressure_pa: float, flow_rising: bool) -> bool:
-        """One block: `slope_pa_s` over the detector window, `flow_rising` when the commanded flow
-        went up over that window. Returns True when it trips."""
-        if slope_pa_s >= self.min_pa_s:
+    def update(self, slope_pa_s: float, pressure_pa: float, flow_rising: bool, sigma_counts: float) -> float:
+        """One block: arming on `slope_pa_s` (the 100 ms block slope), `flow_rising` when the
+        commanded flow went up over that window; the test's thresholds from the noise sigma.
+        Returns the sigma the test uses (counts): the measured one, floored."""
+        floor = self.sigma_floor_counts
+        sigma = sigma_counts if sigma_counts > floor else floor
+        self.test.set_threshold(self.beta_counts, self.c, sigma)
+        if slope_pa_s >= self.ramp_pa_s:
             self._ramp_seen = True
         if flow_rising:
             self.armed = False
             self._below = 0
-            self._above = 0
-            self._fast = 0
-            return False
+            return sigma
         if not self.armed:
             if slope_pa_s < self.arm_pa_s and (
                 self._ramp_seen or pressure_pa >= self.ref_frac * self._ref_pa > 0.0
@@ -187,25 +337,47 @@ class PressureRiseDetector:
                     self.armed = True
             else:
                 self._below = 0
-            return False
-        threshold = self.threshold(pressure_pa)
-        if slope_pa_s > threshold:
-            self._above += 1
-            if slope_pa_s > self.fast_factor * threshold:
-                self._fast += 1
-            else:
-                self._fast = 0
-            return self._above >= self.trip_blocks or self._fast >= self.fast_blocks
-        self._above = 0
-        self._fast = 0
-        return False
+        return sigma
+
+    def tripped(self) -> bool:
+        """Per sample, after `test.push`: armed and the slope test alarms."""
+        return self.armed and self.test.exceeded()
+
+
+def pa_per_count(hardware: Hardware) -> float:
+    """Pressure of one ADC count (the gain `SensorMonitor` converts with)."""
+    counts_per_ma = hardware.adc_max / hardware.adc_full_scale_ma
+    return hardware.sensor_full_scale_pa / hardware.loop_span_ma / counts_per_ma
+
+
+def rise_detector(config: ControllerConfig, hardware: Hardware) -> PressureRiseDetector:
+    """The PRESSURE_RISE detector of a parameter block: the slope test's threshold c from the
+    false-alarm budget and the number of windows, the nominal ramp and the sigma floor in counts."""
+    gain = pa_per_count(hardware)
+    dt = 1.0 / config.sample_rate_hz
+    windows = tuple(sorted(set(config.rise_windows)))
+    return PressureRiseDetector(
+        config.rise_min_pa_s,
+        config.rise_arm_pa_s,
+        config.rise_arm_blocks,
+        SlopeGlr(windows, RISE_RING),
+        glr_threshold(config.rise_false_alarms_per_h, config.sample_rate_hz, len(windows)),
+        config.rise_nominal_pa_s * dt / gain,
+        config.rise_sigma_floor * config.sensor_noise_spec_pa / gain,
+    )
 
 
 class PressureLossDetector:
     """PRESSURE_LOSS: a sudden fall while the plunger drives forward steadily (disconnection,
     rupture, a low-resistance leak path). Trips when, over its window, the pressure fell by more
-    than max(min_pa, frac x p_then) from at least `arm_pa`, for `trip_blocks` blocks in a row, with
-    the plunger at >= the flow fraction of its setpoint for the whole window (`flow_ok`)."""
+    than max(min_pa, frac x p_then, noise_pa) from at least `arm_pa`, for `trip_blocks` blocks in a
+    row, with the plunger at >= the flow fraction of its setpoint for the whole window (`flow_ok`).
+
+    `noise_pa` is the statistical part, c sigma_d: the sd of the difference of two block means
+    (sigma sqrt(2 / block), sigma measured online) times the threshold of one test per block for the
+    false-alarm budget (`glr_threshold` with one window at the block rate). At the specified noise
+    it is far below `min_pa` (the fall a healthy line never makes): it governs only at several
+    times the specified noise, where a fixed floor would let noise trip the detector."""
 
     __slots__ = ("_run", "arm_pa", "frac", "min_pa", "trip_blocks")
 
@@ -219,13 +391,21 @@ class PressureLossDetector:
     def reset(self) -> None:
         self._run = 0
 
-    def update(self, pressure_then_pa: float, pressure_now_pa: float, flow_ok: bool) -> bool:
-        if flow_ok and pressure_then_pa >= self.arm_pa:
-            drop = pressure_then_pa - pressure_now_pa
-            rel = self.frac * pressure_then_pa
-            if drop > (rel if rel > self.min_pa else self.min_pa):
-                self._run += 1
-                return self._run >= self.trip_blocks
+    def threshold(self, pressure_then_pa: float, noise_pa: float = 0.0) -> float:
+        rel = self.frac * pressure_then_pa
+        floor = noise_pa if noise_pa > self.min_pa else self.min_pa
+        return rel if rel > floor else floor
+
+    def update(
+        self, pressure_then_pa: float, pressure_now_pa: float, flow_ok: bool, noise_pa: float = 0.0
+    ) -> bool:
+        if (
+            flow_ok
+            and pressure_then_pa >= self.arm_pa
+            and pressure_then_pa - pressure_now_pa > self.threshold(pressure_then_pa, noise_pa)
+        ):
+            self._run += 1
+            return self._run >= self.trip_blocks
         self._run = 0
         return False
 
@@ -239,6 +419,15 @@ class SensorMonitor:
     - stuck: exactly the same ADC value for `stuck_samples` samples while the plunger moves.
     - noisy: the IIR mean of |p[k] - p[k-1]| above `noise_fault_pa` for `noise_samples` samples.
 
+    It also measures the noise sigma online for the slope tests (`sigma_counts`): an integer IIR of
+    the second difference |x[k] - 2 x[k-1] + x[k-2]| of the valid ADC counts, time constant
+    2^`sigma_shift` samples, which a ramp of any slope leaves unchanged (`ABS_D2_PER_SIGMA`). It
+    starts at `sigma_prior_counts`, the configured noise. A second difference beyond
+    `outlier_counts` (c sqrt(6) sigma, set per block: odds below the false-alarm budget for white
+    noise, and far beyond what any pressure kink makes) is implausible: `outliers` counts them
+    until `quiet_samples` have passed without one (the slope test's ring), for PRESSURE_RISE to tell
+    a corrupt sample (one: ignored) and a noise burst (two or more: a sensor fault) from a rise.
+
     `faulty` latches when any of them trips and drops only once none has been seen for
     `clear_samples` samples (what CLEAR checks). `suspect` (an alarm, never a stop) is set while a
     condition builds up without having tripped (an out-of-range sample, half a stuck run, noise
@@ -246,11 +435,16 @@ class SensorMonitor:
     """
 
     __slots__ = (
+        "_d2_acc",
         "_good_run",
         "_last_adc",
         "_noise_run",
+        "_quiet",
         "_range_run",
         "_stuck_run",
+        "_x1",
+        "_x2",
+        "adc",
         "adc_high",
         "adc_low",
         "cause",
@@ -263,8 +457,12 @@ class SensorMonitor:
         "noise_samples",
         "noise_suspect_pa",
         "offset",
+        "outlier_counts",
+        "outliers",
         "pressure_pa",
+        "quiet_samples",
         "range_samples",
+        "sigma_shift",
         "stuck_samples",
     )
 
@@ -278,6 +476,8 @@ class SensorMonitor:
         noise_alpha: float,
         noise_samples: int,
         clear_samples: int,
+        sigma_prior_counts: float = 0.0,
+        sigma_shift: int = 10,
     ) -> None:
         counts_per_ma = hardware.adc_max / hardware.adc_full_scale_ma
         self.adc_low = hardware.loop_fault_low_ma * counts_per_ma
@@ -303,6 +503,22 @@ class SensorMonitor:
         self._stuck_run = 0
         self._noise_run = 0
         self._good_run = 0
+        self.adc = -1
+        """Last valid ADC reading (held through out-of-range samples, -1 before the first)."""
+        self.sigma_shift = sigma_shift
+        self._d2_acc = round(sigma_prior_counts * ABS_D2_PER_SIGMA * (1 << sigma_shift))
+        """2^sigma_shift x the IIR mean of |second difference|, ADC counts (an integer)."""
+        self._x1 = -1
+        self._x2 = -1
+        self.outlier_counts = 1 << 62
+        """|second difference| above this is an outlier (set by the controller once per block)."""
+        self.outliers = 0
+        self.quiet_samples = 256
+        self._quiet = 0
+
+    def sigma_counts(self) -> float:
+        """Noise sigma per sample measured online, ADC counts."""
+        return self._d2_acc / ((1 << self.sigma_shift) * ABS_D2_PER_SIGMA)
 
     @property
     def suspect(self) -> bool:
@@ -313,6 +529,24 @@ class SensorMonitor:
         bad = 0
         if self.adc_low <= adc <= self.adc_high:
             self._range_run = 0
+            self.adc = adc
+            x1 = self._x1
+            if self._x2 >= 0:
+                d2 = adc - 2 * x1 + self._x2
+                if d2 < 0:
+                    d2 = -d2
+                acc = self._d2_acc
+                self._d2_acc = acc + d2 - (acc >> self.sigma_shift)
+                if d2 > self.outlier_counts:
+                    if self.outliers < 255:
+                        self.outliers += 1
+                    self._quiet = 0
+                elif self.outliers:
+                    self._quiet += 1
+                    if self._quiet >= self.quiet_samples:
+                        self.outliers = 0
+            self._x2 = x1
+            self._x1 = adc
             p = adc * self.gain - self.offset
             step = p - self.pressure_pa if self._last_adc >= 0 else 0.0
             if step < 0.0:
