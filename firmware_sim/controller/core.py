@@ -783,11 +783,13 @@ class Controller:
             self._viscosity_block(pmean, enc, rate)
 
     def _rise_stop(self) -> None:
-        """PRESSURE_RISE tripped. While the sensor monitor suspects noise (mean |dp| above 4x the
-        specified noise: SENSOR_SUSPECT) the slope is made of noise, not of a blocked line (a real
-        rise is Q/C, a few kPa per sample, far below what lifts that mean): the sensor is declared
-        faulty and the stop is the monitor's own SENSOR_FAULT stop, same tick, same path (flag
-        SENSOR_FAULT, blind relief, CLEAR refused until the sensor is quiet). Not PRESSURE_LOSS: a
+        """PRESSURE_RISE's slope test alarmed. While the sensor monitor suspects noise (mean |dp|
+        above 4x the specified noise: SENSOR_SUSPECT, once that alarm is out) the slope is made of
+        noise, not of a blocked line (a real rise is Q/C, a few kPa per sample, far below what lifts
+        that mean): the sensor is declared faulty and the stop is the monitor's own SENSOR_FAULT
+        stop, same path (flag SENSOR_FAULT, blind relief, CLEAR refused until the sensor is quiet).
+        While an implausible second difference is in the test's windows (`SensorMonitor.outliers`)
+        the alarm is ignored: a corrupt sample is not a rise. Not PRESSURE_LOSS: a
         disconnection's own fall is steps of up to ~1 MPa per sample, which lift that mean past the
         suspect level by themselves, so the rule would record real disconnections as sensor faults."""
         sensor = self._sensor

@@ -2,8 +2,9 @@
 
 Each detector owns its parameters and state, is fed plain scalars by the controller and answers
 with a bool (or a small int), so it can be unit-tested alone and ported as a C struct plus one
-function. Per-sample detectors run at the 1 kHz tick; slope-based ones run once per block of
-`ControllerConfig.block_samples` samples on block means (see `BlockHistory`). Parameters and their
+function. Per-sample detectors run at the 1 kHz tick (PRESSURE_RISE's slope test among them, on the
+raw ADC counts); the other slope-based ones run once per block of `ControllerConfig.block_samples`
+samples on block means (see `BlockHistory`). Parameters and their
 defaults are documented in `ControllerConfig` and tabulated in docs/controller.md.
 """
 
@@ -180,8 +181,10 @@ class SlopeGlr:
         """Samples pushed, saturating at the ring size: a window needs count > w."""
 
     def push(self, counts: int) -> None:
-        """One sample (ADC counts), every tick. Python's integers are exact without a bound; a C
-        port keeps `n`, `s0`, `s1` and the ring in uint64 and gets the same window sums
+        """One sample (ADC counts), every tick. The ring holds s0 (sum of x) and
+        q = 2 s1 - (2n + 1) s0 (s1 the sum of k x) at each n, so that a window's centred sum is
+        2 T_w = q[n] - q[n-w] + w (s0[n] + s0[n-w]): two look-ups, one product. Python's integers
+        are exact without a bound; a C port keeps them in uint64 and gets the same window sums
         (`_centred2`, tested)."""
         n = self._n + 1
         self._n = n
@@ -189,7 +192,7 @@ class SlopeGlr:
         s1 = self._s1 = self._s1 + n * counts
         i = n & self.mask
         self._ring0[i] = s0
-        self._ring1[i] = s1
+        self._ring1[i] = 2 * s1 - (2 * n + 1) * s0
         if self._count <= self.mask:
             self._count += 1
 
@@ -202,37 +205,36 @@ class SlopeGlr:
         ]
         self._banks = (bank[0::2], bank[1::2])
 
-    def z(self, w: int, beta_counts: float, sigma_counts: float) -> float:
-        """z_w now, for tests and the benchmark (the detector compares integers, see `exceeded`)."""
-        t2 = self._centred2(w)
-        d = w * (w * w - 1) / 12.0
-        return (t2 / (2.0 * d) - beta_counts) * math.sqrt(d) / sigma_counts
-
     def _centred2(self, w: int) -> int:
         """2 T_w in the port's arithmetic: every sum and index modulo 2^64, the result read as a
         signed 64-bit integer (exact while |2 T_w| < 2^63: w^2 x the ADC span is ~10^9)."""
         n = self._n & MASK64
         j = (n - w) & self.mask
-        a = ((self._s0 & MASK64) - (self._ring0[j] & MASK64)) & MASK64
-        b = ((self._s1 & MASK64) - (self._ring1[j] & MASK64)) & MASK64
-        t2 = (2 * b - (2 * n - w + 1) * a) & MASK64
+        q = ((self._ring1[n & self.mask] & MASK64) - (self._ring1[j] & MASK64)) & MASK64
+        t2 = (q + w * ((self._s0 & MASK64) + (self._ring0[j] & MASK64))) & MASK64
         return t2 - (1 << 64) if t2 >= SIGN64 else t2
 
     def exceeded(self) -> bool:
-        """True when any window's centred sum is above its threshold (z_w > c)."""
+        """True when any window tested at this sample (every other one, by parity) has its centred
+        sum above its threshold (z_w > c)."""
         n = self._n
-        count = self._count
         mask = self.mask
-        s0 = self._s0
-        s1 = self._s1
         r0 = self._ring0
         r1 = self._ring1
-        u = 2 * n + 1
+        q = r1[n & mask]
+        s0 = self._s0
+        if self._count > mask:  # the ring is full: every window is
+            for w, thr in self._banks[n & 1]:
+                j = (n - w) & mask
+                if q - r1[j] + w * (s0 + r0[j]) > thr:
+                    return True
+            return False
+        count = self._count
         for w, thr in self._banks[n & 1]:
             if count <= w:
                 return False
             j = (n - w) & mask
-            if 2 * (s1 - r1[j]) - (u - w) * (s0 - r0[j]) > thr:
+            if q - r1[j] + w * (s0 + r0[j]) > thr:
                 return True
         return False
 

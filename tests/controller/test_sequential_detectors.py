@@ -236,3 +236,25 @@ def test_the_span_calibration_scales_the_nominal_ramp_in_counts() -> None:
     assert det.sigma_floor_counts == pytest.approx(floor / 1.05)
     det.set_span(1.0)
     assert det.beta_counts == pytest.approx(beta)
+
+
+def test_the_fast_path_decides_as_the_window_sums_say() -> None:
+    """`exceeded` (the per-sample path) alarms exactly when a window of this sample's parity has
+    its centred sum above its threshold, before and after the ring has filled."""
+    test = SlopeGlr(CONFIG.rise_windows, RISE_RING)
+    test.set_threshold(0.84, 1.0, 42.0)  # a low c, so that both answers occur
+    rng = np.random.default_rng(9)
+    seen = set()
+    for v in (5000 + np.cumsum(rng.normal(0, 3, 1500)) + rng.normal(0, 42, 1500)).astype(int).tolist():
+        test.push(v)
+        count, n = test._count, test._n
+        expected = False
+        for w, thr in test._banks[n & 1]:
+            if count <= w:
+                break
+            if test._centred2(w) > thr:
+                expected = True
+                break
+        assert test.exceeded() == expected
+        seen.add(expected)
+    assert seen == {True, False}
