@@ -250,7 +250,10 @@ def test_movements_state_table_and_answers() -> None:
         for name, fields in {**PLAN_CMDS, **MOVES, **SETUP_CMDS}.items():
             _nak(c.command(name, **fields), "BAD_STATE", state="PRIMING")
         _ack(c.command("GET_CALIBRATION"), "PRIMING", ["SYRINGE_INFO", "CALIBRATION_INFO"])
-        _ack(c.command("SET_LIMITS"), "PRIMING", ["STATUS"])
+        # §8.6: SET_LIMITS is accepted; a running prime keeps the flow it was clamped to at its command
+        _ack(c.command("SET_LIMITS", max_flow_nl_s=10_000), "PRIMING", ["STATUS"])
+        assert c.status()["flow_setpoint_nl_s"] > 10_000
+        _ack(c.command("SET_LIMITS", max_flow_nl_s=166_667), "PRIMING", ["STATUS"])
         _ack(c.command("SET_TELEMETRY", divider=0), "PRIMING", [])
         _ack(c.command("GET_MOTION"), "PRIMING", ["MOTION_STATUS"])
         st = c.status()
