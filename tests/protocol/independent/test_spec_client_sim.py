@@ -236,6 +236,28 @@ def _check_setup_bounds(c: SpecClient, info: dict[str, Any]) -> None:
     st = c.status()  # §5.17 pressure: every limit in force clamped to the syringe's 2 MPa
     assert max(st["soft_limit_pa"], st["hard_limit_pa"]) <= 2_000_000
     assert st["relief_pa"] < st["soft_limit_pa"]
+    # §5.23 zero check: push cement into the line, select the syringe again (the line is then
+    # presumed open), and the first ARM is refused ZERO_DRIFT with the reading while it is high
+    _ack(c.command("PRIME", syringe_bore_um=7_290, flow_nl_s=166_667, volume_nl=40_000), "PRIMING")
+    c.wait_event("MOTION_DONE", prev_state=w.STATE["PRIMING"])
+    c.wait_at_rest()
+    ex = c.command(
+        "SET_SYRINGE",
+        name="2.5ml",
+        bore_um=7_290,
+        stroke_um=59_900,
+        dead_volume_nl=80_000,
+        max_pressure_pa=2_000_000,
+    )
+    _ack(ex, "IDLE", ["SYRINGE_INFO"])
+    zero_check = c.command("GET_CALIBRATION").replies[1].fields["zero_check_pa"]
+    reading = c.status()["pressure_pa"]
+    assert reading > zero_check, "the prime must leave the line above the zero check for this test"
+    ex = c.command(
+        "ARM", **ARM_PLAN | {"syringe_bore_um": 7_290, "soft_limit_pa": 1_500_000, "hard_limit_pa": 2_000_000}
+    )
+    assert ex.nak[:2] == (w.NAK_CODE["ZERO_DRIFT"], w.NO_FIELD)
+    assert abs(ex.nak[2] - reading) < 50_000  # the filtered reading, Pa
 
 
 def test_movements_state_table_and_answers() -> None:
