@@ -24,8 +24,8 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         "dashboard",
         help="live dashboard for one controller: plots, state, stop log, controls",
         description="Live plots of pressure and volume, the state, the stop log and the controls "
-        "(a arm, s start, space pause/resume, c clear, r record, x/Escape STOP, f fluoroscopy stop, "
-        "q quit). See docs/dashboard.md.",
+        "(a arm, s start, space pause/resume, c clear, r record, u setup panel, x/Escape STOP, "
+        "f fluoroscopy stop, q quit). See docs/dashboard.md.",
     )
     p.add_argument("--port", required=True, help="serial device or pyserial URL (pty, socket://host:port)")
     p.add_argument("--plan", type=Path, help="injection plan to load (TOML; see plans/README.md)")
