@@ -197,6 +197,9 @@ class AlarmCode(IntEnum):
     """A requested limit exceeded the device's own and was clamped; detail = value in force."""
     FLUORO_LINE = 7
     """The fluoroscopy input line is asserted."""
+    RELIEF_AT_LIMIT = 8
+    """One-shot notice after RELIEF_DONE: the relief ended at its travel bound (its back-off bound
+    or home) with the line still at or above relief_pa; detail = that pressure, Pa."""
 
 
 class ResetCause(IntEnum):

@@ -150,6 +150,8 @@ IDLE, ARMED, INJECTING, PAUSED, STOPPED, DONE, FAULT = tuple(int(s) for s in Sta
 _STATE = tuple(State)
 _LATCHED = (STOPPED, FAULT)
 _RUNNING = (ARMED, INJECTING, PAUSED, *MOVING)
+_NOTICES = (AlarmCode.LIMIT_CLAMPED, AlarmCode.RELIEF_AT_LIMIT)
+"""One-shot alarms: sent every time, never followed by ALARM_CLEARED (SPEC §6.7)."""
 """States that a latched stop moves to STOPPED."""
 _TAKEN = (INJECTING, PAUSED, *MOVING)
 """States a HELLO stops first (SESSION_TAKEN): a new session never inherits a moving plunger."""
@@ -864,14 +866,24 @@ class Controller:
         """Target step rate while relief runs; RELIEF_DONE once it has ended and the plunger is still."""
         relief = self._relief
         if not relief.ending:
-            halt = self._stall.suspect or (rate <= 0.0 and self._home_ahead(enc, -rate, relief.speed_hz))
+            home = rate <= 0.0 and self._home_ahead(enc, -rate, relief.speed_hz)
             target = relief.update(
-                enc, self._now_us, self._pf, self._limits.relief_pa, not self._sensor_faulty, halt
+                enc,
+                self._now_us,
+                self._pf,
+                self._limits.relief_pa,
+                not self._sensor_faulty,
+                self._stall.suspect,
+                at_home=home,
             )
             if not relief.ending:
                 return target
         if rate == 0.0:
+            at_limit = relief.at_limit
             self._end_relief()
+            if at_limit and not self._sensor_faulty and self._pf >= self._limits.relief_pa:
+                # the line is still pressurised at rest: the host must know (SPEC §6.7, §8.4)
+                self._alarm(AlarmCode.RELIEF_AT_LIMIT, True, _i32(self._pf))
         return 0.0
 
     # =====================================================================================
@@ -983,10 +995,8 @@ class Controller:
         self._flow_plan_nl_s = 0
         self._ceiling_stall_nl_s = 0.0
         move = self._move
-        if stopped and move is not None and move.forward and not self._relief.active:
-            # it may back off as far as the movement pushed, which an occluded prime needs
-            self._relief.start(self._enc, self._now_us, max_counts=max(self._relief.max_counts, move.reach))
-            self._flags |= _F_RELIEF
+        if stopped and move is not None and move.forward:
+            self._start_relief(move.origin)
 
     def _motion_refusal(self, msg: Command) -> Answer | None:
         """The state checks every movement command shares (SPEC §8.6): from IDLE only, at rest."""
@@ -1188,9 +1198,21 @@ class Controller:
         self._viscosity.valid = False  # the estimate needs steady forward flow
         self._flags &= ~_F_VISC
         plan = self._plan
-        if plan is not None and plan.relief and not self._relief.active:
-            self._relief.start(self._enc, self._now_us)
-            self._flags |= _F_RELIEF
+        if plan is not None and plan.relief:
+            self._start_relief(self._origin)
+
+    def _start_relief(self, origin: int) -> None:
+        """Start the post-stop back-off of a forward push that began at `origin` (ARM for an
+        injection, the movement's start for PRIME / forward JOG): the one rule for both (SPEC §8.4).
+        It may back off the larger of relief_max and the plunger's net forward travel since
+        `origin`: an occluded line compressed by more than relief_max (~4.8 mm at 4 MPa on the
+        reference plant) is relieved, and beyond relief_max it never withdraws more than was pushed.
+        Home still bounds it (`_relief_step`)."""
+        if self._relief.active:
+            return
+        pushed = max(0, self._enc - origin)
+        self._relief.start(self._enc, self._now_us, max_counts=max(self._relief.max_counts, pushed))
+        self._flags |= _F_RELIEF
 
     def _end_relief(self) -> None:
         """RELIEF_DONE with the back-off so far (plunger at rest, or RESUME / FAULT cut it short)."""
@@ -1835,11 +1857,12 @@ class Controller:
         self._event_index += 1
 
     def _alarm(self, alarm: AlarmCode, on: bool, detail: int = 0) -> None:
-        """ALARM when an alarm becomes active (LIMIT_CLAMPED: every time, it is a notice), and
+        """ALARM when an alarm becomes active (LIMIT_CLAMPED, RELIEF_AT_LIMIT: every time, they are
+        one-shot notices), and
         ALARM_CLEARED when an active one ends."""
         bit = 1 << alarm
         if on:
-            if alarm == AlarmCode.LIMIT_CLAMPED:
+            if alarm in _NOTICES:
                 self._event(EventKind.ALARM, alarm=alarm, detail=detail)
             elif not self._alarms & bit:
                 self._alarms |= bit

@@ -141,6 +141,7 @@ class Relief:
         "_peak",
         "_start_us",
         "active",
+        "at_limit",
         "blind_counts",
         "ending",
         "max_counts",
@@ -155,6 +156,8 @@ class Relief:
         self.timeout_us = timeout_us
         self.active = False
         self.ending = False
+        self.at_limit = False
+        """It ended at a travel bound (its back-off bound or home), not on the pressure."""
         self._peak = 0
         self._start_us = 0
         self._max = max_counts
@@ -164,6 +167,7 @@ class Relief:
         off as far as it pushed, SPEC §8.6)."""
         self.active = True
         self.ending = False
+        self.at_limit = False
         self._max = self.max_counts if max_counts is None else max_counts
         self._peak = encoder_counts
         self._start_us = now_us & TIMER_MASK
@@ -180,19 +184,21 @@ class Relief:
         relief_pa: float,
         sensor_ok: bool,
         must_halt: bool,
+        at_home: bool = False,
     ) -> float:
         """One tick while active: the step rate to aim for (negative backs off, 0 brakes).
-        `must_halt` when the travel guard or the stall detector says stop moving back."""
+        `must_halt` when the stall detector says stop moving back, `at_home` when the travel
+        guard does (a travel bound, as the back-off bound: `at_limit`)."""
         if encoder_counts > self._peak:
             self._peak = encoder_counts  # still braking forward after the stop
         if not self.ending:
             limit = self._max if sensor_ok else self.blind_counts
-            if (
-                must_halt
-                or (sensor_ok and pressure_pa < relief_pa)
-                or self._peak - encoder_counts >= limit
-                or elapsed_us(now_us, self._start_us) >= self.timeout_us
-            ):
+            if must_halt or (sensor_ok and pressure_pa < relief_pa):
+                self.ending = True
+            elif at_home or self._peak - encoder_counts >= limit:
+                self.ending = True
+                self.at_limit = sensor_ok
+            elif elapsed_us(now_us, self._start_us) >= self.timeout_us:
                 self.ending = True
         return 0.0 if self.ending else -self.speed_hz
 

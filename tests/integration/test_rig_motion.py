@@ -14,12 +14,14 @@ from firmware_sim.plant import PlantConfig
 from firmware_sim.virtual_rig import VirtualRig
 from protocol import (
     Ack,
+    AlarmCode,
     BusyDetail,
     Clear,
     EventKind,
     Flags,
     Nak,
     NakCode,
+    PlanFlags,
     State,
     Status,
     Stop,
@@ -173,7 +175,7 @@ def test_a_jog_on_the_real_plant_is_at_rest_within_its_grant() -> None:
 def _clear_once_at_rest(rig: VirtualRig, home_m: float = HOME_M) -> tuple[list[Nak], float]:
     """CLEAR every 5 ms until one is ACKed; return the refusals met and the line pressure at the
     ACK. Each tick checks the plunger rules of relief: after the stop's brake it only moves
-    backward and never behind home."""
+    backward and never behind `home_m` (home, or where the push began)."""
     refusals: list[Nak] = []
     peak = rig.plant.plunger_position_m
     for _ in range(2_000):
@@ -187,7 +189,7 @@ def _clear_once_at_rest(rig: VirtualRig, home_m: float = HOME_M) -> tuple[list[N
             position = rig.plant.plunger_position_m
             peak = max(peak, position) if rig.plant.plunger_velocity_m_s > 0.0 else peak
             assert position <= peak + 1e-12, "relief moved the plunger forward"
-            assert position >= home_m, "relief took the plunger behind home"
+            assert position >= home_m, "relief took the plunger behind home or where the push began"
     raise AssertionError("CLEAR never accepted")
 
 
@@ -251,3 +253,55 @@ def test_a_withdraw_stopped_has_no_relief() -> None:
     (stop,) = rig.stop_events()
     assert not stop.flags & Flags.RELIEF_ACTIVE
     assert not rig.controller.relief_active
+
+
+@pytest.mark.parametrize("start_mm", [20.0, 2.0], ids=["mid-stroke", "near-home"])
+def test_an_occluded_injection_with_relief_relieves_the_line_at_4_mpa(start_mm: float) -> None:
+    """SPEC §8.4: an occluded injection stopped by OVERPRESSURE (4 MPa) compresses the line by more
+    than relief_max (3 mm): its relief backs off as far as the plunger was pushed since ARM, so
+    the line ends below relief_pa; the plunger only moves backward, never behind home nor behind
+    where it was at ARM, and no RELIEF_AT_LIMIT notice follows."""
+    cfg = replace(ControllerConfig(), rise_enabled=False, throttle_enabled=False)
+    rig = _rig([{"kind": "occlusion", "at_s": 0.5}], cfg, plunger_start_mm=start_mm)
+    assert isinstance(rig.arm(plan_flags=PlanFlags.RELIEF, volume_limit_nl=1_000_000), Ack)
+    armed_m = rig.plant.plunger_position_m
+    assert isinstance(rig.start(), Ack)
+    assert rig.run(20.0, until=rig.state_is(State.STOPPED))
+    (stop,) = rig.stop_events()
+    assert (stop.prev_state, stop.reason) == (State.INJECTING, StopReason.OVERPRESSURE)
+    assert stop.flags & Flags.RELIEF_ACTIVE
+    pushed_m = rig.plant.plunger_position_m - armed_m
+    assert pushed_m > cfg.relief_max_m, "the line took more than relief_max to reach 4 MPa"
+    refusals, pressure_pa = _clear_once_at_rest(rig, home_m=max(HOME_M, armed_m))
+    assert refusals[0].detail == BusyDetail.RELIEF_ACTIVE
+    assert pressure_pa < cfg.default_relief_pa, pressure_pa
+    (done,) = [e for e in rig.events if e.kind == EventKind.RELIEF_DONE]
+    assert done.detail > cfg.relief_max_m * 1e6, "it backed off beyond relief_max"
+    assert not [e for e in rig.events if e.alarm == AlarmCode.RELIEF_AT_LIMIT]
+
+
+def test_a_relief_ending_at_its_travel_bound_with_pressure_left_says_so() -> None:
+    """A line left at 4 MPa by a stop without relief, re-ARMed with RELIEF: the injection stops at
+    once, having pushed almost nothing, so its relief may back off only relief_max (3 mm) of the
+    ~4.8 mm compression. RELIEF_DONE is followed by the one-shot notice RELIEF_AT_LIMIT carrying
+    the pressure left in the line (SPEC §6.7, §8.4)."""
+    cfg = replace(ControllerConfig(), rise_enabled=False, throttle_enabled=False)
+    rig = _rig([{"kind": "occlusion", "at_s": 0.5}], cfg, plunger_start_mm=20.0)
+    assert isinstance(rig.arm(plan_flags=PlanFlags.NONE, volume_limit_nl=1_000_000), Ack)
+    assert isinstance(rig.start(), Ack)
+    assert rig.run(20.0, until=rig.state_is(State.STOPPED))
+    _clear_once_at_rest(rig)
+    assert rig.plant.syringe_pressure_pa > 3.5e6, "no relief: the line stays pressurised"
+    assert isinstance(rig.arm(plan_flags=PlanFlags.RELIEF, volume_limit_nl=1_000_000), Ack)
+    before = len(rig.events)
+    assert isinstance(rig.start(), Ack)
+    assert rig.run(5.0, until=rig.state_is(State.STOPPED))
+    _, pressure_pa = _clear_once_at_rest(rig)
+    assert pressure_pa >= cfg.default_relief_pa
+    events = rig.events[before:]
+    kinds = [(e.kind, e.alarm) for e in events]
+    at = kinds.index((EventKind.RELIEF_DONE, AlarmCode.NONE))
+    assert cfg.relief_max_m * 1e6 <= events[at].detail <= cfg.relief_max_m * 1e6 + 400, "relief_max + braking"
+    assert kinds[at + 1] == (EventKind.ALARM, AlarmCode.RELIEF_AT_LIMIT)
+    assert events[at + 1].detail == pytest.approx(pressure_pa, rel=0.05, abs=20_000)
+    assert (EventKind.ALARM_CLEARED, AlarmCode.RELIEF_AT_LIMIT) not in kinds
