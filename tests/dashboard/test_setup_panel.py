@@ -46,11 +46,20 @@ async def test_syringe_zero_prime_withdraw_from_the_panel(live_dashboard) -> Non
         await pilot.press("z")
         await until(pilot, lambda: progress(app).startswith("zeroed") and screen.busy is None)
         assert controller(app).calibration.zero_utc_s > 0
-        screen.query_one("#setup-prime-flow", Input).value = "3"  # 50 uL in 1 s
+        screen.query_one("#setup-prime-volume", Input).value = "0.1"  # the least a volume calibration takes
+        screen.query_one("#setup-prime-flow", Input).value = "6"  # 100 uL in 1 s
         await pilot.press("p")
         await until(pilot, lambda: screen.busy is None and "prime done" in progress(app), 10.0)
-        assert "0.050 mL primed" in progress(app), progress(app)
+        assert "0.100 mL primed" in progress(app), progress(app)
         assert app.model.latest.delivered_ml == 0.0, "a prime never counts as delivered"
+        nominal = screen.query_one("#setup-nominal", Input).value
+        assert 0.1000 <= float(nominal) <= 0.1020, "the volume calibration's nominal: the prime's count"
+        screen.query_one("#setup-mass", Input).value = "0.0998"  # weighed: g of water
+        await pilot.press("g")
+        await until(pilot, lambda: screen.busy is None and "volume calibrated" in progress(app))
+        factor = controller(app).calibration.volume_factor_ppm / 1e6
+        expected = 0.0998 / 0.998203 / float(nominal)
+        assert abs(factor - expected) < 1e-5, (factor, expected)
         screen.query_one("#setup-withdraw-volume", Input).value = "0.02"
         screen.query_one("#setup-withdraw-flow", Input).value = "3"
         await pilot.press("w")

@@ -13,11 +13,14 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from host.dashboard.widgets.setup_panel import KEYS as SETUP_KEYS
+
 STOP_FIRST = ("stop", "fluoro_stop")
 """Actions listed first, in this order."""
 NOTES = (
     "In a plan field letters are text (a, s, c, x, f do nothing else there): Escape stops there as "
     "everywhere, Tab or a click leaves the field, F1 shows this help.",
+    f"In the setup panel (u): {SETUP_KEYS}; u or F2 back to the plots (docs/dashboard.md).",
     "?, F1 or Enter closes this help.",
 )
 

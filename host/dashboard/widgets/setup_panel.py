@@ -56,11 +56,12 @@ DEFAULTS = {
     "withdraw-flow": "1",
     "jog-speed": "0.1",
     "home-speed": "2",
-    "nominal": "0.05",
+    "nominal": "0.1",
     "mass": "",
     "density": "0.998203",
 }
-"""What the fields hold when the panel opens (a 50 uL prime at 1 mL/min takes 3 s)."""
+"""What the fields hold when the panel opens (a 50 uL prime at 1 mL/min takes 3 s). A prime sets the
+volume calibration's nominal volume to what it counted; the reference device takes 0.1 mL or more."""
 META_LABELS = {
     "label": "label",
     "specimen": "specimen id",
@@ -72,7 +73,9 @@ META_LABELS = {
     "bath_temperature_c": "bath temp (degC)",
     "notes": "notes",
 }
-READY = "ready: 1-6 syringe, z zero, k span, p prime, hold +/- jog, w withdraw, h home, g volume cal"
+KEYS = "1-6 syringe, z zero, k span, p prime, hold +/- jog, w withdraw, h home, g volume cal"
+"""The panel's keys in one line (the progress line when it opens, the help screen's note)."""
+READY = f"ready: {KEYS}"
 """The progress line when the panel opens with nothing running (its keys work from then on)."""
 NUMERIC_META = frozenset({"mixing_time_s", "room_temperature_c", "bath_temperature_c"})
 
@@ -352,7 +355,15 @@ class SetupPanel(Vertical):
                 return await ctl.prime(syringe_bore_um=bore, flow_nl_s=flow_nl_s, volume_nl=vol_nl)
             return await ctl.withdraw(syringe_bore_um=bore, flow_nl_s=flow_nl_s, volume_nl=vol_nl)
 
-        self._run(what, lambda ctl: act.movement(ctl, what.lower(), start, seconds, self.show_progress))
+        async def move(ctl: DeviceClient) -> str:
+            said = await act.movement(ctl, what.lower(), start, seconds, self.show_progress)
+            if what == "PRIME":  # the volume calibration's nominal volume: what this prime counted
+                primed = (await ctl.get_motion()).primed_nl
+                if primed > 0 and self.is_attached:
+                    self.query_one("#setup-nominal", Input).value = f"{primed / 1e6:.4f}"
+            return said
+
+        self._run(what, move)
 
     def action_prime(self) -> None:
         self._volume_move("PRIME", "prime")
