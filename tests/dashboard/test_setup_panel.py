@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import Input, Static
+from textual.widgets import Button, Input, Static
 
 from host.dashboard.setup_actions import describe_motion
 from host.dashboard.widgets.setup_panel import SetupPanel, read_metadata
@@ -98,6 +98,13 @@ async def test_stop_from_the_panel_in_every_focus_latches_a_prime(live_dashboard
         field = screen.query_one("#meta-operator", Input)
         field.focus()
         await until(pilot, lambda: footer_stop_keys(app) == {"escape"}, 2.0)
+        app.refresh_view()
+        stops = [b for b in app.query(Button) if b.name == "stop"]
+        assert len(stops) == 2, "the controls bar's STOP and the panel's"
+        for button in stops:
+            assert button.display, button
+            assert not button.disabled, button
+            assert button.region.height > 0, "in view, not scrolled away"
         await pilot.press("x")  # text in a field
         await until(pilot, lambda: field.value == "x")
         assert ctl_state(app) == State.PRIMING
