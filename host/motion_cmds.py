@@ -40,7 +40,8 @@ from host.syringes import NoSyringeSelectedError, selected_bore_um
 
 if TYPE_CHECKING:
     from host.client import DeviceClient
-    from protocol.messages import MotionStatus
+    from host.link import Subscription
+    from protocol.messages import Event, MotionStatus, Status
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,9 @@ KEY_RELEASE_S = 0.6
 an initial delay (about 0.5 s), so a shorter window would stutter at the start of every hold."""
 SETTLE_S = 5.0
 """Beyond a movement's own duration: its braking, and a slow device answering."""
+RELIEF_WAIT_S = 5.0
+"""How long a stopped prime or forward jog waits for its relief's RELIEF_DONE: the device's relief
+gives up 3 s after the stop (SPEC §8.4), plus its braking and the link."""
 
 FORWARD_KEYS = frozenset({"f", "+", "\x1b[A", "\x1b[C"})
 BACKWARD_KEYS = frozenset({"b", "-", "\x1b[B", "\x1b[D"})
@@ -156,7 +160,7 @@ async def move(
     from host.control import serve_control
 
     try:
-        async with DeviceClient.open(port) as ctl, serve_control(ctl):
+        async with DeviceClient.open(port) as ctl, serve_control(ctl), ctl.events() as events:
             try:
                 await start(ctl)
             except (CommandRefused, NoSyringeSelectedError) as exc:
@@ -174,7 +178,7 @@ async def move(
                 await ctl.stop()
                 _fail(f"{what} did not end within {expected_s + SETTLE_S:.0f} s: stopped (latched)")
                 return EXIT_REFUSED
-            return await _report(ctl, what, time.monotonic() - began)
+            return await _report(ctl, what, time.monotonic() - began, events)
     except PortBusy as exc:
         _fail(f"{what} not sent: {exc}")
         return EXIT_LINK
@@ -183,23 +187,75 @@ async def move(
         return EXIT_LINK
 
 
-async def _report(ctl: DeviceClient, what: str, seconds: float) -> int:
+async def _report(
+    ctl: DeviceClient, what: str, seconds: float, events: Subscription[Event] | None = None
+) -> int:
+    """The final line: what the movement did and where the plunger rests; after a stop, once its
+    relief has ended. `events`: subscribed before the movement started (else from now on)."""
     from protocol import State
 
-    status = await ctl.get_status()
+    with contextlib.ExitStack() as stack:
+        if events is None:
+            events = stack.enter_context(contextlib.closing(ctl.events()))
+        status = await ctl.get_status()
+        if status.state != State.IDLE:
+            return await _report_stop(ctl, what, status, events)
     motion = await ctl.get_motion()
     where = f"plunger at {motion.plunger_um / 1000:.2f} mm from home"
-    if status.state != State.IDLE:
-        reason = getattr(status.stop_reason, "name", status.stop_reason)
-        source = getattr(status.stop_source, "name", status.stop_source)
-        _fail(
-            f"{what} ended by a stop: {reason} (source {source}) after {moved_text(motion)}; {where}. "
-            "The stop is latched: `cementguard clear` to go on"
-        )
-        return EXIT_REFUSED
     took = f" in {seconds:.1f} s" if seconds else ""
     _say(f"{what} done{took}: {moved_text(motion)}; {where}")
     return EXIT_OK
+
+
+async def _report_stop(ctl: DeviceClient, what: str, status: Status, events: Subscription[Event]) -> int:
+    """A stopped movement: after its relief (if any), what it did, where the plunger rests, the stop."""
+    relief = await _await_relief(ctl, what, status, events)
+    motion = await ctl.get_motion()
+    where = f"plunger at {motion.plunger_um / 1000:.2f} mm from home"
+    reason = getattr(status.stop_reason, "name", status.stop_reason)
+    source = getattr(status.stop_source, "name", status.stop_source)
+    _fail(
+        f"{what} ended by a stop: {reason} (source {source}) after {moved_text(motion)}; {relief}{where}. "
+        "The stop is latched: `cementguard clear` to go on"
+    )
+    return EXIT_REFUSED
+
+
+async def _await_relief(ctl: DeviceClient, what: str, status: Status, events: Subscription[Event]) -> str:
+    """After a stop: while the device's relief runs (flag RELIEF_ACTIVE, SPEC §8.6) say so and wait
+    for its RELIEF_DONE, at most RELIEF_WAIT_S, so the final line tells where the plunger rests and
+    whether the line is still pressurised (ALARM RELIEF_AT_LIMIT, said as its own line). Returns
+    the relief's part of the final line ("" when none ran)."""
+    from host.relief_notice import relief_notice
+    from protocol import EventKind, Flags
+
+    done: Event | None = None
+    notice: str | None = None
+
+    def take(event: Event) -> None:
+        nonlocal done, notice
+        if event.kind == EventKind.RELIEF_DONE:
+            done = event
+        notice = relief_notice(event) or notice
+
+    while (event := events.get_nowait()) is not None:  # what came before the STATUS
+        take(event)
+    if done is None and status.flags & Flags.RELIEF_ACTIVE:
+        _say(f"{what} stopped; pressure relief is running: waiting for it (at most {RELIEF_WAIT_S:.0f} s)")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(RELIEF_WAIT_S):
+                while done is None:
+                    take(await events.get())
+        if done is None:
+            return f"pressure relief did not report its end within {RELIEF_WAIT_S:.0f} s; "
+    if done is None:
+        return ""
+    await ctl.get_status()  # the RELIEF_AT_LIMIT notice goes out right after RELIEF_DONE: now read
+    while (event := events.get_nowait()) is not None:
+        take(event)
+    if notice is not None:
+        _fail(f"warning: {notice}")
+    return f"relief backed off {done.detail / 1000:.2f} mm; "
 
 
 def moved_text(motion: MotionStatus) -> str:

@@ -56,6 +56,7 @@ from host.recording_sink import (
     free_space_problem,
     open_recorder,
 )
+from host.relief_notice import relief_notice
 from host.run_metadata import add_arguments as add_metadata_arguments
 from host.run_metadata import folder_label
 from host.run_metadata import merge as merge_metadata
@@ -80,8 +81,9 @@ SAFE_STOP_TIMEOUT_S = 2.0
 ENDED = (State.STOPPED, State.DONE, State.FAULT)
 MOVING = (State.ARMED, State.INJECTING, State.PAUSED)
 """States in which a failed recording stops the injection (a plan is loaded, the plunger may move)."""
-SETTLE_TIMEOUT_S = 2.0
-"""After a stop, how long the display waits to show the ended state before its last frame."""
+SETTLE_TIMEOUT_S = 4.0
+"""After a stop, how long the display waits to show the ended state, the relief over, before its
+last frame: the relief gives up 3 s after the stop (SPEC §8.4), plus the brake and the link."""
 RECORDING_FAILED = "recording failed"
 MIN_FREE_MB = FiniteFloat("--min-free-mb", 0.0, 1e6, "MB")
 STOP_SIGNALS = {signal.SIGINT: "ctrl-c", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
@@ -238,6 +240,11 @@ class _Live:
     """Link quality since the run started (host.link_quality), refreshed with each batch."""
     guard: str | None = None
     """The fluoroscopic guard's state (WATCHING, BLIND(reason), STOPPED(rule)); None: no guard."""
+    relief_active: bool = False
+    """The device's post-stop relief runs (flag RELIEF_ACTIVE of the latest sample)."""
+    relief: str | None = None
+    """The relief ended at its travel limit with the line still pressurised (ALARM
+    RELIEF_AT_LIMIT): shown in the live view and repeated in the summary."""
 
 
 class _Display(Consumer):
@@ -267,10 +274,15 @@ class _Display(Consumer):
         live.pressure_kpa = kpa(float(last["pressure_pa"]))
         live.delivered_ml = ml(float(last["delivered_nl"]))
         live.flow_ml_min = ml_min(float(last["flow_nl_s"]))
+        live.relief_active = bool(int(last["flags"]) & Flags.RELIEF_ACTIVE)
         self._state(int(last["state"]))
 
     def on_event(self, event: Event, notes: dict[str, Any], received_at: float | None) -> None:
         self.seen.saw(event)
+        self.live.relief_active = bool(event.flags & Flags.RELIEF_ACTIVE)
+        notice = relief_notice(event)
+        if notice is not None:
+            self.live.relief = notice
         self._state(int(event.state))
 
     def on_link(self, change: LinkChange) -> None:
@@ -287,12 +299,14 @@ class _Display(Consumer):
 
     async def settled(self, timeout_s: float) -> None:
         """Until the display shows an ended state (STOPPED, DONE, FAULT) with the plunger no longer
-        moving forward, or a lost link, at most `timeout_s`: the last frame after a stop must show
-        the stop, not the injection before it. Called only for a run that ended in a stop."""
+        moving forward and no relief running, or a lost link, at most `timeout_s`: the last frame
+        after a stop must show the stop, not the injection before it, and the summary whether the
+        relief left the line pressurised. Called only for a run that ended in a stop."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
-                while not self.live.state.startswith("LINK") and (
-                    self.live.seen_state not in ENDED or self.live.flow_ml_min > 0.0
+                live = self.live
+                while not live.state.startswith("LINK") and (
+                    live.seen_state not in ENDED or live.flow_ml_min > 0.0 or live.relief_active
                 ):
                     self.changed.clear()
                     await self.changed.wait()
@@ -509,6 +523,8 @@ async def _inject(
         with contextlib.suppress(OSError):
             console.print()  # the live view leaves the cursor at the end of its last line
             _summarise_link(console, LinkQuality.of(ctl.counters, display.counters_at_start, live.samples))
+            if live.relief is not None:
+                console.print(f"[bold red]warning:[/] {live.relief}", highlight=False)
         return code
 
 
@@ -861,6 +877,8 @@ def _render(live: _Live, plan: InjectionPlan) -> Table:
         poor = live.quality.poor
         text = live.quality.short()  # one line at 80 columns; the summary has the counts
         table.add_row("link", Text(text, "bold red" if poor else ""))
+    if live.relief is not None:
+        table.add_row("relief", Text(live.relief, "bold red"))
     if live.prompt:
         table.add_row("answer", live.prompt)
     return table

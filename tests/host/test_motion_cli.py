@@ -280,3 +280,28 @@ def test_a_prime_is_stopped_from_another_terminal_through_its_control_endpoint(s
             prime.wait()
     assert prime.returncode == 1
     assert "prime ended by a stop: OPERATOR_STOP" in rest, rest
+
+
+def test_a_stopped_prime_says_its_relief_runs_and_reports_after_relief_done(
+    tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An occluded prime stops (PRESSURE_RISE) and the device relieves the line (SPEC §8.6): the
+    command says the relief runs, waits for RELIEF_DONE, and only then prints the final line, with
+    the back-off and where the plunger rests after it."""
+    from pathlib import Path
+
+    from tests.support.wire_client import simulator
+
+    scenario = Path(str(tmp_path)) / "occluded.toml"
+    scenario.write_text('[plant]\n[[plant.events]]\nkind = "occlusion"\nat_volume_ml = 0.01\n')
+    with simulator("--pty", "--scenario", str(scenario)) as (_proc, path):
+        code = cli.main(
+            ["prime", "--port", path, "--bore-mm", "7.29", "--volume-ml", "0.5", "--flow-ml-min", "6"]
+        )
+    out = capsys.readouterr().out
+    assert code == 1, out
+    running = out.index("prime stopped; pressure relief is running")
+    final = out.index("prime ended by a stop: PRESSURE_RISE")
+    assert running < final, out
+    assert "relief backed off " in out[final:], out
+    assert "did not report its end" not in out, out

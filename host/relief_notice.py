@@ -1,0 +1,42 @@
+"""What the host says when the device reports that its post-stop relief could not empty the line.
+
+The controller's relief backs the plunger off after a stop until the pressure falls below
+`relief_pa`, but never further than its travel bound (the larger of 3 mm and the forward travel
+since the push began, and never past home; SPEC §8.4). When it ends at that bound with the line
+still pressurised, cement may keep flowing after the stop, and the device follows RELIEF_DONE
+with the one-shot notice ALARM RELIEF_AT_LIMIT carrying the pressure left (Pa, SPEC §6.7). The run
+summary, the dashboard and the report say it in the same words, from this one place.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from protocol import AlarmCode, EventKind
+
+__all__ = ["relief_at_limit_text", "relief_notice"]
+
+
+class _EventLike(Protocol):
+    """An EVENT as received (protocol.Event) or as recorded (protocol.models.EventRecord)."""
+
+    @property
+    def kind(self) -> int: ...
+
+    @property
+    def alarm(self) -> int: ...
+
+    @property
+    def detail(self) -> int: ...
+
+
+def relief_at_limit_text(pressure_pa: float) -> str:
+    """The sentence for a relief that ended at its travel bound with `pressure_pa` left."""
+    return f"relief ended at its travel limit with {pressure_pa / 1000.0:.0f} kPa in the line"
+
+
+def relief_notice(event: _EventLike) -> str | None:
+    """The sentence for an ALARM RELIEF_AT_LIMIT event, else None."""
+    if int(event.kind) == EventKind.ALARM and int(event.alarm) == AlarmCode.RELIEF_AT_LIMIT:
+        return relief_at_limit_text(event.detail)
+    return None

@@ -1,0 +1,77 @@
+"""The host says when the device's relief ended at its travel limit with the line still pressurised
+(ALARM RELIEF_AT_LIMIT, SPEC §6.7, §8.4): `run`'s live view and summary, in one sentence."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+from types import SimpleNamespace
+from typing import Any, cast
+
+from rich.console import Console
+
+from host.relief_notice import relief_at_limit_text, relief_notice
+from host.run import _Display, _LinkLoss, _Live, _render
+from protocol import AlarmCode, EventKind, Flags, State
+from tests.host.conftest import event_message
+from tests.host.test_run_cli import FAST_PLAN
+
+NOTICE = "relief ended at its travel limit with 1354 kPa in the line"
+
+
+def _notice_event(pressure_pa: int = 1_353_629) -> Any:
+    event = event_message(7, EventKind.ALARM, State.STOPPED, detail=pressure_pa)
+    return dataclasses.replace(event, alarm=AlarmCode.RELIEF_AT_LIMIT)
+
+
+def test_the_sentence_names_the_pressure_left_in_kpa() -> None:
+    assert relief_at_limit_text(1_353_629) == NOTICE
+    assert relief_notice(_notice_event()) == NOTICE
+
+
+def test_other_events_say_nothing() -> None:
+    assert relief_notice(event_message(6, EventKind.RELIEF_DONE, State.STOPPED, detail=1_353_629)) is None
+    other = dataclasses.replace(_notice_event(), alarm=AlarmCode.LIMIT_CLAMPED)
+    assert relief_notice(other) is None
+
+
+def _plan() -> Any:
+    import tomllib
+
+    from host.plan import InjectionPlan
+
+    return InjectionPlan.model_validate(tomllib.loads(FAST_PLAN))
+
+
+def test_run_shows_the_notice_in_its_live_view() -> None:
+    live = _Live()
+    display = _Display(live, _LinkLoss(), cast(Any, SimpleNamespace(counters=None)))
+    display.on_event(event_message(6, EventKind.RELIEF_DONE, State.STOPPED, detail=3_199), {}, None)
+    assert live.relief is None
+    display.on_event(_notice_event(), {}, None)
+    assert live.relief == NOTICE
+    out = io.StringIO()
+    Console(file=out, width=120).print(_render(live, _plan()))
+    assert NOTICE in out.getvalue()
+
+
+def test_run_waits_for_the_relief_before_its_last_frame() -> None:
+    """settled() does not end while the latest event says RELIEF_ACTIVE, so the summary can say how
+    the relief ended; bounded by its timeout."""
+    live = _Live()
+    display = _Display(live, _LinkLoss(), cast(Any, SimpleNamespace(counters=None)))
+    stop = dataclasses.replace(
+        event_message(5, EventKind.STOP, State.STOPPED), flags=Flags.HOST_LINK_OK | Flags.RELIEF_ACTIVE
+    )
+    display.on_event(stop, {}, None)
+
+    async def scenario() -> bool:
+        waiting = asyncio.ensure_future(display.settled(5.0))
+        await asyncio.sleep(0)
+        held = not waiting.done()
+        display.on_event(event_message(6, EventKind.RELIEF_DONE, State.STOPPED, detail=3_199), {}, None)
+        await asyncio.wait_for(waiting, 1.0)
+        return held
+
+    assert asyncio.run(scenario()), "settled() returned while the relief ran"
