@@ -46,6 +46,7 @@ from host.cli_types import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from host.export import metadata_lines, warn_if_damaged
 from host.plot import MAX_POINTS, PLANNED_ENDS, PlanLimits, plan_limits
 from host.recording import DEFAULT_CHUNK_SAMPLES, Recording, RecordingError
+from host.relief_notice import relief_notice
 from protocol.enums import EventKind, Flags, State
 from protocol.telemetry import SampleArray
 
@@ -106,6 +107,9 @@ class Summary:
     stops: tuple[StopRow, ...]
     series: Series
     injecting_spans: tuple[tuple[float, float], ...]
+    relief_notices: tuple[tuple[float, str], ...] = ()
+    """(controller t, s; the sentence) for each ALARM RELIEF_AT_LIMIT: the relief ended at its
+    travel limit with the line still pressurised (SPEC §6.7)."""
 
 
 class _Pass:
@@ -290,6 +294,9 @@ def summarize(
         stops=tuple(stops),
         series=series,
         injecting_spans=tuple(((a - t0) / 1e6, (b - t0) / 1e6) for a, b, _, _ in state.spans[:200]),
+        relief_notices=tuple(
+            (e.record.t_s, text) for e in rec.events if (text := relief_notice(e.record)) is not None
+        ),
     )
 
 
@@ -387,6 +394,7 @@ def summary_rows(summary: Summary) -> list[tuple[str, str]]:
         ("mean pressure while injecting", f"{_num(summary.mean_pressure_kpa)} kPa"),
         ("time injecting", f"{summary.injecting_s:.3f} s in {summary.increment_count} increment(s)"),
         ("stops", f"{len(summary.stops)} ({sum(s.latched for s in summary.stops)} latched)"),
+        *(("relief", f"{text} (t = {t_s:.3f} s)") for t_s, text in summary.relief_notices),
     ]
 
 

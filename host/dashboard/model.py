@@ -13,11 +13,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
+from types import SimpleNamespace
 from typing import Any
 
 from host.dashboard.guard_view import GuardView
 from host.dashboard.history import DEFAULT_CAPACITY, History
 from host.plan import InjectionPlan
+from host.relief_notice import relief_notice
 from host.stops import source_label
 from protocol.enums import MOVEMENT_STATES, EventKind, State, StopReason, StopSource
 from protocol.models import DeviceInfoRecord, StatusRecord
@@ -25,6 +27,8 @@ from protocol.telemetry import SampleArray
 
 STOP_LOG_SIZE = 500
 PLANNED_STOPS = frozenset({StopReason.INCREMENT_DONE, StopReason.VOLUME_LIMIT})
+_PUSHES = frozenset({State.ARMED, *MOVEMENT_STATES})
+"""States that start a new push on the line: a relief notice from before no longer applies."""
 """STOP events the plan asked for: the pause after each increment, the end at the target volume."""
 LINKED_STATES = ("connected",)
 
@@ -129,6 +133,9 @@ class DashboardModel:
         self.on_urgent: Callable[[], None] | None = None
         """Called when the link state changes or a STOP arrives: the view redraws at once for those,
         not at its next timer tick."""
+        self.relief_notice: str | None = None
+        """The device's relief ended at its travel limit with the line still pressurised (ALARM
+        RELIEF_AT_LIMIT, SPEC §6.7): the banner says so until the next ARM or movement."""
         self.guard_listeners: list[Callable[[], None]] = []
         """Called after each change of the guard's state (the MQTT bridge republishes its state)."""
 
@@ -204,9 +211,19 @@ class DashboardModel:
         delivered_ml: float,
         notes: dict[str, Any] | None = None,
         received_at: float | None = None,
+        alarm: int = 0,
+        detail: int = 0,
     ) -> StopEntry | None:
-        """A controller event; returns the stop-log entry for a STOP event."""
+        """A controller event; returns the stop-log entry for a STOP event. An ALARM
+        RELIEF_AT_LIMIT sets `relief_notice` (shown on the banner at once) until a new push: ARM or
+        a movement."""
         is_stop = kind == EventKind.STOP
+        notice = relief_notice(SimpleNamespace(kind=kind, alarm=alarm, detail=detail))
+        if notice is not None:
+            self.relief_notice = notice
+            self._urgent()
+        elif kind in (EventKind.STATE_CHANGE, EventKind.STOP) and state in _PUSHES:
+            self.relief_notice = None
         self._set_state(state, reason if is_stop else None, source if is_stop else None)
         entry = None
         if kind == EventKind.STOP:

@@ -207,4 +207,6 @@ class ReplaySource:
             pressure_kpa=math.nan if record.pressure_kpa is None else float(record.pressure_kpa),
             delivered_ml=float(record.delivered_ml),
             notes=notes,
+            alarm=int(record.alarm),
+            detail=int(record.detail),
         )

@@ -105,6 +105,8 @@ def feed_event(model: DashboardModel, event: Event, notes: dict[str, Any], recei
         delivered_ml=ml(event.delivered_nl),
         notes=notes,
         received_at=received_at,
+        alarm=int(event.alarm),
+        detail=int(event.detail),
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -75,3 +76,42 @@ def test_run_waits_for_the_relief_before_its_last_frame() -> None:
         return held
 
     assert asyncio.run(scenario()), "settled() returned while the relief ran"
+
+
+def test_the_dashboard_banner_names_it_until_the_next_push() -> None:
+    from host.dashboard.model import DashboardModel
+    from host.dashboard.source import feed_event
+    from host.dashboard.widgets.banner import banner_text
+
+    model = DashboardModel(clock=lambda: 0.0)
+    model.link.state = "connected"
+    redraws: list[int] = []
+    model.on_urgent = lambda: redraws.append(1)
+    feed_event(model, event_message(5, EventKind.STOP, State.STOPPED), {}, None)
+    feed_event(model, event_message(6, EventKind.RELIEF_DONE, State.STOPPED, detail=3_199), {}, None)
+    assert NOTICE.upper() not in banner_text(model)[2]
+    redraws.clear()
+    feed_event(model, _notice_event(), {}, None)
+    assert NOTICE.upper() in banner_text(model)[2]
+    assert redraws, "the banner redraws at once"
+    feed_event(model, event_message(8, EventKind.STATE_CHANGE, State.IDLE), {}, None)
+    assert NOTICE.upper() in banner_text(model)[2], "CLEAR does not make the line safe"
+    feed_event(model, event_message(9, EventKind.STATE_CHANGE, State.ARMED), {}, None)
+    assert NOTICE.upper() not in banner_text(model)[2]
+
+
+def test_the_recording_and_its_report_say_it(tmp_path: Path) -> None:
+    """The notice is recorded as the device sent it, and `cementguard report` names it in the
+    summary (HTML and PDF text page) with its time."""
+    from host.recording import Recorder, Recording
+    from host.report import summarize, write_report
+    from tests.host.test_recording import DEVICE, PLAN, stop_event, synthetic_samples
+
+    with Recorder.create(tmp_path / "r", PLAN, DEVICE, background=False) as rec:
+        rec.add_samples(synthetic_samples(2_000))
+        rec.add_event(stop_event(0, 1_000_000), source_latency_ms=0.0)
+        rec.add_event(dataclasses.replace(_notice_event(), t_us=1_900_000), source_latency_ms=0.0)
+    recording = Recording.open(tmp_path / "r")
+    assert summarize(recording).relief_notices == ((1.9, NOTICE),)
+    html = write_report(recording, tmp_path / "out").html.read_text()
+    assert f"{NOTICE} (t = 1.900 s)" in html
