@@ -498,3 +498,22 @@ def test_telemetry_buffer_indexes_and_partial_batches() -> None:
     nxt = buf.add(8, 1, 2, 3, 4, 5, 6, 1.5, 0, 2, 0) or buf.add(9, 1, 2, 3, 4, 5, 6, 1.5, 0, 2, 0)
     assert nxt is not None
     assert (nxt.first_index, nxt.period_us) == (8, 5000), "a dropped sample still advances the index"
+
+
+@pytest.mark.parametrize("p", [0.49, 0.25, 0.1, 1e-3, 1e-6, 1e-9, 1e-12, 1e-15, 1e-20, 1e-40])
+def test_upper_tail_quantile_is_the_normal_quantile_from_erfc_alone(p: float) -> None:
+    """The occlusion threshold's Gaussian quantile, derived without `statistics` (the core may use the
+    C library's maths only), is the standard normal's upper-tail quantile."""
+    from statistics import NormalDist
+
+    from firmware_sim.controller.detectors import upper_tail_quantile
+
+    assert upper_tail_quantile(p) == pytest.approx(-NormalDist().inv_cdf(p), rel=1e-13)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5, 0.7, -1e-3, math.nan])
+def test_upper_tail_quantile_refuses_a_probability_outside_its_range(p: float) -> None:
+    from firmware_sim.controller.detectors import upper_tail_quantile
+
+    with pytest.raises(ValueError, match="tail probability"):
+        upper_tail_quantile(p)
