@@ -55,6 +55,7 @@ def simulator_args(guard: GuardScenario, paths: FramePaths) -> list[str]:
     return [
         "--frames-out", paths.socket,
         "--frames-fps", f"{guard.fps:g}",
+        "--frames-view", guard.views,
         "--frames-dose", f"{guard.dose:g}",
         "--frames-size", size,
         "--frames-truth", os.fspath(paths.truth),

@@ -36,6 +36,7 @@ from host.control import serve_control
 from host.errors import CementguardError, CommandRefused
 from host.frames import open_frame_source
 from host.guard import Guard, GuardConfig
+from host.guard.biplane import BiplaneGuard
 from host.guard.worker import GuardWorker
 from host.link_quality import LinkQuality
 from host.logs import LOG_FILE, attach_log_file, detach_log_file
@@ -375,7 +376,7 @@ async def _drive(run: _Run, out_dir: Path) -> None:
             await ctl.set_telemetry(run.options.telemetry_divider, 20)
             await _prepare_device(ctl)
             if run.frames is not None:
-                await _start_guard(run, ctl, pump)
+                await _start_guard(run, ctl, pump, s.guard.views if s.guard is not None else "lateral")
             status = await ctl.get_status()
             sim_age = s.plant.mixed_ago_s + (status.t_us / 1e6 if run.sim is not None else 0.0)
             await ctl.arm(plan, mixed_ago_s=sim_age)
@@ -460,12 +461,13 @@ GUARD_READY_TIMEOUT_S = 60.0
 """Wall seconds the runner waits for the guard to learn its baseline before START."""
 
 
-async def _start_guard(run: _Run, ctl: DeviceClient, pump: StreamPump) -> None:
+async def _start_guard(run: _Run, ctl: DeviceClient, pump: StreamPump, views: str = "lateral") -> None:
     """The guard on the simulator's frames, as a critical consumer of the pump; returns once it is
     watching (START must never go out to a blind guard)."""
     assert run.frames is not None
     run.feed = FeedCut(open_frame_source(run.frames.url))
-    run.guard = GuardWorker(Guard(GuardConfig()), run.feed, ctl, pump.stops, on_failure=run.failed)
+    guard = BiplaneGuard(GuardConfig()) if views == "both" else Guard(GuardConfig())
+    run.guard = GuardWorker(guard, run.feed, ctl, pump.stops, on_failure=run.failed)
     pump.add(run.guard)
     pump.supervisor.spawn(run.guard.run(), "hil: fluoroscopic guard", critical=True)
     if not await run.guard.watching(GUARD_READY_TIMEOUT_S):

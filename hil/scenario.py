@@ -220,6 +220,9 @@ class GuardScenario(_Model):
     feed_lost_at_s: Annotated[float | None, Field(gt=0, le=3600), Unit("s")] = None
     """Device seconds after START at which the frame feed is cut (a grabber unplugged): the guard must
     go blind and stop."""
+    views: Annotated[Literal["lateral", "ap", "both"], Unit("view")] = "lateral"
+    """The projections on the stream: "both" is a biplane stream (alternating pulses), watched by a
+    guard per view (host/guard/biplane.py), the stop from either."""
 
 
 class Expect(_Model):

@@ -32,9 +32,10 @@ RANGES: dict[str, FiniteFloat | BoundedInt] = {
     "confirm_frames": bounded_int("confirm_frames", 1, 10, "frames"),
     "outline_margin_mm": finite_float("outline_margin_mm", 0.0, 10.0, "mm"),
     "min_leak_area_mm2": finite_float("min_leak_area_mm2", 0.1, 500.0, "mm2"),
-    "vein_width_mm": finite_float("vein_width_mm", 0.5, 10.0, "mm"),
     "vein_min_length_mm": finite_float("vein_min_length_mm", 1.0, 100.0, "mm"),
-    "vein_protrusion_mm": finite_float("vein_protrusion_mm", 0.5, 50.0, "mm"),
+    "vein_growth_mm": finite_float("vein_growth_mm", 0.2, 50.0, "mm"),
+    "vein_growth_s": finite_float("vein_growth_s", 0.2, 30.0, "s"),
+    "vein_exit_mm": finite_float("vein_exit_mm", 0.5, 20.0, "mm"),
     "vein_elongation": finite_float("vein_elongation", 1.5, 50.0),
     "max_frame_gap_s": finite_float("max_frame_gap_s", 0.1, 60.0, "s"),
     "frozen_frames": bounded_int("frozen_frames", 2, 100, "frames"),
@@ -95,17 +96,26 @@ class GuardConfig:
     leak is an opacity of its own (a vein 3 mm thick is ~30 % of a 15 mm bolus)."""
     min_leak_area_mm2: float = 3.0
     """(b) EXTRAVASATION: the least cement area outside the margin that is a leak."""
-    vein_width_mm: float = 3.0
-    """(c) VENOUS: opacities thinner than this are vein-like (paravertebral and basivertebral veins are
-    1-4 mm); the body of the cement bolus is much wider."""
-    vein_min_length_mm: float = 8.0
-    """(c) VENOUS: the least length of a thin opacity that is a vein filling. 8 mm: on the renderer,
-    cement cut by the cannula's shadow left 6.0-6.6 mm slivers in nominal runs (6 mm stopped them)."""
-    vein_protrusion_mm: float = 2.0
-    """(c) VENOUS: the thin opacity must reach this far from the bolus (a vein leads away from it;
-    the slivers along a ragged bolus edge stay within ~2 mm of it)."""
+    vein_min_length_mm: float = 3.0
+    """(c) VENOUS: the least length of a venous opacity outside the outline (one that leaves the body
+    at a vein's exit, or is elongated). Every vein leaves the body: cement inside the outline is never
+    venous, so the slivers the cannula's shadow cuts from the bolus (6.0-6.6 mm on the renderer, which
+    stopped nominal runs when any thin part inside counted) are not judged by this rule."""
+    vein_growth_mm: float = 1.0
+    """(c) VENOUS: a vein fills: its opacity must have grown by at least this much within the last
+    `vein_growth_s`. A static opacity at the body's edge (a blurred bolus, a calcified vessel, a
+    clip) never stops as a vein."""
+    vein_growth_s: float = 3.0
+    """(c) VENOUS: the window over which the growth is measured, on the frames' own clock (a time,
+    not a frame count: a vein fills at mm/s whatever the pulse rate). On the renderer a segmental vein
+    filling with runny cement at 3 mL/min lengthens by ~0.5 mm/s in the AP view (docs/fluoroscopy.md,
+    "Guard: the venous rule"), so 3 s sees 1.5 mm."""
+    vein_exit_mm: float = 4.0
+    """(c) VENOUS: how far outside the outline the veins' exits reach (region.vein_exits); cement
+    there is judged as venous, not as extravasation."""
     vein_elongation: float = 3.0
-    """(c) VENOUS: length / width of a thin opacity at least this (a vein is a line, noise a blob)."""
+    """(c) VENOUS: outside the exits, an opacity at least this many times longer than wide is a vessel
+    (a pool from a cortical breach is round)."""
     max_frame_gap_s: float = 2.0
     """Blind when no frame came for this long. Pulsed fluoroscopy runs at 1-30 frames/s: keep it at
     two frame periods or more of the slowest rate in use."""

@@ -21,6 +21,7 @@ rule still holds (or the guard is still blind), the guard asks again.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -30,7 +31,7 @@ import numpy as np
 from host.frames import FluoroFrame
 from host.guard.blindness import coarse, correlation, exposure_fault, mean_abs_diff, motion_px
 from host.guard.config import GuardConfig
-from host.guard.region import BodyRegion, auto_outline
+from host.guard.region import BodyRegion, auto_outline, vein_exits
 from host.guard.vision import (
     Baseline,
     Measures,
@@ -118,6 +119,10 @@ class Guard:
         self._asked = False
         """A stop was asked for in the current pump state."""
         self._tripped: StopDetail | None = None
+        self._veins: deque[tuple[int, float]] = deque()
+        """(t_us, venous length mm) of the frames within `vein_growth_s`, newest last: the VENOUS rule
+        asks the length to grow."""
+        self._exits: np.ndarray | None = None
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -138,6 +143,7 @@ class Guard:
         self._learn_shape = None
         self.baseline = None
         self._body = None
+        self._veins.clear()
         if self._operator_region is None:
             self.region = None
 
@@ -242,7 +248,15 @@ class Guard:
             kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
             self._body = body
             self._grown = cv2.dilate(body.astype(np.uint8), kernel).astype(bool)
+            self._exits = None
         return self._body, self._grown
+
+    def _exit_mask(self, shape: tuple[int, int], view: str, pixel_mm: float) -> np.ndarray:
+        if self._exits is None or self._exits.shape != shape:
+            assert self.region is not None
+            near = (self.config.outline_margin_mm + self.config.vein_exit_mm) / pixel_mm
+            self._exits = vein_exits(self.region, view, shape, near)
+        return self._exits
 
     def _opaque_mask(self, body: np.ndarray, grown: np.ndarray, pixel_mm: float) -> np.ndarray:
         if self._opaque is None or self._opaque.shape != body.shape:
@@ -272,8 +286,9 @@ class Guard:
         z = d / base.sigma
         unjudged = self._opaque_mask(body, grown, frame.pixel_mm)
         mask = segment(z, cfg, frame.pixel_mm) & ~unjudged
-        m = measure(z, mask, body, grown, self.region, cfg, frame.pixel_mm, unjudged)
-        hits = self._rules(m, frame.view)
+        exits = self._exit_mask(frame.shape, frame.view, frame.pixel_mm)
+        m = measure(z, mask, body, grown, self.region, cfg, frame.pixel_mm, unjudged, exits)
+        hits = self._rules(m, frame.view, frame.t_us)
         rule = next((r for r in hits if self._streak[r] >= cfg.confirm_frames), None)
         stop = None
         if rule is not None and self._tripped is None:
@@ -288,11 +303,11 @@ class Guard:
             status = GuardStatus("WATCHING")
         return self._step(status, stop, frame.index, frame.t_us, m, mask)
 
-    def _rules(self, m: Measures, view: str) -> list[StopDetail]:
+    def _rules(self, m: Measures, view: str, t_us: int) -> list[StopDetail]:
         """The rules that hold on this frame, most specific first; streaks updated."""
         cfg = self.config
         holds = {
-            StopDetail.VENOUS_FILLING: "venous" in cfg.rules and m.vein_length_mm >= cfg.vein_min_length_mm,
+            StopDetail.VENOUS_FILLING: "venous" in cfg.rules and self._vein_grows(t_us, m.vein_length_mm),
             StopDetail.EXTRAVASATION: "extravasation" in cfg.rules and m.outside_mm2 >= cfg.min_leak_area_mm2,
             StopDetail.POSTERIOR_QUARTER: (
                 "posterior_quarter" in cfg.rules
@@ -304,6 +319,31 @@ class Guard:
         for rule, ok in holds.items():
             self._streak[rule] = self._streak[rule] + 1 if ok else 0
         return [r for r, ok in holds.items() if ok]
+
+    def _vein_grows(self, t_us: int, length_mm: float) -> bool:
+        """A vein fills: the venous opacity is at least `vein_min_length_mm` long, and over the last
+        `vein_growth_s` (the frames' own clock) it grew by `vein_growth_mm` and kept growing: the
+        median lengths of the oldest, middle and newest thirds of the frames rise, the last by
+        `vein_growth_mm` over the first and each by a third of it over the one before. Medians: a
+        static opacity's measured length jitters by a millimetre with the quantum noise. Rising
+        thirds: an opacity that appears at once (a sliver the bolus uncovers beside the cannula)
+        steps up between two thirds and then stays; a filling vein keeps lengthening. One frame's
+        length says nothing about a vein filling; its growth does."""
+        cfg = self.config
+        window_us = round(cfg.vein_growth_s * 1e6)
+        self._veins.append((t_us, length_mm))
+        while t_us - self._veins[0][0] > window_us:
+            self._veins.popleft()
+        n = len(self._veins)
+        if n < 3 or length_mm < cfg.vein_min_length_mm:
+            return False
+        third = n // 3
+        lengths = [mm for _t, mm in self._veins]
+        first = float(np.median(lengths[:third]))
+        middle = float(np.median(lengths[third : n - third]))
+        last = float(np.median(lengths[n - third :]))
+        step = cfg.vein_growth_mm / 3
+        return last - first >= cfg.vein_growth_mm and middle - first >= step and last - middle >= step
 
     def _clear_streaks(self) -> None:
         for rule in self._streak:

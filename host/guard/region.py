@@ -15,7 +15,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-__all__ = ["BodyRegion", "auto_outline"]
+__all__ = ["BodyRegion", "auto_outline", "vein_exits"]
 
 Side = Literal["left", "right"]
 
@@ -137,6 +137,33 @@ def auto_outline(
     lo, hi = float(a.min()), float(a.max())
     if not hi > lo:
         return None
+    found = _body_component(a, lo, hi, pixel_mm)
+    if found is None:
+        # The steel cannula is far more opaque than bone: in the AP view it crosses the image for its
+        # whole length and is Otsu's "bone" class on its own (the bodies fall in "tissue"), and the
+        # opening then leaves nothing. Everything at or above that threshold is the cannula: clipped
+        # to it, a second Otsu splits bone from tissue.
+        t = _otsu_level(a, lo, hi)
+        found = _body_component(np.minimum(a, t), lo, t, pixel_mm)
+    if found is None:
+        return None
+    rough = _robust_box(found, posterior)
+    edges = attenuation if sharp is None else sharp
+    return None if rough is None else _refine(edges.astype(np.float32), rough, pixel_mm)
+
+
+def _otsu_level(a: np.ndarray, lo: float, hi: float) -> float:
+    scaled = np.clip((a - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+    t, _bone = cv2.threshold(scaled, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return lo + float(t) * (hi - lo) / 255.0
+
+
+def _body_component(a: np.ndarray, lo: float, hi: float, pixel_mm: float) -> np.ndarray | None:
+    """Otsu's bone class of `a` (scaled over lo..hi), thin parts opened away, and of its components
+    of plausible size the one nearest the image centre; None if there is none."""
+    h, w = a.shape
+    if not hi > lo:
+        return None
     scaled = np.clip((a - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
     _t, bone = cv2.threshold(scaled, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     k = max(3, round(THIN_MM / pixel_mm) | 1)
@@ -150,11 +177,7 @@ def auto_outline(
         d = math.hypot(centroids[i][0] - (w - 1) / 2, centroids[i][1] - (h - 1) / 2)
         if d < best_d:
             best, best_d = i, d
-    if best == 0:
-        return None
-    rough = _robust_box((labels == best), posterior)
-    edges = attenuation if sharp is None else sharp
-    return None if rough is None else _refine(edges.astype(np.float32), rough, pixel_mm)
+    return None if best == 0 else np.asarray(labels == best)
 
 
 REFINE_MM = 2.0
@@ -227,3 +250,29 @@ def _robust_box(body: np.ndarray, posterior: Side) -> BodyRegion | None:
         )
     except ValueError:
         return None
+
+
+VEIN_EXIT_BAND = 0.5
+"""The veins leave the body near its mid-height: the segmental veins through the lateral cortices
+and the basivertebral vein through the posterior wall's middle (Groen, du Toit and Phillips 2004,
+Spine 29; the simulator's body lays them there, firmware_sim/plant/body.py). The exit band is this
+fraction of the body's height, centred."""
+
+
+def vein_exits(region: BodyRegion, view: str, shape: tuple[int, int], near_px: float) -> np.ndarray:
+    """Where a vein that fills leaves the outline in this view, as a boolean image: strips `near_px`
+    wide just outside the walls through which veins exit, over the middle `VEIN_EXIT_BAND` of the
+    height. AP: both lateral walls (the segmental veins; the basivertebral vein projects onto the
+    body). Lateral: the posterior wall (the basivertebral vein, into the canal; the segmental veins
+    run along the beam and project onto the body or the cannula's track)."""
+    h, w = shape
+    out = np.zeros((h, w), bool)
+    mid = (region.top + region.bottom) / 2
+    half = VEIN_EXIT_BAND * (region.bottom - region.top) / 2
+    y0, y1 = max(0, math.floor(mid - half)), min(h, math.ceil(mid + half) + 1)
+    walls = (region.left, region.right) if view == "ap" else (region.posterior_x,)
+    for x in walls:
+        outward = -1.0 if x == region.left else 1.0
+        xa, xb = sorted((x, x + outward * near_px))
+        out[y0:y1, max(0, math.floor(xa)) : min(w, math.ceil(xb) + 1)] = True
+    return out

@@ -13,7 +13,6 @@ quantum, electronic and quantisation noise the source has).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import cv2
@@ -162,7 +161,8 @@ class Measures:
     outside_mm2: float
     """Cement beyond the outline grown by `outline_margin_mm`."""
     vein_length_mm: float
-    """The longest thin, elongated opacity (0: none)."""
+    """The longest venous opacity outside the outline: one that leaves the body at a vein's exit or
+    is elongated (0: none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,35 +173,9 @@ class CementImage:
     measures: Measures
 
 
-def _half_maximum_core(z: np.ndarray, mask: np.ndarray, window_px: float) -> np.ndarray:
-    """Mask pixels at least half as dark as the darkest pixel within `window_px` of them."""
-    k = max(3, math.ceil(window_px) | 1)
-    local_max = cv2.dilate(z, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-    return mask & (z >= HALF_MAXIMUM * local_max)
-
-
-def _thin_parts(mask: np.ndarray, width_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """What is left of the mask after an opening with a disc wider than a vein (the thin parts), and
-    the opening itself (the thick parts: the bolus)."""
-    d = max(3, math.ceil(width_px) | 1)  # odd, wider than the widest vein
-    opened = cv2.morphologyEx(
-        mask.astype(np.uint8), cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (d, d))
-    )
-    thin: np.ndarray = mask & (opened == 0)
-    return thin, opened
-
-
-def _longest_vein_px(
-    thin: np.ndarray, thick: np.ndarray, min_len_px: float, elongation: float, protrude_px: float
-) -> float:
-    """Length (px) of the longest thin component that is at least `min_len_px` long and `elongation`
-    times longer than wide, from the second moments of its pixels (a uniform bar of length L has
-    variance L**2 / 12 along it), and that reaches at least `protrude_px` away from the thick parts:
-    a vein leaves the bolus, whereas the slivers an opening leaves along a bolus's ragged edge lie
-    against it (on the renderer, nominal runs showed 6-7 mm slivers hugging the bolus)."""
-    n, labels, _stats, _c = cv2.connectedComponentsWithStats(thin.astype(np.uint8), connectivity=8)
-    if n <= 1:
-        return 0.0
+def _shapes(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Length and width (px) of each labelled component from the second moments of its pixels: a
+    uniform bar of length L has variance L**2 / 12 along it. Index 0 (the background) is 0."""
     ys, xs = np.nonzero(labels)
     lab = labels[ys, xs]
     cnt = np.bincount(lab, minlength=n).astype(np.float64)
@@ -214,20 +188,31 @@ def _longest_vein_px(
     sxy = np.bincount(lab, xf * yf, n) / cnt - mx * my
     half_tr = (sxx + syy) / 2
     root = np.sqrt(np.maximum(half_tr * half_tr - (sxx * syy - sxy * sxy), 0.0))
-    length = np.sqrt(12.0 * np.maximum(half_tr + root, 0.0))
-    width = np.sqrt(12.0 * np.maximum(half_tr - root, 0.0)) + 1.0  # a 1-px line has width ~1 px
-    away = cv2.distanceTransform((thick == 0).astype(np.uint8), cv2.DIST_L2, 3)
-    reach = np.zeros(n, np.float64)
-    np.maximum.at(reach, lab.astype(np.intp), np.asarray(away, np.float64)[ys, xs])
-    ok = (length >= min_len_px) & (length >= elongation * width) & (reach >= protrude_px)
-    ok[0] = False
-    return float(length[ok].max()) if ok.any() else 0.0
+    length = np.sqrt(12.0 * np.maximum(half_tr + root, 0.0)) + 1.0  # a 1-px dot is 1 px long
+    width = np.sqrt(12.0 * np.maximum(half_tr - root, 0.0)) + 1.0
+    length[0] = width[0] = 0.0
+    return length, width
 
 
-HALF_MAXIMUM = 0.5
-"""The thin-opacity test works on the local half-maximum core: blur spreads an edge symmetrically, so
-the half-maximum width stays the true width, whereas the hysteresis boundary (3 sigma) moves outwards
-as the contrast grows."""
+def split_outside(
+    outside: np.ndarray, exits: np.ndarray | None, elongation: float
+) -> tuple[np.ndarray, float]:
+    """Cement outside the outline, split into what a vein fills and the rest: a component is venous
+    when it leaves the body at a vein's exit (`exits`: where the segmental and basivertebral veins
+    leave, region.vein_exits) or is `elongation` times longer than wide (a vessel, not a pool).
+    Returns the rest (the extravasation's pixels) and the length (px) of the longest venous part."""
+    n, labels, _stats, _c = cv2.connectedComponentsWithStats(outside.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return outside, 0.0
+    length, width = _shapes(labels, n)
+    venous = length >= elongation * np.maximum(width, 1.0)
+    if exits is not None:
+        at_exit = np.zeros(n, bool)
+        at_exit[np.unique(labels[exits & outside])] = True
+        venous |= at_exit
+    venous[0] = False
+    rest: np.ndarray = outside & ~venous[labels]
+    return rest, float(length[venous].max()) if venous.any() else 0.0
 
 
 def measure(
@@ -239,9 +224,13 @@ def measure(
     config: GuardConfig,
     pixel_mm: float,
     unjudged: np.ndarray | None = None,
+    exits: np.ndarray | None = None,
 ) -> Measures:
     """The rules' inputs. `body` is the outline's mask, `grown` the outline grown by the margin,
-    `unjudged` the hardware's shadow (opaque_mask), left out of `mask` already."""
+    `unjudged` the hardware's shadow (opaque_mask), left out of `mask` already, `exits` where the
+    veins leave the body in this view (region.vein_exits; None: nowhere known). Cement outside the
+    margin is either venous (its length is `vein_length_mm`; the guard's rule asks it to grow) or
+    extravasated (`outside_mm2`), never both."""
     px_mm2 = pixel_mm * pixel_mm
     inside = mask & body
     plateau = float(np.percentile(z[mask], 90)) if mask.any() else 0.0
@@ -258,27 +247,7 @@ def measure(
     outside = mask & ~grown & (z >= config.leak_level * plateau)
     vein_px = 0.0
     if "venous" in config.rules:
-        # Judged on the local half-maximum core, whose width does not grow with the dose (the
-        # hysteresis mask does: at high dose the blur's tails rise above z_low). The filter widens
-        # a line to about sqrt(w**2 + (2.355 sigma)**2) at half maximum.
-        width_px = config.vein_width_mm / pixel_mm
-        smooth_px = config.smooth_mm / pixel_mm
-        core = _half_maximum_core(z, mask, width_px + 4.0 * smooth_px)
-        if unjudged is not None and unjudged.any():
-            # Cement around the cannula is cut by its shadow into slivers along it: the shadow next to
-            # cement counts as cement for the opening, so the slivers stay part of the bolus.
-            near = cv2.dilate(core.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-            core = core | (unjudged & near)
-        thin, thick = _thin_parts(core, math.hypot(width_px, 2.355 * smooth_px) + 2.0)
-        if unjudged is not None:
-            thin = thin & ~unjudged
-        vein_px = _longest_vein_px(
-            thin,
-            thick,
-            config.vein_min_length_mm / pixel_mm,
-            config.vein_elongation,
-            config.vein_protrusion_mm / pixel_mm,
-        )
+        outside, vein_px = split_outside(outside, exits, config.vein_elongation)
     return Measures(
         cement_mm2=float(mask.sum()) * px_mm2,
         front_fraction=front,

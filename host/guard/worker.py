@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from host.frames import FrameRejected, FrameSource, FrameSourceLost
+from host.guard.biplane import BiplaneGuard
 from host.guard.guard import Guard, GuardStatus, GuardStep
 from host.pump import Consumer, ConsumerFailure, Supervisor
 from host.stops import StopRequests
@@ -57,7 +58,7 @@ class GuardWorker(Consumer):
 
     def __init__(
         self,
-        guard: Guard,
+        guard: Guard | BiplaneGuard,
         source: FrameSource,
         client: DeviceClient,
         stops: StopRequests,

@@ -35,6 +35,10 @@ def test_the_simulator_is_told_where_to_publish_and_what(tmp_path: Path) -> None
         assert args[args.index("--frames-out") + 1] == paths.socket
         assert args[args.index("--frames-size") + 1] == "512x512"
         assert len(paths.socket) < 100, "a Unix socket path must stay short"
+        assert args[args.index("--frames-view") + 1] == "lateral"
+        biplane = load_scenario(SCENARIOS / "guard-venous-runny.toml").guard
+        assert biplane is not None
+        assert simulator_args(biplane, paths)[args.index("--frames-view") + 1] == "both"
     finally:
         paths.cleanup()
 
