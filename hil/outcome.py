@@ -51,6 +51,9 @@ class Measured:
     sim_max_late_ms: float | None = None
     host_max_lag_ms: float | None = None
     """Largest delay of the runner's event loop (a 5 ms timer's overshoot): harness health."""
+    runner_session_closed: bool = False
+    """The device refused one of the runner's own commands with NAK NO_SESSION: its watchdog closed
+    the runner's session because the runner's heartbeats came late (harness health, on a simulator)."""
     host_max_lag_at_s: float | None = None
     """Device time (estimated) when that delay ended."""
     image_rule: str | None = None
@@ -92,6 +95,8 @@ def harness_lag(m: Measured, scale: float) -> str:
         why.append(f"host event loop {m.host_max_lag_ms:g} ms late")
     if m.sim_max_late_ms is not None and m.sim_max_late_ms > budget_ms:
         why.append(f"simulator tick {m.sim_max_late_ms:g} ms late")
+    if m.runner_session_closed:
+        why.append("the device's watchdog closed the runner's session (NO_SESSION): its heartbeats came late")
     return f"{' and '.join(why)} (> {budget_ms:g} ms, 40 % of the scaled watchdog)" if why else ""
 
 

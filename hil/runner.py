@@ -294,6 +294,7 @@ async def _attempt(scenario: Scenario, path: Path, options: RunOptions, scale: f
     out_dir.mkdir(parents=True)
     sim: Simulator | None = None
     run: _Run | None = None
+    session_closed = False
     frames = FramePaths(out_dir) if scenario.guard is not None and options.port is None else None
     try:
         if options.port is None:
@@ -309,6 +310,7 @@ async def _attempt(scenario: Scenario, path: Path, options: RunOptions, scale: f
         outcome.recording = os.fspath(out_dir / "recording")
     except Exception as exc:  # the scenario errored: reported, never hides the teardown
         outcome.message = f"{type(exc).__name__}: {exc}"
+        session_closed = isinstance(exc, CommandRefused) and exc.code == NakCode.NO_SESSION
     finally:
         if sim is not None:
             await sim.stop()
@@ -316,6 +318,8 @@ async def _attempt(scenario: Scenario, path: Path, options: RunOptions, scale: f
             frames.cleanup()
     if run is not None:
         outcome.measured = run.m
+    outcome.measured.runner_session_closed = session_closed
+    if run is not None:
         if sim is not None:
             _measure_trace(run, sim.trace)
         if frames is not None:

@@ -135,3 +135,35 @@ async def test_only_a_failure_with_a_lagging_harness_is_rerun_at_time_scale_1(
     outcome = await runner.run_scenario(OPERATOR, tmp_path / "x.toml", options)
     assert calls == [5.0]
     assert (outcome.status, outcome.rerun) == ("failed", "")
+
+
+async def test_a_run_whose_own_session_the_device_closed_is_rerun_at_time_scale_1(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """NAK NO_SESSION to the runner itself means the device's watchdog closed the runner's session:
+    its heartbeats did not arrive within the scaled watchdog, whatever its 5 ms lag probe saw (seen in
+    the corpus at time scale 2 while a guard scenario rendered beside it). The harness did not keep
+    its clock, so the run is repeated at time scale 1, whose verdict stands."""
+    from hil import runner
+
+    calls: list[float] = []
+
+    async def attempt(scenario: object, path: Path, options: RunOptions, scale: float) -> Outcome:
+        calls.append(scale)
+        if scale > 1:
+            return Outcome(
+                "x",
+                str(path),
+                "error",
+                message="CommandRefused: SET_TELEMETRY refused: NO_SESSION",
+                measured=Measured(runner_session_closed=True),
+            )
+        return Outcome("x", str(path), "passed", measured=Measured(host_max_lag_ms=2.0))
+
+    monkeypatch.setattr(runner, "_attempt", attempt)
+    options = RunOptions(time_scale=2.0, report_dir=tmp_path)
+    outcome = await runner.run_scenario(OPERATOR, tmp_path / "x.toml", options)
+    assert calls == [2.0, 1.0]
+    assert outcome.status == "passed"
+    assert "closed the runner's session" in outcome.rerun
+    assert outcome.rerun.endswith("first attempt: CommandRefused: SET_TELEMETRY refused: NO_SESSION")
