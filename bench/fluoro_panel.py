@@ -28,13 +28,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
 import numpy as np
-from _common import command_line, dump_json, machine
+from _common import command_line, dump_json, machine, timed
 
 from host.dashboard.widgets.fluoro_panel import HalfBlocks, fit_cells
 from host.fluoro_overlay import FluoroPicture, overlay_rgb
@@ -51,20 +50,6 @@ def picture(i: int) -> FluoroPicture:
     mask = np.zeros((SIZE, SIZE), bool)
     mask[220:300, 160:260] = True
     return FluoroPicture(px, 12, BodyRegion.rectangle(140, 140, 380, 360), 0.75, 260.0, mask)
-
-
-def timed(fn: Callable[[int], object], frames: int, repeats: int) -> tuple[float, float]:
-    """(best wall ms per draw, CPU ms per draw in that run)."""
-    best = (float("inf"), float("inf"))
-    for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        for i in range(frames):
-            fn(i)
-        wall = (time.perf_counter() - w0) / frames * 1e3
-        cpu = (time.process_time() - c0) / frames * 1e3
-        if wall < best[0]:
-            best = (wall, cpu)
-    return best
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,12 +26,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from _common import command_line, dump_json, machine
+from _common import command_line, dump_json, machine, timed
 from scipy import ndimage
 
 from firmware_sim.imaging.fluoro import FluoroConfig, FluoroRenderer
@@ -55,20 +54,6 @@ def scene(size: int) -> tuple[FluoroRenderer, CementScene]:
     config = FluoroConfig(width_px=size, height_px=size, pixel_mm=0.2 * 512 / size)
     scene = CementScene(0, body, truth.grid, cells, fill, SceneTruth.of(truth))
     return FluoroRenderer(spatial.body, config), scene
-
-
-def timed(fn: Callable[[int], object], frames: int, repeats: int) -> tuple[float, float]:
-    """(best wall ms per frame, CPU ms per frame in that run)."""
-    best = (float("inf"), float("inf"))
-    for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        for i in range(frames):
-            fn(i)
-        wall = (time.perf_counter() - w0) / frames * 1e3
-        cpu = (time.process_time() - c0) / frames * 1e3
-        if wall < best[0]:
-            best = (wall, cpu)
-    return best
 
 
 def main(argv: Sequence[str] | None = None) -> int:
