@@ -32,6 +32,7 @@ from typing import Any
 import _common
 import cv2
 import numpy as np
+from stop_latency import PLAN
 
 from firmware_sim.imaging.fluoro import FluoroConfig, FluoroRenderer
 from firmware_sim.imaging.scene import CementScene
@@ -44,27 +45,6 @@ from host.guard.worker import GuardWorker
 from host.pump import Consumer, StreamPump
 from host.stops import StopRequests
 from protocol import Event, EventKind, State, StopSource
-from protocol.enums import Mode, PlanFlags
-from protocol.messages import Arm
-
-PLAN = Arm(
-    cmd_id=0,
-    mode=Mode.CONTINUOUS,
-    plan_flags=PlanFlags.NONE,
-    flow_nl_s=10_000,
-    increment_nl=0,
-    volume_limit_nl=1_000_000,
-    soft_limit_pa=2_500_000,
-    hard_limit_pa=4_000_000,
-    relief_pa=200_000,
-    mixed_ago_ms=300_000,
-    working_time_ms=1_200_000,
-    viscosity_min_pas=0.0,
-    viscosity_max_pas=1_000_000.0,
-    cannula_length_um=125_000,
-    cannula_id_um=2388,
-    syringe_bore_um=7290,
-)
 
 
 def scenes(n: int) -> tuple[Any, FluoroRenderer, list[CementScene], CementScene]:
