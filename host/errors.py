@@ -214,7 +214,10 @@ def describe_nak(command: Command, nak: Nak) -> str:
                 "or use a plan for the one mounted"
             )
         else:
-            why = f"{field} (field {nak.field}) is out of range: bound {nak.detail}"
+            from host.param_ranges import bad_param_text
+
+            sent = getattr(command, field, None)
+            why = bad_param_text(name, field, nak.field, sent, nak.detail)
         return f"{name} refused: BAD_PARAM ({why})"
     if code is NakCode.SENSOR_FAULT and nak.cmd_type == MsgType.ZERO:
         return (

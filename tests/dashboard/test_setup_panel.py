@@ -84,7 +84,7 @@ async def test_refusals_name_the_field_value_and_range(live_dashboard) -> None:
         await until(pilot, lambda: any("PRIME refused" in t for t, _m, _s in app.notes))
         _title, message, _sev = next(n for n in app.notes if n[0] == "PRIME refused")
         assert "volume_nl" in message, message
-        assert "out of range: bound" in message, message
+        assert "= 90000000 nL is out of range: allowed 1 nL to " in message, message
         assert ctl_state(app) == State.IDLE
 
 

@@ -335,8 +335,8 @@ async def test_refusals_read_as_sentences(fake_device: Callable[..., FakeDevice]
         with pytest.raises(CommandRefused) as info:
             await ctl.arm(incremental_arm(increment_nl=2_000_000))
         assert (
-            str(info.value)
-            == "ARM refused: BAD_PARAM (increment_nl (field 4) is out of range: bound 1000000)"
+            str(info.value) == "ARM refused: BAD_PARAM (increment_nl (field 4) = 2000000 nL is out of range: "
+            "allowed 1 nL to 1000000 nL (bound broken: 1000000))"
         )
 
 

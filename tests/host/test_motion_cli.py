@@ -74,7 +74,8 @@ def test_the_commands_report_what_they_did(sim_pty: SimPty, capsys: pytest.Captu
     assert "jog done: moved +0.0" in out  # 0.2 s at 0.2 mm/s: 0.04 mm, the last grant cut to the time
     assert cli.main(["withdraw", *args, "--volume-ml", "1"]) == 1
     out = capsys.readouterr().out
-    assert "BAD_PARAM (volume_nl (field 3) is out of range: bound" in out  # the room back to home
+    # the room back to home
+    assert "BAD_PARAM (volume_nl (field 3) = 1000000 nL is out of range: allowed 1 nL to " in out
     assert cli.main(["home", "--port", path]) == 0
     assert cli.main(["home", "--port", path]) == 1
     assert "AT_HOME" in capsys.readouterr().out

@@ -79,5 +79,7 @@ def test_nak_texts_for_the_movements() -> None:
     assert "the jog still runs the other way" in describe_nak(Jog(4, 100, -200), busy)
     bad = Nak(cmd_id=5, cmd_type=MsgType.JOG, code=NakCode.BAD_PARAM, state=State.IDLE, field=2, detail=250)
     assert describe_nak(Jog(5, 100, 300), bad) == (
-        "JOG refused: BAD_PARAM (speed_um_s (field 2) is out of range: bound 250)"
+        "JOG refused: BAD_PARAM (speed_um_s (field 2) = 300 um/s is out of range: allowed backward "
+        "-5000..-1 um/s or forward 1..250 um/s (the device's top and jog speeds; never 0) "
+        "(bound broken: 250))"
     )

@@ -5,7 +5,19 @@ from __future__ import annotations
 import pytest
 
 from host.errors import describe_nak
-from protocol import BusyDetail, CalibrateVolume, Clear, MsgType, Nak, NakCode, State, Zero
+from protocol import (
+    BusyDetail,
+    CalibrateSpan,
+    CalibrateVolume,
+    Clear,
+    Command,
+    MsgType,
+    Nak,
+    NakCode,
+    SetSyringe,
+    State,
+    Zero,
+)
 
 
 @pytest.mark.parametrize(
@@ -62,4 +74,65 @@ def test_a_bore_other_than_the_selected_syringe_is_named_as_such() -> None:
     bound = Nak(
         cmd_id=8, cmd_type=MsgType.ARM, code=NakCode.BAD_PARAM, state=State.IDLE, field=15, detail=40_000
     )
-    assert "out of range: bound 40000" in describe_nak(arm_msg(8), bound)
+    assert "= 7290 um is out of range: allowed 2000 um to 40000 um" in describe_nak(arm_msg(8), bound)
+
+
+@pytest.mark.parametrize(
+    ("command", "field", "bound", "says"),
+    [
+        (
+            SetSyringe(7, "long", 8_660, 70_000, 0, 4_000_000),
+            3,
+            60_000,
+            "stroke_um (field 3) = 70000 um is out of range: allowed 5000 um to 60000 um "
+            "(bound broken: 60000)",
+        ),
+        (
+            SetSyringe(7, "short", 8_660, 4_000, 0, 4_000_000),
+            3,
+            5_000,
+            "stroke_um (field 3) = 4000 um is out of range: allowed 5000 um to the drive's physical travel",
+        ),
+        (
+            SetSyringe(7, "dead", 8_660, 50_000, 3_000_000, 4_000_000),
+            4,
+            2_945_000,
+            "dead_volume_nl (field 4) = 3000000 nL is out of range: allowed 0 nL to less than 2945000 nL",
+        ),
+        (
+            SetSyringe(7, "", 8_660, 50_000, 0, 4_000_000),
+            1,
+            16,
+            "name (field 1) = '' is out of range: allowed 1..16 printable ASCII characters",
+        ),
+        (
+            CalibrateSpan(7, 9_000_000, 1_780_000_000),
+            1,
+            8_000_000,
+            "reference_pa (field 1) = 9000000 Pa is out of range: allowed 500000 Pa to 8000000 Pa",
+        ),
+        (
+            CalibrateVolume(7, 1_000_000, 1_000_000, 400_000, 1_780_000_000),
+            3,
+            500_000,
+            "density_mg_l (field 3) = 400000 mg/L is out of range: allowed 500000 mg/L to 3000000 mg/L",
+        ),
+        (
+            Zero(7, 1_000),
+            1,
+            1_577_836_800,
+            "utc_s (field 1) = 1000 s is out of range: allowed 1577836800 s to no upper bound",
+        ),
+    ],
+)
+def test_a_setup_refusal_names_the_field_the_value_sent_and_the_allowed_range(
+    command: Command, field: int, bound: int, says: str
+) -> None:
+    """SPEC §7.8: BAD_PARAM carries the field index and the bound broken; the host knows what it
+    sent, so the sentence names the field, the value sent and the allowed range."""
+    nak = Nak(
+        cmd_id=7, cmd_type=command.TYPE, code=NakCode.BAD_PARAM, state=State.IDLE, field=field, detail=bound
+    )
+    text = describe_nak(command, nak)
+    assert text.startswith(f"{command.TYPE.name} refused: BAD_PARAM (")
+    assert says in text, text

@@ -57,7 +57,8 @@ async def test_setup_through_the_client(sim_pty: SimPty) -> None:
         with pytest.raises(CommandRefused) as refused:
             await ctl.set_syringe(SetSyringe(1, "long", 8_660, 70_000, 0, 4_000_000))
         assert refused.value.code == NakCode.BAD_PARAM
-        assert "stroke_um (field 3) is out of range: bound 60000" in str(refused.value)
+        says = "stroke_um (field 3) = 70000 um is out of range: allowed 5000 um to 60000 um"
+        assert says in str(refused.value)
 
         with pytest.raises(CommandRefused) as refused:
             await ctl.calibrate_volume(nominal_nl=1_000_000, mass_ug=1_300_000, density_mg_l=998_203)
@@ -122,7 +123,7 @@ def test_the_commands_say_what_is_in_force(sim_pty: SimPty, capsys: pytest.Captu
         "2000",
     )
     assert code == 1
-    assert "stroke_um (field 3) is out of range: bound 60000" in out
+    assert "stroke_um (field 3) = 80000 um is out of range: allowed 5000 um to 60000 um" in out
     code, out = _cli(capsys, "syringe", "none", "--port", path)
     assert code == 0
     assert "no syringe selected" in out
