@@ -89,7 +89,7 @@ from protocol.enums import (
     StopSource,
 )
 from protocol.messages import CalibrationInfo, Event, SyringeInfo
-from protocol.models import DeviceInfoRecord, DeviceSetupRecord, EventRecord, kpa, ml
+from protocol.models import DeviceInfoRecord, DeviceSetupRecord, EventRecord
 from protocol.telemetry import SAMPLE_DTYPE, SampleArray
 
 FORMAT_NAME = "cementguard-recording"
@@ -325,27 +325,10 @@ def _enum_tables() -> dict[str, dict[str, int]]:
 
 def event_json(event: Event | EventRecord) -> dict[str, Any]:
     """The EventRecord JSON form of an event. An Event carrying an enum value this side does not know
-    (the codec keeps such values as plain ints) is still recorded, with the int in place of the name."""
-    if isinstance(event, EventRecord):
-        return event.model_dump(mode="json")
-    try:
-        return EventRecord.from_message(event).model_dump(mode="json")
-    except ValidationError:
-        return {
-            "event_index": event.event_index,
-            "kind": int(event.kind),
-            "state": int(event.state),
-            "prev_state": int(event.prev_state),
-            "reason": int(event.reason),
-            "source": int(event.source),
-            "alarm": int(event.alarm),
-            "t_s": event.t_us / 1e6,
-            "flags": int(event.flags),
-            "pressure_kpa": None if event.flags & Flags.SENSOR_FAULT else kpa(event.pressure_pa),
-            "delivered_ml": ml(event.delivered_nl),
-            "plunger_mm": event.plunger_um / 1000.0,
-            "detail": event.detail,
-        }
+    (the codec keeps such values as plain ints) is still recorded, with the int in place of the name
+    (`EventRecord` keeps it raw)."""
+    record = event if isinstance(event, EventRecord) else EventRecord.from_message(event)
+    return record.model_dump(mode="json")
 
 
 # ---------------------------------------------------------------------------------------------

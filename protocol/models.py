@@ -7,7 +7,7 @@ path never builds these: telemetry stays in numpy arrays until it is published o
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -102,16 +102,24 @@ class DeviceSetupRecord(_Model):
         )
 
 
+_RAW = Field(union_mode="left_to_right")
+"""An enum field of a device message: the member where this side defines the value, else the plain
+int the codec kept (SPEC §11.3: D->H enum fields decode leniently; a reserved or newer value is
+logged with its number, never refused and never taken for a known one)."""
+
+
 class EventRecord(_Model):
-    """One controller event, as published on MQTT and written to recordings."""
+    """One controller event, as published on MQTT and written to recordings. An enum value this
+    side does not know (a reserved EventKind 7 or 8, an AlarmCode a newer device appends) stays a
+    plain int, as the codec keeps it: the record is still published and written."""
 
     event_index: int
-    kind: EventKind
-    state: State
-    prev_state: State
-    reason: StopReason
-    source: StopSource
-    alarm: AlarmCode
+    kind: Annotated[EventKind | int, _RAW]
+    state: Annotated[State | int, _RAW]
+    prev_state: Annotated[State | int, _RAW]
+    reason: Annotated[StopReason | int, _RAW]
+    source: Annotated[StopSource | int, _RAW]
+    alarm: Annotated[AlarmCode | int, _RAW]
     t_s: float = Field(description="controller time since power-up, s")
     flags: int = Field(description="status bits (Flags) at the event; SENSOR_FAULT: pressure not valid")
     pressure_kpa: float | None = Field(description="syringe pressure, kPa; null when the sensor is faulty")

@@ -115,6 +115,10 @@ class SpecClient:
         for payload in self.rx.feed(data):
             msg = w.decode(payload)
             if isinstance(msg, w.Msg) and msg.name == "EVENT":
+                if msg.fields["kind"] not in w.EVENT_KIND.values():  # §6.6: 7, 8 reserved, never sent
+                    raise SpecClientError(f"EVENT of a kind §6.6 does not define: {msg.fields}")
+                if msg.fields["alarm"] not in w.ALARM_CODE.values():
+                    raise SpecClientError(f"EVENT with an alarm §6.7 does not define: {msg.fields}")
                 self.events.append(msg)
             if isinstance(msg, w.Msg) and msg.name in ("HEARTBEAT", "TELEMETRY_BATCH"):
                 continue

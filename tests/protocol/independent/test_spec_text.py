@@ -62,3 +62,19 @@ def test_version_history_names_every_addition_within_version_2() -> None:
     added = [lay.name for lay in w.BY_NAME.values() if 0x20 <= lay.type < 0x40 or 0x44 <= lay.type < 0x7E]
     added += ["CALIBRATION_OUT_OF_RANGE", "ZERO_DRIFT", "AT_HOME", "SETUP", "MOTION", "FLUORO_IMAGE"]
     assert [name for name in added if name not in history] == []
+
+
+def test_every_event_kind_up_to_the_last_is_defined_or_reserved() -> None:
+    """§6.6: a gap in the EventKind values (7 and 8 below MOTION_DONE 9) is either a kind or marked
+    reserved, with what a host does on a kind it does not know: an implementer must not guess."""
+    table = _section("### 6.6 EventKind")
+    defined = {int(v) for v in re.findall(r"^\| (\d+) \| [A-Z_]+ \|", table, re.M)}
+    assert defined == set(w.EVENT_KIND.values())
+    reserved: set[int] = set()
+    for row in re.findall(r"^\| ([\d, –]+) \| — \| \*\*reserved\*\*", table, re.M):
+        for part in row.split(","):
+            lo, _, hi = part.strip().partition("–")
+            reserved |= set(range(int(lo), int(hi or lo) + 1))
+    assert defined | reserved == set(range(1, max(defined) + 1)), sorted(defined | reserved)
+    assert "A device MUST NOT send them" in table
+    assert "**A kind the host does not know**" in table
