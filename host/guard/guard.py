@@ -262,7 +262,7 @@ class Guard:
         if self._opaque is None or self._opaque.shape != body.shape:
             assert self.baseline is not None
             base = self.baseline
-            self._opaque = opaque_mask(-base.sharp_log, body, grown, pixel_mm, base.clipped)
+            self._opaque = opaque_mask(-base.sharp_log, body, grown, pixel_mm, base.no_image)
         return self._opaque
 
     def _judge(self, frame: FluoroFrame) -> GuardStep:
