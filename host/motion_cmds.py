@@ -224,8 +224,8 @@ async def _report_stop(ctl: DeviceClient, what: str, status: Status, events: Sub
 async def _await_relief(ctl: DeviceClient, what: str, status: Status, events: Subscription[Event]) -> str:
     """After a stop: while the device's relief runs (flag RELIEF_ACTIVE, SPEC §8.6) say so and wait
     for its RELIEF_DONE, at most RELIEF_WAIT_S, so the final line tells where the plunger rests and
-    whether the line is still pressurised (ALARM RELIEF_AT_LIMIT, said as its own line). Returns
-    the relief's part of the final line ("" when none ran)."""
+    whether the line is still pressurised (ALARM RELIEF_AT_LIMIT or RELIEF_INCOMPLETE, said as its
+    own line). Returns the relief's part of the final line ("" when none ran)."""
     from host.relief_notice import relief_notice
     from protocol import EventKind, Flags
 
@@ -250,7 +250,7 @@ async def _await_relief(ctl: DeviceClient, what: str, status: Status, events: Su
             return f"pressure relief did not report its end within {RELIEF_WAIT_S:.0f} s; "
     if done is None:
         return ""
-    await ctl.get_status()  # the RELIEF_AT_LIMIT notice goes out right after RELIEF_DONE: now read
+    await ctl.get_status()  # a RELIEF_AT_LIMIT / _INCOMPLETE notice follows RELIEF_DONE: now read
     while (event := events.get_nowait()) is not None:
         take(event)
     if notice is not None:

@@ -2,10 +2,13 @@
 
 The controller's relief backs the plunger off after a stop until the pressure falls below
 `relief_pa`, but never further than its travel bound (the larger of 3 mm and the forward travel
-since the push began, and never past home; SPEC §8.4). When it ends at that bound with the line
-still pressurised, cement may keep flowing after the stop, and the device follows RELIEF_DONE
-with the one-shot notice ALARM RELIEF_AT_LIMIT carrying the pressure left (Pa, SPEC §6.7). The run
-summary, the dashboard and the report say it in the same words, from this one place.
+since the push began, and never past home; SPEC §8.4) and never longer than its time bound (3 s).
+When it ends with the line still pressurised, cement may keep flowing after the stop, and the device
+follows RELIEF_DONE with a one-shot notice carrying the pressure left (Pa, SPEC §6.7): ALARM
+RELIEF_AT_LIMIT when it ended at its travel bound, ALARM RELIEF_INCOMPLETE when it ended on its time
+bound or because the plunger could not move back (a stall). The run summary, the dashboard (its
+banner), the report, `prime` and the MQTT bridge (the event's `notice`) say it in the same words,
+from this one place.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Protocol
 
 from protocol import AlarmCode, EventKind
 
-__all__ = ["relief_at_limit_text", "relief_notice"]
+__all__ = ["relief_at_limit_text", "relief_incomplete_text", "relief_notice"]
 
 
 class _EventLike(Protocol):
@@ -35,8 +38,20 @@ def relief_at_limit_text(pressure_pa: float) -> str:
     return f"relief ended at its travel limit with {pressure_pa / 1000.0:.0f} kPa in the line"
 
 
+def relief_incomplete_text(pressure_pa: float) -> str:
+    """The sentence for a relief cut short by its time bound or a stall with `pressure_pa` left."""
+    return (
+        "relief stopped short (time limit, or the plunger could not move back) "
+        f"with {pressure_pa / 1000.0:.0f} kPa in the line"
+    )
+
+
 def relief_notice(event: _EventLike) -> str | None:
-    """The sentence for an ALARM RELIEF_AT_LIMIT event, else None."""
-    if int(event.kind) == EventKind.ALARM and int(event.alarm) == AlarmCode.RELIEF_AT_LIMIT:
+    """The sentence for an ALARM RELIEF_AT_LIMIT or RELIEF_INCOMPLETE event, else None."""
+    if int(event.kind) != EventKind.ALARM:
+        return None
+    if int(event.alarm) == AlarmCode.RELIEF_AT_LIMIT:
         return relief_at_limit_text(event.detail)
+    if int(event.alarm) == AlarmCode.RELIEF_INCOMPLETE:
+        return relief_incomplete_text(event.detail)
     return None

@@ -108,8 +108,8 @@ class Summary:
     series: Series
     injecting_spans: tuple[tuple[float, float], ...]
     relief_notices: tuple[tuple[float, str], ...] = ()
-    """(controller t, s; the sentence) for each ALARM RELIEF_AT_LIMIT: the relief ended at its
-    travel limit with the line still pressurised (SPEC §6.7)."""
+    """(controller t, s; the sentence) for each ALARM RELIEF_AT_LIMIT or RELIEF_INCOMPLETE: the
+    relief ended with the line still pressurised (SPEC §6.7)."""
 
 
 class _Pass:

@@ -244,7 +244,7 @@ class _Live:
     """The device's post-stop relief runs (flag RELIEF_ACTIVE of the latest sample)."""
     relief: str | None = None
     """The relief ended at its travel limit with the line still pressurised (ALARM
-    RELIEF_AT_LIMIT): shown in the live view and repeated in the summary."""
+    RELIEF_AT_LIMIT or RELIEF_INCOMPLETE): shown in the live view and repeated in the summary."""
 
 
 class _Display(Consumer):

@@ -200,6 +200,10 @@ class AlarmCode(IntEnum):
     RELIEF_AT_LIMIT = 8
     """One-shot notice after RELIEF_DONE: the relief ended at its travel bound (its back-off bound
     or home) with the line still at or above relief_pa; detail = that pressure, Pa."""
+    RELIEF_INCOMPLETE = 9
+    """One-shot notice after RELIEF_DONE: the relief ended before the line was relieved, on its time
+    bound or because the plunger could not move back (stall), with the line still at or above
+    relief_pa; detail = that pressure, Pa."""
 
 
 class ResetCause(IntEnum):

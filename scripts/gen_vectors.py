@@ -864,6 +864,26 @@ def motion_vectors() -> list[tuple[str, int, Message]]:
             91,
             Nak(cmd_id=83, cmd_type=MsgType.WITHDRAW, code=NakCode.AT_HOME, state=State.IDLE),
         ),
+        (
+            # SPEC §6.7 AlarmCode 9: the relief of a stopped prime ended on a stall with 778 kPa left
+            "event_alarm_relief_incomplete",
+            92,
+            Event(
+                t_us=7_001_619_000,
+                event_index=101,
+                kind=EventKind.ALARM,
+                state=State.STOPPED,
+                prev_state=State.STOPPED,
+                reason=StopReason.NONE,
+                source=StopSource.NONE,
+                alarm=AlarmCode.RELIEF_INCOMPLETE,
+                flags=Flags.HOST_LINK_OK | Flags.STALL_SUSPECT,
+                pressure_pa=777_913,
+                delivered_nl=246_303,
+                plunger_um=5_901,
+                detail=777_913,
+            ),
+        ),
     ]
 
 

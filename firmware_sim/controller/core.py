@@ -150,7 +150,7 @@ IDLE, ARMED, INJECTING, PAUSED, STOPPED, DONE, FAULT = tuple(int(s) for s in Sta
 _STATE = tuple(State)
 _LATCHED = (STOPPED, FAULT)
 _RUNNING = (ARMED, INJECTING, PAUSED, *MOVING)
-_NOTICES = (AlarmCode.LIMIT_CLAMPED, AlarmCode.RELIEF_AT_LIMIT)
+_NOTICES = (AlarmCode.LIMIT_CLAMPED, AlarmCode.RELIEF_AT_LIMIT, AlarmCode.RELIEF_INCOMPLETE)
 """One-shot alarms: sent every time, never followed by ALARM_CLEARED (SPEC §6.7)."""
 """States that a latched stop moves to STOPPED."""
 _TAKEN = (INJECTING, PAUSED, *MOVING)
@@ -879,11 +879,17 @@ class Controller:
             if not relief.ending:
                 return target
         if rate == 0.0:
-            at_limit = relief.at_limit
+            notice = (
+                AlarmCode.RELIEF_AT_LIMIT
+                if relief.at_limit
+                else AlarmCode.RELIEF_INCOMPLETE
+                if relief.cut_short
+                else None
+            )
             self._end_relief()
-            if at_limit and not self._sensor_faulty and self._pf >= self._limits.relief_pa:
+            if notice is not None and not self._sensor_faulty and self._pf >= self._limits.relief_pa:
                 # the line is still pressurised at rest: the host must know (SPEC §6.7, §8.4)
-                self._alarm(AlarmCode.RELIEF_AT_LIMIT, True, _i32(self._pf))
+                self._alarm(notice, True, _i32(self._pf))
         return 0.0
 
     # =====================================================================================

@@ -143,6 +143,7 @@ class Relief:
         "active",
         "at_limit",
         "blind_counts",
+        "cut_short",
         "ending",
         "max_counts",
         "speed_hz",
@@ -158,6 +159,8 @@ class Relief:
         self.ending = False
         self.at_limit = False
         """It ended at a travel bound (its back-off bound or home), not on the pressure."""
+        self.cut_short = False
+        """It ended on its time bound or on a stall, sensor healthy: not on the pressure either."""
         self._peak = 0
         self._start_us = 0
         self._max = max_counts
@@ -168,6 +171,7 @@ class Relief:
         self.active = True
         self.ending = False
         self.at_limit = False
+        self.cut_short = False
         self._max = self.max_counts if max_counts is None else max_counts
         self._peak = encoder_counts
         self._start_us = now_us & TIMER_MASK
@@ -193,13 +197,17 @@ class Relief:
             self._peak = encoder_counts  # still braking forward after the stop
         if not self.ending:
             limit = self._max if sensor_ok else self.blind_counts
-            if must_halt or (sensor_ok and pressure_pa < relief_pa):
+            if sensor_ok and pressure_pa < relief_pa:
                 self.ending = True
+            elif must_halt:
+                self.ending = True
+                self.cut_short = sensor_ok
             elif at_home or self._peak - encoder_counts >= limit:
                 self.ending = True
                 self.at_limit = sensor_ok
             elif elapsed_us(now_us, self._start_us) >= self.timeout_us:
                 self.ending = True
+                self.cut_short = sensor_ok
         return 0.0 if self.ending else -self.speed_hz
 
     def finish(self) -> None:

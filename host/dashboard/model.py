@@ -134,8 +134,8 @@ class DashboardModel:
         """Called when the link state changes or a STOP arrives: the view redraws at once for those,
         not at its next timer tick."""
         self.relief_notice: str | None = None
-        """The device's relief ended at its travel limit with the line still pressurised (ALARM
-        RELIEF_AT_LIMIT, SPEC §6.7): the banner says so until the next ARM or movement."""
+        """The device's relief ended with the line still pressurised (ALARM RELIEF_AT_LIMIT or
+        RELIEF_INCOMPLETE, SPEC §6.7): the banner says so until the next ARM or movement."""
         self.guard_listeners: list[Callable[[], None]] = []
         """Called after each change of the guard's state (the MQTT bridge republishes its state)."""
 
@@ -215,8 +215,8 @@ class DashboardModel:
         detail: int = 0,
     ) -> StopEntry | None:
         """A controller event; returns the stop-log entry for a STOP event. An ALARM
-        RELIEF_AT_LIMIT sets `relief_notice` (shown on the banner at once) until a new push: ARM or
-        a movement."""
+        RELIEF_AT_LIMIT or RELIEF_INCOMPLETE sets `relief_notice` (shown on the banner at once)
+        until a new push: ARM or a movement."""
         is_stop = kind == EventKind.STOP
         notice = relief_notice(SimpleNamespace(kind=kind, alarm=alarm, detail=detail))
         if notice is not None:

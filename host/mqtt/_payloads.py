@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from protocol import Event, EventKind, State, StopReason, StopSource
+from host.relief_notice import relief_notice
+from protocol import AlarmCode, Event, EventKind, State, StopReason, StopSource
 from protocol.models import EventRecord, TelemetryRecord
 
 __all__ = [
@@ -107,6 +108,14 @@ class EventPayload(_Out):
     state_name: str
     reason_name: str
     source_name: str
+    alarm_name: str = ""
+    """Kinds ALARM and ALARM_CLEARED: the alarm's name (its number for one this host does not know);
+    "" for the other kinds. Added within cementguard.event/2 (readers that ignore unknown fields
+    are unaffected)."""
+    notice: str | None = None
+    """What the operator must be told about this event in words, where there is such a sentence: an
+    ALARM RELIEF_AT_LIMIT or RELIEF_INCOMPLETE says the relief left the line pressurised and with
+    how much (host.relief_notice, the dashboard's and the run summary's sentence)."""
     event: EventRecord
     """reason, source, flags, pressure_kpa (null while the sensor is faulty), delivered_ml and plunger_mm
     at the event, t_s (controller time), detail."""
@@ -128,12 +137,15 @@ class EventPayload(_Out):
             state_name=enum_name(State, event.state) or "",
             reason_name=enum_name(StopReason, event.reason) or "",
             source_name=enum_name(StopSource, event.source) or "",
+            alarm_name=(enum_name(AlarmCode, event.alarm) or "") if event.kind in _ALARM_KINDS else "",
+            notice=relief_notice(event),
             event=EventRecord.from_message(event),
             host_time_s=time.time(),
             **{k: v for k, v in notes.items() if k in _NOTES},
         )
 
 
+_ALARM_KINDS = (EventKind.ALARM, EventKind.ALARM_CLEARED)
 _NOTES = ("stop_source", "stop_origin", "stop_latency_ms", "line_latency_ms")
 
 

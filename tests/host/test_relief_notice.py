@@ -31,6 +31,16 @@ def test_the_sentence_names_the_pressure_left_in_kpa() -> None:
     assert relief_notice(_notice_event()) == NOTICE
 
 
+def test_a_relief_cut_short_is_said_too() -> None:
+    """ALARM RELIEF_INCOMPLETE (SPEC §6.7): the relief ended on its time bound or a stall with the
+    line still pressurised. Same pressure, its own cause; the dashboard and report take the same
+    sentence from here."""
+    event = dataclasses.replace(_notice_event(2_480_400), alarm=AlarmCode.RELIEF_INCOMPLETE)
+    assert relief_notice(event) == (
+        "relief stopped short (time limit, or the plunger could not move back) with 2480 kPa in the line"
+    )
+
+
 def test_other_events_say_nothing() -> None:
     assert relief_notice(event_message(6, EventKind.RELIEF_DONE, State.STOPPED, detail=1_353_629)) is None
     other = dataclasses.replace(_notice_event(), alarm=AlarmCode.LIMIT_CLAMPED)

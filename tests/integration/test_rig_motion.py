@@ -277,7 +277,7 @@ def test_an_occluded_injection_with_relief_relieves_the_line_at_4_mpa(start_mm: 
     assert pressure_pa < cfg.default_relief_pa, pressure_pa
     (done,) = [e for e in rig.events if e.kind == EventKind.RELIEF_DONE]
     assert done.detail > cfg.relief_max_m * 1e6, "it backed off beyond relief_max"
-    assert not [e for e in rig.events if e.alarm == AlarmCode.RELIEF_AT_LIMIT]
+    assert not [e for e in rig.events if e.alarm in (AlarmCode.RELIEF_AT_LIMIT, AlarmCode.RELIEF_INCOMPLETE)]
 
 
 def test_a_relief_ending_at_its_travel_bound_with_pressure_left_says_so() -> None:

@@ -29,7 +29,8 @@ ALL_CLASSES = (*STATE_CLASSES.values(), "lost", "unknown")
 def banner_text(model: DashboardModel) -> tuple[str, str, str]:
     """(css class, headline, detail line) for the model's state; a guard that is not WATCHING is
     named first on the detail line, whatever the link and the controller say (issue 15); a relief
-    that left the line pressurised (ALARM RELIEF_AT_LIMIT) is named before the controller's detail."""
+    that left the line pressurised (ALARM RELIEF_AT_LIMIT or RELIEF_INCOMPLETE) is named before the
+    controller's detail."""
     css, headline, detail = _controller_text(model)
     if model.relief_notice is not None and model.link.state not in ("lost", "failed", "closed", "connecting"):
         detail = f"{model.relief_notice.upper()}  -  {detail}" if detail else model.relief_notice.upper()
