@@ -1,5 +1,5 @@
-"""Pure bookkeeping for the detector sweep: rates with Wilson intervals, rare-event bounds (exact
-Clopper-Pearson), size bins, latency percentiles.
+"""Pure bookkeeping for the detector sweep: rates with Wilson or exact (Clopper-Pearson) intervals,
+rare-event bounds (exact Clopper-Pearson), size bins, latency percentiles.
 
 No simulation and no I/O here, so that every figure the sweep reports can be unit-tested on its own.
 """
@@ -47,6 +47,25 @@ def clopper_pearson_upper(events: int, trials: int, confidence: float = 0.95) ->
     from scipy.stats import beta  # imported here: the report needs it, a run does not
 
     return float(beta.ppf(confidence, events + 1, trials - events))
+
+
+def clopper_pearson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Two-sided exact (Clopper-Pearson, 1934) interval of a binomial rate: each end leaves
+    (1 - confidence) / 2 in its tail. Conservative (covers at least `confidence` for every true
+    rate), which is what a detection rate from tens of runs needs: 18 of 18 is [0.815, 1], not 1.
+    No trials: (0, 1)."""
+    if trials < 0 or not 0 <= successes <= trials:
+        raise ValueError(f"successes = {successes} must be in 0..trials ({trials}), trials >= 0")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence = {confidence} must be in (0, 1)")
+    if trials == 0:
+        return (0.0, 1.0)
+    from scipy.stats import beta  # imported here: the report needs it, a run does not
+
+    tail = (1.0 - confidence) / 2.0
+    low = 0.0 if successes == 0 else float(beta.ppf(tail, successes, trials - successes + 1))
+    high = 1.0 if successes == trials else float(beta.ppf(1.0 - tail, successes + 1, trials - successes))
+    return (low, high)
 
 
 def bin_index(value: float, edges: Sequence[float]) -> int | None:

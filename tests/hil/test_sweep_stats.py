@@ -13,6 +13,7 @@ from hil._sweep_stats import (
     bin_index,
     bin_label,
     cell_stats,
+    clopper_pearson_interval,
     clopper_pearson_upper,
     derive_seed,
     percentile,
@@ -179,3 +180,26 @@ def test_the_bound_is_the_rate_at_which_k_or_fewer_events_have_5_percent_probabi
 def test_clopper_pearson_rejects_impossible_arguments(k: int, n: int, conf: float) -> None:
     with pytest.raises(ValueError, match=r"events|confidence"):
         clopper_pearson_upper(k, n, conf)
+
+
+def test_clopper_pearson_interval_known_values() -> None:
+    # two-sided 95 %: 18 of 18 -> [0.8147, 1]; 0 of 18 -> [0, 0.1853]; 5 of 10 -> [0.1871, 0.8129]
+    assert clopper_pearson_interval(18, 18) == pytest.approx((0.81470, 1.0), abs=1e-5)
+    assert clopper_pearson_interval(0, 18) == pytest.approx((0.0, 0.18530), abs=1e-5)
+    assert clopper_pearson_interval(5, 10) == pytest.approx((0.18709, 0.81291), abs=1e-5)
+    assert clopper_pearson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="successes = 3"):
+        clopper_pearson_interval(3, 2)
+
+
+@given(st.integers(1, 2000).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))))
+def test_each_end_of_the_exact_interval_leaves_2_5_percent_in_its_tail(kn: tuple[int, int]) -> None:
+    from scipy.stats import binom
+
+    k, n = kn
+    low, high = clopper_pearson_interval(k, n)
+    assert low <= k / n <= high
+    if k < n:
+        assert float(binom.cdf(k, n, high)) == pytest.approx(0.025, abs=1e-9)
+    if k > 0:
+        assert float(binom.sf(k - 1, n, low)) == pytest.approx(0.025, abs=1e-9)
