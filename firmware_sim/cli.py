@@ -14,12 +14,14 @@ import stat
 import sys
 import tomllib
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from firmware_sim.controller.config import OPTIONAL_CAPABILITIES
 from firmware_sim.plant import Plant, PlantConfig
 from protocol import Event, EventKind
 
@@ -103,6 +105,19 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ),
     )
     p.add_argument("--serial", default="SIM-0001", help="device serial number reported in the handshake")
+    p.add_argument(
+        "--without",
+        action="append",
+        choices=sorted(OPTIONAL_CAPABILITIES),
+        default=[],
+        metavar="CAPABILITY",
+        help=(
+            "simulate a device that lacks this capability (repeatable; one of "
+            f"{', '.join(sorted(OPTIONAL_CAPABILITIES))}): it is clear in DEVICE_INFO and the "
+            "commands it covers are unknown to the device (NAK UNKNOWN_COMMAND, SPEC §6.12, §7.7), "
+            "as a firmware built without them. For testing hosts against such a device"
+        ),
+    )
     p.add_argument(
         "--setup-file",
         type=Path,
@@ -296,7 +311,10 @@ def _serve(args: argparse.Namespace) -> int:
     except SetupFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    controller = Controller(config, identity=FirmwareIdentity.simulator(args.serial), setup=setup)
+    identity = FirmwareIdentity.simulator(args.serial)
+    for name in args.without:
+        identity = replace(identity, capabilities=identity.capabilities & ~OPTIONAL_CAPABILITIES[name])
+    controller = Controller(config, identity=identity, setup=setup)
 
     def _log_link(attached: bool, now_us: int) -> None:
         # stderr, one line per change: stdout carries only the PORT line.

@@ -23,6 +23,15 @@ ALL_CAPABILITIES = (
     | Capabilities.MOTION
 )
 
+OPTIONAL_CAPABILITIES = {
+    "MOTION": Capabilities.MOTION,
+    "TELEMETRY_CONFIG": Capabilities.TELEMETRY_CONFIG,
+}
+"""Capabilities a firmware may be built without, by name: the controller treats the commands each
+covers as unknown types when its bit is clear (`Controller._implements`, SPEC §7.7 step 3), so a
+simulator without one behaves as such a device (`cementguard sim --without`). The other bits are
+not offered: the controller does not gate on them."""
+
 
 @dataclass(frozen=True, slots=True)
 class FirmwareIdentity:
