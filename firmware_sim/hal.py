@@ -64,6 +64,10 @@ class Hardware:
     """Below this the loop is open or the transducer dead (NAMUR NE 43 lower fault band)."""
     loop_fault_high_ma: float = 21.0
     """Above this the loop is shorted or the transducer failed high (NAMUR NE 43 upper band)."""
+    loop_measure_low_ma: float = 3.8
+    loop_measure_high_ma: float = 20.5
+    """A healthy transmitter saturates at these NAMUR NE 43 measurement limits (an over- or
+    under-range pressure is not a fault): a reading there is flat by design, not stuck."""
 
     @property
     def adc_max(self) -> int:

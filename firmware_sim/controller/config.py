@@ -163,9 +163,15 @@ class ControllerConfig:
     """Consecutive samples outside the NAMUR NE 43 band (Hardware.loop_fault_low/high_ma) to trip.
     Out-of-range samples are never used as pressure: the last valid one is held meanwhile."""
     sensor_stuck_samples: int = 200
-    """Consecutive identical ADC readings while the plunger moves (0 disables). With 42 counts of
-    noise two equal consecutive readings have odds ~0.7 %; 200 in a row never happen with a live
-    sensor. A noise-free simulated sensor would trip it: disable it there."""
+    """The longest run of identical ADC readings while the plunger moves that the stuck check may
+    need (its latency bound; 0 disables it). The run in force follows from
+    `sensor_false_alarms_per_h` and the noise sigma (half the quieter of the measured and the
+    specified one): 7 samples at the specified 42 counts, 200 at 0.62 counts; a sensor quieter than
+    that is not judged (a noise-free simulated sensor among them). A configuration whose run at the
+    specified noise exceeds this is refused (`SensorMonitor`)."""
+    sensor_false_alarms_per_h: float = 1e-3
+    """False-alarm budget of the stuck check per hour of plunger motion (Boole's inequality over
+    the samples: docs/controller.md, "The sensor monitor from the same budget")."""
     sensor_noise_spec_pa: float = 10_000.0
     """The transducer's specified noise (sigma per sample)."""
     sensor_sigma_shift: int = 10
@@ -326,6 +332,16 @@ class ControllerConfig:
         if not 0 < self.rise_false_alarms_per_h < 1e3 or not self.rise_nominal_pa_s >= 0.0:
             raise ValueError(
                 "ControllerConfig.rise_false_alarms_per_h must be in (0, 1000), rise_nominal_pa_s >= 0"
+            )
+        if not 0 < self.sensor_false_alarms_per_h < 1e3:
+            raise ValueError(
+                f"ControllerConfig.sensor_false_alarms_per_h {self.sensor_false_alarms_per_h!r} "
+                "must be in (0, 1000)"
+            )
+        if self.sensor_stuck_samples < 0:
+            raise ValueError(
+                f"ControllerConfig.sensor_stuck_samples {self.sensor_stuck_samples} must be >= 0 "
+                "(0 disables the stuck check)"
             )
         if not 1 <= self.sensor_sigma_shift <= 16 or not self.rise_sigma_floor > 0.0:
             raise ValueError("ControllerConfig.sensor_sigma_shift must be 1..16, rise_sigma_floor > 0")

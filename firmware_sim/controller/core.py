@@ -309,6 +309,8 @@ class Controller:
             cfg.sensor_clear_samples,
             cfg.sensor_noise_spec_pa / pa_per_count(hw),
             cfg.sensor_sigma_shift,
+            cfg.sensor_false_alarms_per_h,
+            cfg.sample_rate_hz,
         )
         self._history = BlockHistory(HISTORY_BLOCKS)
         self._overpressure = OverpressureDetector(cfg.overpressure_samples)
@@ -736,6 +738,7 @@ class Controller:
         if self._stall.update(lag) and (st == INJECTING or st in MOVING):
             self._latch(StopReason.MOTOR_STALL)
         self._set_flag(_F_STALL, self._stall.suspect)
+        self._sensor.judge_stuck()
         if self._sensor.suspect is not bool(self._alarms >> AlarmCode.SENSOR_SUSPECT & 1):
             self._alarm(AlarmCode.SENSOR_SUSPECT, self._sensor.suspect)
 

@@ -145,6 +145,33 @@ def upper_tail_quantile(p: float) -> float:
     return c
 
 
+STUCK_SIGMA_MARGIN = 2.0
+"""The stuck test judges the sensor as if its noise were half the sigma measured (and half the
+specified one at most): the estimate starts at the specification at power-up and follows a quieter
+sensor with a 1 s lag, and quantization lifts it below ~1 count; assuming half costs one sample of
+latency at the specified noise (`stuck_run_samples`: 7 instead of 6)."""
+
+
+def stuck_run_samples(sigma_counts: float, log_budget: float, longest: int) -> int:
+    """The run of identical ADC readings that a live sensor with white Gaussian noise of
+    `sigma_counts` (ADC counts) makes with odds within the false-alarm budget, or 0 when that run is
+    longer than `longest` (the sensor is too quiet to be judged stuck within the latency bound).
+
+    A reading equals a given count j with probability p_j <= p = erf(1 / (2 sqrt 2 sigma)) (the
+    one-count bin centred on the mean holds the most), whatever the pressure does meanwhile; so N
+    readings in a row are equal with odds sum_j p_j^N <= p^(N-1), and by Boole's inequality over the
+    samples at which a run can start, a run of N appears within T seconds with odds at most
+    T f_s p^(N-1). `log_budget` is ln(lambda / f_s), lambda the budget per second:
+    N = 1 + ceil(log_budget / ln p) (docs/controller.md, "The sensor monitor from the same budget")."""
+    if not sigma_counts > 0.0:
+        return 0
+    p = math.erf(0.5 / (math.sqrt(2.0) * sigma_counts))
+    if not p < 1.0:
+        return 0
+    n = 1 + math.ceil(log_budget / math.log(p))
+    return n if n <= longest else 0
+
+
 class SlopeGlr:
     """The occlusion's sequential test: is the pressure rising faster than a nominal ramp?
 
@@ -437,7 +464,11 @@ class SensorMonitor:
     - out of range: loop current outside [loop_fault_low_ma, loop_fault_high_ma] (open or shorted
       loop, dead transducer) for `range_samples` samples. Such a sample is never used as a
       pressure: `sample()` returns the last valid one instead.
-    - stuck: exactly the same ADC value for `stuck_samples` samples while the plunger moves.
+    - stuck: exactly the same ADC value for `stuck_samples` samples while the plunger moves, a run
+      that follows from the false-alarm budget and the noise sigma (`stuck_run_samples`, set once
+      per block by `judge_stuck` from the quieter of the measured and the specified sigma, halved),
+      0 (not judged) when the sensor is too quiet for a run within `stuck_longest`. Readings at the
+      transmitter's measurement limits (saturated, flat by design) break a run.
     - noisy: the IIR mean of |p[k] - p[k-1]| above `noise_fault_pa` for `noise_samples` samples.
 
     It also measures the noise sigma online for the slope tests (`sigma_counts`): an integer IIR of
@@ -451,23 +482,28 @@ class SensorMonitor:
 
     `faulty` latches when any of them trips and drops only once none has been seen for
     `clear_samples` samples (what CLEAR checks). `suspect` (an alarm, never a stop) is set while a
-    condition builds up without having tripped (an out-of-range sample, half a stuck run, noise
-    above `noise_suspect_pa`) and for `clear_samples` samples after it was last seen.
+    condition builds up without having tripped (an out-of-range sample, noise above
+    `noise_suspect_pa`) and for `clear_samples` samples after it was last seen. A stuck run has no
+    suspect stage: it trips within milliseconds or ends.
     """
 
     __slots__ = (
         "_d2_acc",
         "_good_run",
-        "_last_adc",
+        "_log_budget",
         "_noise_run",
         "_quiet",
         "_range_run",
+        "_stuck_held",
         "_stuck_run",
+        "_stuck_sigma_cap",
         "_x1",
         "_x2",
         "adc",
         "adc_high",
         "adc_low",
+        "adc_sat_high",
+        "adc_sat_low",
         "cause",
         "clear_samples",
         "faulty",
@@ -484,6 +520,7 @@ class SensorMonitor:
         "quiet_samples",
         "range_samples",
         "sigma_shift",
+        "stuck_longest",
         "stuck_samples",
     )
 
@@ -491,7 +528,7 @@ class SensorMonitor:
         self,
         hardware: Hardware,
         range_samples: int,
-        stuck_samples: int,
+        stuck_longest: int,
         noise_fault_pa: float,
         noise_suspect_pa: float,
         noise_alpha: float,
@@ -499,15 +536,37 @@ class SensorMonitor:
         clear_samples: int,
         sigma_prior_counts: float = 0.0,
         sigma_shift: int = 10,
+        false_alarms_per_h: float = 1e-3,
+        sample_rate_hz: float = 1000.0,
     ) -> None:
         counts_per_ma = hardware.adc_max / hardware.adc_full_scale_ma
         self.adc_low = hardware.loop_fault_low_ma * counts_per_ma
         self.adc_high = hardware.loop_fault_high_ma * counts_per_ma
+        self.adc_sat_low = hardware.adc_from_ma(hardware.loop_measure_low_ma)
+        self.adc_sat_high = hardware.adc_from_ma(hardware.loop_measure_high_ma)
+        """Readings at or beyond these counts are a saturated transmitter: they break a stuck run."""
         pa_per_ma = hardware.sensor_full_scale_pa / hardware.loop_span_ma
         self.gain = pa_per_ma / counts_per_ma
         self.offset = hardware.loop_zero_ma * pa_per_ma
         self.range_samples = range_samples
-        self.stuck_samples = stuck_samples
+        if not false_alarms_per_h > 0.0 or not math.isfinite(false_alarms_per_h):
+            raise ValueError(f"false-alarm budget {false_alarms_per_h!r} per hour must be finite and > 0")
+        self._log_budget = math.log(false_alarms_per_h / 3600.0 / sample_rate_hz)
+        """ln(lambda / f_s): the odds per sample a stuck run may have (`stuck_run_samples`)."""
+        self.stuck_longest = stuck_longest
+        """The longest run the stuck test may need (its latency bound); 0 disables the test."""
+        self._stuck_sigma_cap = sigma_prior_counts / STUCK_SIGMA_MARGIN
+        self.stuck_samples = 0
+        """The run in force (0: not judged); `judge_stuck` sets it once per block."""
+        if stuck_longest:
+            self.stuck_samples = stuck_run_samples(self._stuck_sigma_cap, self._log_budget, stuck_longest)
+            if not self.stuck_samples:
+                need = stuck_run_samples(self._stuck_sigma_cap, self._log_budget, 1 << 30)
+                raise ValueError(
+                    f"stuck run of at most {stuck_longest} samples cannot meet the false-alarm budget "
+                    f"{false_alarms_per_h!r} per hour at the specified noise ({sigma_prior_counts:.3g} "
+                    f"ADC counts): it needs {need or 'more than 2^30'} samples (0 disables the check)"
+                )
         self.noise_fault_pa = noise_fault_pa
         self.noise_suspect_pa = noise_suspect_pa
         self.noise_alpha = noise_alpha
@@ -519,9 +578,9 @@ class SensorMonitor:
         self.faulty = False
         self.cause = 0
         """SENSOR_* bits of the conditions that tripped (while faulty) or are building up."""
-        self._last_adc = -1
         self._range_run = 0
         self._stuck_run = 0
+        self._stuck_held = False
         self._noise_run = 0
         self._good_run = 0
         self.adc = -1
@@ -568,15 +627,26 @@ class SensorMonitor:
                         self.outliers = 0
             self._x2 = x1
             self._x1 = adc
+            if adc != x1 or adc <= self.adc_sat_low or adc >= self.adc_sat_high:
+                self._stuck_run = 1 if moving else 0  # counts identical readings, this one included
+                self._stuck_held = False
+            else:
+                run = self._stuck_run
+                if moving:
+                    run += 1
+                    self._stuck_run = run
+                if self._stuck_held or run >= self.stuck_samples > 0:
+                    self._stuck_held = True  # until the reading changes, whatever sigma does now
+                    bad = SENSOR_STUCK
             p = adc * self.gain - self.offset
-            step = p - self.pressure_pa if self._last_adc >= 0 else 0.0
+            step = p - self.pressure_pa if x1 >= 0 else 0.0
             if step < 0.0:
                 step = -step
             mean = self.noise_mean_pa + self.noise_alpha * (step - self.noise_mean_pa)
             self.noise_mean_pa = mean
             self.pressure_pa = p
             if mean > self.noise_suspect_pa:
-                bad = SENSOR_NOISE
+                bad |= SENSOR_NOISE
                 if mean > self.noise_fault_pa:
                     self._noise_run += 1
                 else:
@@ -585,16 +655,10 @@ class SensorMonitor:
                 self._noise_run = 0
         else:
             self._range_run += 1
+            self._stuck_run = 0
+            self._stuck_held = False
             bad = SENSOR_RANGE
             p = self.pressure_pa
-        if adc == self._last_adc:
-            if moving:
-                self._stuck_run += 1
-            if self.stuck_samples and self._stuck_run >= self.stuck_samples >> 1:
-                bad |= SENSOR_STUCK
-        else:
-            self._stuck_run = 1 if moving else 0  # counts identical readings, this one included
-            self._last_adc = adc
         if bad:
             self._good_run = 0
             if not self.faulty:
@@ -602,7 +666,7 @@ class SensorMonitor:
                 if (
                     self._range_run >= self.range_samples
                     or self._noise_run >= self.noise_samples
-                    or (self.stuck_samples and self._stuck_run >= self.stuck_samples)
+                    or bad & SENSOR_STUCK
                 ):
                     self.faulty = True
         elif self.cause:
@@ -611,6 +675,17 @@ class SensorMonitor:
                 self.faulty = False
                 self.cause = 0
         return p
+
+    def judge_stuck(self) -> None:
+        """Once per block: the stuck run in force from the sigma measured now, capped at the
+        specified one and halved (`STUCK_SIGMA_MARGIN`), 0 when the test is disabled or the sensor
+        too quiet to judge within `stuck_longest`."""
+        if self.stuck_longest:
+            sigma = self.sigma_counts() / STUCK_SIGMA_MARGIN
+            cap = self._stuck_sigma_cap
+            self.stuck_samples = stuck_run_samples(
+                sigma if sigma < cap else cap, self._log_budget, self.stuck_longest
+            )
 
     def declare_fault(self, cause: int) -> None:
         """Latch the fault now for `cause` (SENSOR_* bits): the controller found a suspect condition

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from firmware_sim.hal import Hardware
+from firmware_sim.hal import REFERENCE_RIG, Hardware
 
-NAMUR_MEASURE_LOW_MA = 3.8
-NAMUR_MEASURE_HIGH_MA = 20.5
-"""NAMUR NE 43 measurement range of a healthy transmitter: it saturates here, it does not fault."""
+NAMUR_MEASURE_LOW_MA = REFERENCE_RIG.loop_measure_low_ma
+NAMUR_MEASURE_HIGH_MA = REFERENCE_RIG.loop_measure_high_ma
+"""NAMUR NE 43 measurement range of a healthy transmitter: it saturates here, it does not fault
+(`Hardware.loop_measure_*_ma`, which the controller's stuck check also knows)."""
 OPEN_LOOP_MA = 0.0
 SHORTED_LOOP_MA = 24.0
 DEFAULT_NOISE_FRACTION_OF_FULL_SCALE = 0.001

@@ -32,6 +32,7 @@ from firmware_sim.controller.detectors import (
     Watchdog,
     WorkingTimeMonitor,
     pa_per_count,
+    stuck_run_samples,
 )
 from firmware_sim.controller.detectors import rise_detector as make_rise_detector
 from firmware_sim.controller.loops import PressureThrottle, Relief, ViscosityEstimator
@@ -49,9 +50,12 @@ def adc_of(pa: float) -> int:
     return HW.adc_from_ma(HW.ma_from_pa(pa))
 
 
-def sensor_monitor(stuck_samples: int = 200) -> SensorMonitor:
+def sensor_monitor(stuck_longest: int = 200, noise_pa: float = NOISE_PA) -> SensorMonitor:
+    """The controller's monitor at its defaults, the specified noise `noise_pa` as the prior."""
     nominal = NOISE_PA * 2 / math.sqrt(math.pi)
-    return SensorMonitor(HW, 3, stuck_samples, 10 * nominal, 4 * nominal, 1 / 64, 20, 100)
+    return SensorMonitor(
+        HW, 3, stuck_longest, 10 * nominal, 4 * nominal, 1 / 64, 20, 100, noise_pa / pa_per_count(HW)
+    )
 
 
 # -- OVERPRESSURE -----------------------------------------------------------------------------
@@ -227,19 +231,99 @@ def test_sensor_single_out_of_range_spike_is_held_not_a_fault() -> None:
     assert not mon.faulty
 
 
-def test_sensor_stuck_while_moving_is_a_fault() -> None:
-    mon = sensor_monitor(stuck_samples=200)
+def test_sensor_stuck_while_moving_is_a_fault_after_the_budgets_run() -> None:
+    """At the specified noise (42 counts, judged as 21) the budget's run is 7 readings: the 7th
+    identical reading while moving trips, not the 200th."""
+    mon = sensor_monitor()
+    assert mon.stuck_samples == 7
     adc = adc_of(1e6)
-    for _ in range(199):
+    for _ in range(6):
         mon.sample(adc, True)
     assert not mon.faulty
+    assert not mon.suspect, "a stuck run has no suspect stage"
     mon.sample(adc, True)
     assert mon.faulty
     assert mon.cause & SENSOR_STUCK
 
 
+def test_stuck_run_follows_the_budget_formula() -> None:
+    """N = 1 + ceil(ln(lambda / f_s) / ln erf(1 / (2 sqrt 2 sigma))), 0 beyond the longest run."""
+    log_budget = math.log(1e-3 / 3600 / 1000)
+    for sigma, n in ((42.0, 6), (21.0, 7), (1.0, 24), (0.5, 59), (0.31, 196)):
+        p = math.erf(0.5 / (math.sqrt(2) * sigma))
+        assert p ** (n - 1) <= 1e-3 / 3600 / 1000 < p ** (n - 2)
+        assert stuck_run_samples(sigma, log_budget, 200) == n
+    assert stuck_run_samples(0.3, log_budget, 200) == 0, "221 > 200: not judged"
+    assert stuck_run_samples(0.0, log_budget, 200) == 0
+
+
+def test_stuck_check_refuses_a_budget_it_cannot_meet() -> None:
+    """A longest run shorter than the budget's run at the specified noise is refused, naming both."""
+    with pytest.raises(ValueError, match=r"at most 6 samples .* needs 7 samples"):
+        sensor_monitor(stuck_longest=6)
+    with pytest.raises(ValueError, match="specified noise"):
+        sensor_monitor(noise_pa=0.0)
+    assert sensor_monitor(stuck_longest=0, noise_pa=0.0).stuck_samples == 0, "0 disables it"
+
+
+def test_quiet_sensor_is_not_judged_stuck() -> None:
+    """A sensor quieter than the test can judge within its longest run (here: noise-free) is never
+    declared stuck once the measured sigma has followed it down; with noise it is judged again."""
+    mon = sensor_monitor()
+    adc = adc_of(1e6)
+    for _ in range(6):  # below the run at the prior
+        mon.sample(adc, False)
+    for k in range(20_000):  # still: the run does not grow, the sigma estimate decays
+        mon.sample(adc, False)
+        if k % 10 == 0:
+            mon.judge_stuck()
+    assert mon.stuck_samples == 0
+    for _ in range(5000):
+        mon.sample(adc, True)
+    assert not mon.faulty
+    rng = random.Random(3)
+    for k in range(6000):
+        mon.sample(adc_of(1e6 + rng.gauss(0, NOISE_PA)), True)
+        if k % 10 == 0:
+            mon.judge_stuck()
+    assert mon.stuck_samples == 7
+    for _ in range(7):
+        mon.sample(adc, True)
+    assert mon.faulty
+
+
+def test_stuck_fault_holds_while_the_reading_stays_frozen() -> None:
+    """After the trip the measured sigma decays to 0 (the test no longer judges), but the fault is
+    not cleared while the reading stays frozen, moving or not; it clears once the reading lives."""
+    mon = sensor_monitor()
+    adc = adc_of(1e6)
+    for k in range(20_000):
+        mon.sample(adc, k < 100)
+        if k % 10 == 0:
+            mon.judge_stuck()
+    assert mon.stuck_samples == 0
+    assert mon.faulty
+    assert mon.cause & SENSOR_STUCK
+    rng = random.Random(4)
+    for _ in range(99):
+        mon.sample(adc_of(1e6 + rng.gauss(0, NOISE_PA)), True)
+    assert mon.faulty
+    mon.sample(adc_of(1e6 + rng.gauss(0, NOISE_PA)), True)
+    assert not mon.faulty, "cleared after clear_samples live readings"
+
+
+def test_saturated_transmitter_is_not_stuck() -> None:
+    """Readings at the NAMUR measurement limits are flat by design (an over-range pressure, the
+    vacuum of a relief back-off at high noise): they break a stuck run."""
+    mon = sensor_monitor()
+    for ma in (HW.loop_measure_low_ma, HW.loop_measure_high_ma):
+        for _ in range(5000):
+            mon.sample(HW.adc_from_ma(ma), True)
+        assert not mon.faulty
+
+
 def test_sensor_constant_while_still_is_not_stuck() -> None:
-    mon = sensor_monitor(stuck_samples=200)
+    mon = sensor_monitor()
     for _ in range(5000):
         mon.sample(adc_of(0.0), False)
     assert not mon.faulty

@@ -99,7 +99,8 @@ def test_stuck_sensor_stops() -> None:
     rig = started(seconds=2.0)
     elapsed = stop_after(rig, "stuck_adc", rig.plant.sense().pressure_adc)
     assert rig.c.stop_reason == StopReason.SENSOR_FAULT
-    assert 0.19 <= elapsed <= 0.21
+    # the budget's run at the specified noise: 7 identical readings, the first the last live one
+    assert 0.005 <= elapsed <= 0.008
 
 
 def test_implausibly_noisy_sensor_raises_suspect_then_stops() -> None:
