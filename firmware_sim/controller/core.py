@@ -72,6 +72,7 @@ from firmware_sim.controller.detectors import (
     WorkingTimeMonitor,
     elapsed_us,
     glr_threshold,
+    noise_suspect_sigma_pa,
     pa_per_count,
     rise_detector,
 )
@@ -297,13 +298,25 @@ class Controller:
         self._alpha = cfg.pressure_filter_alpha
 
         # -- detectors and loops -----------------------------------------------------------
-        nominal_step = cfg.sensor_noise_spec_pa * 2.0 / math.sqrt(math.pi)  # mean |dp| of white noise
+        self._loss_noise = glr_threshold(
+            cfg.rise_false_alarms_per_h, cfg.sample_rate_hz / cfg.block_samples, 1
+        ) * math.sqrt(2.0 / cfg.block_samples)
+        """PRESSURE_LOSS's statistical floor per Pa of noise sigma: c sqrt(2 / block)."""
+        mean_dp = 2.0 / math.sqrt(math.pi)  # mean |p[k] - p[k-1]| of white noise per Pa of sigma
+        suspect_pa = noise_suspect_sigma_pa(cfg) * mean_dp
+        fault_pa = cfg.sensor_noise_spec_pa * cfg.sensor_noise_fault_factor * mean_dp
+        if not fault_pa > suspect_pa:
+            raise ValueError(
+                f"ControllerConfig.sensor_noise_fault_factor {cfg.sensor_noise_fault_factor!r} puts the "
+                f"noise fault ({fault_pa / mean_dp:.0f} Pa sigma) at or below the SENSOR_SUSPECT level "
+                f"the budget sets ({suspect_pa / mean_dp:.0f} Pa sigma)"
+            )
         self._sensor = SensorMonitor(
             hw,
             cfg.sensor_range_samples,
             cfg.sensor_stuck_samples,
-            nominal_step * cfg.sensor_noise_fault_factor,
-            nominal_step * cfg.sensor_noise_suspect_factor,
+            fault_pa,
+            suspect_pa,
             cfg.sensor_noise_alpha,
             cfg.sensor_noise_samples,
             cfg.sensor_clear_samples,
@@ -317,10 +330,6 @@ class Controller:
         self._rise = rise_detector(cfg, hw)
         self._rise.set_span(self._cal.span_gain_ppm / 1_000_000)
         self._rise_on = cfg.rise_enabled
-        self._loss_noise = glr_threshold(
-            cfg.rise_false_alarms_per_h, cfg.sample_rate_hz / cfg.block_samples, 1
-        ) * math.sqrt(2.0 / cfg.block_samples)
-        """PRESSURE_LOSS's statistical floor per Pa of noise sigma: c sqrt(2 / block)."""
         self._outlier_per_sigma = self._rise.c * math.sqrt(6.0)
         """A second difference beyond c sqrt(6) sigma is implausible for the noise model."""
         self._sensor.quiet_samples = RISE_RING

@@ -392,6 +392,19 @@ class PressureRiseDetector:
         return self.armed and self.test.exceeded()
 
 
+def noise_suspect_sigma_pa(config: ControllerConfig) -> float:
+    """The sensor noise (sigma per sample, Pa) above which the pressure tests' fixed terms no longer
+    hold the false-alarm budget by themselves: PRESSURE_LOSS's `loss_min_pa` on the difference of
+    two block means (sd sigma sqrt(2 / block)) holds the budget of one test per block only while
+    c_b sigma sqrt(2 / block) <= loss_min_pa (c_b from `glr_threshold`); above it the statistical
+    floor, on the sigma measured with a 1 s lag, must carry the budget, and a noise that rises faster
+    than that lag defeats it (PRESSURE_RISE's, floored at the specification, sooner still). 38.4 kPa,
+    3.84x the specified noise, at the defaults: SensorMonitor's suspect level (docs/controller.md,
+    "The sensor monitor from the same budget")."""
+    c_b = glr_threshold(config.rise_false_alarms_per_h, config.sample_rate_hz / config.block_samples, 1)
+    return config.loss_min_pa / (c_b * math.sqrt(2.0 / config.block_samples))
+
+
 def pa_per_count(hardware: Hardware) -> float:
     """Pressure of one ADC count (the gain `SensorMonitor` converts with)."""
     counts_per_ma = hardware.adc_max / hardware.adc_full_scale_ma

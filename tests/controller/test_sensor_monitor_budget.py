@@ -9,8 +9,14 @@ import math
 import numpy as np
 import pytest
 
-from firmware_sim.controller import ControllerConfig
-from firmware_sim.controller.detectors import SENSOR_STUCK, SensorMonitor, pa_per_count
+from firmware_sim.controller import Controller, ControllerConfig
+from firmware_sim.controller.detectors import (
+    SENSOR_STUCK,
+    SensorMonitor,
+    glr_threshold,
+    noise_suspect_sigma_pa,
+    pa_per_count,
+)
 from firmware_sim.hal import REFERENCE_RIG
 from firmware_sim.plant.sensor import PressureSensor
 
@@ -27,7 +33,7 @@ def monitor() -> SensorMonitor:
         CFG.sensor_range_samples,
         CFG.sensor_stuck_samples,
         nominal * CFG.sensor_noise_fault_factor,
-        nominal * CFG.sensor_noise_suspect_factor,
+        noise_suspect_sigma_pa(CFG) * 2.0 / math.sqrt(math.pi),
         CFG.sensor_noise_alpha,
         CFG.sensor_noise_samples,
         CFG.sensor_clear_samples,
@@ -80,3 +86,20 @@ def test_frozen_reading_is_caught_within_the_budgets_run(noise_pa: float) -> Non
             break
     assert mon.cause & SENSOR_STUCK
     assert n == 6
+
+
+def test_noise_suspect_level_is_where_pressure_losss_floor_leaves_the_budget() -> None:
+    """PRESSURE_LOSS's 100 kPa floor on a 50 ms difference of 10-sample block means (sd
+    sigma sqrt(0.2)) holds one test per block (100 Hz) to the budget up to sigma = 38.4 kPa."""
+    c_b = glr_threshold(1e-3, 100.0, 1)
+    assert c_b == pytest.approx(5.83, abs=0.005)
+    assert noise_suspect_sigma_pa(CFG) == pytest.approx(100_000.0 / (c_b * math.sqrt(0.2)))
+    assert noise_suspect_sigma_pa(CFG) == pytest.approx(38_357.0, abs=1.0)
+    assert noise_suspect_sigma_pa(ControllerConfig(loss_min_pa=200_000.0)) == pytest.approx(76_714.0, abs=2.0)
+
+
+def test_noise_fault_below_the_suspect_level_is_refused() -> None:
+    """A fault level at or below the budget's suspect level (3.84x) is refused, naming the field."""
+    with pytest.raises(ValueError, match=r"sensor_noise_fault_factor 3\.8 .*\(38357 Pa sigma\)"):
+        Controller(ControllerConfig(sensor_noise_fault_factor=3.8))
+    Controller(ControllerConfig(sensor_noise_fault_factor=3.9))
