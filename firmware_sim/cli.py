@@ -150,6 +150,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ),
     )
     frames.add_argument(
+        "--frames-out-ap",
+        metavar="PATH|HOST:PORT",
+        help=(
+            "with --frames-out: the AP view on a second socket, the lateral one on --frames-out (a "
+            "biplane C-arm's two outputs; --frames-view is then both). Prints 'FRAMES-AP <url>' after "
+            "the FRAMES line; read with `--frames sim://LATERAL --frames-ap sim://AP`"
+        ),
+    )
+    frames.add_argument(
         "--frames-truth",
         type=Path,
         metavar="PATH",
@@ -324,6 +333,10 @@ def _serve(args: argparse.Namespace) -> int:
     plant = Plant(plant_config)
     tracer = _tracer(plant) if args.trace else None
     streamer = None
+    if args.frames_out_ap is not None and args.frames_out is None:
+        transport.close()
+        print("error: --frames-out-ap needs --frames-out (the lateral view's socket)", file=sys.stderr)
+        return 2
     if args.frames_out is not None:
         try:
             streamer = _frame_streamer(args, plant)
@@ -357,6 +370,8 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"PORT {transport.address}", flush=True)
     if streamer is not None:
         print(f"FRAMES {streamer.listener.url}", flush=True)
+        if streamer.ap_listener is not None:
+            print(f"FRAMES-AP {streamer.ap_listener.url}", flush=True)
     try:
         if args.power_on == "host" and not runtime.wait_for_host(lambda: stopping):
             return 0
@@ -437,7 +452,8 @@ def _frame_streamer(args: argparse.Namespace, plant: Plant) -> FrameStreamer:
         first = exc.errors()[0]
         option = _FRAMES_OPTION.get(str(first["loc"][0]) if first["loc"] else "", "--frames-*")
         raise ValueError(f"{option}: {first['msg'].removeprefix('Value error, ')}") from None
-    views: tuple[View, ...] = ("lateral", "ap") if args.frames_view == "both" else (args.frames_view,)
+    both = args.frames_view == "both" or args.frames_out_ap is not None
+    views: tuple[View, ...] = ("lateral", "ap") if both else (args.frames_view,)
     camera = FluoroCamera(plant.spatial, config, views)
     truth = None
     if args.frames_truth is not None:
@@ -451,10 +467,23 @@ def _frame_streamer(args: argparse.Namespace, plant: Plant) -> FrameStreamer:
         if truth is not None:
             truth.close()
         raise ValueError(f"--frames-out {args.frames_out}: {exc}") from None
+    ap_listener = None
+    if args.frames_out_ap is not None:
+        try:
+            ap_listener = FrameListener(args.frames_out_ap)
+        except (OSError, ValueError) as exc:
+            listener.close()
+            if truth is not None:
+                truth.close()
+            if isinstance(exc, ValueError):  # it names --frames-out: this is the AP one's address
+                raise ValueError(str(exc).replace("--frames-out ", "--frames-out-ap ", 1)) from None
+            raise ValueError(f"--frames-out-ap {args.frames_out_ap}: {exc}") from None
     try:
-        return FrameStreamer(camera, listener, truth)
+        return FrameStreamer(camera, listener, truth, ap_listener)
     except OSError as exc:  # the renderer did not start
         listener.close()
+        if ap_listener is not None:
+            ap_listener.close()
         if truth is not None:
             truth.close()
         raise ValueError(f"--frames-out: {exc}") from None

@@ -30,10 +30,13 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "front": (0, 200, 255),
     "front_past": (255, 40, 40),
     "cement": (255, 120, 0),
+    "evidence": (255, 0, 255),
 }
 """RGB of each overlay element: outline green, posterior-quarter line yellow, front cyan (red once
-past the line), cement orange (blended over the image)."""
+past the line), cement orange (blended over the image), the rule's evidence magenta (blended, and
+ringed so that a blob of a few pixels still shows)."""
 CEMENT_ALPHA = 0.45
+EVIDENCE_ALPHA = 0.7
 LOW_PERCENTILE, HIGH_PERCENTILE = 1.0, 99.0
 """The grey window: the frame's 1st..99th percentile stretched to black..white. Fluoroscopy has low
 contrast in a 10-12 bit range; a fixed window would show a grey fog."""
@@ -53,6 +56,9 @@ class FluoroPicture:
     """The detected front's image column (None: no cement)."""
     mask: np.ndarray | None = None
     """The cement mask, same shape as `pixels` (None: not segmented)."""
+    evidence: np.ndarray | None = None
+    """The part of the cement a rule counted (beyond the outline's margin: the extravasated blob,
+    the vein), same shape as `pixels` (None: none)."""
 
 
 def grayscale(pixels: np.ndarray) -> np.ndarray:
@@ -90,7 +96,20 @@ def overlay_rgb(picture: FluoroPicture, width: int, height: int) -> np.ndarray:
         cover = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA) > 0.25
         tint = np.array(COLOURS["cement"], np.float32)
         rgb[cover] = (1 - CEMENT_ALPHA) * rgb[cover] + CEMENT_ALPHA * tint
+    evidence = picture.evidence
+    if evidence is not None and evidence.shape != px.shape:
+        log.warning("overlay: evidence %s does not fit the frame %s: not drawn", evidence.shape, px.shape)
+        evidence = None
+    ring = None
+    if evidence is not None and evidence.any():
+        cover = cv2.resize(evidence.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA) > 0
+        tint = np.array(COLOURS["evidence"], np.float32)
+        rgb[cover] = (1 - EVIDENCE_ALPHA) * rgb[cover] + EVIDENCE_ALPHA * tint
+        grown = cv2.dilate(cover.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        ring = grown & ~cover
     out = np.clip(rgb, 0, 255).astype(np.uint8)
+    if ring is not None:
+        out[ring] = COLOURS["evidence"]
     sx, sy = width / w, height / h
 
     def col(x: float) -> int:

@@ -536,12 +536,9 @@ def _guard_worker(
     display: _Display,
     sink: RecordingSink | None,
 ) -> GuardWorker:
-    """The guard's worker on `setup.frames_url`: its state goes to the status line (and the log);
-    the frame source is opened here, so a bad URL is refused before anything is armed. Imported
-    here: opencv is loaded only by a run that watches frames."""
-    from host.frames import open_frame_source
-    from host.guard import Guard
-    from host.guard.worker import GuardWorker
+    """The guard's worker on `setup`'s source (or a source per view with `--frames-ap`): its state
+    goes to the status line (and the log); the sources are opened here, so a bad URL is refused
+    before anything is armed. Imported here: opencv is loaded only by a run that watches frames."""
 
     def show(step: Any) -> None:
         label = step.status.label
@@ -551,20 +548,23 @@ def _guard_worker(
         display.changed.set()
 
     # the recording keeps the guard's frames and decisions (host/guard_feed.py, docs/fluoroscopy.md)
-    from host.guard_feed import GuardRecording, TeeSource, step_handler
+    from host.guard_feed import GuardRecording, open_guard_worker
 
     recording = GuardRecording(sink.recorder.path, lambda: sink.latest_t_us) if sink is not None else None
-    source = TeeSource(open_frame_source(setup.frames_url), recording.close if recording else None)
     live.guard = "BLIND(starting)"
-    worker: GuardWorker | None = None
-    record = step_handler(lambda: None, lambda _s, _l: None, source, lambda: worker, recording)
-
-    def on_step(step: Any) -> None:
-        show(step)
-        record(step)
-
-    worker = GuardWorker(Guard(setup.config, setup.region), source, ctl, requests, on_step=on_step)
-    return worker
+    try:
+        return open_guard_worker(
+            setup,
+            ctl,
+            requests,
+            on_frame=recording,
+            on_close=recording.close if recording is not None else None,
+            on_step=show,
+        )
+    except BaseException:
+        if recording is not None:
+            recording.close()
+        raise
 
 
 async def _keep_tail(sink: RecordingSink, ctl: DeviceClient, interrupted: _Interrupted) -> None:

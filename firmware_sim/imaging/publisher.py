@@ -8,7 +8,9 @@ truth to the sidecar file. If the renderer is behind when a pulse comes (a loade
 and `dropped` counts it. The tick never waits for the renderer or a reader.
 
 Readers connect to a Unix socket path or a TCP address (several may, e.g. the guard and a
-recorder); each gets the stream of protocol/fluoro_stream.py from the next frame on. A reader that
+recorder); each gets the stream of protocol/fluoro_stream.py from the next frame on. With a second
+listener for the AP view (`--frames-out-ap`), each view goes out on its own socket, as a biplane
+C-arm's two video outputs reach two frame grabbers; without it, both views alternate on one. A reader that
 cannot take a frame within `SEND_TIMEOUT_S` (its socket buffer full: it stopped reading) is dropped
 and logged, so a stalled reader cannot hold up the others.
 """
@@ -173,10 +175,16 @@ class FrameStreamer:
     (the lock released), sends it to the readers and writes the truth."""
 
     def __init__(
-        self, camera: FluoroCamera, listener: FrameListener, truth: TruthWriter | None = None
+        self,
+        camera: FluoroCamera,
+        listener: FrameListener,
+        truth: TruthWriter | None = None,
+        ap_listener: FrameListener | None = None,
     ) -> None:
         self.camera = camera
         self.listener = listener
+        self.ap_listener = ap_listener
+        """The AP view's own output (None: every view on `listener`)."""
         self.truth = truth
         self.dropped = 0
         self.sent = 0
@@ -218,7 +226,7 @@ class FrameStreamer:
             return
         *missed, pulse = pulses
         self.dropped += len(missed)
-        if self.listener.readers == 0 and self.truth is None:
+        if self._readers() == 0 and self.truth is None:
             return  # nobody looks: the pulse still counts, nothing is drawn
         with self._lock:
             if self._in_flight >= 2:  # one rendering, one waiting: the renderer is behind
@@ -232,6 +240,12 @@ class FrameStreamer:
                 self._in_flight -= 1
             self.dropped += 1
 
+    def _readers(self) -> int:
+        return self.listener.readers + (self.ap_listener.readers if self.ap_listener is not None else 0)
+
+    def _listener_of(self, view: str) -> FrameListener:
+        return self.ap_listener if self.ap_listener is not None and view == "ap" else self.listener
+
     def _forward(self) -> None:
         while True:
             try:
@@ -241,13 +255,15 @@ class FrameStreamer:
                 # not a stream that just goes quiet
                 log.error("frames: the render process ended unexpectedly; closing the frame stream")
                 self.listener.close(clean=False)
+                if self.ap_listener is not None:
+                    self.ap_listener.close(clean=False)
                 return
             if item is None:
                 return
             data, truth = item
             with self._lock:
                 self._in_flight -= 1
-            self.listener.send(data)
+            self._listener_of(truth.view).send(data)
             if self.truth is not None:
                 self.truth.write(truth)
             self.sent += 1
@@ -265,6 +281,8 @@ class FrameStreamer:
         self._jobs.close()
         self._results.close()
         self.listener.close()
+        if self.ap_listener is not None:
+            self.ap_listener.close()
         if self.truth is not None:
             self.truth.close()
 

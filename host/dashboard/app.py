@@ -102,6 +102,7 @@ HELP = {
     "quit_safely": "quit; while injecting or paused: asks, then STOP before leaving",
     "help": "this help",
     "pv_plot": "plot: pressure against delivered volume / delivered volume against time",
+    "fluoro_views": "fluoroscopy panel of a biplane guard: both views / lateral alone / AP alone",
     "setup": "setup panel: syringe, zero, span, prime, jog, withdraw, home, volume calibration, run metadata",
 }
 """What each key does, for the help screen (? or F1) and the footer's tooltips."""
@@ -153,6 +154,7 @@ class DashboardApp(App[int]):
         Binding("question_mark", "help", "help", key_display="?", tooltip=HELP["help"]),
         Binding("f1", "help", "help", show=False, tooltip=HELP["help"]),
         Binding("v", "pv_plot", "P-V plot", show=False, tooltip=HELP["pv_plot"]),
+        Binding("b", "fluoro_views", "views", show=False, tooltip=HELP["fluoro_views"]),
         Binding("left", "seek(-5)", "-5 s", tooltip="replay: back 5 s"),
         Binding("right", "seek(5)", "+5 s", tooltip="replay: forward 5 s"),
         Binding("home", "seek_to(0)", "start", show=False, tooltip="replay: back to the start"),
@@ -334,6 +336,8 @@ class DashboardApp(App[int]):
             return not (key in STOP_KEYS and isinstance(self.focused, Input))
         if action in REPLAY_ACTIONS:
             return self.replaying
+        if action == "fluoro_views":
+            return self._biplane
         if self.replaying:
             return action == "space" or action not in LIVE_ONLY
         if action in LINK_ACTIONS:
@@ -345,6 +349,19 @@ class DashboardApp(App[int]):
     def action_pv_plot(self) -> None:
         """v: swap the lower plot between volume over time and pressure against delivered volume."""
         self.pv_plot = not self.pv_plot
+        self.refresh_view()
+
+    @property
+    def _biplane(self) -> bool:
+        """The session's guard has two views (live `--frames-ap`, or a recording that kept both)."""
+        return self.model.guard is not None and self.model.guard.biplane
+
+    def action_fluoro_views(self) -> None:
+        """b: the fluoroscopy panel shows both views, then the lateral alone, then the AP alone."""
+        view = self.model.guard
+        if view is None or not view.biplane:
+            return
+        view.next_shown()
         self.refresh_view()
 
     def action_help(self) -> None:
@@ -405,6 +422,8 @@ class DashboardApp(App[int]):
             name = binding.action.split("(")[0]
             live_only = name in (*LIVE_ONLY, *STOP_ACTIONS) and name != "space"
             if live_only if self.replaying else name in REPLAY_ACTIONS:
+                continue
+            if name == "fluoro_views" and not self._biplane:
                 continue
             key = self.get_key_display(dataclasses.replace(binding, key_display=None))
             key = {"esc": "Escape", "f1": "F1", "^f": "ctrl+f"}.get(key, key)

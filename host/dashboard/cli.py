@@ -139,7 +139,7 @@ def run_dashboard(
     source = LiveSource(port, LinkOptions(time_scale=time_scale), record_tail_s=tail_s, guard=guard)
     model = DashboardModel()
     if guard is not None:
-        model.guard = GuardView(guard.frames_url)
+        model.guard = GuardView(guard.frames_url, guard.views)
     app = DashboardApp(
         source,
         plan=plan,

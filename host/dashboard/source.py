@@ -38,10 +38,8 @@ from protocol.models import DeviceInfoRecord, StatusRecord, kpa, ml
 
 if TYPE_CHECKING:
     from host.fluoro_overlay import FluoroPicture
-    from host.frames import FluoroFrame
-    from host.guard.guard import GuardStep
     from host.guard.options import GuardSetup
-    from host.guard.worker import GuardWorker
+    from host.guard.worker import GuardWorker, Judged
     from host.guard_feed import GuardRecording
 
 log = logging.getLogger(__name__)
@@ -233,9 +231,9 @@ class LiveSource:
         now_s = self._model.latest.t_s if self._model is not None else math.nan
         return round(now_s * 1e6) if math.isfinite(now_s) else None
 
-    def _guard_step(self, step: GuardStep, frame: FluoroFrame | None, picture: FluoroPicture | None) -> None:
+    def _guard_step(self, judged: Judged, picture: FluoroPicture | None) -> None:
         if self.frame_recorder is not None:
-            self.frame_recorder(step, frame, picture)
+            self.frame_recorder(judged, picture)
 
     # -- feeding --------------------------------------------------------------------------------
 
@@ -273,30 +271,29 @@ class LiveSource:
     async def _start_guard(
         self, model: DashboardModel, ctl: DeviceClient, pump: StreamPump, setup: GuardSetup
     ) -> None:
-        """The guard on `setup.frames_url`, as in `cementguard run` (host/guard/worker.py), one more
+        """The guard on `setup`'s source(s), as in `cementguard run` (host/guard/worker.py), one more
         consumer of this pump. A source that cannot be opened is shown on every screen, not a crash:
         the dashboard is also how the operator finds out the C-arm's feed is not there."""
-        from host.frames import open_frame_source
-        from host.guard import Guard
-        from host.guard.worker import GuardWorker
-        from host.guard_feed import TeeSource, step_handler
+        from host.guard_feed import open_guard_worker
 
         if model.guard is None:
-            model.guard = GuardView(setup.frames_url)
-        try:  # a socket or a device: never on the event loop
-            inner = await asyncio.to_thread(open_frame_source, setup.frames_url)
+            model.guard = GuardView(setup.frames_url, setup.views)
+        try:  # sockets or devices: never on the event loop
+            worker = await asyncio.to_thread(
+                open_guard_worker,
+                setup,
+                ctl,
+                self.stops,
+                view_of=lambda: model.guard,
+                on_state=model.on_guard_state,
+                on_frame=self._guard_step,
+                on_failure=self._failed,
+            )
         except CementguardError as exc:
             log.error("fluoroscopic guard not started: %s", exc)
             model.guard.no_source(str(exc))
             model.touch()
             return
-        tee = TeeSource(inner)
-        handler = step_handler(
-            lambda: model.guard, model.on_guard_state, tee, lambda: self.guard_worker, self._guard_step
-        )
-        worker = GuardWorker(
-            Guard(setup.config, setup.region), tee, ctl, self.stops, on_step=handler, on_failure=self._failed
-        )
         self.guard_worker = worker
         pump.add(worker)
         pump.supervisor.spawn(worker.run(), "dashboard: fluoroscopic guard", critical=True)

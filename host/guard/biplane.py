@@ -8,6 +8,9 @@ vein is the other way round. Biplane C-arms (and a single C-arm swung between th
 `firmware_sim/imaging` renders both, alternating pulses on one stream.
 
 Every frame goes to the guard of its view (`frame.view`); each learns its own baseline and outline.
+The views may come on one stream (pulses alternating) or on two sources (`cementguard run --frames
+URL --frames-ap URL`, host/guard/worker.py): then a source that is lost or refuses a frame blinds
+its own view only (`lost(..., view=)`, `rejected(..., view=)`), and the other keeps watching.
 The stream's state is the worst of the views': STOPPED (either view's rule) over BLIND (either
 cannot see: a biplane guard that loses one view is blind, as one dead sensor of two is a fault) over
 WATCHING. A stop asked for by either view's guard goes out at once; neither starts anything.
@@ -57,6 +60,8 @@ class BiplaneGuard:
         self.views = views
         self.guards = {v: Guard(self.config, regions.get(v)) for v in views}
         self._status = self._worst()
+        self.stop_view: str | None = None
+        """The view whose guard asked for the last step's stop (None: the step asked for none)."""
 
     @property
     def status(self) -> GuardStatus:
@@ -66,6 +71,14 @@ class BiplaneGuard:
     def region(self) -> BodyRegion | None:
         """The first view's outline (the lateral one in a biplane pair): what a one-frame screen draws."""
         return self.guards[self.views[0]].region
+
+    def region_of(self, view: str) -> BodyRegion | None:
+        """The outline the guard of `view` judges with (None: not found yet)."""
+        return self._guard(view).region
+
+    def status_of(self, view: str) -> GuardStatus:
+        """The state of `view`'s own guard (the stream's state is the worst of these)."""
+        return self._guard(view).status
 
     def set_region(self, region: BodyRegion, view: str = "lateral") -> None:
         self._guard(view).set_region(region)
@@ -82,21 +95,26 @@ class BiplaneGuard:
             why = f"frame {frame.index} is a {frame.view!r} view; this guard watches {', '.join(self.views)}"
             return self.rejected(why, now_s, pump)
         step = guard.frame(frame, now_s, pump)
+        stop_view = frame.view if step.stop is not None else None
         for view, other in self.guards.items():
             if view != frame.view:
                 extra = other.tick(now_s, pump)
                 if extra.stop is not None and step.stop is None:
                     step = replace(step, stop=extra.stop)
+                    stop_view = view
+        self.stop_view = stop_view
         return self._combined(step)
 
     def tick(self, now_s: float, pump: State | None) -> GuardStep:
         return self._all(lambda g: g.tick(now_s, pump))
 
-    def lost(self, reason: str, now_s: float, pump: State | None) -> GuardStep:
-        return self._all(lambda g: g.lost(reason, now_s, pump))
+    def lost(self, reason: str, now_s: float, pump: State | None, view: str | None = None) -> GuardStep:
+        """The source is gone: of `view` alone (its own source, when each view has one), else of all."""
+        return self._all(lambda g: g.lost(reason, now_s, pump), view)
 
-    def rejected(self, reason: str, now_s: float, pump: State | None) -> GuardStep:
-        return self._all(lambda g: g.rejected(reason, now_s, pump))
+    def rejected(self, reason: str, now_s: float, pump: State | None, view: str | None = None) -> GuardStep:
+        """A frame the source refused: counted against `view` (its own source), else every view."""
+        return self._all(lambda g: g.rejected(reason, now_s, pump), view)
 
     # -- combining ----------------------------------------------------------------------------
 
@@ -106,9 +124,15 @@ class BiplaneGuard:
         except KeyError:
             raise ValueError(f"view: {view!r}; allowed {', '.join(self.views)}") from None
 
-    def _all(self, call: Callable[[Guard], GuardStep]) -> GuardStep:
-        steps: list[GuardStep] = [call(g) for g in self.guards.values()]
-        first = next((s for s in steps if s.stop is not None), steps[0])
+    def _all(self, call: Callable[[Guard], GuardStep], view: str | None = None) -> GuardStep:
+        """`call` on every view's guard (or on `view`'s alone); the first step that asks for a stop
+        (else the first step), with the combined state."""
+        if view is not None:
+            self._guard(view)  # ValueError naming a view this guard does not watch
+        views = self.views if view is None else (view,)
+        steps = [(v, call(self.guards[v])) for v in views]
+        stop_view, first = next(((v, s) for v, s in steps if s.stop is not None), (None, steps[0][1]))
+        self.stop_view = stop_view
         return self._combined(first)
 
     def _worst(self) -> GuardStatus:

@@ -1,6 +1,13 @@
-"""`--frames URL` and the `--guard-*` options: one definition for every command that runs the guard
-(`cementguard run`, the dashboard). Ranges come from host/guard/config.py (`RANGES`), so a bound is
-written once; a bad value is a usage error naming the option, the value and the range."""
+"""`--frames URL`, `--frames-ap URL` and the `--guard-*` options: one definition for every command
+that runs the guard (`cementguard run`, the dashboard). Ranges come from host/guard/config.py
+(`RANGES`), so a bound is written once; a bad value is a usage error naming the option, the value and
+the range.
+
+Biplane on the bench: `--frames` is the lateral view's source, `--frames-ap` the AP view's (a second
+grabber, or the simulator's `--frames-out-ap`); both are guarded, each by its own guard, and either
+stops the pump (host/guard/biplane.py). The two must be on one clock: sim:// frames are stamped with
+the controller's clock, a grabber's, a file's or a folder's with the host's, and a pair of one of each
+is refused (a simulated view beside a real one is no biplane picture of one vertebra)."""
 
 from __future__ import annotations
 
@@ -15,7 +22,7 @@ from host.guard.config import BLIND_POLICIES, RANGES, GuardConfig
 if TYPE_CHECKING:
     from host.guard.region import BodyRegion
 
-__all__ = ["GuardSetup", "add_guard_arguments", "guard_setup"]
+__all__ = ["GuardSetup", "add_guard_arguments", "check_pair", "guard_setup"]
 
 READY_TIMEOUT = finite_float("--guard-ready-timeout", 1.0, 600.0, "s")
 
@@ -37,6 +44,40 @@ class GuardSetup:
     region: BodyRegion | None = None
     ready_timeout_s: float = 30.0
     """START waits this long for the guard to be WATCHING (baseline learned); else nothing starts."""
+    ap_url: str | None = None
+    """The AP view's own source (`--frames-ap`): biplane, `frames_url` is then the lateral view's."""
+
+    def __post_init__(self) -> None:
+        if self.ap_url is not None:
+            check_pair(self.frames_url, self.ap_url)
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """The views with a source of their own: ("lateral", "ap") with `--frames-ap`, else
+        ("lateral",) (one source; a simulator stream may still carry both, alternating)."""
+        return ("lateral", "ap") if self.ap_url is not None else ("lateral",)
+
+
+def _clock_of(url: str) -> str | None:
+    """'device' for sim:// (the controller's clock), None for mem:// (in-process: whatever the
+    producer stamps), 'host' for a grabber, a video file or a folder."""
+    if url.startswith("sim://"):
+        return "device"
+    if url.startswith("mem://"):
+        return None
+    return "host"
+
+
+def check_pair(lateral: str, ap: str) -> None:
+    """ValueError naming --frames-ap when the two sources cannot be one biplane picture."""
+    if ap == lateral:
+        raise ValueError(f"--frames-ap {ap}: the same source as --frames; allowed a second source (AP view)")
+    clocks = (_clock_of(lateral), _clock_of(ap))
+    if None not in clocks and clocks[0] != clocks[1]:
+        raise ValueError(
+            f"--frames-ap {ap}: its frames are stamped with the {clocks[1]}'s clock, --frames {lateral}'s "
+            f"with the {clocks[0]}'s; allowed two sources on one clock (both sim://, or both real)"
+        )
 
 
 def _region(text: str) -> tuple[float, float, float, float]:
@@ -59,7 +100,14 @@ def add_guard_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--frames",
         metavar="URL",
-        help="frame source: sim://..., /dev/videoN, a video file, or a folder of DICOM/PNG frames",
+        help="frame source: sim://..., /dev/videoN, a video file, or a folder of DICOM/PNG frames "
+        "(the lateral view with --frames-ap)",
+    )
+    group.add_argument(
+        "--frames-ap",
+        metavar="URL",
+        help="biplane: the AP view's own source (as --frames; sim:// from `cementguard sim "
+        "--frames-out-ap`); both views are guarded and either stops the pump",
     )
     defaults = GuardConfig()
     for name, help_text in _NUMBERS.items():
@@ -89,7 +137,8 @@ def add_guard_arguments(parser: argparse.ArgumentParser) -> None:
         "--guard-region",
         type=_region,
         metavar="X0,Y0,X1,Y1",
-        help="the vertebral body as a rectangle in pixels (default: found in the pre-cement frames)",
+        help="the vertebral body as a rectangle in pixels, in the lateral view (default: found in the "
+        "pre-cement frames; the AP view's always is)",
     )
     group.add_argument(
         "--guard-rules",
@@ -107,7 +156,10 @@ def add_guard_arguments(parser: argparse.ArgumentParser) -> None:
 
 def guard_setup(args: argparse.Namespace) -> GuardSetup | None:
     """The guard the options ask for, or None without --frames. ValueError names a bad option."""
+    ap_url = getattr(args, "frames_ap", None)
     if not getattr(args, "frames", None):
+        if ap_url:
+            raise ValueError(f"--frames-ap {ap_url}: needs --frames URL (the lateral view's source)")
         return None
     rules = frozenset(r.strip() for r in args.guard_rules.split(",") if r.strip())
     config = replace(
@@ -123,4 +175,4 @@ def guard_setup(args: argparse.Namespace) -> GuardSetup | None:
 
         x0, y0, x1, y1 = args.guard_region
         region = BodyRegion.rectangle(x0, y0, x1, y1, posterior=args.guard_posterior)
-    return GuardSetup(args.frames, config, region, args.guard_ready_timeout)
+    return GuardSetup(args.frames, config, region, args.guard_ready_timeout, ap_url or None)

@@ -179,33 +179,29 @@ async def test_frames_of_another_size_mid_stream_never_crash_the_panel() -> None
 def test_a_step_is_drawn_on_its_own_frame_and_only_the_newest_is_kept() -> None:
     from types import SimpleNamespace
 
-    from host.frames.memory import PushFrameSource
     from host.guard import GuardConfig, GuardStatus, GuardStep
-    from host.guard_feed import TeeSource, step_handler
+    from host.guard.worker import Judged
+    from host.guard_feed import judged_handler
 
     phantom = Phantom(seed=1)
-    push = PushFrameSource()
-    tee = TeeSource(push)
     frames = [phantom.frame() for _ in range(3)]
-    for f in frames:
-        push.push(f)
-    read = [tee.read(0.0) for _ in frames]
-    assert [f.index for f in read if f is not None] == [1, 2, 3]
     view = GuardView("mem://frames")
     states: list[str] = []
     worker = SimpleNamespace(guard=SimpleNamespace(region=REGION, config=GuardConfig()))
     seen: list[int] = []
-    handle = step_handler(
+    handle = judged_handler(
         lambda: view,
         lambda _state, label: states.append(label),
-        tee,
         lambda: worker,  # type: ignore[arg-type,return-value]
-        lambda step, _frame, _pic: seen.append(step.frame_index or 0),
+        lambda judged, _pic: seen.append(judged.step.frame_index or 0),
     )
-    handle(GuardStep(GuardStatus("WATCHING"), frame_index=3, t_us=300_000, changed=True))
-    handle(GuardStep(GuardStatus("WATCHING"), frame_index=2, t_us=200_000))  # older: already forgotten
+    watching = GuardStatus("WATCHING")
+    handle(
+        Judged(GuardStep(watching, frame_index=3, t_us=300_000, changed=True), frames[2], "lateral", watching)
+    )
+    handle(Judged(GuardStep(watching), None, "lateral", watching))  # a tick: nothing to draw or record
     assert states == ["WATCHING"]
-    assert seen == [3]  # frame 2's step: neither a frame to draw nor a decision
+    assert seen == [3]
     assert view.frame is not None
     assert view.frame.index == 3
     assert np.array_equal(view.frame.picture.pixels, frames[2].pixels)
@@ -226,3 +222,93 @@ async def test_a_frame_source_that_cannot_be_opened_is_said_on_the_banner(tmp_pa
     assert source.guard_worker is None
     detail = banner_text(model)[2]
     assert detail.startswith(f"fluoroscopic guard: BLIND(no frame source: frame source {url}: no such file")
+
+
+def test_the_rules_evidence_is_drawn_over_the_cement_and_ringed() -> None:
+    mask = np.zeros((256, 256), bool)
+    mask[120:140, 90:110] = True  # cement inside the body
+    mask[40:46, 120:126] = True  # and a small blob above it, outside
+    evidence = np.zeros_like(mask)
+    evidence[40:46, 120:126] = True
+    pic = picture(mask=mask)
+    rgb = overlay_rgb(FluoroPicture(pic.pixels, 12, REGION, 0.75, None, mask, evidence), 64, 64)
+    magenta = np.all(rgb == np.array(COLOURS["evidence"], np.uint8), axis=2)
+    rows, cols = np.nonzero(magenta)
+    assert rows.min() <= 40 // 4 - 1
+    assert rows.max() >= 46 // 4
+    assert cols.min() <= 120 // 4 - 1
+    assert cols.max() >= 126 // 4
+    inside = rgb[11, 31].astype(int)  # the blob itself: strongly magenta-tinted
+    assert inside[0] - inside[1] > 80
+    assert inside[2] - inside[1] > 80
+    bolus = rgb[32, 25].astype(int)  # the cement inside: orange, not magenta
+    assert bolus[0] - bolus[2] > 40
+
+
+def biplane_view() -> GuardView:
+    """A lateral frame, watching, and an AP frame whose guard stopped on cement outside the body."""
+    lateral, ap = Phantom(seed=3), Phantom(seed=4)
+    lateral.bolus(0.5)
+    ap.bolus(0.5)
+    ap.blob(120, 60, 8)
+    view = GuardView("sim:///tmp/lateral.sock", ("lateral", "ap"))
+    view.status("STOPPED", "STOPPED(EXTRAVASATION)")
+    lf, af = lateral.frame(), ap.frame(view="ap")
+    evidence = np.zeros((256, 256), bool)
+    evidence[52:69, 112:129] = ap.cement[52:69, 112:129] > 0
+    view.view_status("lateral", "WATCHING")
+    view.show(
+        GuardFrame(lf.index, lf.t_us, FluoroPicture(lf.pixels, 12, REGION, 0.75, 130.0, lateral.cement > 0))
+    )
+    view.view_status("ap", "STOPPED(EXTRAVASATION)")
+    pic = FluoroPicture(af.pixels, 12, REGION, 0.75, None, ap.cement > 0, evidence)
+    view.show(GuardFrame(af.index + 1, af.t_us, pic, "ap"))
+    return view
+
+
+def test_snapshot_a_biplane_guard_shows_both_views_and_which_one_stopped(snap_compare: Any) -> None:
+    app, source = guarded_app(biplane_view())
+    assert snap_compare(app, terminal_size=SIZE, run_before=fed(source))
+
+
+async def test_the_b_key_shows_one_view_larger_then_both_and_is_in_the_help() -> None:
+    view = biplane_view()
+    app, source = guarded_app(view)
+    async with app.run_test(size=SIZE) as pilot:
+        await source.fed.wait()
+        panel = app.query_one(FluoroPanel)
+
+        def text() -> str:
+            app.refresh_view()
+            rendered = Console(width=panel.size.width, record=True, color_system="truecolor")
+            rendered.print(panel.render())
+            return rendered.export_text()
+
+        both = text()
+        assert "LATERAL  frame 1" in both
+        assert "AP  frame 2" in both
+        assert "WATCHING" in both
+        assert "STOPPED(EXTRAVASAT" in both.split("\n", 1)[1]
+        assert "both views (b)" in both
+        assert [v for v, _f in view.panes()] == ["lateral", "ap"]
+        await pilot.press("b")
+        alone = text()
+        assert "lateral view (b)" in alone
+        assert "AP  frame" not in alone
+        assert alone.count(UPPER_HALF) > both.count(UPPER_HALF) // 2  # one view, drawn larger
+        await pilot.press("b")
+        assert "ap view (b)" in text()
+        assert "LATERAL  frame" not in text()
+        await pilot.press("b")
+        assert "both views (b)" in text()
+        assert any(key == "b" for key, _what in app.help_rows())
+
+
+async def test_a_one_view_guard_has_no_b_key() -> None:
+    app, source = guarded_app(watching_view())
+    async with app.run_test(size=SIZE) as pilot:
+        await source.fed.wait()
+        await pilot.press("b")
+        assert app.model.guard is not None
+        assert app.model.guard.shown == "both"
+        assert all(key != "b" for key, _what in app.help_rows())

@@ -181,6 +181,32 @@ def test_the_streamer_renders_pulses_to_the_reader_and_truth_to_the_sidecar(tmp_
     assert {"front_ap_fraction", "leak_onset_t_us", "body_box_px"} <= set(records[0])
 
 
+def test_with_an_ap_listener_each_view_goes_out_on_its_own_socket() -> None:
+    """A biplane C-arm's two outputs (`--frames-out-ap`): the lateral pulses on one socket, the AP
+    pulses half a period later on the other, one clock and one index sequence across both."""
+    spatial = Plant(PlantConfig(vertebra="spatial")).spatial
+    assert spatial is not None
+    config = FluoroConfig(width_px=64, height_px=64, pixel_mm=1.0, fps=10.0)
+    lateral, ap = FrameListener("127.0.0.1:0"), FrameListener("127.0.0.1:0")
+    streamer = FrameStreamer(FluoroCamera(spatial, config, ("lateral", "ap")), lateral, None, ap)
+    lat_src, ap_src = connect(lateral), connect(ap)
+    got = []
+    for k in range(4):
+        streamer.on_tick(k * 50_000)
+        src = lat_src if k % 2 == 0 else ap_src
+        frame = src.read(10.0)  # the render process has it: wait for it before the next pulse
+        assert frame is not None
+        got.append((src is ap_src, frame.view, frame.t_us))
+    assert lat_src.read(0.2) is None  # nothing of the AP view came on the lateral socket
+    streamer.close()
+    assert got == [
+        (False, "lateral", 0),
+        (True, "ap", 50_000),
+        (False, "lateral", 100_000),
+        (True, "ap", 150_000),
+    ]
+
+
 def test_cementguard_sim_publishes_frames_the_host_reads(tmp_path: Path) -> None:
     """The whole path: `cementguard sim --frames-out` in a subprocess, `sim://` on the host."""
     sock = tmp_path / "f.sock"
