@@ -51,8 +51,10 @@ from host.mqtt._payloads import (
 )
 from host.mqtt._topics import OFFLINE, Topics
 from host.pump import Consumer, ConsumerFailure, StreamPump
+from host.relief_notice import relief_notice
 from host.stops import StopRequests, source_label
 from protocol import Event, EventKind, Flags, State, StopReason, StopSource, TelemetryBatch
+from protocol.enums import MOVEMENT_STATES
 from protocol.models import TelemetryRecord, kpa, ml
 
 __all__ = ["BridgeCounters", "MqttBridge"]
@@ -64,6 +66,9 @@ INBOX_LIMIT = 256
 A stop is started before this queue, so a full queue never loses a stop."""
 PUBLISH_TIMEOUT_S = 5.0
 """A QoS 1 publish not acknowledged within this is taken as a broken connection (reconnect)."""
+
+_PUSHES = frozenset({State.ARMED, *MOVEMENT_STATES})
+"""States that start a new push into the line: they end a relief notice (as on the dashboard)."""
 
 
 @dataclass
@@ -182,6 +187,7 @@ class MqttBridge:
         self._pressure_kpa: float | None = None
         self._delivered_ml: float | None = None
         self._plunger_mm: float | None = None
+        self._relief_notice: str | None = None
         self._connected_event = asyncio.Event()
 
     # -- what it is doing --------------------------------------------------------------------------
@@ -515,6 +521,12 @@ class MqttBridge:
             self._stop_reason, self._stop_source = event.reason, event.source
         elif event.kind == EventKind.STATE_CHANGE:
             self._stop_reason = self._stop_source = None
+        notice = relief_notice(event)
+        if notice is not None:
+            self._relief_notice = notice
+            changed = True
+        elif event.kind in (EventKind.STATE_CHANGE, EventKind.STOP) and event.state in _PUSHES:
+            self._relief_notice = None  # a new push: the notice was about the line before it
         if changed or event.kind == EventKind.STOP:
             self._publish_state()
 
@@ -561,6 +573,7 @@ class MqttBridge:
             host_time_s=time.time(),
             valid_for_s=float(self.options.state_expiry_s),
             guard=self.guard_state() if self.guard_state is not None else None,
+            relief_notice=self._relief_notice,
             bridge_failures=[f"{name}: {error}" for name, error in self.failures.items()],
         )
         return _json(payload)

@@ -78,6 +78,13 @@ class StatePayload(_Out):
         description="the fluoroscopic guard's state where this host runs one (WATCHING, BLIND(reason), "
         "STOPPED(rule), docs/fluoroscopy.md); None: no guard runs beside this bridge",
     )
+    relief_notice: str | None = Field(
+        default=None,
+        description="the controller's last relief left the line pressurised (ALARM RELIEF_AT_LIMIT or "
+        "RELIEF_INCOMPLETE, SPEC §6.7): the sentence with the pressure left, as the dashboard's banner "
+        "says it; kept through CLEAR (which does not empty the line) until the next ARM or movement; "
+        "None otherwise",
+    )
     bridge_failures: list[str] = Field(
         default_factory=list,
         description="the bridge's own workers that failed (e.g. 'mqtt: events'): what they published "

@@ -125,3 +125,26 @@ def test_the_recording_and_its_report_say_it(tmp_path: Path) -> None:
     assert summarize(recording).relief_notices == ((1.9, NOTICE),)
     html = write_report(recording, tmp_path / "out").html.read_text()
     assert f"{NOTICE} (t = 1.900 s)" in html
+
+
+def test_the_dashboard_banner_says_a_relief_cut_short_until_the_next_push() -> None:
+    """The dashboard shows alarms of this kind on its banner (host/dashboard/widgets/banner.py):
+    RELIEF_INCOMPLETE as RELIEF_AT_LIMIT, kept through CLEAR (it does not empty the line)."""
+    from host.dashboard.model import DashboardModel
+    from host.dashboard.widgets.banner import banner_text
+    from protocol import StopReason, StopSource
+
+    model = DashboardModel(clock=lambda: 0.0)
+    model.link.state = "connected"
+    common: dict[str, Any] = {"reason": StopReason.NONE, "source": StopSource.NONE, "t_s": 1.0}
+    common |= {"pressure_kpa": 778.0, "delivered_ml": 0.2}
+    model.on_event(kind=EventKind.RELIEF_DONE, state=State.STOPPED, **common)
+    model.on_event(
+        kind=EventKind.ALARM, state=State.STOPPED, alarm=AlarmCode.RELIEF_INCOMPLETE, detail=777_913, **common
+    )
+    shout = "RELIEF STOPPED SHORT (TIME LIMIT, OR THE PLUNGER COULD NOT MOVE BACK) WITH 778 KPA IN THE LINE"
+    assert banner_text(model)[2].startswith(shout)
+    model.on_event(kind=EventKind.STATE_CHANGE, state=State.IDLE, **common)  # CLEAR
+    assert banner_text(model)[2].startswith(shout)
+    model.on_event(kind=EventKind.STATE_CHANGE, state=State.ARMED, **common)  # a new push
+    assert shout not in banner_text(model)[2]
