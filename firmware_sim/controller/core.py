@@ -396,6 +396,10 @@ class Controller:
 
         self._rate = real(0.0)
         """Step rate commanded for the current period (steps/s, forward positive)."""
+        self._rate_brake = self._braking_counts(self._rate)
+        """`_braking_counts(_rate)`, kept from the tick that set the rate (`_rate_changed`)."""
+        self._rate_nsteps = round(self._rate * 1000.0) * self._tick_us
+        """The 1e-9 steps one period at `_rate` commands (`_cmd_nsteps`' increment)."""
         self._motor_um_s = 0
         self._cmd_nsteps = 0
         """Steps commanded since the plunger was last at rest, in 1e-9 steps: the integer sum of
@@ -579,6 +583,11 @@ class Controller:
         received: Sequence[Frame | Rejected],
         host_connected: bool = True,
     ) -> TickOutput:
+        # The hot path of the simulator (sim_speed, every sweep run): attribute reads are hoisted
+        # into locals, the common no-change cases of the small detectors are tested inline, and
+        # what depends only on the step rate is kept from the tick that set it (`_rate_changed`).
+        # Every decision, and its order, is that of the plain version (tests/controller/
+        # determinism.py pins the output byte for byte).
         out = self._out
         if out:
             out = self._out = []
@@ -591,69 +600,88 @@ class Controller:
         # 1. sensors -----------------------------------------------------------------------
         rate = self._rate
         sensor = self._sensor
-        p = (self._real(sensor.sample(sensors.pressure_adc, rate != 0.0)) - self._cal_offset) * self._cal_gain
-        if sensor.adc >= 0:
-            self._rise.test.push(sensor.adc)
+        p = sensor.sample(sensors.pressure_adc, rate != 0.0)
+        real = self._real
+        if real is not float:  # float() of a float is the float itself
+            p = real(p)
+        p = (p - self._cal_offset) * self._cal_gain
+        adc = sensor.adc
+        if adc >= 0:
+            rise = self._rise
+            test = rise.test
+            test.push(adc)
             # PRESSURE_RISE's per-sample test, before this tick's block (whose SENSOR_SUSPECT alarm
             # must precede a noise fault taken on the slope, see `_rise_stop`)
-            rise = self._rise
             if self._rise_on and rise.armed:
                 st = self._state
-                move = self._move
-                if (st == INJECTING or (st in MOVING and move is not None and move.forward)) and (
-                    rise.test.exceeded()
-                ):
+                if (
+                    st == INJECTING or (st in MOVING and self._move is not None and self._move.forward)
+                ) and test.exceeded():
                     self._rise_stop()
-        if sensor.faulty is not self._sensor_faulty:
-            self._on_sensor_fault_change(sensor.faulty)
+        faulty = sensor.faulty
+        if faulty is not self._sensor_faulty:
+            self._on_sensor_fault_change(faulty)
         pf = self._pf + self._alpha * (p - self._pf)
         self._pf = pf
         enc = sensors.encoder_counts
         self._enc = enc
         if self._plan is not None and enc - self._origin > self._high_counts:
             self._high_counts = enc - self._origin
-        self._end_switch = sensors.end_of_travel
+        switch = sensors.end_of_travel
+        self._end_switch = switch
         # every tick, before the detectors: a STOP END_OF_TRAVEL taken this tick, and this tick's sample,
-        # carry the flag (flag, stop and START refusal agree from the same tick, SPEC §8.5)
-        self._set_flag(_F_EOT, self._at_end())
-        self._set_flag(_F_HOME, enc <= self._at_home_counts)
+        # carry the flag (flag, stop and START refusal agree from the same tick, SPEC §8.5; `_at_end`)
+        flags = self._flags
+        flags = flags | _F_EOT if switch or enc >= self._end_counts else flags & ~_F_EOT
+        self._flags = flags | _F_HOME if enc <= self._at_home_counts else flags & ~_F_HOME
         line_in = sensors.fluoro_stop_line
         if line_in and not self._fluoro_raw:
             self._fluoro_raw_us = (
                 now_us & 0xFFFF_FFFF
             )  # first asserted sample of this run: the stop's latency origin
         self._fluoro_raw = line_in
-        if self._fluoro.update(line_in) is not self._fluoro_line:
+        fluoro = self._fluoro
+        if line_in != fluoro.state or fluoro.run:  # else `update` would change nothing
+            fluoro.update(line_in)
+        if fluoro.state is not self._fluoro_line:
             self._on_fluoro_change()
         self._bsum += p
-        self._bn += 1
-        if self._bn >= self._block_n:
+        bn = self._bn + 1
+        self._bn = bn
+        if bn >= self._block_n:
             self._block(enc)
 
         # 2. host ------------------------------------------------------------------------------
         if received:
             self._receive(received)
-        if self._session and (not host_connected or self._watchdog.expired(now_us)):
-            self._host_lost()
+        if self._session:
+            watchdog = self._watchdog
+            if not host_connected or (
+                watchdog.armed and (now_us - watchdog.last_us) & 0xFFFF_FFFF > watchdog.timeout_us
+            ):  # `Watchdog.expired`, inline
+                self._host_lost()
 
         # 3. per-sample detectors ---------------------------------------------------------------
         st = self._state
         if st == INJECTING:
-            if self._overpressure.update(pf, self._hard):
+            hard = self._hard
+            overpressure = self._overpressure
+            if (pf >= hard or overpressure.run) and overpressure.update(pf, hard):
                 self._latch(StopReason.OVERPRESSURE)
             else:
                 # Anticipation (SPEC §8.5): where the plunger comes to rest if it brakes from now on.
-                rest = enc - self._origin + self._braking_counts(rate)
-                if sensors.end_of_travel:
+                rest = enc - self._origin + self._rate_brake
+                if switch:
                     self._latch(StopReason.END_OF_TRAVEL)
                 elif rest >= self._delivery.target_counts:
                     self._on_mark(rest)
                 elif rest + self._origin >= self._end_counts:
                     self._latch(StopReason.END_OF_TRAVEL)
-        elif st == PAUSED and self._overpressure.update(pf, self._hard):
-            self._latch(StopReason.OVERPRESSURE)
+        elif st == PAUSED:
+            if self._overpressure.update(pf, self._hard):
+                self._latch(StopReason.OVERPRESSURE)
         elif st in MOVING:
-            self._motion_checks(pf, enc, rate, sensors.end_of_travel)
+            self._motion_checks(pf, enc, rate, switch)
 
         # 4. motion ----------------------------------------------------------------------------
         st = self._state
@@ -679,48 +707,63 @@ class Controller:
         else:
             new = rate
         if new != rate:
-            self._rate = new
-            self._output.motor = MotorCommand(float(new))
-            self._motor_um_s = int(new * self._um_per_step)
-            if new == 0.0:
-                self._flags &= ~_F_MOVING
-            else:
-                self._flags |= _F_MOVING
+            self._rate_changed(new)
         if new == 0.0:
             self._cmd_nsteps = 0
             self._rest_enc = enc
             if st in MOVING and self._move is not None and self._move.ending:
                 self._end_motion(enc)
         else:
-            self._cmd_nsteps += round(new * 1000.0) * self._tick_us
+            self._cmd_nsteps += self._rate_nsteps
 
         # 5. telemetry (while a session is open), heartbeat (always) --------------------------
         if self._session and self._tm_divider:
             c = self._tm_countdown - 1
             if c <= 0:
                 c = self._tm_divider
+                # the wire's int32 fields as `_i32` makes them (inline where in range) and
+                # `_commanded_flow_nl_s` in INJECTING
+                delivered = self._high_counts * self._fl_per_count // _FL_PER_NL
+                plunger = enc * self._um_per_count_q >> 16
+                flags = self._flags
+                st = self._state
                 batch = self._telemetry.add(
                     now_us,
-                    _i32(pf),
-                    self._delivered_wire_nl(),
-                    _i32(self.plunger_um),
+                    int(pf) if -_I32 <= pf <= _I32 else _i32(pf),
+                    delivered if -_I32 <= delivered <= _I32 else _i32(delivered),
+                    plunger if -_I32 <= plunger <= _I32 else _i32(plunger),
                     self._flow_meas_nl_s,
-                    self._commanded_flow_nl_s(),
+                    int(self._flow_plan_nl_s * self._throttle.fraction)
+                    if st == INJECTING
+                    else self._commanded_flow_nl_s(),
                     self._motor_um_s,
-                    self._viscosity.last if self._flags & _F_VISC else math.nan,
-                    self._flags,
-                    self._state,
+                    self._viscosity.last if flags & _F_VISC else math.nan,
+                    flags,
+                    st,
                     self._stop_reason,
                 )
                 if batch is not None:
                     out.append(batch)
             self._tm_countdown = c
-        if not self._hb_sent or elapsed_us(now_us, self._hb_last_us) >= self._hb_period_us:
+        if not self._hb_sent or (now_us - self._hb_last_us) & 0xFFFF_FFFF >= self._hb_period_us:
             self._hb_sent = True
             self._hb_last_us = now_us & 0xFFFF_FFFF
             out.append(Heartbeat(uptime_ms=(now_us // 1000) & 0xFFFF_FFFF, state=_STATE[self._state]))
         self._index += 1
         return self._output
+
+    def _rate_changed(self, new: float) -> None:
+        """The step rate for the next period changed: the motor command, and what depends only on
+        the rate, kept until it changes again (the rate changes only here)."""
+        self._rate = new
+        self._output.motor = MotorCommand(float(new))
+        self._motor_um_s = int(new * self._um_per_step)
+        self._rate_brake = self._braking_counts(new)
+        self._rate_nsteps = round(new * 1000.0) * self._tick_us
+        if new == 0.0:
+            self._flags &= ~_F_MOVING
+        else:
+            self._flags |= _F_MOVING
 
     # =====================================================================================
     # per-block work (every block_samples ticks)
@@ -738,9 +781,11 @@ class Controller:
         block_s = self._block_s
         m3_per_count = self._m3_per_count
 
+        # hist.full(k) and hist.ago(k), inline: count > k, (pos - k) & mask
+        count, pos, mask = hist.count, hist.pos, hist.mask
         wl = cfg.loss_window_blocks
-        if hist.full(wl):
-            then = hist.ago(wl)
+        if count > wl:
+            then = (pos - wl) & mask
             self._flow_meas_nl_s = _i32((enc - hist.encoder[then]) * m3_per_count * 1e12 / (wl * block_s))
 
         lag = self._cmd_nsteps * self._counts_per_nstep - (enc - self._rest_enc)
@@ -773,15 +818,16 @@ class Controller:
             self._loss_blocks = 0
 
         w = cfg.rise_window_blocks
-        if cfg.rise_enabled and hist.full(w):
-            then = hist.ago(w)
+        sensor = self._sensor
+        if cfg.rise_enabled and count > w:
+            then = (pos - w) & mask
             slope = (pmean - hist.pressure[then]) / (w * block_s)
             rising = rate - hist.rate[then] > cfg.rise_flow_tolerance * setpoint
-            sigma = self._rise.update(slope, pmean, rising, self._sensor.sigma_counts())
-            self._sensor.outlier_counts = int(self._outlier_per_sigma * sigma)
-        if injecting and cfg.loss_enabled and hist.full(wl):
-            then = hist.ago(wl)
-            noise = self._loss_noise * self._sensor.sigma_counts() * self._sensor.gain * self._cal_gain
+            sigma = self._rise.update(slope, pmean, rising, sensor.sigma_counts())
+            sensor.outlier_counts = int(self._outlier_per_sigma * sigma)
+        if injecting and cfg.loss_enabled and count > wl:
+            then = (pos - wl) & mask
+            noise = self._loss_noise * sensor.sigma_counts() * sensor.gain * self._cal_gain
             if self._loss.update(hist.pressure[then], pmean, self._loss_blocks > wl, noise):
                 self._latch(StopReason.PRESSURE_LOSS)
                 return
@@ -820,7 +866,8 @@ class Controller:
     def _viscosity_block(self, pmean: float, enc: int, rate: float) -> None:
         cfg = self.config
         hist = self._history
-        prev = hist.rate[hist.ago(1)]
+        pos, mask = hist.pos, hist.mask  # hist.ago(k), inline: (pos - k) & mask
+        prev = hist.rate[(pos - 1) & mask]
         tolerance = cfg.viscosity_flow_steady_frac * rate
         if rate > 0.0 and abs(rate - prev) <= tolerance:
             self._steady_blocks += 1
@@ -829,7 +876,7 @@ class Controller:
         w = cfg.viscosity_window_blocks
         valid = False
         if self._steady_blocks > w:
-            then = hist.ago(w)
+            then = (pos - w) & mask
             span = w * self._block_s
             steady = abs(rate - hist.rate[then]) <= tolerance
             flow = (enc - hist.encoder[then]) * self._m3_per_count / span

@@ -79,22 +79,25 @@ class BlockHistory:
 
 
 class OverpressureDetector:
-    """OVERPRESSURE: filtered pressure at or above the hard limit for `samples` samples in a row."""
+    """OVERPRESSURE: filtered pressure at or above the hard limit for `samples` samples in a row.
 
-    __slots__ = ("_run", "samples")
+    `run` is public so that the controller's tick can skip `update` when it would change nothing (a
+    pressure below the limit with no run under way), the common case."""
+
+    __slots__ = ("run", "samples")
 
     def __init__(self, samples: int) -> None:
         self.samples = samples
-        self._run = 0
+        self.run = 0
 
     def reset(self) -> None:
-        self._run = 0
+        self.run = 0
 
     def update(self, pressure_pa: float, hard_limit_pa: float) -> bool:
         if pressure_pa >= hard_limit_pa:
-            self._run += 1
-            return self._run >= self.samples
-        self._run = 0
+            self.run += 1
+            return self.run >= self.samples
+        self.run = 0
         return False
 
 
@@ -184,20 +187,24 @@ class SlopeGlr:
     twice the time since the onset is the most powerful, and the power is flat within a factor 2 of
     it, so a bank of doublings loses < 5 % of z).
 
-    Everything per sample is integer arithmetic on ADC counts: two prefix sums (of x[k] and k x[k])
-    kept modulo 2^64 in a ring, so a window's centred sum 2 T_w = 2 sum (k - kbar) x[k] is a
-    difference of two ring entries, exact; the thresholds (integers, in the same unit) are recomputed
-    once per block from sigma. Fixed size: `ring` entries of two 64-bit sums.
+    Everything per sample is integer arithmetic on ADC counts: two running sums (the prefix sum of
+    x[k] and q, a combination of it with the prefix sum of k x[k], see `push`) kept modulo 2^64 in a
+    ring, so a window's centred sum 2 T_w = 2 sum (k - kbar) x[k] is a difference of two ring
+    entries, exact; the thresholds (integers, in the same unit) are recomputed once per block from
+    sigma. Fixed size: `ring` entries of two 64-bit sums.
     """
 
     __slots__ = (
         "_banks",
+        "_beta",
+        "_beta_d",
         "_count",
+        "_k",
         "_n",
+        "_q",
         "_ring0",
         "_ring1",
         "_s0",
-        "_s1",
         "mask",
         "sqrt_d",
         "two_d",
@@ -220,34 +227,50 @@ class SlopeGlr:
         tests the 1st, 3rd, ... window, an odd one the 2nd, 4th, ... (half the cost per tick; the
         windows are sqrt(2) apart, so a window's neighbour, within ~2 % of its power, is tested on
         the samples it is not)."""
+        self._beta: float | None = None
+        self._beta_d = self.two_d
+        self._k = math.nan
+        """The nominal ramp (the object) whose 2 beta D_w are in `_beta_d`, and the 2 c sigma of the
+        thresholds in force: `set_threshold` with the same two computes nothing again."""
         self._n = 0
         self._s0 = 0
-        self._s1 = 0
+        self._q = 0
         self._count = 0
         """Samples pushed, saturating at the ring size: a window needs count > w."""
 
     def push(self, counts: int) -> None:
         """One sample (ADC counts), every tick. The ring holds s0 (sum of x) and
         q = 2 s1 - (2n + 1) s0 (s1 the sum of k x) at each n, so that a window's centred sum is
-        2 T_w = q[n] - q[n-w] + w (s0[n] + s0[n-w]): two look-ups, one product. Python's integers
-        are exact without a bound; a C port keeps them in uint64 and gets the same window sums
-        (`_centred2`, tested)."""
+        2 T_w = q[n] - q[n-w] + w (s0[n] + s0[n-w]): two look-ups, one product. q is kept by its
+        own recursion, q[n] = q[n-1] - x[n] - 2 s0[n-1] (the definition at n minus that at n - 1),
+        so s1, which grows as n^2, is never formed. Python's integers are exact without a bound; a
+        C port keeps them in uint64 and gets the same window sums (`_centred2`, tested)."""
         n = self._n + 1
         self._n = n
-        s0 = self._s0 = self._s0 + counts
-        s1 = self._s1 = self._s1 + n * counts
+        s0 = self._s0
+        q = self._q = self._q - counts - 2 * s0
+        s0 = self._s0 = s0 + counts
         i = n & self.mask
         self._ring0[i] = s0
-        self._ring1[i] = 2 * s1 - (2 * n + 1) * s0
+        self._ring1[i] = q
         if self._count <= self.mask:
             self._count += 1
 
     def set_threshold(self, beta_counts: float, c: float, sigma_counts: float) -> None:
-        """Thresholds of 2 T_w: 2 beta D_w + 2 c sigma sqrt(D_w), beta in counts per sample."""
+        """Thresholds of 2 T_w: 2 beta D_w + 2 c sigma sqrt(D_w), beta in counts per sample.
+
+        Called once per block; the nominal ramp changes only with the span calibration and sigma
+        often sits on its floor, so the products of an unchanged beta are kept and an unchanged
+        (beta, 2 c sigma) leaves the thresholds as they are: the same numbers, computed once."""
         k = 2.0 * c * sigma_counts
+        if beta_counts is not self._beta:
+            self._beta = beta_counts
+            self._beta_d = tuple(beta_counts * d2 for d2 in self.two_d)
+        elif k == self._k and type(k) is type(self._k):
+            return
+        self._k = k
         bank = [
-            (w, int(beta_counts * d2 + k * sd))
-            for w, d2, sd in zip(self.windows, self.two_d, self.sqrt_d, strict=True)
+            (w, int(bd + k * sd)) for w, bd, sd in zip(self.windows, self._beta_d, self.sqrt_d, strict=True)
         ]
         self._banks = (bank[0::2], bank[1::2])
 
@@ -267,7 +290,7 @@ class SlopeGlr:
         mask = self.mask
         r0 = self._ring0
         r1 = self._ring1
-        q = r1[n & mask]
+        q = self._q
         s0 = self._s0
         if self._count > mask:  # the ring is full: every window is
             for w, thr in self._banks[n & 1]:
@@ -761,24 +784,26 @@ class TravelGuard:
 
 class Debouncer:
     """A digital input (the fluoroscopy stop line): asserted after `on_samples` consecutive high
-    samples, released after `off_samples` consecutive low ones."""
+    samples, released after `off_samples` consecutive low ones. `run` (samples at the other level so
+    far) is public so that the controller's tick can skip `update` when the level equals the state
+    and no run is under way: it would change nothing."""
 
-    __slots__ = ("_run", "off_samples", "on_samples", "state")
+    __slots__ = ("off_samples", "on_samples", "run", "state")
 
     def __init__(self, on_samples: int, off_samples: int) -> None:
         self.on_samples = on_samples
         self.off_samples = off_samples
         self.state = False
-        self._run = 0
+        self.run = 0
 
     def update(self, level: bool) -> bool:
         if level == self.state:
-            self._run = 0
+            self.run = 0
         else:
-            self._run += 1
-            if self._run >= (self.off_samples if self.state else self.on_samples):
+            self.run += 1
+            if self.run >= (self.off_samples if self.state else self.on_samples):
                 self.state = level
-                self._run = 0
+                self.run = 0
         return self.state
 
 

@@ -162,7 +162,7 @@ def test_window_sums_in_the_ports_uint64_arithmetic_are_exact() -> None:
     """A C port keeps the prefix sums in uint64: across their wrap the window sums stay exact."""
     test = SlopeGlr((8, 64), RISE_RING)
     test._s0 = MASK64 - 1000  # as if the sums had run for ages
-    test._s1 = MASK64 - 10**12
+    test._q = MASK64 - 10**12
     test._n = MASK64 - 50
     rng = np.random.default_rng(5)
     xs = [int(v) for v in rng.integers(0, 65535, 300)]
