@@ -45,6 +45,7 @@ QUICK: dict[str, list[str]] = {
     "guard": ["--frames", "40", "--cycles", "5"],
     "guard_sweep": ["--seeds", "1", "--doses", "1000", "--fps", "5"],
     "fluoro_panel": ["--frames", "30", "--repeats", "2"],
+    "session_open_lag": ["--runs", "2"],
 }
 
 Line = tuple[str, str, str, bool | None]

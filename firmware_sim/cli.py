@@ -393,7 +393,8 @@ def _serve(args: argparse.Namespace) -> int:
             if plant.spatial is not None:
                 print(plant.spatial.truth().trace_line(), file=sys.stderr, flush=True)
             print(
-                f"TRACE ticks {stats.ticks} overruns {stats.overruns} max_late_ms {late_ms:.1f}",
+                f"TRACE ticks {stats.ticks} overruns {stats.overruns} max_late_ms {late_ms:.1f} "
+                f"slips {stats.slips}",
                 file=sys.stderr,
                 flush=True,
             )

@@ -20,8 +20,12 @@ What the link does (protocol/SPEC.md section in brackets):
   session: only STOP and GET_STATUS, for `cementguard stop`. A device of another
   protocol version (NAK VERSION_MISMATCH, any frame with another header version, or a DEVICE_INFO
   naming another version) raises `ProtocolVersionError` and nothing more is sent [§11.4].
-- **Heartbeat** [§9.2]: a HEARTBEAT whenever nothing else was sent for watchdog_ms / 2 (the device's
-  value, divided by `LinkOptions.time_scale` for a simulator run with ``--time-scale``).
+- **Heartbeat** [§9.2]: a HEARTBEAT whenever nothing else was sent for watchdog_ms / 5 (the device's
+  value, divided by `LinkOptions.time_scale` for a simulator run with ``--time-scale``). SPEC §9.2
+  asks for at least one frame every watchdog_ms / 2; beating more often leaves the event loop
+  watchdog_ms - watchdog_ms / 5 (400 ms at the default 500 ms) to be late before the device's
+  watchdog expires, instead of 275 ms, without changing what the watchdog means: a host that is
+  hung still sends nothing and loses its session after watchdog_ms (docs/design.md, "Heartbeat").
 - **Commands** [§7.1-§7.5]: `command()` numbers the command, sends it and waits for its ACK/NAK
   (200 ms), retrying with the **same** cmd_id (3 retries), so the device answers a retry from its
   cache and never applies a command twice. NAK -> `CommandRefused`. No answer after the retries ->
@@ -104,6 +108,14 @@ from protocol.messages import CalibrationInfo, MotionStatus, SyringeInfo
 log = logging.getLogger(__name__)
 
 DELIMITER = b"\x00"
+HEARTBEATS_PER_WATCHDOG = 5
+"""Default heartbeat period: watchdog_ms / this. Every heartbeat period taken from the watchdog is
+event-loop lateness the session cannot survive (a stall that starts just before a beat is due
+delays it by the stall: the device sees period + stall of silence). Five beats per watchdog cost a
+~20-byte frame every 100 ms and leave 80 % of the watchdog to a busy loop."""
+BEAT_EARLY = 0.9
+"""A heartbeat is sent when nothing was sent for this fraction of the period: a little early, so that
+ordinary scheduling delay never stretches a gap past the period."""
 MIN_SILENCE_S = 0.05
 """Floor of the silent-device timeout, whatever the time scale: below this, event-loop jitter on a
 busy machine would declare a healthy link lost."""
@@ -153,8 +165,9 @@ class LinkOptions:
     """Simulated time runs this many times faster than wall time (`cementguard sim --time-scale`):
     heartbeat and silence periods are divided by it."""
     heartbeat_period_s: float | None = None
-    """None: watchdog_ms / 2 / time_scale from DEVICE_INFO (SPEC §9.2). Set only to heartbeat faster;
-    a period at or above the device's watchdog is refused at connect time."""
+    """None: watchdog_ms / HEARTBEATS_PER_WATCHDOG / time_scale from DEVICE_INFO (SPEC §9.2 asks for
+    watchdog_ms / 2 at least). A period at or above the device's watchdog is refused at connect
+    time."""
     silence_factor: float = 1.0
     """The link is lost after silence_factor x watchdog_ms without a valid frame from the device."""
     baudrate: int = 921_600
@@ -907,7 +920,17 @@ class Link:
     def _heartbeat_period(self, info: DeviceInfo) -> float:
         watchdog_s = info.watchdog_ms / 1000.0 / self.settings.time_scale
         asked = self.settings.heartbeat_period_s
-        return watchdog_s / 2 if asked is None else asked
+        return watchdog_s / HEARTBEATS_PER_WATCHDOG if asked is None else asked
+
+    @property
+    def next_heartbeat_at(self) -> float | None:
+        """Event-loop time (``loop.time()``) at which the keeper sends the next HEARTBEAT if nothing
+        else is sent before; None without a session. For diagnostics and the stall tests."""
+        info = self._device
+        conn = self._conn
+        if info is None or conn is None or conn.keeper is None or self._heartbeats_suspended:
+            return None
+        return self._last_tx + self._heartbeat_period(info) * BEAT_EARLY
 
     async def _keep_alive(self, gen: int) -> None:
         """Heartbeats out; a silent device in (SPEC §9.2, §9.3)."""
@@ -915,7 +938,7 @@ class Link:
         assert info is not None
         scale = self.settings.time_scale
         period = self._heartbeat_period(info)
-        beat_after = period * 0.9  # a little early, so scheduling delay never stretches a gap past it
+        beat_after = period * BEAT_EARLY
         silence = max(info.watchdog_ms / 1000.0 / scale * self.settings.silence_factor, MIN_SILENCE_S)
         loop = asyncio.get_running_loop()
         while self._conn is not None and self._conn.gen == gen:

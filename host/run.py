@@ -345,6 +345,8 @@ async def run_plan(
         AUTO_RESUME.check(auto_resume_s)
     console = console or Console()
     policy = record or RecordPolicy()
+    if guard is not None:
+        _load_guard_modules()  # before the session: the import would stall its heartbeats
     try:
         ctl = await DeviceClient.connect(url, options)
     except CementguardError as exc:
@@ -526,6 +528,17 @@ async def _inject(
             if live.relief is not None:
                 console.print(f"[bold red]warning:[/] {live.relief}", highlight=False)
         return code
+
+
+def _load_guard_modules() -> None:
+    """Import the guard's modules (opencv, the frame sources) before a session opens. Imported once
+    a session runs, even in a worker thread, they hold the GIL for ~0.3 s of a loaded 2-core
+    machine's wall time (0.7 s in the event loop itself), long enough for the device's watchdog to
+    end the session (docs/design.md, "Heartbeat and a stalled event loop")."""
+    import host.frames
+    import host.guard
+    import host.guard.worker
+    import host.guard_feed  # noqa: F401
 
 
 def _guard_worker(

@@ -61,9 +61,9 @@ class LinkSettings(_Section):
     """Keeping the session alive (protocol/SPEC.md §7.5, §9.2, §10.7)."""
 
     heartbeat_period_ms: Annotated[int | None, Field(ge=10, le=10_000), Unit("ms")] = None
-    """None: half the watchdog time the device reports (DEVICE_INFO), as SPEC §9.2 requires. Set it
-    only to heartbeat faster, e.g. for a simulator running faster than real time: a period at or
-    above the device's watchdog_ms lets the device stop with HOST_LOST."""
+    """None: a fifth of the watchdog time the device reports (DEVICE_INFO); SPEC §9.2 requires half
+    at most, the rest is margin for a busy event loop (host.link.HEARTBEATS_PER_WATCHDOG). A period
+    at or above the device's watchdog_ms lets the device stop with HOST_LOST (refused at connect)."""
     command_timeout_ms: Annotated[int, Field(ge=10, le=10_000), Unit("ms")] = 200
     """Wait this long for an ACK/NAK before retrying (SPEC §7.5: 200 ms recommended)."""
     retries: Annotated[int, Field(ge=0, le=10), Unit("count")] = 3

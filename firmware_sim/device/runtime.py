@@ -20,6 +20,13 @@ from protocol.framing import DELIMITER
 
 TICK_US = 1000
 JITTER_RING = 1 << 16
+MAX_CATCH_UP_US = 20_000
+"""A real-time run late by more than this much simulated time slips its schedule instead of running
+the missed ticks back to back. The bytes that arrived while this process was descheduled are all
+read in the first late tick; catching up a long stall in a burst would then run the watchdog through
+simulated time in which the host's later frames could not have arrived yet, and stop a host that
+kept its pace (HOST_LOST): a real controller is never descheduled. Up to this bound, catching up
+keeps the tick rate exact."""
 
 
 @dataclass(slots=True)
@@ -29,6 +36,8 @@ class TickStats:
     ticks: int = 0
     overruns: int = 0
     """Ticks that started more than one period late."""
+    slips: int = 0
+    """Times the schedule slipped (late by more than MAX_CATCH_UP_US of simulated time)."""
     lateness_us: list[int] = field(default_factory=list)
     _next: int = 0
 
@@ -127,21 +136,34 @@ class DeviceRuntime:
             if until is not None and until():
                 return
 
-    def run_realtime(self, should_stop: Callable[[], bool], time_scale: float = 1.0) -> None:
-        """Tick on the monotonic clock; `time_scale` > 1 runs the simulation faster than wall time.
+    def run_realtime(
+        self,
+        should_stop: Callable[[], bool],
+        time_scale: float = 1.0,
+        clock_ns: Callable[[], int] = time.monotonic_ns,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Tick on the monotonic clock (`clock_ns`, `sleep`: injected by tests); `time_scale` > 1 runs
+        the simulation faster than wall time.
 
         A late tick is run at once rather than skipped, so simulated time never jumps; lateness is
-        recorded in `stats`.
+        recorded in `stats`. Late by more than MAX_CATCH_UP_US of simulated time (this process was
+        descheduled), the schedule slips: simulated time resumes from now instead of catching up.
         """
         period_ns = round(self.tick_us * 1000 / time_scale)
-        start = time.monotonic_ns()
+        max_late_ns = max(MAX_CATCH_UP_US // self.tick_us, 1) * period_ns
+        start = clock_ns()
         k = 0
         while not should_stop():
             due = start + k * period_ns
-            now = time.monotonic_ns()
+            now = clock_ns()
             if now < due:
-                time.sleep((due - now) / 1e9)
-                now = time.monotonic_ns()
-            self.stats.record((now - due) // 1000)
+                sleep((due - now) / 1e9)
+                now = clock_ns()
+            late_ns = now - due
+            self.stats.record(late_ns // 1000)
+            if late_ns > max_late_ns:
+                start += late_ns
+                self.stats.slips += 1
             self.step()
             k += 1

@@ -24,7 +24,7 @@ from host.errors import (
     PortNotFound,
     ProtocolVersionError,
 )
-from host.link import Link, LinkOptions, LinkState
+from host.link import HEARTBEATS_PER_WATCHDOG, Link, LinkOptions, LinkState
 from protocol import (
     PROTOCOL_VERSION,
     Arm,
@@ -64,8 +64,9 @@ async def test_handshake_sends_a_delimiter_first_then_hello_and_reads_status(
 async def test_heartbeats_keep_the_device_watchdog_fed(
     fake_device: Callable[..., FakeDevice], time_scale: float
 ):
-    """An idle host sends a HEARTBEAT about every watchdog_ms / 2 of wall time, divided by the time
-    scale of a simulator that runs faster: the device's watchdog never goes watchdog_ms unfed."""
+    """An idle host sends a HEARTBEAT about every watchdog_ms / 5 of wall time (SPEC §9.2 asks for
+    watchdog_ms / 2 at least; the rest is margin for a stalled event loop), divided by the time scale
+    of a simulator that runs faster: the device's watchdog never goes watchdog_ms unfed."""
     watchdog_ms = 600
     async with (
         fake_device(watchdog_ms=watchdog_ms, time_scale=time_scale) as dev,
@@ -77,9 +78,10 @@ async def test_heartbeats_keep_the_device_watchdog_fed(
         assert ctl.counters.link_losses == 0
     times = dev.received_at[start - 1 :]
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    period = watchdog_ms / 2000 / time_scale
-    assert max(gaps) < 2 * period, (
-        f"a gap of {max(gaps) * 1000:.1f} ms starves a {2 * period * 1000:.0f} ms watchdog"
+    watchdog_s = watchdog_ms / 1000 / time_scale
+    period = watchdog_s / HEARTBEATS_PER_WATCHDOG
+    assert max(gaps) < watchdog_s / 2, (
+        f"a gap of {max(gaps) * 1000:.1f} ms breaks SPEC §9.2 (a frame every {watchdog_s * 500:.0f} ms)"
     )
     assert sum(gaps) / len(gaps) > 0.5 * period, "heartbeats are not sent much faster than needed"
 
