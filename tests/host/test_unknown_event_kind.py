@@ -4,16 +4,21 @@ taken for a known kind (SPEC §6.6 reserved values, §11.3 unknown values)."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from host.client import DeviceClient
 from host.dashboard.model import DashboardModel
+from host.link import LinkOptions
 from host.mqtt._payloads import EventPayload
 from host.recording import Recorder, Recording
 from host.relief_notice import relief_notice
 from protocol import Event, EventKind, Flags, State, StopReason, StopSource
 from protocol.models import EventRecord
+from tests.host.conftest import FakeDevice, event_message
 
 
 def _event(kind: int, alarm: int = 0) -> Event:
@@ -69,3 +74,27 @@ def test_a_recording_and_the_dashboard_take_an_unknown_kind(tmp_path: Path) -> N
     )
     assert entry is None, "not taken for a STOP"
     assert relief_notice(_event(8)) is None
+
+
+async def test_over_the_wire_the_link_delivers_reserved_kinds_and_stays_up(
+    fake_device: Callable[..., FakeDevice],
+) -> None:
+    """A device that sends EventKind 7 and 8 (a defect, §6.6) or a newer kind: the host's link
+    decodes them leniently (§11.3), delivers them in order with their raw kind, counts no missed
+    event, and keeps answering; what every consumer builds from them (the MQTT payload) is made."""
+    fast = LinkOptions(reconnect_initial_s=0.02, reconnect_max_s=0.1)
+    async with fake_device() as dev, DeviceClient.open(dev.path, fast) as ctl:
+        events = ctl.events()
+        for index, kind in ((1, 7), (2, 8), (3, 42)):
+            dev.send(dataclasses.replace(event_message(index, EventKind.ALARM, State.IDLE), kind=kind))
+        dev.send(event_message(4, EventKind.STATE_CHANGE, State.IDLE))
+        got = [await events.get(timeout=2) for _ in range(4)]
+        assert [int(e.kind) for e in got] == [7, 8, 42, EventKind.STATE_CHANGE]
+        assert ctl.counters.missed_events == 0
+        assert (await ctl.get_status()).state == State.IDLE, "the link still answers"
+        assert [EventPayload.from_event("rig1", e, {}).kind_name for e in got] == [
+            "7",
+            "8",
+            "42",
+            "STATE_CHANGE",
+        ]
