@@ -40,11 +40,11 @@ PROBE_S = 0.005
 
 
 async def _inner(mode: str, port: str) -> dict[str, Any]:
-    from host import run
     from host.client import DeviceClient
+    from host.guard.options import load_guard_modules
 
     if mode == "before":
-        run._load_guard_modules()
+        load_guard_modules()
     lags: list[float] = []
     stop = asyncio.Event()
 
@@ -57,7 +57,7 @@ async def _inner(mode: str, port: str) -> dict[str, Any]:
     task = asyncio.create_task(probe())
     async with DeviceClient.open(port) as ctl:
         if mode == "after":
-            await asyncio.to_thread(run._load_guard_modules)
+            await asyncio.to_thread(load_guard_modules)
         await asyncio.sleep(1.0)
         losses = ctl.counters.link_losses
     stop.set()

@@ -41,7 +41,7 @@ from host.cli_types import (
 from host.client import DeviceClient, LinkChange, LinkOptions, LinkState, PlanStop
 from host.control import serve_control
 from host.errors import CementguardError, CommandRefused, LinkLost, StatusUnavailable
-from host.guard.options import GuardSetup, add_guard_arguments, guard_setup
+from host.guard.options import GuardSetup, add_guard_arguments, guard_setup, load_guard_modules
 from host.link_quality import LinkQuality
 from host.logs import LOG_FILE, attach_log_file, detach_log_file
 from host.loss_report import SeenEvents, missed_stop, report_after_loss
@@ -346,7 +346,7 @@ async def run_plan(
     console = console or Console()
     policy = record or RecordPolicy()
     if guard is not None:
-        _load_guard_modules()  # before the session: the import would stall its heartbeats
+        load_guard_modules()  # before the session: the import would stall its heartbeats
     try:
         ctl = await DeviceClient.connect(url, options)
     except CementguardError as exc:
@@ -528,17 +528,6 @@ async def _inject(
             if live.relief is not None:
                 console.print(f"[bold red]warning:[/] {live.relief}", highlight=False)
         return code
-
-
-def _load_guard_modules() -> None:
-    """Import the guard's modules (opencv, the frame sources) before a session opens. Imported once
-    a session runs, even in a worker thread, they hold the GIL for ~0.3 s of a loaded 2-core
-    machine's wall time (0.7 s in the event loop itself), long enough for the device's watchdog to
-    end the session (docs/design.md, "Heartbeat and a stalled event loop")."""
-    import host.frames
-    import host.guard
-    import host.guard.worker
-    import host.guard_feed  # noqa: F401
 
 
 def _guard_worker(

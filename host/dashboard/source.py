@@ -27,6 +27,7 @@ from host.control import serve_control
 from host.dashboard.guard_view import GuardView
 from host.dashboard.model import DashboardModel
 from host.errors import CementguardError, LinkLost
+from host.guard.options import load_guard_modules
 from host.loss_report import SeenEvents, describe, missed_stop
 from host.plan import InjectionPlan, clamp_to_device
 from host.pump import Consumer, ConsumerFailure, StreamPump
@@ -240,6 +241,8 @@ class LiveSource:
     async def run(self, model: DashboardModel) -> None:
         self._model = model
         model.on_link("connecting", f"opening {self.url}", port=self.url)
+        if self.guard is not None:  # before the session: the import would stall its heartbeats
+            await asyncio.to_thread(load_guard_modules)
         ctl = await self._open(model)
         try:
             pump = StreamPump(

@@ -12,6 +12,7 @@ is refused (a simulated view beside a real one is no biplane picture of one vert
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -176,3 +177,12 @@ def guard_setup(args: argparse.Namespace) -> GuardSetup | None:
         x0, y0, x1, y1 = args.guard_region
         region = BodyRegion.rectangle(x0, y0, x1, y1, posterior=args.guard_posterior)
     return GuardSetup(args.frames, config, region, args.guard_ready_timeout, ap_url or None)
+
+
+def load_guard_modules() -> None:
+    """Import the guard's modules (opencv, the frame sources, the worker: `host.guard_feed`) before a
+    session opens. Imported once a session runs, even in a worker thread, they hold the GIL for
+    ~0.3 s of a loaded 2-core machine's wall time (0.7-1.4 s on the event loop itself), long enough
+    for the device's watchdog to end the session (docs/design.md, "Heartbeat and a stalled event
+    loop"). Kept out of this module's imports: opencv is loaded only by a run that watches frames."""
+    importlib.import_module("host.guard_feed")
