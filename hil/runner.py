@@ -34,10 +34,11 @@ from hil.simulator import Simulator, Trace, write_plant_file
 from host.client import DeviceClient, LinkOptions, LinkState
 from host.control import serve_control
 from host.errors import CementguardError, CommandRefused
-from host.frames import open_frame_source
+from host.frames import FrameSource, open_frame_source
 from host.guard import Guard, GuardConfig
 from host.guard.biplane import BiplaneGuard
 from host.guard.worker import GuardWorker
+from host.guard_feed import ClosingSource, GuardRecording, judged_handler
 from host.link_quality import LinkQuality
 from host.logs import LOG_FILE, attach_log_file, detach_log_file
 from host.plan import clamp_to_device
@@ -471,7 +472,15 @@ async def _start_guard(run: _Run, ctl: DeviceClient, pump: StreamPump, views: st
     assert run.frames is not None
     run.feed = FeedCut(open_frame_source(run.frames.url))
     guard = BiplaneGuard(GuardConfig()) if views == "both" else Guard(GuardConfig())
-    run.guard = GuardWorker(guard, run.feed, ctl, pump.stops, on_failure=run.failed)
+    # the recording keeps the guard's frames and decisions as `cementguard run` does (decimated,
+    # bounded, host/frame_recording.py), so `replay` and `report` show the frames at each stop
+    source: FrameSource = run.feed
+    on_judged = None
+    if run.recorder is not None:
+        recording = GuardRecording(run.recorder.path, lambda: run.last_t_us)
+        source = ClosingSource(run.feed, recording.close)
+        on_judged = judged_handler(lambda: None, lambda _s, _l: None, lambda: run.guard, recording)
+    run.guard = GuardWorker(guard, source, ctl, pump.stops, on_judged=on_judged, on_failure=run.failed)
     pump.add(run.guard)
     pump.supervisor.spawn(run.guard.run(), "hil: fluoroscopic guard", critical=True)
     if not await run.guard.watching(GUARD_READY_TIMEOUT_S):

@@ -94,6 +94,8 @@ class KeptFrame:
     """When the frame is on the recording's (controller's) time axis: its own stamp for sim://
     frames, else the newest telemetry's time when it was judged (within one telemetry batch)."""
     view: str = "lateral"
+    view_label: str | None = None
+    """The view's own state on this frame (a biplane guard's), else None (then `label` is it)."""
     mask_file: str | None = None
     """The cement mask's PNG beside the frame (None: the guard saw no cement, or an older recording)."""
 
@@ -152,11 +154,15 @@ class FrameRecorder:
         label: str,
         stop: str | None = None,
         device_t_us: int | None = None,
+        view_label: str | None = None,
     ) -> bool:
         """A judged frame: kept if due (decimation) or near a stop; True if it was queued.
         `device_t_us`: the controller's clock (the newest telemetry) when the frame was judged, which
-        places a real source's frame (stamped by the host's clock) on the recording's time axis."""
+        places a real source's frame (stamped by the host's clock) on the recording's time axis.
+        `view_label`: the frame's view's own state, when the guard has a guard per view."""
         meta = _meta(frame, picture, label, stop, device_t_us)
+        if view_label is not None:
+            meta["view_label"] = view_label
         mask = picture  # its mask PNG is made on the writer's thread, for the frames kept only
         t = frame.t_us
         if stop is not None:
@@ -185,7 +191,15 @@ class FrameRecorder:
         stop: str | None,
         view: str | None = None,
     ) -> None:
-        """A change of the guard's state, or a stop it asked for (`view`: the view that asked)."""
+        """A change of the guard's state, or a stop it asked for (`view`: the view that asked). A stop
+        asked for without a frame (the feed lost, no frame for too long) keeps the frames of the
+        seconds before it, as a frame's stop does: the last pictures the guard had."""
+        if stop is not None and frame is None and self._ring:
+            newest = self._ring[-1][0].t_us
+            for old, old_meta, old_pic in self._ring:
+                if newest - old.t_us <= self._around_us:
+                    self._put("frame", (old, old_meta, old_pic))
+            self._ring.clear()
         item = {"t_us": t_us, "frame": frame, "state": state, "label": label, "stop": stop}
         if view is not None:
             item["view"] = view
@@ -449,5 +463,6 @@ def _kept(d: dict[str, Any]) -> KeptFrame:
         stop=d.get("stop"),
         device_t_us=device_t_us,
         view=view,
+        view_label=None if d.get("view_label") is None else str(d["view_label"]),
         mask_file=None if mask is None else str(mask),
     )

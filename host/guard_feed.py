@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from host.stops import StopRequests
 
 __all__ = [
+    "ClosingSource",
     "GuardRecording",
     "evidence_of",
     "judged_handler",
@@ -52,7 +53,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class _ClosingSource:
+class ClosingSource:
     """A `FrameSource` that calls `on_close` once after the inner one is closed (the worker closes its
     sources when it ends): the frame recording finishes what it has queued then."""
 
@@ -152,7 +153,8 @@ class GuardRecording:
         step, frame = judged.step, judged.frame
         stop = step.stop.name if step.stop is not None else None
         if frame is not None and picture is not None:
-            self.recorder.offer(frame, picture, step.status.label, stop, self._device_t_us())
+            own = judged.view_status.label if judged.view_status != step.status else None
+            self.recorder.offer(frame, picture, step.status.label, stop, self._device_t_us(), own)
         if step.changed or stop is not None:
             self.recorder.decision(
                 step.t_us, step.frame_index, step.status.state, step.status.label, stop, judged.stop_view
@@ -216,9 +218,9 @@ def open_guard_worker(
     opened = open_sources(setup)
     if on_close is not None:
         if isinstance(opened, dict):
-            opened["lateral"] = _ClosingSource(opened["lateral"], on_close)
+            opened["lateral"] = ClosingSource(opened["lateral"], on_close)
         else:
-            opened = _ClosingSource(opened, on_close)
+            opened = ClosingSource(opened, on_close)
     worker: GuardWorker | None = None
     handler = judged_handler(view_of, on_state, lambda: worker, on_frame)
     worker = GuardWorker(

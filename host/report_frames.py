@@ -1,10 +1,12 @@
-"""The run report's fluoroscopy section: the frame at each stop, with the guard's overlay (issue 15).
+"""The run report's fluoroscopy section: the frames at each stop, with the guard's overlay (issue 15).
 
-For every latched stop of the recording (not the plan's own ends), the newest frame the recording
-kept at or before the stop's controller time (host/frame_recording.py keeps every frame from 2 s
-before a guard's stop, and at least 2 a second otherwise), drawn with the outline, the
-posterior-quarter line and the front the guard saw in it. A stop the guard asked for also shows the
-frame it judged (the rule's frame), if that is another one. Nothing when the recording has no frames.
+For every latched stop of the recording (not the plan's own ends), the newest frame of each view the
+recording kept at or before the stop's controller time (host/frame_recording.py keeps every frame from
+2 s before a guard's stop, and at least 2 a second of each view otherwise), drawn with the outline, the
+posterior-quarter line, the front, the segmented cement and the rule's evidence (the cement beyond the
+outline's margin: why an extravasation or venous stop stopped) the guard saw in it. A stop the guard
+asked for also shows the frame it judged (the rule's frame, which names the view that tripped), if
+that is another one. Nothing when the recording has no frames.
 """
 
 from __future__ import annotations
@@ -45,13 +47,20 @@ class StopFrame:
     png: bytes
     """The frame with its overlay, PNG."""
 
+    biplane: bool = False
+    """The recording kept two views: the caption names the frame's."""
+
     @property
     def caption(self) -> str:
-        rule = f"; the guard stopped here ({self.frame.stop})" if self.frame.stop else ""
-        when = (self.frame.device_t_us or 0) / 1e6
+        f = self.frame
+        view = f"{f.view} view " if self.biplane else ""
+        rule = f"; the guard stopped here ({f.stop}, {f.view} view)" if f.stop and self.biplane else ""
+        rule = rule or (f"; the guard stopped here ({f.stop})" if f.stop else "")
+        own = f" ({f.view}: {f.view_label})" if self.biplane and f.view_label else ""
+        when = (f.device_t_us or 0) / 1e6
         return (
-            f"stop {self.reason} ({self.source}) at {self.stop_t_s:.3f} s: frame {self.frame.index} "
-            f"of {when:.3f} s, guard {self.frame.label}{rule}"
+            f"stop {self.reason} ({self.source}) at {self.stop_t_s:.3f} s: {view}frame {f.index} "
+            f"of {when:.3f} s, guard {f.label}{own}{rule}"
         )
 
 
@@ -66,15 +75,17 @@ def stop_frames(recording: Path, stops: Sequence[StopRow]) -> tuple[list[StopFra
         return [], None
     out: list[StopFrame] = []
     problem = None
+    views = log_.views
+    biplane = len(views) > 1
     for stop in stops:
         if not stop.latched:
             continue
-        kept = log_.at(round(stop.t_s * 1e6))
-        if kept is None:
+        at = round(stop.t_s * 1e6)
+        frames = [k for k in (log_.at(at, v) for v in views) if k is not None]
+        if not frames:
             continue
-        frames = [kept]
-        ruled = _guard_frame_before(log_, kept)
-        if ruled is not None:
+        ruled = _guard_frame_before(log_, max(frames, key=lambda k: k.device_t_us or 0))
+        if ruled is not None and ruled not in frames:
             frames.insert(0, ruled)  # the guard's own frame, just before the STOP event
         for frame in frames:
             if len(out) >= MAX_STOP_FRAMES:
@@ -88,7 +99,7 @@ def stop_frames(recording: Path, stops: Sequence[StopRow]) -> tuple[list[StopFra
                 problem = f"frame {frame.index}: {exc}"
                 log.warning("report: %s", problem)
                 continue
-            out.append(StopFrame(stop.t_s, stop.reason, stop.source, frame, png))
+            out.append(StopFrame(stop.t_s, stop.reason, stop.source, frame, png, biplane))
     return out, problem
 
 
@@ -97,7 +108,8 @@ GUARD_FRAME_WITHIN_US = 2_000_000
 
 
 def _guard_frame_before(log_: FrameLog, kept: KeptFrame) -> KeptFrame | None:
-    """The latest frame on which the guard asked for a stop, at most 2 s before `kept`, if not `kept`."""
+    """The latest frame on which the guard asked for a stop, at most 2 s before `kept` (of any view),
+    if not `kept`."""
     at = kept.device_t_us
     if at is None or kept.stop is not None:
         return None
@@ -119,7 +131,8 @@ def frames_html(frames: list[StopFrame], problem: str | None) -> str:
         return ""
     parts = ["<h2>Fluoroscopy at the stops</h2>"]
     parts.append(
-        "<p>outline green, posterior-quarter line yellow, detected front cyan (red past the line)</p>"
+        "<p>outline green, posterior-quarter line yellow, detected front cyan (red past the line), "
+        "segmented cement orange, the cement a rule counted (beyond the outline's margin) magenta</p>"
     )
     if problem is not None:
         parts.append(f"<p class='warn'>{html.escape(problem)}</p>")
@@ -144,7 +157,11 @@ def frames_pages(frames: list[StopFrame]) -> list[Figure]:
     for start in range(0, len(frames), 4):
         fig = Figure(figsize=(8.27, 11.69))
         FigureCanvasAgg(fig)
-        fig.suptitle("fluoroscopy at the stops (outline green, line yellow, front cyan/red)", fontsize=9)
+        fig.suptitle(
+            "fluoroscopy at the stops (outline green, line yellow, front cyan/red, cement orange, "
+            "the rule's evidence magenta)",
+            fontsize=9,
+        )
         for k, f in enumerate(frames[start : start + 4]):
             ax = fig.add_subplot(2, 2, k + 1)
             ax.imshow(mpimg.imread(io.BytesIO(f.png), format="png"))

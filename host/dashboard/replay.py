@@ -78,7 +78,7 @@ class ReplaySource:
             self._frames_problem: str | None = str(exc)
         else:
             self._frames_problem = None
-        self._shown_frame: int | None = None
+        self._shown_frame: tuple[tuple[str, int | None], ...] | None = None
         self._model: DashboardModel | None = None
         self._wake = asyncio.Event()
 
@@ -87,7 +87,8 @@ class ReplaySource:
         built: the fluoroscopy panel is laid out only for a session that has one)."""
         if self.frames is None and self._frames_problem is None:
             return
-        view = GuardView(str(self.recording.path / "frames"))
+        views = tuple(self.frames.views) if self.frames is not None and self.frames.views else ("lateral",)
+        view = GuardView(str(self.recording.path / "frames"), views)
         if self._frames_problem is not None:
             view.no_source(self._frames_problem)
         else:
@@ -174,27 +175,39 @@ class ReplaySource:
         self._show_frame(model, limit)
 
     def _show_frame(self, model: DashboardModel, limit_us: int) -> None:
-        """The kept frame at the position (the newest at or before it), with the guard's state then."""
+        """The kept frame of each view at the position (the newest at or before it), with the guard's
+        state then (and each view's own, for a biplane guard)."""
         view, frames = model.guard, self.frames
         if view is None or frames is None:
             return
-        kept = frames.at(limit_us)
-        index = kept.index if kept is not None else None
-        if index == self._shown_frame:
+        kept = {v: frames.at(limit_us, v) for v in view.views}
+        key = tuple((v, k.index if k is not None else None) for v, k in kept.items())
+        if key == self._shown_frame:
             return
-        self._shown_frame = index
-        if kept is None:
+        self._shown_frame = key
+        newest = None
+        for name, frame in kept.items():
+            if frame is None:
+                view.latest.pop(name, None)
+                view.view_labels.pop(name, None)
+                continue
+            try:
+                picture = frames.picture(frame)
+            except (OSError, ValueError, CementguardError) as exc:
+                log.warning("replay: frame %d not shown: %s", frame.index, exc)
+                view.dropped += 1
+                continue
+            view.show(GuardFrame(frame.index, frame.t_us, picture, name))
+            if view.biplane:
+                view.view_status(name, frame.view_label or frame.label)
+            if newest is None or (frame.device_t_us or 0) > (newest.device_t_us or 0):
+                newest = frame
+        if newest is None:
             view.frame = None
             view.status("BLIND", "BLIND(no frame yet at this time)")
             return
-        try:
-            picture = frames.picture(kept)
-        except (OSError, ValueError, CementguardError) as exc:
-            log.warning("replay: frame %d not shown: %s", kept.index, exc)
-            view.dropped += 1
-            return
-        view.show(GuardFrame(kept.index, kept.t_us, picture))
-        view.status(kept.label.split("(", 1)[0] or "BLIND", kept.label)
+        view.frame = view.latest[newest.view]
+        view.status(newest.label.split("(", 1)[0] or "BLIND", newest.label)
 
     @staticmethod
     def _feed_event(model: DashboardModel, record: Any, notes: dict[str, Any]) -> None:

@@ -78,3 +78,31 @@ def test_an_unreadable_frame_log_is_said_not_a_crash(tmp_path: Path) -> None:
     assert model.guard is not None
     assert model.guard.problem is not None
     assert "guard.jsonl" in model.guard.problem
+
+
+async def test_replay_of_a_biplane_recording_shows_each_view_with_its_mask(tmp_path: Path) -> None:
+    from tests.host.test_report_frames import add_biplane_frames
+
+    path = make_recording(tmp_path / "rec")
+    add_biplane_frames(path)
+    source = ReplaySource(Recording.open(path), playing=False)
+    model = DashboardModel()
+    source.attach_guard(model)
+    view = model.guard
+    assert view is not None
+    assert view.views == ["lateral", "ap"]
+    app = DashboardApp(source, model=model)
+    async with app.run_test(size=SIZE):
+        source.seek_to(14.7)  # 64.7 s: the lateral frame of 64 s, the AP one of 64.5 s (the guard's stop)
+        lateral, ap = view.latest["lateral"], view.latest["ap"]
+        assert (lateral.index, ap.index) == (14, 14)
+        assert ap.picture.mask is not None
+        assert ap.picture.evidence is not None
+        assert ap.picture.evidence[4:12, 60:68].all()
+        assert int(ap.picture.evidence.sum()) == 64
+        assert lateral.picture.mask is None
+        assert view.label == "STOPPED(EXTRAVASATION)"
+        assert view.view_labels == {"lateral": "WATCHING", "ap": "STOPPED(EXTRAVASATION)"}
+        source.seek_to(5.2)  # back to 55.2 s: no mask, both watching
+        assert view.latest["ap"].picture.mask is None
+        assert view.view_labels["ap"] == "WATCHING"

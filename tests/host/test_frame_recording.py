@@ -132,3 +132,59 @@ def test_a_real_sources_frames_are_placed_on_the_controllers_clock(tmp_path: Pat
     assert at is not None
     assert at.index == 2
     assert log.at(round(3e6 / FPS)) is None  # its own stamp means nothing on the recording's axis
+
+
+def test_a_stop_without_a_frame_keeps_the_seconds_before_it(tmp_path: Path) -> None:
+    """The feed lost (or silent) while injecting: the guard's stop has no frame of its own; the last
+    pictures it had are what an engineer looks at, so they are kept as around a frame's stop."""
+    rec = FrameRecorder(tmp_path, max_fps=2.0, around_stop_s=1.0, queue_size=1000)
+    for i in range(1, 3 * FPS + 1):
+        f = frame(i)
+        rec.offer(f, FluoroPicture(f.pixels, 12, REGION, 0.75, None), "WATCHING")
+    rec.decision(None, None, "BLIND", "BLIND(feed lost: unplugged)", "IMAGE_LOST")
+    assert rec.close() is None
+    log = FrameLog.open(tmp_path)
+    assert log is not None
+    assert set(range(2 * FPS, 3 * FPS + 1)) <= {f.index for f in log.frames}  # the last second, every frame
+
+
+def test_masks_and_evidence_are_kept_beside_the_frames_and_a_bad_mask_is_left_out(tmp_path: Path) -> None:
+    rec = FrameRecorder(tmp_path, max_fps=2.0, queue_size=1000)
+    mask = np.zeros((128, 128), bool)
+    mask[40:60, 40:60] = True
+    mask[5:9, 50:54] = True
+    evidence = np.zeros_like(mask)
+    evidence[5:9, 50:54] = True
+    for i, view in ((1, "lateral"), (1, "ap"), (40, "lateral")):
+        f = frame(i)
+        f = FluoroFrame(f.index, f.t_us, view, f.pixels, 12, 0.3, f.source)
+        with_mask = i == 1
+        pic = FluoroPicture(f.pixels, 12, REGION, 0.75, None, mask if with_mask else None, evidence)
+        rec.offer(f, pic, "WATCHING")
+    assert rec.close() is None
+    log = FrameLog.open(tmp_path)
+    assert log is not None
+    files = sorted(p.name for p in (tmp_path / FRAMES_DIR).glob("*.png"))
+    assert files == [
+        "00000001-ap-mask.png",
+        "00000001-ap.png",
+        "00000001-mask.png",
+        "00000001.png",
+        "00000040.png",
+    ]
+    first, ap = log.at(100_000, "lateral"), log.at(100_000, "ap")
+    assert first is not None
+    assert ap is not None
+    assert ap.view == "ap"
+    pic = log.picture(ap)
+    assert pic.mask is not None
+    assert np.array_equal(pic.mask, mask)
+    assert pic.evidence is not None
+    assert np.array_equal(pic.evidence, evidence)
+    later = log.at(2_000_000, "lateral")
+    assert later is not None
+    assert log.picture(later).mask is None  # no cement seen: no mask file
+    (tmp_path / FRAMES_DIR / "00000001-mask.png").write_bytes(b"not a png")
+    broken = log.picture(first)
+    assert broken.mask is None  # said in the log, the frame still shown
+    assert broken.pixels.shape == (128, 128)
