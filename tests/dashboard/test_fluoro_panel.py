@@ -224,6 +224,42 @@ async def test_a_frame_source_that_cannot_be_opened_is_said_on_the_banner(tmp_pa
     assert detail.startswith(f"fluoroscopic guard: BLIND(no frame source: frame source {url}: no such file")
 
 
+async def test_the_dashboard_guards_both_sources_and_says_which_one_cannot_be_opened(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from host.dashboard.source import LiveSource
+    from host.guard import GuardConfig
+    from host.guard.biplane import BiplaneGuard
+    from host.guard.options import GuardSetup
+
+    added: list[object] = []
+    pump = SimpleNamespace(
+        add=added.append, supervisor=SimpleNamespace(spawn=lambda coro, _name, **_kw: coro.close())
+    )
+    setup = GuardSetup("mem://lateral", GuardConfig(), ap_url="mem://ap")
+    source = LiveSource("/dev/null-none", guard=setup)
+    model = DashboardModel(clock=lambda: 0.0)
+    model.on_link("connected", "")
+    ctl = SimpleNamespace(state=None)
+    await source._start_guard(model, ctl, pump, setup)  # type: ignore[arg-type]
+    worker = source.guard_worker
+    assert worker is not None
+    assert added == [worker]
+    assert isinstance(worker.guard, BiplaneGuard)
+    assert sorted(worker.sources) == ["ap", "lateral"]
+    assert model.guard is not None
+    assert model.guard.views == ["lateral", "ap"]
+
+    missing = str(tmp_path / "no-such-ap-folder")
+    broken = LiveSource("/dev/null-none", guard=GuardSetup("mem://lateral", GuardConfig(), ap_url=missing))
+    model = DashboardModel(clock=lambda: 0.0)
+    model.on_link("connected", "")
+    await broken._start_guard(model, ctl, pump, broken.guard)  # type: ignore[arg-type]
+    assert broken.guard_worker is None
+    detail = banner_text(model)[2]
+    assert detail.startswith(f"fluoroscopic guard: BLIND(no frame source: frame source {missing}: no such")
+
+
 def test_the_rules_evidence_is_drawn_over_the_cement_and_ringed() -> None:
     mask = np.zeros((256, 256), bool)
     mask[120:140, 90:110] = True  # cement inside the body
