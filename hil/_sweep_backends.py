@@ -18,9 +18,11 @@ import importlib
 import logging
 import multiprocessing
 import re
+import socket
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from hil._sweep_chunks import Chunk, SweepError, code_digest, run_chunk
 from hil._sweep_runs import RunOutcome
@@ -122,6 +124,19 @@ def import_distributed() -> Any:
         raise SweepError(f"--scheduler needs Dask's distributed scheduler ({e}): {CLUSTER_EXTRA}") from None
 
 
+def _reachable(address: str, timeout_s: float) -> None:
+    """Refuse a tcp:// scheduler address that nothing listens on before a Client is made: a Client
+    whose connection fails leaves its event-loop thread ('IO loop') running for the rest of the
+    process (distributed 2026.8), one per failed attempt. Other schemes go to the Client as they are."""
+    parts = urlsplit(address)
+    if parts.scheme != "tcp" or parts.hostname is None or parts.port is None:
+        return
+    try:
+        socket.create_connection((parts.hostname, parts.port), timeout=timeout_s).close()
+    except OSError as e:
+        raise SweepError(f"--scheduler {address}: cannot reach the Dask scheduler ({e})") from None
+
+
 class DaskBackend:
     """A Dask distributed cluster through its public client API (Client, submit, as_completed).
 
@@ -133,6 +148,7 @@ class DaskBackend:
 
     def __init__(self, address: str, sweep_id: str, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         distributed = import_distributed()
+        _reachable(address, connect_timeout_s)
         try:
             self._client = distributed.Client(address, timeout=connect_timeout_s, set_as_default=False)
         except (OSError, TimeoutError) as e:
