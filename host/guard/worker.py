@@ -127,6 +127,8 @@ class GuardWorker(Consumer):
         """The view that asked for each of `stops_sent` (None: one view, or not known)."""
         self._watching = asyncio.Event()
         self._dead = False
+        self._single_view: str | None = None
+        """The view a one-view guard watches: its source's first frame's."""
         """The worker failed: later steps (another source's reader) change nothing on the screens."""
 
     # -- the pump's side (event loop) -----------------------------------------------------------
@@ -214,6 +216,8 @@ class GuardWorker(Consumer):
                         elif view is not None and frame.view != view:
                             why = f"frame {frame.index} is a {frame.view!r} view on the {view} view's source"
                             judged = self._refused(why, view)
+                        elif (other := self._other_view(frame)) is not None:
+                            judged = self._refused(other, view)
                         else:
                             frame_at = self._stamp()
                             self.frames += 1
@@ -227,6 +231,21 @@ class GuardWorker(Consumer):
             step = judged.step
             if step.stop is not None or step.changed or step.frame_index is not None:
                 self._post(self._handle, judged, frame_at)
+
+    def _other_view(self, frame: FluoroFrame) -> str | None:
+        """One guard judges one view: on a stream that carries both (a simulator's `--frames-view
+        both` read with `--frames` alone), the frames of the view it did not start with are refused,
+        named, never judged against the other view's baseline. A biplane guard takes both."""
+        if isinstance(self.guard, BiplaneGuard):
+            return None
+        if self._single_view is None:
+            self._single_view = frame.view
+        if frame.view == self._single_view:
+            return None
+        return (
+            f"frame {frame.index} is a {frame.view!r} view on a {self._single_view} stream; "
+            "allowed one view per source: give the AP view its own source (--frames-ap)"
+        )
 
     def _tick(self) -> GuardStep:
         return self.guard.tick(self._clock(), self._pump_state)

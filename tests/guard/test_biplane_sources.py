@@ -153,3 +153,30 @@ async def test_a_lateral_frame_on_the_ap_source_is_refused_for_the_ap_view(
 def test_two_sources_must_match_the_guards_views() -> None:
     with pytest.raises(ValueError, match="sources for views lateral; the guard watches lateral, ap"):
         GuardWorker(BiplaneGuard(), {"lateral": PushFrameSource()}, None, StopRequests())  # type: ignore[arg-type]
+
+
+async def test_a_one_view_guard_refuses_the_other_views_frames_naming_them(
+    fake_device: Callable[..., FakeDevice], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stream with both views read by one guard (`--frames` alone on `sim --frames-view both`): the
+    AP frames are refused, never learned into the lateral baseline; the log says what to do."""
+    from host.guard import Guard
+
+    source = PushFrameSource("mem://both", expect_shape=(256, 256))
+    ph = Phantom(seed=1)  # one stream: one index sequence and clock over both views
+    async with (
+        fake_device(state=State.ARMED) as device,
+        DeviceClient.open(device.path, FAST) as ctl,
+    ):
+        worker = GuardWorker(Guard(GuardConfig()), source, ctl, StopRequests())
+        async with StreamPump(ctl, [worker]) as pump:
+            pump.supervisor.spawn(worker.run(), "guard")
+            for _ in range(8):
+                source.push(ph.frame())
+                source.push(ph.frame(view="ap"))
+            assert await worker.watching(5.0)  # the eight lateral frames made its baseline
+    assert worker.frames == 8  # only the lateral frames were judged
+    said = [r.getMessage() for r in caplog.records if "allowed one view per source" in r.getMessage()]
+    assert said, [r.getMessage() for r in caplog.records]
+    assert "is a 'ap' view on a lateral stream" in said[0]
+    assert "(--frames-ap)" in said[0]
