@@ -37,7 +37,7 @@ class _Rig:
         self.judged.append(judged)
         self.changed.set()
 
-    async def until(self, done: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    async def until(self, done: Callable[[], bool], timeout_s: float = 20.0) -> None:
         async with asyncio.timeout(timeout_s):
             while not done():
                 self.changed.clear()
@@ -60,7 +60,9 @@ async def biplane_rig(
         DeviceClient.open(device.path, FAST) as ctl,
     ):
         stops = StopRequests()
-        guard = BiplaneGuard(GuardConfig(**config))
+        # no frame-gap blindness while the test thinks (a loaded machine can take seconds between
+        # two pushes): these tests are about a lost or miswired source, not a silent one
+        guard = BiplaneGuard(GuardConfig(**{"max_frame_gap_s": 60.0, **config}))
         rig: _Rig | None = None
         worker = GuardWorker(
             guard, {"lateral": lateral, "ap": ap}, ctl, stops, on_judged=lambda j: rig and rig.on_judged(j)
