@@ -65,7 +65,11 @@ def count(path: str, seconds: float, record_s: float, tree: Path) -> int:
     """Total instructions (callgrind's Ir) of one run of the workload with `tree` first on the path."""
     with tempfile.TemporaryDirectory(prefix="tick-instr-") as tmp:
         out = Path(tmp) / "callgrind.out"
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree), str(HERE)]))
+        # No .pyc written: both runs of a pair import in the same state (a first run that compiles
+        # and caches the modules would make the second cheaper, and their difference wrong).
+        env = dict(
+            os.environ, PYTHONPATH=os.pathsep.join([str(tree), str(HERE)]), PYTHONDONTWRITEBYTECODE="1"
+        )
         cmd = [
             "valgrind",
             "--tool=callgrind",
