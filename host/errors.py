@@ -186,12 +186,9 @@ def _state_name(state: State | int) -> str:
     return state.name if isinstance(state, State) else f"unknown state {int(state)}"
 
 
-_BORE_RANGE_UM = (2_000, 40_000)
-"""The bore range every device of this protocol accepts (SPEC §7.8, ARM check 5)."""
-
-
 def describe_nak(command: Command, nak: Nak) -> str:
     """A readable sentence for a NAK: which command, the code, and what it means here."""
+    from host.param_ranges import BORE_RANGE_UM, bad_param_text
     from protocol import MsgType, NakCode
 
     name = _type_name(nak.cmd_type)
@@ -205,7 +202,7 @@ def describe_nak(command: Command, nak: Nak) -> str:
             why = "cmd_id 0 is not allowed"
         elif field is None:
             why = f"field index {nak.field} is out of range (bound {nak.detail})"
-        elif field == "syringe_bore_um" and nak.detail not in _BORE_RANGE_UM:
+        elif field == "syringe_bore_um" and nak.detail not in BORE_RANGE_UM:
             # Not a range bound: the bore of the syringe selected on the device (SPEC §5.17, check 5a)
             asked = getattr(command, "syringe_bore_um", None)
             why = (
@@ -214,8 +211,6 @@ def describe_nak(command: Command, nak: Nak) -> str:
                 "or use a plan for the one mounted"
             )
         else:
-            from host.param_ranges import bad_param_text
-
             sent = getattr(command, field, None)
             why = bad_param_text(name, field, nak.field, sent, nak.detail)
         return f"{name} refused: BAD_PARAM ({why})"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["FieldRange", "bad_param_text", "field_range", "unit_of"]
+__all__ = ["BORE_RANGE_UM", "FieldRange", "bad_param_text", "field_range", "unit_of"]
 
 _UTC_MIN_S = 1_577_836_800
 """2020-01-01: the earliest date a setup command may carry (SPEC §7.8, ZERO)."""
@@ -33,7 +33,9 @@ class FieldRange:
     text: str = ""
 
 
-_BORE = FieldRange(2_000, 40_000)
+BORE_RANGE_UM = (2_000, 40_000)
+"""The bore range every device of this protocol accepts (SPEC §7.8, ARM check 5; SET_SYRINGE)."""
+_BORE = FieldRange(*BORE_RANGE_UM)
 _UTC = FieldRange(_UTC_MIN_S, None, hi_name="no upper bound")
 _AT_LEAST_1 = FieldRange(1, None, hi_name="no upper bound")
 
