@@ -15,9 +15,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from protocol import AlarmCode, EventKind
+from protocol import AlarmCode, EventKind, State
+from protocol.enums import MOVEMENT_STATES
 
-__all__ = ["relief_at_limit_text", "relief_incomplete_text", "relief_notice"]
+__all__ = ["relief_at_limit_text", "relief_incomplete_text", "relief_notice", "relief_notice_ends"]
+
+_PUSHES = frozenset({State.ARMED, *MOVEMENT_STATES})
+"""States that start a new push on the line: a relief notice from before no longer applies."""
 
 
 class _EventLike(Protocol):
@@ -55,3 +59,10 @@ def relief_notice(event: _EventLike) -> str | None:
     if int(event.alarm) == AlarmCode.RELIEF_INCOMPLETE:
         return relief_incomplete_text(event.detail)
     return None
+
+
+def relief_notice_ends(kind: int, state: int) -> bool:
+    """True when this event starts a new push into the line (ARM or a movement, by a STATE_CHANGE
+    or STOP event naming its state): the notice kept from the last relief no longer applies. CLEAR
+    does not end it (it does not empty the line). The dashboard and the MQTT bridge share this rule."""
+    return kind in (EventKind.STATE_CHANGE, EventKind.STOP) and state in _PUSHES

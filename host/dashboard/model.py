@@ -19,7 +19,7 @@ from typing import Any
 from host.dashboard.guard_view import GuardView
 from host.dashboard.history import DEFAULT_CAPACITY, History
 from host.plan import InjectionPlan
-from host.relief_notice import relief_notice
+from host.relief_notice import relief_notice, relief_notice_ends
 from host.stops import source_label
 from protocol.enums import MOVEMENT_STATES, EventKind, State, StopReason, StopSource
 from protocol.models import DeviceInfoRecord, StatusRecord
@@ -27,8 +27,6 @@ from protocol.telemetry import SampleArray
 
 STOP_LOG_SIZE = 500
 PLANNED_STOPS = frozenset({StopReason.INCREMENT_DONE, StopReason.VOLUME_LIMIT})
-_PUSHES = frozenset({State.ARMED, *MOVEMENT_STATES})
-"""States that start a new push on the line: a relief notice from before no longer applies."""
 """STOP events the plan asked for: the pause after each increment, the end at the target volume."""
 LINKED_STATES = ("connected",)
 
@@ -222,7 +220,7 @@ class DashboardModel:
         if notice is not None:
             self.relief_notice = notice
             self._urgent()
-        elif kind in (EventKind.STATE_CHANGE, EventKind.STOP) and state in _PUSHES:
+        elif relief_notice_ends(kind, state):
             self.relief_notice = None
         self._set_state(state, reason if is_stop else None, source if is_stop else None)
         entry = None

@@ -51,10 +51,9 @@ from host.mqtt._payloads import (
 )
 from host.mqtt._topics import OFFLINE, Topics
 from host.pump import Consumer, ConsumerFailure, StreamPump
-from host.relief_notice import relief_notice
+from host.relief_notice import relief_notice, relief_notice_ends
 from host.stops import StopRequests, source_label
 from protocol import Event, EventKind, Flags, State, StopReason, StopSource, TelemetryBatch
-from protocol.enums import MOVEMENT_STATES
 from protocol.models import TelemetryRecord, kpa, ml
 
 __all__ = ["BridgeCounters", "MqttBridge"]
@@ -66,9 +65,6 @@ INBOX_LIMIT = 256
 A stop is started before this queue, so a full queue never loses a stop."""
 PUBLISH_TIMEOUT_S = 5.0
 """A QoS 1 publish not acknowledged within this is taken as a broken connection (reconnect)."""
-
-_PUSHES = frozenset({State.ARMED, *MOVEMENT_STATES})
-"""States that start a new push into the line: they end a relief notice (as on the dashboard)."""
 
 
 @dataclass
@@ -525,7 +521,7 @@ class MqttBridge:
         if notice is not None:
             self._relief_notice = notice
             changed = True
-        elif event.kind in (EventKind.STATE_CHANGE, EventKind.STOP) and event.state in _PUSHES:
+        elif relief_notice_ends(event.kind, event.state):
             self._relief_notice = None  # a new push: the notice was about the line before it
         if changed or event.kind == EventKind.STOP:
             self._publish_state()
